@@ -1,0 +1,138 @@
+"""The app factory: a service's main.py is its settings, routers, consumers and nothing else."""
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from faststream.kafka import KafkaBroker
+from sqlalchemy import text
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from shopkit.clock import Clock, system_clock
+from shopkit.db import Database
+from shopkit.errors import install_error_handlers, problem_response
+from shopkit.logs import configure_logging, correlation_id
+from shopkit.messaging import Consumer
+from shopkit.outbox import OutboxRelay
+from shopkit.settings import ServiceSettings
+
+log = logging.getLogger("shopkit.app")
+
+Hook = Callable[[FastAPI], Awaitable[None]]
+
+
+class CorrelationMiddleware:
+    """Takes X-Correlation-ID (or makes one), puts it in the logs and echoes it back."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        cid = (headers.get(b"x-correlation-id") or headers.get(b"x-request-id") or b"").decode()
+        cid = cid[:100] or str(uuid.uuid4())
+        token = correlation_id.set(cid)
+
+        async def send_with_id(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", []).append((b"x-correlation-id", cid.encode()))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            correlation_id.reset(token)
+
+
+def create_app(
+    settings: ServiceSettings,
+    *,
+    title: str,
+    routers: Sequence[APIRouter],
+    consumers: Sequence[Consumer] = (),
+    on_startup: Sequence[Hook] = (),
+    background: Sequence[Hook] = (),
+    clock: Clock = system_clock,
+) -> FastAPI:
+    """A FastAPI app whose lifespan starts the database, the Kafka consumers and the relay."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings.service_name, settings.log_level, json=settings.log_json)
+        db = Database(settings.database_url, pool_size=settings.db_pool_size)
+        relay = OutboxRelay(settings)
+        broker = KafkaBroker(settings.kafka_bootstrap, client_id=settings.service_name, logger=None)
+        app.state.db, app.state.relay, app.state.broker = db, relay, broker
+        for consumer in consumers:
+            consumer.attach(broker, db, settings)
+        for hook in on_startup:
+            await hook(app)
+        await relay.start()
+        if consumers:
+            await broker.start()
+        tasks = [asyncio.create_task(job(app), name=job.__name__) for job in background]
+        log.info("started", extra={"fields": {"consumers": [c.name for c in consumers]}})
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if consumers:
+                await broker.stop()
+            await relay.stop()
+            await db.dispose()
+
+    app = FastAPI(title=title, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.clock = clock
+    app.add_middleware(CorrelationMiddleware)
+    install_error_handlers(app)
+    app.include_router(health_router())
+    for router in routers:
+        app.include_router(router)
+    return app
+
+
+def health_router() -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/health")
+    async def health() -> dict[str, str]:
+        """Alive: the process answers."""
+        return {"status": "ok"}
+
+    @router.get("/ready", response_model=None)
+    async def ready(request: Request) -> JSONResponse | dict[str, str]:
+        """Ready: the database and Kafka are reachable."""
+        state = request.app.state
+        try:
+            async with asyncio.timeout(2):
+                async with state.db.engine.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
+                await state.relay.ping()
+        except Exception as exc:  # any failure means not ready, whatever it is
+            return problem_response(503, "NOT_READY", repr(exc))
+        return {"status": "ready"}
+
+    return router
+
+
+def get_db(request: Request) -> Database:
+    return request.app.state.db  # type: ignore[no-any-return]
+
+
+def get_clock(request: Request) -> Clock:
+    return request.app.state.clock  # type: ignore[no-any-return]
+
+
+Db = Annotated[Database, Depends(get_db)]
+ClockDep = Annotated[Clock, Depends(get_clock)]

@@ -1,0 +1,124 @@
+"""Idempotency-Key for HTTP writes: the same key and body replays the first response.
+
+A key is claimed in its own short transaction; the work and the stored response then commit
+together, so a crash can never leave work done without its response (or the reverse).
+A claim left IN_PROGRESS by a crashed process is taken over after `stale_after` seconds.
+"""
+
+import hashlib
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy import DateTime, Integer, String, delete, func, select, update
+from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shopkit.db import Base, Database
+from shopkit.errors import PROBLEM, Problem, problem_body
+
+STALE_AFTER = timedelta(seconds=60)
+
+
+class IdempotencyRecord(Base):
+    __tablename__ = "idempotency_keys"
+
+    scope: Mapped[str] = mapped_column(String(200), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(20))  # IN_PROGRESS | DONE
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    response_body: Mapped[Any | None] = mapped_column(JSONB)
+    claimed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+def request_hash(body: BaseModel | dict[str, Any]) -> str:
+    data = body.model_dump(mode="json") if isinstance(body, BaseModel) else body
+    return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+async def _claim(db: Database, scope: str, key: str, digest: str) -> JSONResponse | None:
+    async with db.transaction() as session:
+        inserted = await session.execute(
+            insert(IdempotencyRecord)
+            .values(scope=scope, key=key, request_hash=digest, status="IN_PROGRESS")
+            .on_conflict_do_nothing()
+            .returning(IdempotencyRecord.key)
+        )
+        if inserted.scalar_one_or_none() is not None:
+            return None
+        record = (
+            await session.execute(
+                select(IdempotencyRecord)
+                .where(IdempotencyRecord.scope == scope, IdempotencyRecord.key == key)
+                .with_for_update()
+            )
+        ).scalar_one()
+        if record.request_hash != digest:
+            raise Problem(422, "IDEMPOTENCY_KEY_REUSED", "this key was used with another body")
+        if record.status == "DONE":
+            status = record.response_status or 200
+            media = PROBLEM if status >= 400 else "application/json"
+            return JSONResponse(record.response_body, status_code=status, media_type=media)
+        now = (await session.execute(select(func.now()))).scalar_one()
+        if now - record.claimed_at < STALE_AFTER:
+            raise Problem(409, "IDEMPOTENCY_IN_PROGRESS", "a request with this key is running")
+        await session.execute(
+            update(IdempotencyRecord)
+            .where(IdempotencyRecord.scope == scope, IdempotencyRecord.key == key)
+            .values(claimed_at=func.now())
+        )
+        return None
+
+
+async def _complete(session: AsyncSession, scope: str, key: str, status: int, body: Any) -> None:
+    await session.execute(
+        update(IdempotencyRecord)
+        .where(IdempotencyRecord.scope == scope, IdempotencyRecord.key == key)
+        .values(status="DONE", response_status=status, response_body=body)
+    )
+
+
+async def run_idempotent(
+    db: Database,
+    *,
+    scope: str,
+    key: str | None,
+    request: BaseModel | dict[str, Any],
+    status_code: int,
+    work: Callable[[AsyncSession], Awaitable[BaseModel]],
+) -> JSONResponse:
+    """Run `work` in one transaction; with a key, at most once per (scope, key)."""
+    if key is None:
+        async with db.transaction() as session:
+            result = await work(session)
+        return JSONResponse(result.model_dump(mode="json"), status_code=status_code)
+    if not 1 <= len(key) <= 200:
+        raise Problem(422, "INVALID_IDEMPOTENCY_KEY", "Idempotency-Key must be 1..200 characters")
+    replay = await _claim(db, scope, key, request_hash(request))
+    if replay is not None:
+        return replay
+    try:
+        async with db.transaction() as session:
+            result = await work(session)
+            body = result.model_dump(mode="json")
+            await _complete(session, scope, key, status_code, body)
+        return JSONResponse(body, status_code=status_code)
+    except Problem as problem:
+        # A refusal is an answer too: the same request must get the same refusal again.
+        answer = problem_body(problem.status, problem.code, problem.title, problem.detail)
+        async with db.transaction() as session:
+            await _complete(session, scope, key, problem.status, answer)
+        raise
+    except BaseException:
+        async with db.transaction() as session:
+            await session.execute(
+                delete(IdempotencyRecord).where(
+                    IdempotencyRecord.scope == scope, IdempotencyRecord.key == key
+                )
+            )
+        raise

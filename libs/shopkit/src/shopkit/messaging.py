@@ -1,0 +1,167 @@
+"""Kafka consumers: route by message type, one transaction per message, bounded retries.
+
+A handler is a typed function `(session, message, envelope) -> None`. The consumer records the
+message in the inbox in the same transaction as the handler's effect, so a redelivery is skipped.
+The offset is committed only after that transaction (NACK_ON_ERROR, never ACK_FIRST). A message
+that keeps failing is retried a bounded number of times and then written to `<topic>.dlt`
+through the outbox, so it never blocks its partition and is never silently dropped.
+"""
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from contracts import Envelope, Message, Topic
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker, KafkaMessage
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shopkit.clock import system_clock
+from shopkit.db import Database
+from shopkit.inbox import first_delivery
+from shopkit.logs import correlation_id
+from shopkit.outbox import add_envelope
+from shopkit.settings import ServiceSettings
+
+log = logging.getLogger("shopkit.messaging")
+
+M = TypeVar("M", bound=Message)
+Handler = Callable[[AsyncSession, Any, Envelope], Awaitable[None]]
+
+
+class Consumer:
+    """A consumer group of one service: which message types it handles, and how."""
+
+    def __init__(self, name: str, *, topics: tuple[Topic, ...] = ()) -> None:
+        self.name = name
+        self.handlers: dict[str, tuple[type[Message], Handler]] = {}
+        self._topics = {t.name for t in topics}
+
+    def handles(
+        self, message_type: type[M]
+    ) -> Callable[[Callable[[AsyncSession, M, Envelope], Awaitable[None]]], Handler]:
+        def register(fn: Callable[[AsyncSession, M, Envelope], Awaitable[None]]) -> Handler:
+            self.handlers[message_type.type_name()] = (message_type, fn)
+            self._topics.add(message_type.TOPIC.name)
+            return fn
+
+        return register
+
+    @property
+    def topics(self) -> list[str]:
+        return sorted(self._topics)
+
+    def attach(self, broker: KafkaBroker, db: Database, settings: ServiceSettings) -> None:
+        """Subscribe this consumer's group to its topics on `broker`."""
+        subscriber = broker.subscriber(
+            *[settings.topic(t) for t in self.topics],
+            group_id=settings.group(self.name),
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            auto_offset_reset="earliest",
+            max_poll_records=200,
+            title=f"{self.name}:{','.join(self.topics)}",
+        )
+
+        @subscriber
+        async def consume(body: dict[str, Any], message: KafkaMessage) -> None:
+            topic = message.raw_message.topic  # type: ignore[union-attr]
+            await self.process(
+                body, topic=topic.removeprefix(settings.kafka_namespace), db=db, settings=settings
+            )
+
+    async def process(
+        self, body: dict[str, Any], *, topic: str, db: Database, settings: ServiceSettings
+    ) -> None:
+        try:
+            envelope = Envelope.model_validate(body)
+        except ValidationError as exc:
+            await self._dead_letter(db, topic, None, body, exc)
+            return
+        entry = self.handlers.get(envelope.type)
+        if entry is None:
+            return  # another consumer's message on a shared topic
+        message_type, handler = entry
+        token = correlation_id.set(envelope.correlation_id)
+        try:
+            try:
+                message = message_type.model_validate(envelope.payload)
+            except ValidationError as exc:
+                await self._dead_letter(db, topic, envelope, body, exc)
+                return
+            await self._handle(db, settings, topic, envelope, message, handler, body)
+        finally:
+            correlation_id.reset(token)
+
+    async def _handle(
+        self,
+        db: Database,
+        settings: ServiceSettings,
+        topic: str,
+        envelope: Envelope,
+        message: Message,
+        handler: Handler,
+        body: dict[str, Any],
+    ) -> None:
+        error: Exception | None = None
+        for attempt in range(1, settings.consumer_max_attempts + 1):
+            try:
+                async with db.transaction() as session:
+                    if await first_delivery(
+                        session,
+                        consumer=self.name,
+                        message_id=envelope.message_id,
+                        type_=envelope.type,
+                    ):
+                        await handler(session, message, envelope)
+                return
+            except Exception as exc:
+                error = exc
+                log.warning(
+                    "handler failed",
+                    extra={
+                        "fields": {"type": envelope.type, "attempt": attempt, "error": repr(exc)}
+                    },
+                )
+                await asyncio.sleep(min(0.05 * 2**attempt, 2.0))
+        assert error is not None
+        await self._dead_letter(db, topic, envelope, body, error)
+
+    async def _dead_letter(
+        self,
+        db: Database,
+        topic: str,
+        envelope: Envelope | None,
+        body: dict[str, Any],
+        error: Exception,
+    ) -> None:
+        log.error(
+            "dead-lettering message", extra={"fields": {"topic": topic, "error": repr(error)}}
+        )
+        import uuid
+
+        dead = Envelope(
+            message_id=uuid.uuid4(),
+            type="DeadLetter",
+            correlation_id=envelope.correlation_id if envelope else None,
+            causation_id=str(envelope.message_id) if envelope else None,
+            occurred_at=system_clock(),
+            key=envelope.key if envelope else "unknown",
+            payload={"consumer": self.name, "topic": topic, "error": repr(error), "message": body},
+        )
+        try:
+            async with db.transaction() as session:
+                if envelope is not None:
+                    await first_delivery(
+                        session,
+                        consumer=self.name,
+                        message_id=envelope.message_id,
+                        type_=envelope.type,
+                        outcome="dead-lettered",
+                    )
+                await add_envelope(session, f"{topic}.dlt", dead)
+        except Exception:
+            # Even the dead letter cannot be written (database down?): let Kafka redeliver later.
+            await asyncio.sleep(1.0)
+            raise

@@ -1,0 +1,86 @@
+"""Alembic support shared by every service: the env.py body and the kit's own tables."""
+
+import asyncio
+import os
+
+import sqlalchemy as sa
+from alembic import context, op
+from sqlalchemy import MetaData, pool
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import async_engine_from_config
+
+
+def run_migrations(metadata: MetaData) -> None:
+    """The whole of a service's migrations/env.py: online, async, URL from SHOP_DATABASE_URL."""
+    config = context.config
+    url = config.get_main_option("sqlalchemy.url") or os.environ.get("SHOP_DATABASE_URL")
+    if not url:
+        raise RuntimeError("set SHOP_DATABASE_URL (or sqlalchemy.url) to migrate")
+    config.set_main_option("sqlalchemy.url", url)
+
+    def migrate(connection: Connection) -> None:
+        context.configure(connection=connection, target_metadata=metadata)
+        with context.begin_transaction():
+            context.run_migrations()
+
+    async def run() -> None:
+        engine = async_engine_from_config(
+            config.get_section(config.config_ini_section, {}),
+            prefix="sqlalchemy.",
+            poolclass=pool.NullPool,
+        )
+        async with engine.connect() as connection:
+            await connection.run_sync(migrate)
+        await engine.dispose()
+
+    asyncio.run(run())
+
+
+def create_kit_tables() -> None:
+    """Outbox, inbox and idempotency tables; call from a service's first migration."""
+    op.create_table(
+        "outbox",
+        sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=True),
+        sa.Column("message_id", sa.Uuid, nullable=False, unique=True),
+        sa.Column("topic", sa.String(200), nullable=False),
+        sa.Column("key", sa.String(200), nullable=False),
+        sa.Column("type", sa.String(100), nullable=False),
+        sa.Column("envelope", postgresql.JSONB, nullable=False),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
+        ),
+        sa.Column("published_at", sa.DateTime(timezone=True)),
+    )
+    op.create_index(
+        "ix_outbox_unpublished", "outbox", ["id"], postgresql_where=sa.text("published_at IS NULL")
+    )
+    op.create_table(
+        "inbox",
+        sa.Column("consumer", sa.String(100), primary_key=True),
+        sa.Column("message_id", sa.Uuid, primary_key=True),
+        sa.Column("type", sa.String(100), nullable=False),
+        sa.Column("outcome", sa.String(20), nullable=False),
+        sa.Column(
+            "processed_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
+        ),
+    )
+    op.create_table(
+        "idempotency_keys",
+        sa.Column("scope", sa.String(200), primary_key=True),
+        sa.Column("key", sa.String(200), primary_key=True),
+        sa.Column("request_hash", sa.String(64), nullable=False),
+        sa.Column("status", sa.String(20), nullable=False),
+        sa.Column("response_status", sa.Integer),
+        sa.Column("response_body", postgresql.JSONB),
+        sa.Column(
+            "claimed_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
+        ),
+    )
+
+
+def drop_kit_tables() -> None:
+    op.drop_table("idempotency_keys")
+    op.drop_table("inbox")
+    op.drop_index("ix_outbox_unpublished", table_name="outbox")
+    op.drop_table("outbox")

@@ -1,0 +1,189 @@
+"""Transactional outbox: messages are rows written in the same transaction as the state change.
+
+`add_message` is the only way a service publishes. The relay (one active per service database,
+elected by a Postgres advisory lock) sends rows in id order and marks them published. A crash
+between sending and marking re-sends the rows: consumers are idempotent (see inbox.py).
+"""
+
+import asyncio
+import logging
+import uuid
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import orjson
+from aiokafka import AIOKafkaProducer
+from contracts import Envelope, Message
+from sqlalchemy import BigInteger, DateTime, Index, String, func, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shopkit.clock import system_clock
+from shopkit.db import Base, asyncpg_dsn
+from shopkit.logs import correlation_id as current_correlation
+from shopkit.settings import ServiceSettings
+
+log = logging.getLogger("shopkit.outbox")
+
+NOTIFY_CHANNEL = "shop_outbox"
+RELAY_LOCK_ID = 7_340_001
+
+
+class OutboxMessage(Base):
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    message_id: Mapped[uuid.UUID] = mapped_column(unique=True)
+    topic: Mapped[str] = mapped_column(String(200))
+    key: Mapped[str] = mapped_column(String(200))
+    type: Mapped[str] = mapped_column(String(100))
+    envelope: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("ix_outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),
+    )
+
+
+def envelope_for(
+    message: Message, *, causation_id: str | None = None, correlation_id: str | None = None
+) -> Envelope:
+    return Envelope(
+        message_id=uuid.uuid4(),
+        type=message.type_name(),
+        version=message.VERSION,
+        correlation_id=correlation_id or current_correlation.get(),
+        causation_id=causation_id,
+        occurred_at=system_clock(),
+        key=str(getattr(message, message.KEY)),
+        payload=message.model_dump(mode="json"),
+    )
+
+
+async def add_message(
+    session: AsyncSession,
+    message: Message,
+    *,
+    causation_id: str | None = None,
+    correlation_id: str | None = None,
+) -> Envelope:
+    """Queue `message` for publishing when (and only if) the session's transaction commits."""
+    envelope = envelope_for(message, causation_id=causation_id, correlation_id=correlation_id)
+    await add_envelope(session, message.TOPIC.name, envelope)
+    return envelope
+
+
+async def add_envelope(session: AsyncSession, topic: str, envelope: Envelope) -> None:
+    session.add(
+        OutboxMessage(
+            message_id=envelope.message_id,
+            topic=topic,
+            key=envelope.key,
+            type=envelope.type,
+            envelope=envelope.model_dump(mode="json"),
+        )
+    )
+    # NOTIFY is delivered at commit, so the relay wakes exactly when there is something to send.
+    await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+
+
+class OutboxRelay:
+    """Publishes committed outbox rows to Kafka in commit order, one active relay per database."""
+
+    def __init__(self, settings: ServiceSettings, *, batch_size: int = 500) -> None:
+        self.settings = settings
+        self.batch_size = batch_size
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._producer: AIOKafkaProducer | None = None
+        self.is_leader = False
+
+    async def start(self) -> None:
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=2,
+            client_id=f"{self.settings.service_name}-outbox",
+        )
+        await self._producer.start()
+        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        if self._producer:
+            await self._producer.stop()
+
+    async def ping(self) -> None:
+        """Raise unless Kafka answers a metadata request."""
+        assert self._producer is not None
+        await self._producer.client.fetch_all_metadata()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._lead()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox relay failed; retrying")
+                self.is_leader = False
+                await asyncio.sleep(1.0)
+
+    async def _lead(self) -> None:
+        conn = await asyncpg.connect(asyncpg_dsn(self.settings.database_url))
+        try:
+            # The lock lives as long as this connection: a dead relay frees it for another replica.
+            while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK_ID):
+                await asyncio.sleep(1.0)
+            self.is_leader = True
+            await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
+            while True:
+                self._wake.clear()
+                sent = await self.publish_pending(conn)
+                if sent < self.batch_size:
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+                    except TimeoutError:
+                        pass
+        finally:
+            self.is_leader = False
+            await conn.close(timeout=2)
+
+    async def publish_pending(self, conn: asyncpg.Connection) -> int:
+        rows = await conn.fetch(
+            "SELECT id, topic, key, type, envelope::text AS envelope FROM outbox"
+            " WHERE published_at IS NULL ORDER BY id LIMIT $1",
+            self.batch_size,
+        )
+        if not rows:
+            return 0
+        assert self._producer is not None
+        # send() queues in call order, so per-partition order holds while we await together.
+        futures = [
+            await self._producer.send(
+                self.settings.topic(row["topic"]),
+                value=row["envelope"].encode(),
+                key=row["key"].encode(),
+                headers=[("type", row["type"].encode()), ("content-type", b"application/json")],
+            )
+            for row in rows
+        ]
+        await asyncio.gather(*futures)
+        await conn.execute(
+            "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
+            [row["id"] for row in rows],
+        )
+        return len(rows)
+
+
+def encode_envelope(envelope: Envelope) -> bytes:
+    return orjson.dumps(envelope.model_dump(mode="json"))

@@ -1,0 +1,31 @@
+"""Settings every service shares; each service subclasses ServiceSettings with its own fields."""
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    """Read from SHOP_* environment variables; the only place a service reads the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="SHOP_", extra="ignore")
+
+    service_name: str = "service"
+    database_url: str = "postgresql+asyncpg://postgres:postgres@127.0.0.1:5432/postgres"
+    db_pool_size: int = 10
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    # Prefixes every topic and consumer group: lets test runs and tenants share one cluster.
+    kafka_namespace: str = ""
+    consumer_max_attempts: int = Field(default=5, ge=1)
+    jwt_secret: str = "dev-only-secret-change-me-0123456789abcdef"
+    jwt_issuer: str = "shop"
+    jwt_audience: str = "shop-api"
+    jwt_ttl_seconds: int = 3600
+    log_level: str = "INFO"
+    log_json: bool = True
+    timezone: str = "Asia/Seoul"
+
+    def topic(self, name: str) -> str:
+        return f"{self.kafka_namespace}{name}"
+
+    def group(self, name: str) -> str:
+        return f"{self.kafka_namespace}{name}"

@@ -1,0 +1,230 @@
+"""Pytest fixtures that give each test session real PostgreSQL and Kafka, isolated.
+
+Infrastructure is chosen in this order: SHOP_TEST_PG_ADMIN_URL / SHOP_TEST_KAFKA_BOOTSTRAP from
+the environment; testcontainers when a Docker engine answers; otherwise the repo's own scripts
+under infra/local (which start Kafka and PostgreSQL on this machine, idempotently).
+Every session gets its own Kafka namespace (topic and group prefix) and every service its own
+fresh database, so runs never see each other's messages or rows.
+"""
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+import httpx
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from contracts import Envelope, Message
+from fastapi import FastAPI
+
+from shopkit.kafka_admin import ensure_topics
+from shopkit.outbox import envelope_for
+
+T = TypeVar("T")
+
+
+def repo_root() -> Path:
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "infra" / "local").is_dir() and (parent / "pyproject.toml").is_file():
+            return parent
+    raise RuntimeError("cannot find the repository root (infra/local)")
+
+
+@dataclass(frozen=True)
+class Infra:
+    pg_admin_url: str  # postgresql://user:pass@host:port/postgres
+    kafka_bootstrap: str
+
+    def database_url(self, name: str, *, driver: str = "postgresql+asyncpg") -> str:
+        base = self.pg_admin_url.rsplit("/", 1)[0].split("://", 1)[1]
+        return f"{driver}://{base}/{name}"
+
+
+def _docker_available() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=5).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def _local_infra() -> Infra:
+    root = repo_root()
+    for script in ("postgres.sh", "kafka.sh"):
+        subprocess.run(["bash", str(root / "infra" / "local" / script), "start"], check=True)
+    user = os.environ.get("SHOP_PG_USER", "postgres")
+    password = os.environ.get("SHOP_PG_PASSWORD", "postgres")
+    port = os.environ.get("SHOP_PG_PORT", "5432")
+    kafka_port = os.environ.get("SHOP_KAFKA_PORT", "9092")
+    return Infra(
+        pg_admin_url=f"postgresql://{user}:{password}@127.0.0.1:{port}/postgres",
+        kafka_bootstrap=f"127.0.0.1:{kafka_port}",
+    )
+
+
+@pytest.fixture(scope="session")
+def infra() -> Iterator[Infra]:
+    pg, kafka = (
+        os.environ.get("SHOP_TEST_PG_ADMIN_URL"),
+        os.environ.get("SHOP_TEST_KAFKA_BOOTSTRAP"),
+    )
+    if pg and kafka:
+        yield Infra(pg_admin_url=pg, kafka_bootstrap=kafka)
+    elif _docker_available():
+        from testcontainers.kafka import KafkaContainer
+        from testcontainers.postgres import PostgresContainer
+
+        with (
+            PostgresContainer("postgres:17", driver=None) as pgc,
+            KafkaContainer("apache/kafka:3.9.1").with_kraft() as kc,
+        ):
+            yield Infra(
+                pg_admin_url=pgc.get_connection_url(), kafka_bootstrap=kc.get_bootstrap_server()
+            )
+    else:
+        yield _local_infra()
+
+
+@pytest.fixture(scope="session")
+async def kafka_namespace(infra: Infra) -> str:
+    namespace = f"t{uuid.uuid4().hex[:8]}."
+    await ensure_topics(infra.kafka_bootstrap, namespace)
+    return namespace
+
+
+async def create_database(infra: Infra, service_dir: Path, name: str) -> str:
+    """A fresh database named `name` with the service's migrations applied; its asyncpg URL."""
+    conn = await asyncpg.connect(infra.pg_admin_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    url = infra.database_url(name)
+    env = {**os.environ, "SHOP_DATABASE_URL": url}
+    alembic = Path(sys.executable).parent / "alembic"
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [str(alembic), "upgrade", "head"],
+        cwd=service_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"migrations failed for {service_dir.name}:\n{result.stderr}")
+    return url
+
+
+def unique_name(service: str) -> str:
+    return f"t_{uuid.uuid4().hex[:10]}_{service.replace('-', '_')}"
+
+
+@asynccontextmanager
+async def serve(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """Run the app's lifespan (broker, relay) and give an HTTP client bound to it in-process."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client
+
+
+async def poll(
+    probe: Callable[[], Awaitable[T]],
+    *,
+    until: Callable[[T], bool] = bool,
+    timeout: float = 15.0,
+    interval: float = 0.05,
+    message: str = "condition not met",
+) -> T:
+    """Call `probe` until `until(result)` holds; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await probe()
+        if until(result):
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{message} within {timeout}s; last value: {result!r}")
+        await asyncio.sleep(interval)
+
+
+class KafkaProbe:
+    """Publish raw envelopes to, and read everything from, topics of one namespace."""
+
+    def __init__(self, bootstrap: str, namespace: str) -> None:
+        self.bootstrap = bootstrap
+        self.namespace = namespace
+
+    async def publish(self, message: Message, *, envelope: Envelope | None = None) -> Envelope:
+        envelope = envelope or envelope_for(message)
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+        await producer.start()
+        try:
+            await producer.send_and_wait(
+                f"{self.namespace}{message.TOPIC.name}",
+                value=orjson.dumps(envelope.model_dump(mode="json")),
+                key=envelope.key.encode(),
+                headers=[("type", envelope.type.encode()), ("content-type", b"application/json")],
+            )
+        finally:
+            await producer.stop()
+        return envelope
+
+    async def read_all(self, topic: str, *, idle_ms: int = 500) -> list[dict[str, Any]]:
+        """Every envelope on `topic` (without namespace) from the beginning, as dicts."""
+        consumer = AIOKafkaConsumer(
+            f"{self.namespace}{topic}",
+            bootstrap_servers=self.bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            group_id=None,
+        )
+        await consumer.start()
+        try:
+            found: list[dict[str, Any]] = []
+            while True:
+                batch = await consumer.getmany(timeout_ms=idle_ms)
+                if not batch:
+                    return found
+                for records in batch.values():
+                    found.extend(orjson.loads(r.value) for r in records if r.value)
+        finally:
+            await consumer.stop()
+
+    async def wait_for(
+        self,
+        topic: str,
+        predicate: Callable[[dict[str, Any]], bool],
+        *,
+        count: int = 1,
+        timeout: float = 15.0,
+    ) -> list[dict[str, Any]]:
+        """Poll `topic` until `count` envelopes match; return the matches."""
+
+        async def matches() -> list[dict[str, Any]]:
+            return [e for e in await self.read_all(topic, idle_ms=200) if predicate(e)]
+
+        return await poll(
+            matches,
+            until=lambda found: len(found) >= count,
+            timeout=timeout,
+            message=f"{count} matching message(s) on {topic}",
+        )
+
+
+@pytest.fixture(scope="session")
+def kafka(infra: Infra, kafka_namespace: str) -> KafkaProbe:
+    return KafkaProbe(infra.kafka_bootstrap, kafka_namespace)

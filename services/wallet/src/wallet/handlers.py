@@ -1,0 +1,21 @@
+"""Saga commands the wallet consumes: debit and refund, each answered on wallet.replies."""
+
+from contracts import Envelope
+from contracts.wallet import DebitWallet, RefundWallet
+from shopkit.clock import system_clock
+from shopkit.messaging import Consumer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from wallet import service
+
+consumer = Consumer("wallet")
+
+
+@consumer.handles(DebitWallet)
+async def on_debit(session: AsyncSession, command: DebitWallet, _: Envelope) -> None:
+    await service.debit(session, command=command, now=system_clock())
+
+
+@consumer.handles(RefundWallet)
+async def on_refund(session: AsyncSession, command: RefundWallet, _: Envelope) -> None:
+    await service.refund(session, command=command, now=system_clock())

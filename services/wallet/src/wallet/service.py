@@ -1,0 +1,331 @@
+"""Wallet use cases. Balances change only by conditional UPDATEs inside one short transaction."""
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from contracts.wallet import (
+    BalanceCharged,
+    DebitWallet,
+    RefundWallet,
+    UserRegistered,
+    WalletDebited,
+    WalletDebitFailed,
+    WalletRefunded,
+)
+from shopkit.db import Database
+from shopkit.errors import Problem
+from shopkit.outbox import add_message
+from shopkit.pagination import decode_cursor, encode_cursor
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from wallet.models import User, Wallet, WalletOperation, WalletTransaction
+from wallet.passwords import Passwords
+
+
+@dataclass(frozen=True)
+class Balance:
+    user_id: str
+    balance: int
+    transaction_id: str | None = None
+
+
+async def register_user(
+    db: Database,
+    *,
+    passwords: Passwords,
+    name: str,
+    email: str,
+    password: str,
+    now: datetime,
+    role: str = "user",
+) -> User:
+    """Create a user with an empty wallet; 409 EMAIL_TAKEN when the email is in use."""
+    password_hash = await passwords.hash(password)
+    user_id = str(uuid.uuid4())
+    async with db.transaction() as session:
+        created = await session.execute(
+            insert(User)
+            .values(
+                id=user_id,
+                name=name,
+                email=email,
+                password_hash=password_hash,
+                role=role,
+                created_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=[User.email])
+            .returning(User.id)
+        )
+        if created.scalar_one_or_none() is None:
+            raise Problem(409, "EMAIL_TAKEN", "a user with this email already exists")
+        session.add(Wallet(user_id=user_id, balance=0))
+        await add_message(
+            session,
+            UserRegistered(
+                user_id=user_id,
+                name=name,
+                email=email,
+                role=role,  # type: ignore[arg-type]
+                registered_at=now,
+            ),
+        )
+    return User(id=user_id, name=name, email=email, role=role)
+
+
+async def authenticate(db: Database, *, passwords: Passwords, email: str, password: str) -> User:
+    """The user with these credentials; 401 INVALID_CREDENTIALS otherwise."""
+    async with db.sessions() as session:
+        user = (await session.execute(select(User).where(User.email == email))).scalar_one_or_none()
+    if not await passwords.verify(user.password_hash if user else None, password) or user is None:
+        raise Problem(401, "INVALID_CREDENTIALS", "email or password is wrong")
+    return user
+
+
+async def ensure_admin(
+    db: Database, *, passwords: Passwords, email: str, password: str, now: datetime
+) -> None:
+    """Create the admin account once; later starts leave it (and its password) alone."""
+    async with db.sessions() as session:
+        if (await session.execute(select(User.id).where(User.email == email))).first():
+            return
+    try:
+        await register_user(
+            db,
+            passwords=passwords,
+            name="Admin",
+            email=email,
+            password=password,
+            now=now,
+            role="admin",
+        )
+    except Problem:
+        pass  # another replica created it first
+
+
+async def get_balance(db: Database, *, user_id: str) -> Balance:
+    """The user's balance; 404 USER_NOT_FOUND for an unknown user."""
+    async with db.sessions() as session:
+        balance = (
+            await session.execute(select(Wallet.balance).where(Wallet.user_id == user_id))
+        ).scalar_one_or_none()
+    if balance is None:
+        raise Problem(404, "USER_NOT_FOUND", f"no user {user_id}")
+    return Balance(user_id=user_id, balance=balance)
+
+
+async def charge(session: AsyncSession, *, user_id: str, amount: int, now: datetime) -> Balance:
+    """Add `amount` to the balance and the ledger; 404 USER_NOT_FOUND writes nothing."""
+    balance = (
+        await session.execute(
+            update(Wallet)
+            .where(Wallet.user_id == user_id)
+            .values(balance=Wallet.balance + amount, updated_at=now)
+            .returning(Wallet.balance)
+        )
+    ).scalar_one_or_none()
+    if balance is None:
+        raise Problem(404, "USER_NOT_FOUND", f"no user {user_id}")
+    tx_id = _record(
+        session,
+        user_id=user_id,
+        type_="CHARGE",
+        amount=amount,
+        balance_after=balance,
+        order_id=None,
+        now=now,
+    )
+    await add_message(
+        session,
+        BalanceCharged(user_id=user_id, amount=amount, balance=balance, transaction_id=tx_id),
+    )
+    return Balance(user_id=user_id, balance=balance, transaction_id=tx_id)
+
+
+async def list_transactions(
+    db: Database, *, user_id: str, limit: int, cursor: str | None
+) -> tuple[list[WalletTransaction], str | None]:
+    """A page of the user's ledger, newest first."""
+    after = decode_cursor(cursor, size=1)
+    async with db.sessions() as session:
+        if (await session.get(Wallet, user_id)) is None:
+            raise Problem(404, "USER_NOT_FOUND", f"no user {user_id}")
+        query = select(WalletTransaction).where(WalletTransaction.user_id == user_id)
+        if after is not None:
+            query = query.where(WalletTransaction.seq < int(after[0]))
+        rows = list(
+            (
+                await session.execute(query.order_by(WalletTransaction.seq.desc()).limit(limit + 1))
+            ).scalars()
+        )
+    next_cursor = encode_cursor([rows[limit - 1].seq]) if len(rows) > limit else None
+    return rows[:limit], next_cursor
+
+
+async def debit(session: AsyncSession, *, command: DebitWallet, now: datetime) -> None:
+    """Take the order's amount if the balance covers it; answer once per operation."""
+    previous = await session.get(WalletOperation, command.operation_id, with_for_update=True)
+    if previous is None:
+        balance = (
+            await session.execute(
+                update(Wallet)
+                .where(Wallet.user_id == command.user_id, Wallet.balance >= command.amount)
+                .values(balance=Wallet.balance - command.amount, updated_at=now)
+                .returning(Wallet.balance)
+            )
+        ).scalar_one_or_none()
+        if balance is None:
+            exists = await session.get(Wallet, command.user_id)
+            outcome = "INSUFFICIENT_BALANCE" if exists else "USER_NOT_FOUND"
+            previous = WalletOperation(
+                operation_id=command.operation_id,
+                order_id=command.order_id,
+                user_id=command.user_id,
+                kind="DEBIT",
+                outcome=outcome,
+                amount=0,
+                refunded=0,
+                balance=0,
+            )
+        else:
+            tx_id = _record(
+                session,
+                user_id=command.user_id,
+                type_="PAYMENT",
+                amount=-command.amount,
+                balance_after=balance,
+                order_id=command.order_id,
+                now=now,
+            )
+            previous = WalletOperation(
+                operation_id=command.operation_id,
+                order_id=command.order_id,
+                user_id=command.user_id,
+                kind="DEBIT",
+                outcome="DEBITED",
+                amount=command.amount,
+                refunded=0,
+                balance=balance,
+                transaction_id=tx_id,
+            )
+        session.add(previous)
+    await add_message(session, _debit_reply(previous, command))
+
+
+def _debit_reply(op: WalletOperation, command: DebitWallet) -> WalletDebited | WalletDebitFailed:
+    if op.outcome == "DEBITED":
+        return WalletDebited(
+            order_id=command.order_id,
+            operation_id=command.operation_id,
+            user_id=command.user_id,
+            amount=op.amount,
+            balance=op.balance,
+            transaction_id=op.transaction_id or "",
+        )
+    reason = "USER_NOT_FOUND" if op.outcome == "USER_NOT_FOUND" else "INSUFFICIENT_BALANCE"
+    return WalletDebitFailed(
+        order_id=command.order_id,
+        operation_id=command.operation_id,
+        user_id=command.user_id,
+        reason=reason,
+    )
+
+
+async def refund(session: AsyncSession, *, command: RefundWallet, now: datetime) -> None:
+    """Give back what a debit took (at most that), or void a debit that never happened."""
+    previous = await session.get(WalletOperation, command.operation_id)
+    if previous is None:
+        previous = await _refund_once(session, command=command, now=now)
+        session.add(previous)
+    await add_message(
+        session,
+        WalletRefunded(
+            order_id=command.order_id,
+            operation_id=command.operation_id,
+            user_id=command.user_id,
+            amount=previous.amount,
+            balance=previous.balance,
+            transaction_id=previous.transaction_id or "",
+        ),
+    )
+
+
+async def _refund_once(
+    session: AsyncSession, *, command: RefundWallet, now: datetime
+) -> WalletOperation:
+    debit_op = await session.get(WalletOperation, command.debit_operation_id, with_for_update=True)
+    amount = 0
+    if debit_op is None:
+        # The debit has not arrived: void it so that a late debit is refused, not taken.
+        session.add(
+            WalletOperation(
+                operation_id=command.debit_operation_id,
+                order_id=command.order_id,
+                user_id=command.user_id,
+                kind="DEBIT",
+                outcome="VOIDED",
+                amount=0,
+                refunded=0,
+                balance=0,
+            )
+        )
+    elif debit_op.outcome == "DEBITED":
+        amount = max(0, min(command.amount, debit_op.amount - debit_op.refunded))
+        debit_op.refunded += amount
+    op = WalletOperation(
+        operation_id=command.operation_id,
+        order_id=command.order_id,
+        user_id=command.user_id,
+        kind="REFUND",
+        outcome="REFUNDED",
+        amount=amount,
+        refunded=0,
+        balance=0,
+    )
+    balance = (
+        await session.execute(
+            update(Wallet)
+            .where(Wallet.user_id == command.user_id)
+            .values(balance=Wallet.balance + amount, updated_at=now)
+            .returning(Wallet.balance)
+        )
+    ).scalar_one_or_none()
+    op.balance = balance or 0
+    if amount > 0 and balance is not None:
+        op.transaction_id = _record(
+            session,
+            user_id=command.user_id,
+            type_="REFUND",
+            amount=amount,
+            balance_after=balance,
+            order_id=command.order_id,
+            now=now,
+        )
+    return op
+
+
+def _record(
+    session: AsyncSession,
+    *,
+    user_id: str,
+    type_: str,
+    amount: int,
+    balance_after: int,
+    order_id: str | None,
+    now: datetime,
+) -> str:
+    tx_id = str(uuid.uuid4())
+    session.add(
+        WalletTransaction(
+            id=tx_id,
+            user_id=user_id,
+            type=type_,
+            amount=amount,
+            balance_after=balance_after,
+            order_id=order_id,
+            created_at=now,
+        )
+    )
+    return tx_id

@@ -1,0 +1,64 @@
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from shopkit.testing import Infra, create_database, serve, unique_name
+from wallet.main import build_app
+from wallet.settings import Settings
+
+SERVICE_DIR = Path(__file__).resolve().parents[1]
+ADMIN_EMAIL = "admin@shop.local"
+ADMIN_PASSWORD = "admin-test-password"
+
+
+@pytest.fixture(scope="session")
+async def wallet_db(infra: Infra) -> str:
+    return await create_database(infra, SERVICE_DIR, unique_name("wallet"))
+
+
+@pytest.fixture(scope="session")
+async def wallet(
+    infra: Infra, kafka_namespace: str, wallet_db: str
+) -> AsyncIterator[httpx.AsyncClient]:
+    settings = Settings(
+        database_url=wallet_db,
+        kafka_bootstrap=infra.kafka_bootstrap,
+        kafka_namespace=kafka_namespace,
+        admin_password=ADMIN_PASSWORD,
+        argon2_time_cost=1,
+        argon2_memory_kib=1024,
+        log_json=False,
+    )
+    async with serve(build_app(settings)) as client:
+        yield client
+
+
+Register = Callable[..., Awaitable[tuple[str, dict[str, str]]]]
+
+
+@pytest.fixture(scope="session")
+def register() -> Register:
+    return register_user
+
+
+async def register_user(client: httpx.AsyncClient, name: str = "Kim") -> tuple[str, dict[str, str]]:
+    """A new user's id and auth headers."""
+    email = f"{name.lower()}-{uuid.uuid4().hex[:8]}@example.com"
+    created = await client.post(
+        "/api/users", json={"name": name, "email": email, "password": "correct horse"}
+    )
+    assert created.status_code == 201, created.text
+    login = await client.post("/api/auth/login", json={"email": email, "password": "correct horse"})
+    assert login.status_code == 200, login.text
+    return created.json()["id"], {"Authorization": f"Bearer {login.json()['access_token']}"}
+
+
+@pytest.fixture(scope="session")
+async def admin(wallet: httpx.AsyncClient) -> dict[str, str]:
+    login = await wallet.post(
+        "/api/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
+    )
+    assert login.status_code == 200, login.text
+    return {"Authorization": f"Bearer {login.json()['access_token']}"}
