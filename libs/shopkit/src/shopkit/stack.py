@@ -1,0 +1,115 @@
+"""Run the shop's services as real processes: used by `make dev` and the end-to-end tests."""
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    directory: str  # relative to the repo root
+    factory: str  # module:function returning the FastAPI app
+    port: int
+    database: str
+
+
+SERVICES: tuple[ServiceSpec, ...] = (
+    ServiceSpec("wallet", "services/wallet", "wallet.main:build_app", 8101, "wallet"),
+    ServiceSpec("catalog", "services/catalog", "catalog.main:build_app", 8102, "catalog"),
+    ServiceSpec("order", "services/order", "order.main:build_app", 8103, "order"),
+    ServiceSpec("coupon", "services/coupon", "coupon.main:build_app", 8104, "coupon"),
+    ServiceSpec(
+        "payment-mock", "services/payment-mock", "payment_mock.main:build_app", 8105, "payment"
+    ),
+    ServiceSpec("analytics", "services/analytics", "analytics.main:build_app", 8106, "analytics"),
+)
+
+
+def port_of(spec: ServiceSpec) -> int:
+    env = f"SHOP_{spec.name.split('-')[0].upper()}_PORT"
+    return int(os.environ.get(env, spec.port))
+
+
+def migrate(root: Path, spec: ServiceSpec, database_url: str) -> None:
+    """Apply the service's Alembic migrations to `database_url`."""
+    alembic = Path(sys.executable).parent / "alembic"
+    result = subprocess.run(
+        [str(alembic), "upgrade", "head"],
+        cwd=root / spec.directory,
+        env={**os.environ, "SHOP_DATABASE_URL": database_url},
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"migrations failed for {spec.name}:\n{result.stderr}")
+
+
+@dataclass
+class ServiceProcess:
+    """One uvicorn process of a service; `env` is added to the environment it starts with."""
+
+    spec: ServiceSpec
+    port: int
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                self.spec.factory,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--no-access-log",
+                "--timeout-graceful-shutdown",
+                "5",
+            ],
+            env={**os.environ, **self.env, "SHOP_SERVICE_NAME": self.spec.name},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"{self.spec.name} exited; see {self.log_path}")
+            try:
+                if httpx.get(f"{self.url}/ready", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.spec.name} not ready in {timeout}s; see {self.log_path}")
+
+    def stop(self, *, kill: bool = False) -> None:
+        """Stop the process: SIGTERM and wait, or SIGKILL (a crash) when `kill`."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        if kill:
+            self.process.kill()
+        else:
+            self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
