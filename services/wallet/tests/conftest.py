@@ -4,6 +4,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from shopkit.testing import Infra, create_database, serve, unique_name
 from wallet.main import build_app
 from wallet.settings import Settings

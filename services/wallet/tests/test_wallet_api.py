@@ -6,6 +6,7 @@ import uuid
 import asyncpg
 import httpx
 import pytest
+
 from shopkit.db import asyncpg_dsn as asyncpg_url
 from shopkit.testing import KafkaProbe, poll
 

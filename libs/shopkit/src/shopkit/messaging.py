@@ -12,12 +12,12 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from contracts import Envelope, Message, Topic
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from contracts import Envelope, Message, Topic
 from shopkit.clock import system_clock
 from shopkit.db import Database
 from shopkit.inbox import first_delivery

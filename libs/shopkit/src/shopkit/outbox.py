@@ -14,12 +14,12 @@ from typing import Any
 import asyncpg
 import orjson
 from aiokafka import AIOKafkaProducer
-from contracts import Envelope, Message
 from sqlalchemy import BigInteger, DateTime, Index, String, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
+from contracts import Envelope, Message
 from shopkit.clock import system_clock
 from shopkit.db import Base, asyncpg_dsn
 from shopkit.logs import correlation_id as current_correlation

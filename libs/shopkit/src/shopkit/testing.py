@@ -25,9 +25,9 @@ import httpx
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from contracts import Envelope, Message
 from fastapi import FastAPI
 
+from contracts import Envelope, Message
 from shopkit.kafka_admin import ensure_topics
 from shopkit.outbox import envelope_for
 

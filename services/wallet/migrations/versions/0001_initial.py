@@ -6,6 +6,7 @@ Revises:
 
 import sqlalchemy as sa
 from alembic import op
+
 from shopkit.migrations import create_kit_tables, drop_kit_tables
 
 revision = "0001"

@@ -3,13 +3,13 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from shopkit.app import ClockDep, Db
 from shopkit.auth import CurrentPrincipal, issue_token
 from shopkit.errors import VALIDATION_CODES
 from shopkit.idempotency import run_idempotent
 from shopkit.pagination import Cursor, Limit, Page
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from wallet import service
 from wallet.passwords import Passwords
 from wallet.schemas import (

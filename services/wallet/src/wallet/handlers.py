@@ -1,11 +1,11 @@
 """Saga commands the wallet consumes: debit and refund, each answered on wallet.replies."""
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from contracts import Envelope
 from contracts.wallet import DebitWallet, RefundWallet
 from shopkit.clock import system_clock
 from shopkit.messaging import Consumer
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from wallet import service
 
 consumer = Consumer("wallet")

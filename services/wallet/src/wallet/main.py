@@ -1,9 +1,9 @@
 """The wallet service: users, login, balances and the ledger."""
 
 from fastapi import FastAPI
+
 from shopkit.app import create_app
 from shopkit.clock import Clock, system_clock
-
 from wallet import service
 from wallet.api import router
 from wallet.handlers import consumer

@@ -2,9 +2,10 @@
 
 from datetime import datetime
 
-from shopkit.db import Base
 from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Index, String, func
 from sqlalchemy.orm import Mapped, mapped_column
+
+from shopkit.db import Base
 
 
 class User(Base):

@@ -4,6 +4,10 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from contracts.wallet import (
     BalanceCharged,
     DebitWallet,
@@ -17,10 +21,6 @@ from shopkit.db import Database
 from shopkit.errors import Problem
 from shopkit.outbox import add_message
 from shopkit.pagination import decode_cursor, encode_cursor
-from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from wallet.models import User, Wallet, WalletOperation, WalletTransaction
 from wallet.passwords import Passwords
 
