@@ -102,6 +102,11 @@ class OutboxRelay:
         self.is_leader = False
 
     async def start(self) -> None:
+        await self.connect()
+        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def connect(self) -> None:
+        """Start the Kafka producer (start() also runs the relay loop)."""
         self._producer = AIOKafkaProducer(
             bootstrap_servers=self.settings.kafka_bootstrap,
             acks="all",
@@ -110,7 +115,6 @@ class OutboxRelay:
             client_id=f"{self.settings.service_name}-outbox",
         )
         await self._producer.start()
-        self._task = asyncio.create_task(self._run(), name="outbox-relay")
 
     async def stop(self) -> None:
         if self._task:

@@ -1,0 +1,220 @@
+"""The outbox and inbox against real PostgreSQL and Kafka: nothing lost, nothing doubled."""
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+from faststream.kafka import KafkaBroker
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from contracts import Envelope
+from contracts.wallet import BalanceCharged
+from shopkit.db import Base, Database, asyncpg_dsn
+from shopkit.idempotency import IdempotencyRecord
+from shopkit.inbox import InboxMessage
+from shopkit.messaging import Consumer
+from shopkit.outbox import OutboxMessage, OutboxRelay, add_message
+from shopkit.settings import ServiceSettings
+from shopkit.testing import Infra, KafkaProbe, poll, unique_name
+
+
+class RelayCrash(Exception):
+    pass
+
+
+class CrashesBeforeMarking:
+    """A relay connection that reads fine but dies when it would mark rows as sent."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def fetch(self, *args: Any) -> Any:
+        return await self.conn.fetch(*args)
+
+    async def execute(self, *args: Any) -> Any:
+        raise RelayCrash("killed between publishing and marking")
+
+
+@pytest.fixture(scope="module")
+async def db(infra: Infra) -> AsyncIterator[Database]:
+    name = unique_name("kit")
+    admin = await asyncpg.connect(infra.pg_admin_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    database = Database(infra.database_url(name))
+    async with database.engine.begin() as conn:
+        kit_tables = [OutboxMessage.__table__, InboxMessage.__table__, IdempotencyRecord.__table__]
+        await conn.run_sync(lambda c: Base.metadata.create_all(c, tables=kit_tables))
+        await conn.execute(text("CREATE TABLE effects (message_id uuid, user_id text)"))
+    yield database
+    await database.dispose()
+
+
+@pytest.fixture(scope="module")
+def settings(db: Database, infra: Infra, kafka_namespace: str) -> ServiceSettings:
+    return ServiceSettings(
+        service_name="kit-test",
+        database_url=db.url,
+        kafka_bootstrap=infra.kafka_bootstrap,
+        kafka_namespace=kafka_namespace,
+        log_json=False,
+    )
+
+
+def charged(user_id: str) -> BalanceCharged:
+    return BalanceCharged(user_id=user_id, amount=1, balance=1, transaction_id=str(uuid.uuid4()))
+
+
+async def publish_committed(db: Database, message: BalanceCharged) -> Envelope:
+    async with db.transaction() as session:
+        return await add_message(session, message)
+
+
+async def ids_on_topic(kafka: KafkaProbe, user_id: str) -> list[str]:
+    return [e["message_id"] for e in await kafka.read_all("wallet.events") if e["key"] == user_id]
+
+
+async def unpublished(db: Database) -> int:
+    async with db.sessions() as session:
+        query = select(func.count()).where(OutboxMessage.published_at.is_(None))
+        return int((await session.execute(query)).scalar_one())
+
+
+async def test_a_message_survives_a_relay_dying_between_publish_and_mark(
+    db: Database, settings: ServiceSettings, kafka: KafkaProbe
+) -> None:
+    user_id = str(uuid.uuid4())
+    envelope = await publish_committed(db, charged(user_id))
+    crashing = OutboxRelay(settings)
+    await crashing.connect()
+    conn = await asyncpg.connect(asyncpg_dsn(db.url))
+    try:
+        with pytest.raises(RelayCrash):
+            await crashing.publish_pending(CrashesBeforeMarking(conn))  # type: ignore[arg-type]
+    finally:
+        await conn.close()
+        await crashing.stop()
+    assert await ids_on_topic(kafka, user_id) == [str(envelope.message_id)]
+    assert await unpublished(db) >= 1
+
+    relay = OutboxRelay(settings)
+    await relay.start()
+    try:
+        await poll(lambda: unpublished(db), until=lambda n: n == 0, message="outbox drained")
+    finally:
+        await relay.stop()
+
+    # Delivered at least once: the restarted relay sent it again, with the same id.
+    assert await ids_on_topic(kafka, user_id) == [str(envelope.message_id)] * 2
+
+
+async def test_a_duplicate_delivery_is_applied_once(
+    db: Database, settings: ServiceSettings, kafka: KafkaProbe
+) -> None:
+    user_id = str(uuid.uuid4())
+    first = charged(user_id)
+    envelope = await kafka.publish(first)
+    await kafka.publish(first, envelope=envelope)  # the same message, delivered twice
+    marker = await kafka.publish(charged(user_id))  # same key: same partition, after both
+
+    consumer = Consumer("kit-test-effects")
+
+    @consumer.handles(BalanceCharged)
+    async def record(session: AsyncSession, message: BalanceCharged, env: Envelope) -> None:
+        await session.execute(
+            text("INSERT INTO effects (message_id, user_id) VALUES (:m, :u)"),
+            {"m": env.message_id, "u": message.user_id},
+        )
+
+    broker = KafkaBroker(settings.kafka_bootstrap, logger=None)
+    consumer.attach(broker, db, settings)
+    await broker.start()
+    try:
+
+        async def effects() -> list[str]:
+            async with db.sessions() as session:
+                rows = await session.execute(
+                    text("SELECT message_id::text FROM effects WHERE user_id = :u"), {"u": user_id}
+                )
+                return [r[0] for r in rows]
+
+        # The marker comes after both copies in its partition, so once it is applied both
+        # copies have been consumed.
+        applied = await poll(
+            effects, until=lambda ids: str(marker.message_id) in ids, message="marker applied"
+        )
+    finally:
+        await broker.stop()
+
+    assert sorted(applied) == sorted([str(envelope.message_id), str(marker.message_id)])
+
+
+async def test_a_rolled_back_transaction_publishes_nothing(
+    db: Database, settings: ServiceSettings, kafka: KafkaProbe
+) -> None:
+    user_id = str(uuid.uuid4())
+    with pytest.raises(RuntimeError):
+        async with db.transaction() as session:
+            await add_message(session, charged(user_id))
+            raise RuntimeError("the state change failed")
+    committed = await publish_committed(db, charged(user_id))
+
+    relay = OutboxRelay(settings)
+    await relay.start()
+    try:
+        await kafka.wait_for(
+            "wallet.events", lambda e: e["message_id"] == str(committed.message_id)
+        )
+    finally:
+        await relay.stop()
+
+    assert await ids_on_topic(kafka, user_id) == [str(committed.message_id)]
+    async with db.sessions() as session:
+        rows = await session.execute(
+            select(OutboxMessage.message_id).where(OutboxMessage.key == user_id)
+        )
+        assert [r[0] for r in rows] == [committed.message_id]
+
+
+async def test_a_poison_message_is_dead_lettered_and_the_partition_moves_on(
+    db: Database, settings: ServiceSettings, kafka: KafkaProbe
+) -> None:
+    user_id = str(uuid.uuid4())
+    poison = await kafka.publish(charged(user_id))
+    after = await kafka.publish(charged(user_id))
+    consumer = Consumer("kit-test-poison")
+
+    @consumer.handles(BalanceCharged)
+    async def fragile(session: AsyncSession, message: BalanceCharged, env: Envelope) -> None:
+        if env.message_id == poison.message_id:
+            raise ValueError("cannot handle this one")
+        await session.execute(
+            text("INSERT INTO effects (message_id, user_id) VALUES (:m, :u)"),
+            {"m": env.message_id, "u": message.user_id},
+        )
+
+    fast = settings.model_copy(update={"consumer_max_attempts": 2})
+    broker = KafkaBroker(fast.kafka_bootstrap, logger=None)
+    consumer.attach(broker, db, fast)
+    relay = OutboxRelay(fast)
+    await broker.start()
+    await relay.start()
+    try:
+        dead = await kafka.wait_for(
+            "wallet.events.dlt", lambda e: e["causation_id"] == str(poison.message_id)
+        )
+
+        async def applied() -> int:
+            async with db.sessions() as session:
+                query = text("SELECT count(*) FROM effects WHERE message_id = :m")
+                return int((await session.execute(query, {"m": after.message_id})).scalar_one())
+
+        await poll(applied, until=lambda n: n == 1, message="message after the poison applied")
+    finally:
+        await relay.stop()
+        await broker.stop()
+    assert dead[0]["payload"]["consumer"] == "kit-test-poison"
+    assert "cannot handle this one" in dead[0]["payload"]["error"]
