@@ -1,0 +1,70 @@
+# The commands a person types. Everything runs on this machine: no Docker engine needed.
+SHELL := /bin/bash
+UV ?= uv
+RUN := $(UV) run --frozen
+PYTEST_ARGS ?=
+
+.PHONY: help install dev test test-unit test-e2e lint fmt typecheck infra-up infra-down \
+        infra-status migrate up down bench clean
+
+help:  ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+install:  ## install what a fresh machine lacks (uv, nginx, Python packages, Kafka jars)
+	@bash infra/local/install.sh
+	@$(UV) sync --frozen --quiet
+
+dev: install  ## run the whole shop locally, seeded, until Ctrl-C
+	@$(RUN) python scripts/dev.py
+
+test: install  ## the whole default suite against real Kafka + PostgreSQL (starts them itself)
+	@$(RUN) pytest -m "not bench and not chaos" $(PYTEST_ARGS)
+
+test-unit: install  ## pure unit tests only (milliseconds, no infrastructure)
+	@$(RUN) pytest $$(find libs services -type d -path '*/tests/unit') $(PYTEST_ARGS)
+
+test-e2e: install  ## only the end-to-end tests through the gateway
+	@$(RUN) pytest tests/e2e $(PYTEST_ARGS)
+
+lint:  ## ruff lint and format check
+	@$(RUN) ruff check .
+	@$(RUN) ruff format --check .
+
+fmt:  ## format and autofix
+	@$(RUN) ruff format .
+	@$(RUN) ruff check --fix .
+
+typecheck:  ## mypy over the libraries and services
+	@$(RUN) mypy libs/contracts/src libs/shopkit/src services/*/src
+
+infra-up: install  ## start PostgreSQL and Kafka locally and create the topics
+	@bash infra/local/postgres.sh start
+	@bash infra/local/kafka.sh start
+	@$(RUN) python -m shopkit.kafka_admin
+
+infra-down:  ## stop the gateway, Kafka and PostgreSQL
+	-@bash infra/local/gateway.sh stop
+	-@bash infra/local/kafka.sh stop
+	-@bash infra/local/postgres.sh stop
+
+infra-status:  ## what is running
+	-@bash infra/local/postgres.sh status
+	-@bash infra/local/kafka.sh status
+	-@bash infra/local/gateway.sh status
+
+migrate: infra-up  ## apply every service's migrations to the local databases
+	@$(RUN) python scripts/migrate.py
+
+up:  ## the whole shop with Docker Compose (machines with a Docker engine)
+	docker compose up -d --build
+
+down:  ## stop the Docker Compose stack
+	docker compose down
+
+bench: install  ## benchmarks (slow; prints figures), see docs/performance.md
+	@for b in bench/*_bench.py; do echo "== $$b"; $(RUN) python $$b || exit 1; done
+
+clean:  ## stop local infrastructure and remove its data and caches
+	-@$(MAKE) --no-print-directory infra-down
+	rm -rf .local .pytest_cache .mypy_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,145 @@
+"""`make dev`: the whole shop on this machine, seeded, until Ctrl-C.
+
+Starts PostgreSQL, Kafka and the nginx gateway with the scripts in infra/local (each is a no-op
+when already running), creates the topics, migrates every service's database, starts every
+service as a uvicorn process, seeds demo data through the public API and prints where to look.
+Ctrl-C stops every process this run started; data stays in .local/ for the next run.
+"""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from shopkit.kafka_admin import ensure_topics
+from shopkit.stack import SERVICES, ServiceProcess, migrate, port_of
+
+ROOT = Path(__file__).resolve().parents[1]
+LOCAL = Path(os.environ.get("SHOP_LOCAL_DIR", ROOT / ".local"))
+INFRA = ROOT / "infra" / "local"
+PG = (
+    f"{os.environ.get('SHOP_PG_USER', 'postgres')}:{os.environ.get('SHOP_PG_PASSWORD', 'postgres')}"
+    f"@127.0.0.1:{os.environ.get('SHOP_PG_PORT', '5432')}"
+)
+KAFKA = os.environ.get("SHOP_KAFKA_BOOTSTRAP", f"127.0.0.1:{os.environ.get('SHOP_KAFKA_PORT', '9092')}")
+GATEWAY = f"http://127.0.0.1:{os.environ.get('SHOP_GATEWAY_PORT', '8000')}"
+ADMIN_PASSWORD = os.environ.setdefault("SHOP_ADMIN_PASSWORD", "admin-dev-password")
+
+
+def infra(component: str, command: str) -> int:
+    return subprocess.run(["bash", str(INFRA / f"{component}.sh"), command]).returncode
+
+
+def running(component: str) -> bool:
+    return subprocess.run(["bash", str(INFRA / f"{component}.sh"), "status"],
+                          capture_output=True).returncode == 0
+
+
+def start_services() -> list[ServiceProcess]:
+    processes = []
+    for spec in SERVICES:
+        url = f"postgresql+asyncpg://{PG}/{spec.database}"
+        print(f"[dev] migrating {spec.name} ...", flush=True)
+        migrate(ROOT, spec, url)
+        process = ServiceProcess(
+            spec=spec, port=port_of(spec),
+            env={"SHOP_DATABASE_URL": url, "SHOP_KAFKA_BOOTSTRAP": KAFKA,
+                 "SHOP_PAYMENT_URL": f"http://127.0.0.1:{port_of(SERVICES[4])}"},
+            log_path=LOCAL / "logs" / f"{spec.name}.log",
+        )
+        process.start()
+        processes.append(process)
+    for process in processes:
+        process.wait_ready()
+        print(f"[dev] {process.spec.name} ready on {process.url}", flush=True)
+    return processes
+
+
+def seed() -> None:
+    """Demo data through the public API; skipped when the catalog already has products."""
+    with httpx.Client(base_url=GATEWAY, timeout=30) as client:
+        login = client.post("/api/auth/login",
+                            json={"email": "admin@shop.local", "password": ADMIN_PASSWORD})
+        login.raise_for_status()
+        admin = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        if client.get("/api/products", params={"limit": 1}).json()["items"]:
+            print("[dev] demo data already there", flush=True)
+            return
+        products = [
+            ("Galaxy Book 5", "ELECTRONICS", 1_590_000, 20), ("Noise-cancelling earbuds",
+            "ELECTRONICS", 189_000, 50), ("Wool coat", "FASHION", 259_000, 15),
+            ("Jeju tangerines 5kg", "FOOD", 32_900, 100), ("Kimchi 3kg", "FOOD", 24_500, 80),
+            ("Clean Architecture", "BOOKS", 29_000, 40), ("Desk lamp", "HOME", 45_000, 30),
+            ("Yoga mat", "SPORTS", 39_000, 25), ("Sunscreen SPF50", "BEAUTY", 18_000, 60),
+            ("Building blocks set", "TOYS", 79_000, 0),
+        ]
+        for name, category, price, stock in products:
+            client.post("/api/products", headers=admin, json={
+                "name": name, "category": category, "price": price, "stock": stock,
+                "description": f"Demo product: {name}"}).raise_for_status()
+        demo = {"name": "Demo Shopper", "email": "demo@shop.local", "password": "demo-password"}
+        created = client.post("/api/users", json=demo)
+        if created.status_code == 201:
+            client.post(f"/api/users/{created.json()['id']}/balance/charge", headers=admin,
+                        json={"amount": 500_000}).raise_for_status()
+        client.post("/api/coupons", headers=admin, json={
+            "name": "Welcome 3,000 off", "discount_type": "FIXED", "discount_value": 3_000,
+            "total_quantity": 100, "min_order_amount": 10_000})
+        print(f"[dev] seeded {len(products)} products, demo user and a coupon", flush=True)
+
+
+def banner() -> None:
+    print(f"""
+  The shop is running.
+    Gateway           {GATEWAY}/api/...   (try: curl {GATEWAY}/api/products)
+    Admin             admin@shop.local / {ADMIN_PASSWORD}
+    Demo user         demo@shop.local / demo-password (balance 500,000 KRW)
+    OpenAPI docs      """ + "  ".join(f"{s.name}: http://127.0.0.1:{port_of(s)}/docs" for s in SERVICES) + f"""
+    Logs              {LOCAL / 'logs'}/<service>.log
+    Kafka             {KAFKA}      PostgreSQL  postgresql://{PG}/<service>
+  Ctrl-C stops everything this run started; data stays in {LOCAL}.
+""", flush=True)
+
+
+def main() -> None:
+    started_infra = [c for c in ("postgres", "kafka", "gateway") if not running(c)]
+    processes: list[ServiceProcess] = []
+    stop = False
+
+    def request_stop(*_: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    try:
+        for component in ("postgres", "kafka"):
+            if infra(component, "start") != 0:
+                sys.exit(f"[dev] {component} failed to start")
+        asyncio.run(ensure_topics(KAFKA))
+        processes = start_services()
+        if infra("gateway", "start") != 0:
+            sys.exit("[dev] gateway failed to start")
+        seed()
+        banner()
+        while not stop:
+            for process in processes:
+                if process.process and process.process.poll() is not None:
+                    print(f"[dev] {process.spec.name} exited; see {process.log_path}", flush=True)
+                    stop = True
+            time.sleep(0.5)
+    finally:
+        print("\n[dev] stopping ...", flush=True)
+        for process in processes:
+            process.stop()
+        for component in reversed(started_infra):
+            infra(component, "stop")
+
+
+if __name__ == "__main__":
+    main()
