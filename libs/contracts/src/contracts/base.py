@@ -1,6 +1,6 @@
 """The base of every contract: a frozen pydantic model that knows its topic and its key field."""
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -18,7 +18,7 @@ class Message(BaseModel):
     KEY: ClassVar[str]
     VERSION: ClassVar[int] = 1
 
-    def __init_subclass__(cls, **kwargs: object) -> None:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if cls.__name__ in MESSAGE_TYPES:
             raise TypeError(f"duplicate message type {cls.__name__}")

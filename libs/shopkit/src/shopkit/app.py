@@ -3,7 +3,7 @@
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -23,7 +23,7 @@ from shopkit.settings import ServiceSettings
 
 log = logging.getLogger("shopkit.app")
 
-Hook = Callable[[FastAPI], Awaitable[None]]
+Hook = Callable[[FastAPI], Coroutine[Any, Any, None]]
 
 
 class CorrelationMiddleware:
@@ -127,11 +127,11 @@ def health_router() -> APIRouter:
 
 
 def get_db(request: Request) -> Database:
-    return request.app.state.db  # type: ignore[no-any-return]
+    return request.app.state.db
 
 
 def get_clock(request: Request) -> Clock:
-    return request.app.state.clock  # type: ignore[no-any-return]
+    return request.app.state.clock
 
 
 Db = Annotated[Database, Depends(get_db)]

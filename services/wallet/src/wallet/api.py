@@ -30,11 +30,11 @@ router = APIRouter(prefix="/api", tags=["wallet"])
 
 
 def get_passwords(request: Request) -> Passwords:
-    return request.app.state.passwords  # type: ignore[no-any-return]
+    return request.app.state.passwords
 
 
 def get_settings(request: Request) -> Settings:
-    return request.app.state.settings  # type: ignore[no-any-return]
+    return request.app.state.settings
 
 
 PasswordsDep = Annotated[Passwords, Depends(get_passwords)]

@@ -68,7 +68,7 @@ async def register_user(
                 user_id=user_id,
                 name=name,
                 email=email,
-                role=role,  # type: ignore[arg-type]
+                role=role,
                 registered_at=now,
             ),
         )
