@@ -1,0 +1,157 @@
+"""Payment provider routes: charge, cancel, look up, and the admin behavior knobs."""
+
+import asyncio
+import contextlib
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Request, Response
+
+from payment_mock import service
+from payment_mock.models import Payment, ProviderBehavior
+from payment_mock.schemas import BehaviorIn, BehaviorOut, PaymentIn, PaymentOut
+from payment_mock.settings import Settings
+from shopkit.app import ClockDep, Db
+from shopkit.auth import AdminPrincipal, CurrentPrincipal
+from shopkit.errors import VALIDATION_CODES, Problem
+from shopkit.pagination import Cursor, Limit, Page
+
+VALIDATION_CODES["amount"] = "INVALID_AMOUNT"
+for _field in ("decline_rate", "timeout_rate", "latency_ms"):
+    VALIDATION_CODES[_field] = "INVALID_BEHAVIOR"
+
+router = APIRouter(prefix="/api", tags=["payments"])
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_random(request: Request) -> service.Random:
+    return request.app.state.random
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+RandomDep = Annotated[service.Random, Depends(get_random)]
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+
+
+@router.put("/payments/behavior", response_model=BehaviorOut)
+async def put_behavior(body: BehaviorIn, db: Db, _: AdminPrincipal, clock: ClockDep) -> BehaviorOut:
+    """Admin: set decline rate, timeout rate and latency for every payment from now on."""
+    behavior = await service.set_behavior(
+        db,
+        decline_rate=body.decline_rate,
+        timeout_rate=body.timeout_rate,
+        latency_ms=body.latency_ms,
+        now=clock(),
+    )
+    return _behavior_out(behavior)
+
+
+@router.get("/payments/behavior", response_model=BehaviorOut)
+async def get_behavior(db: Db, _: AdminPrincipal) -> BehaviorOut:
+    """Admin: the provider's current behavior."""
+    return _behavior_out(await service.get_behavior(db))
+
+
+@router.post("/payments", status_code=201, response_model=PaymentOut)
+async def create_payment(
+    body: PaymentIn,
+    request: Request,
+    response: Response,
+    db: Db,
+    _: CurrentPrincipal,
+    clock: ClockDep,
+    settings: SettingsDep,
+    random: RandomDep,
+    idempotency_key: IdempotencyKey = None,
+) -> PaymentOut:
+    """Charge once per Idempotency-Key: 201 when recorded, 200 with the same payment on replay."""
+    charge = await service.create_payment(
+        db,
+        key=_require_key(idempotency_key),
+        order_id=body.order_id,
+        amount=body.amount,
+        random=random,
+        hang_seconds=settings.timeout_hang_seconds,
+        now=clock(),
+    )
+    await _sleep_unless_disconnected(request, charge.delay)
+    response.status_code = 201 if charge.created else 200
+    return _payment_out(charge.payment)
+
+
+@router.get("/payments", response_model=Page[PaymentOut])
+async def list_payments(
+    db: Db,
+    _: CurrentPrincipal,
+    order_id: str | None = None,
+    limit: Limit = 20,
+    cursor: Cursor = None,
+) -> Page[PaymentOut]:
+    """Payments, newest first; `order_id` finds what a timed-out charge left behind."""
+    rows, next_cursor = await service.list_payments(
+        db, order_id=order_id, limit=limit, cursor=cursor
+    )
+    return Page[PaymentOut](items=[_payment_out(r) for r in rows], next_cursor=next_cursor)
+
+
+@router.get("/payments/{payment_id}", response_model=PaymentOut)
+async def get_payment(payment_id: str, db: Db, _: CurrentPrincipal) -> PaymentOut:
+    """One payment; 404 PAYMENT_NOT_FOUND."""
+    return _payment_out(await service.get_payment(db, payment_id=payment_id))
+
+
+@router.post("/payments/{payment_id}/cancel", response_model=PaymentOut)
+async def cancel_payment(
+    payment_id: str, db: Db, _: CurrentPrincipal, clock: ClockDep
+) -> PaymentOut:
+    """Cancel an approved payment; again is a no-op; 409 PAYMENT_NOT_CANCELLABLE if declined."""
+    payment = await service.cancel_payment(db, payment_id=payment_id, now=clock())
+    return _payment_out(payment)
+
+
+def _require_key(key: str | None) -> str:
+    if key is None:
+        raise Problem(422, "IDEMPOTENCY_KEY_REQUIRED", "send an Idempotency-Key header")
+    if not 1 <= len(key) <= 200:
+        raise Problem(422, "INVALID_IDEMPOTENCY_KEY", "Idempotency-Key must be 1..200 characters")
+    return key
+
+
+async def _sleep_unless_disconnected(request: Request, seconds: float) -> None:
+    """Wait `seconds`, ending early if the client hangs up: nobody is left to answer."""
+    if seconds <= 0:
+        return
+
+    async def hung_up() -> None:
+        # The body has been read, so the next ASGI message is the disconnect.
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.create_task(hung_up())
+    try:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(watcher), timeout=seconds)
+    finally:
+        watcher.cancel()
+
+
+def _payment_out(payment: Payment) -> PaymentOut:
+    return PaymentOut(
+        payment_id=payment.id,
+        order_id=payment.order_id,
+        amount=payment.amount,
+        status=payment.status,
+        created_at=payment.created_at,
+        cancelled_at=payment.cancelled_at,
+    )
+
+
+def _behavior_out(behavior: ProviderBehavior) -> BehaviorOut:
+    return BehaviorOut(
+        decline_rate=behavior.decline_rate,
+        timeout_rate=behavior.timeout_rate,
+        latency_ms=behavior.latency_ms,
+        updated_at=behavior.updated_at,
+    )

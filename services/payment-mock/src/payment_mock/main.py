@@ -1,0 +1,20 @@
+"""The payment provider mock: an "external" gateway reached over HTTP; it publishes nothing."""
+
+import random as _random
+
+from fastapi import FastAPI
+
+from payment_mock.api import router
+from payment_mock.service import Random
+from payment_mock.settings import Settings
+from shopkit.app import create_app
+from shopkit.clock import Clock, system_clock
+
+
+def build_app(
+    settings: Settings | None = None, *, clock: Clock = system_clock, random: Random | None = None
+) -> FastAPI:
+    settings = settings or Settings()
+    app = create_app(settings, title="Payment provider (mock)", routers=[router], clock=clock)
+    app.state.random = random or _random.Random(settings.random_seed).random
+    return app

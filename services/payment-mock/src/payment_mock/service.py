@@ -1,0 +1,179 @@
+"""Payment provider use cases, and the pure rules of how a simulated gateway misbehaves."""
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+
+from payment_mock.models import Payment, ProviderBehavior
+from shopkit.db import Database
+from shopkit.errors import Problem
+from shopkit.pagination import decode_cursor, encode_cursor
+
+APPROVED, DECLINED, CANCELLED = "APPROVED", "DECLINED", "CANCELLED"
+BEHAVIOR_ID = 1
+
+# Returns a float in [0, 1), like random.Random.random; injectable so tests are deterministic.
+Random = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class Draw:
+    declined: bool
+    times_out: bool
+
+
+def draw(*, decline_rate: float, timeout_rate: float, random: Random) -> Draw:
+    """Two independent draws; since random() < 1, a rate of 1 always hits and 0 never does."""
+    return Draw(declined=random() < decline_rate, times_out=random() < timeout_rate)
+
+
+def answer_delay(*, latency_ms: int, times_out: bool, hang_seconds: float) -> float:
+    """Seconds to wait before answering a POST /api/payments that has been recorded."""
+    return latency_ms / 1000 + (hang_seconds if times_out else 0.0)
+
+
+def status_after_cancel(status: str) -> str | None:
+    """APPROVED and CANCELLED payments end CANCELLED; None when it cannot be cancelled."""
+    return CANCELLED if status in (APPROVED, CANCELLED) else None
+
+
+@dataclass(frozen=True)
+class Charge:
+    """A payment and how to answer for it."""
+
+    payment: Payment
+    created: bool
+    delay: float
+
+
+async def get_behavior(db: Database) -> ProviderBehavior:
+    """The provider's current behavior (the defaults if the row is missing)."""
+    async with db.sessions() as session:
+        found = await session.get(ProviderBehavior, BEHAVIOR_ID)
+    return found or ProviderBehavior(
+        id=BEHAVIOR_ID, decline_rate=0.0, timeout_rate=0.0, latency_ms=0, updated_at=None
+    )
+
+
+async def set_behavior(
+    db: Database, *, decline_rate: float, timeout_rate: float, latency_ms: int, now: datetime
+) -> ProviderBehavior:
+    """Replace the behavior every replica uses from the next request on."""
+    values = {
+        "decline_rate": decline_rate,
+        "timeout_rate": timeout_rate,
+        "latency_ms": latency_ms,
+        "updated_at": now,
+    }
+    async with db.transaction() as session:
+        await session.execute(
+            insert(ProviderBehavior)
+            .values(id=BEHAVIOR_ID, **values)
+            .on_conflict_do_update(index_elements=[ProviderBehavior.id], set_=values)
+        )
+    return ProviderBehavior(id=BEHAVIOR_ID, **values)
+
+
+async def create_payment(
+    db: Database,
+    *,
+    key: str,
+    order_id: str,
+    amount: int,
+    random: Random,
+    hang_seconds: float,
+    now: datetime,
+) -> Charge:
+    """Record one payment per Idempotency-Key; a replay returns the recorded one."""
+    async with db.transaction() as session:
+        behavior = await session.get(ProviderBehavior, BEHAVIOR_ID)
+        outcome = draw(
+            decline_rate=behavior.decline_rate if behavior else 0.0,
+            timeout_rate=behavior.timeout_rate if behavior else 0.0,
+            random=random,
+        )
+        values = {
+            "id": str(uuid.uuid4()),
+            "idempotency_key": key,
+            "order_id": order_id,
+            "amount": amount,
+            "status": DECLINED if outcome.declined else APPROVED,
+            "created_at": now,
+        }
+        # A concurrent insert with the same key waits for the first to commit, then does nothing.
+        inserted = await session.execute(
+            insert(Payment)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=[Payment.idempotency_key])
+            .returning(Payment.seq)
+        )
+        if inserted.scalar_one_or_none() is not None:
+            payment, created = Payment(**values), True
+        else:
+            payment = (
+                await session.execute(select(Payment).where(Payment.idempotency_key == key))
+            ).scalar_one()
+            created = False
+            if (payment.order_id, payment.amount) != (order_id, amount):
+                raise Problem(
+                    422, "IDEMPOTENCY_KEY_REUSED", "this key was used with another order or amount"
+                )
+    delay = answer_delay(
+        latency_ms=behavior.latency_ms if behavior else 0,
+        times_out=outcome.times_out,
+        hang_seconds=hang_seconds,
+    )
+    return Charge(payment=payment, created=created, delay=delay)
+
+
+async def get_payment(db: Database, *, payment_id: str) -> Payment:
+    """One payment; 404 PAYMENT_NOT_FOUND."""
+    async with db.sessions() as session:
+        payment = (
+            await session.execute(select(Payment).where(Payment.id == payment_id))
+        ).scalar_one_or_none()
+    if payment is None:
+        raise Problem(404, "PAYMENT_NOT_FOUND", f"no payment {payment_id}")
+    return payment
+
+
+async def cancel_payment(db: Database, *, payment_id: str, now: datetime) -> Payment:
+    """Cancel an approved payment; cancelling again changes nothing; a declined one -> 409."""
+    async with db.transaction() as session:
+        payment = (
+            await session.execute(select(Payment).where(Payment.id == payment_id).with_for_update())
+        ).scalar_one_or_none()
+        if payment is None:
+            raise Problem(404, "PAYMENT_NOT_FOUND", f"no payment {payment_id}")
+        status = status_after_cancel(payment.status)
+        if status is None:
+            raise Problem(
+                409, "PAYMENT_NOT_CANCELLABLE", f"payment {payment_id} is {payment.status}"
+            )
+        if payment.status != status:
+            payment.status, payment.cancelled_at = status, now
+    return payment
+
+
+async def list_payments(
+    db: Database, *, order_id: str | None, limit: int, cursor: str | None
+) -> tuple[list[Payment], str | None]:
+    """A page of payments (of one order, if given), newest first."""
+    after = decode_cursor(cursor, size=1)
+    query = select(Payment)
+    if order_id is not None:
+        query = query.where(Payment.order_id == order_id)
+    if after is not None:
+        if not isinstance(after[0], int):
+            raise Problem(422, "INVALID_CURSOR", "cursor is not valid")
+        query = query.where(Payment.seq < after[0])
+    async with db.sessions() as session:
+        rows = list(
+            (await session.execute(query.order_by(Payment.seq.desc()).limit(limit + 1))).scalars()
+        )
+    next_cursor = encode_cursor([rows[limit - 1].seq]) if len(rows) > limit else None
+    return rows[:limit], next_cursor

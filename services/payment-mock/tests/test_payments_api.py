@@ -1,0 +1,205 @@
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import httpx
+
+from shopkit.db import asyncpg_dsn
+
+Behave = Callable[..., Awaitable[None]]
+
+
+async def pay(
+    client: httpx.AsyncClient,
+    headers: dict[str, str],
+    *,
+    order_id: str | None = None,
+    amount: int = 15_000,
+    key: str | None = None,
+) -> httpx.Response:
+    return await client.post(
+        "/api/payments",
+        json={"order_id": order_id or str(uuid.uuid4()), "amount": amount},
+        headers={**headers, "Idempotency-Key": key or str(uuid.uuid4())},
+    )
+
+
+async def payments_of(
+    client: httpx.AsyncClient, headers: dict[str, str], order_id: str
+) -> list[dict[str, Any]]:
+    found = await client.get("/api/payments", params={"order_id": order_id}, headers=headers)
+    assert found.status_code == 200, found.text
+    return found.json()["items"]
+
+
+async def test_a_new_payment_is_approved_and_can_be_read_back(
+    payments: httpx.AsyncClient, user: dict[str, str]
+) -> None:
+    order_id = str(uuid.uuid4())
+    created = await pay(payments, user, order_id=order_id, amount=12_345)
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert body["status"] == "APPROVED"
+    assert (body["order_id"], body["amount"]) == (order_id, 12_345)
+    read = await payments.get(f"/api/payments/{body['payment_id']}", headers=user)
+    assert read.status_code == 200
+    assert read.json() == body
+
+
+async def test_decline_rate_one_declines_every_payment(
+    payments: httpx.AsyncClient, user: dict[str, str], behave: Behave
+) -> None:
+    await behave(decline_rate=1)
+    answers = [await pay(payments, user) for _ in range(3)]
+    assert [(a.status_code, a.json()["status"]) for a in answers] == [(201, "DECLINED")] * 3
+
+
+async def test_the_same_key_and_body_replays_the_same_payment(
+    payments: httpx.AsyncClient, user: dict[str, str], behave: Behave
+) -> None:
+    order_id, key = str(uuid.uuid4()), str(uuid.uuid4())
+    first = await pay(payments, user, order_id=order_id, key=key)
+    # A replay returns what was recorded, even when the provider has turned hostile since.
+    await behave(decline_rate=1)
+    again = await pay(payments, user, order_id=order_id, key=key)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json() == first.json()
+    assert again.json()["status"] == "APPROVED"
+    assert len(await payments_of(payments, user, order_id)) == 1
+
+
+async def test_concurrent_posts_with_one_key_record_one_payment(
+    payments: httpx.AsyncClient, user: dict[str, str], payment_db: str
+) -> None:
+    order_id, key = str(uuid.uuid4()), str(uuid.uuid4())
+    answers = await asyncio.gather(
+        *(pay(payments, user, order_id=order_id, key=key) for _ in range(20))
+    )
+    assert sorted(a.status_code for a in answers) == [200] * 19 + [201]
+    assert len({a.json()["payment_id"] for a in answers}) == 1
+    conn = await asyncpg.connect(asyncpg_dsn(payment_db))
+    try:
+        rows = await conn.fetchval("SELECT count(*) FROM payments WHERE idempotency_key = $1", key)
+    finally:
+        await conn.close()
+    assert rows == 1
+
+
+async def test_a_key_reused_with_another_body_is_refused(
+    payments: httpx.AsyncClient, user: dict[str, str]
+) -> None:
+    order_id, key = str(uuid.uuid4()), str(uuid.uuid4())
+    assert (await pay(payments, user, order_id=order_id, key=key, amount=100)).status_code == 201
+    reused = await pay(payments, user, order_id=order_id, key=key, amount=200)
+    assert reused.status_code == 422
+    assert reused.json()["code"] == "IDEMPOTENCY_KEY_REUSED"
+    assert [p["amount"] for p in await payments_of(payments, user, order_id)] == [100]
+
+
+async def test_bad_requests_get_stable_codes(
+    payments: httpx.AsyncClient, user: dict[str, str]
+) -> None:
+    order_id = str(uuid.uuid4())
+    no_key = await payments.post(
+        "/api/payments", json={"order_id": order_id, "amount": 100}, headers=user
+    )
+    assert (no_key.status_code, no_key.json()["code"]) == (422, "IDEMPOTENCY_KEY_REQUIRED")
+    for amount in (0, -5, 1.5, "100"):
+        bad = await payments.post(
+            "/api/payments",
+            json={"order_id": order_id, "amount": amount},
+            headers={**user, "Idempotency-Key": str(uuid.uuid4())},
+        )
+        assert (bad.status_code, bad.json()["code"]) == (422, "INVALID_AMOUNT"), amount
+    extra = await payments.post(
+        "/api/payments",
+        json={"order_id": order_id, "amount": 100, "currency": "USD"},
+        headers={**user, "Idempotency-Key": str(uuid.uuid4())},
+    )
+    assert extra.status_code == 422
+    anonymous = await pay(payments, {}, order_id=order_id)
+    assert anonymous.status_code == 401
+    assert await payments_of(payments, user, order_id) == []
+    missing = await payments.get(f"/api/payments/{uuid.uuid4()}", headers=user)
+    assert (missing.status_code, missing.json()["code"]) == (404, "PAYMENT_NOT_FOUND")
+
+
+async def test_cancel_is_idempotent_and_refused_for_a_declined_payment(
+    payments: httpx.AsyncClient, user: dict[str, str], behave: Behave
+) -> None:
+    approved = (await pay(payments, user)).json()
+    first = await payments.post(f"/api/payments/{approved['payment_id']}/cancel", headers=user)
+    again = await payments.post(f"/api/payments/{approved['payment_id']}/cancel", headers=user)
+    assert (first.status_code, again.status_code) == (200, 200)
+    assert first.json()["status"] == "CANCELLED"
+    assert again.json() == first.json()
+    read = await payments.get(f"/api/payments/{approved['payment_id']}", headers=user)
+    assert read.json()["status"] == "CANCELLED"
+
+    await behave(decline_rate=1)
+    declined = (await pay(payments, user)).json()
+    refused = await payments.post(f"/api/payments/{declined['payment_id']}/cancel", headers=user)
+    assert (refused.status_code, refused.json()["code"]) == (409, "PAYMENT_NOT_CANCELLABLE")
+    unknown = await payments.post(f"/api/payments/{uuid.uuid4()}/cancel", headers=user)
+    assert (unknown.status_code, unknown.json()["code"]) == (404, "PAYMENT_NOT_FOUND")
+
+
+async def test_list_by_order_id_is_paginated_newest_first(
+    payments: httpx.AsyncClient, user: dict[str, str]
+) -> None:
+    order_id = str(uuid.uuid4())
+    made = [(await pay(payments, user, order_id=order_id, amount=a)).json() for a in (1, 2, 3)]
+    await pay(payments, user)  # another order's payment stays out of the list
+    page = await payments.get(
+        "/api/payments", params={"order_id": order_id, "limit": 2}, headers=user
+    )
+    assert [p["amount"] for p in page.json()["items"]] == [3, 2]
+    rest = await payments.get(
+        "/api/payments",
+        params={"order_id": order_id, "limit": 2, "cursor": page.json()["next_cursor"]},
+        headers=user,
+    )
+    assert rest.json() == {"items": [made[0]], "next_cursor": None}
+    bad = await payments.get("/api/payments", params={"cursor": "nonsense!"}, headers=user)
+    assert (bad.status_code, bad.json()["code"]) == (422, "INVALID_CURSOR")
+
+
+async def test_behavior_is_admin_only_and_validated(
+    payments: httpx.AsyncClient, user: dict[str, str], admin: dict[str, str], behave: Behave
+) -> None:
+    knobs = {"decline_rate": 0.25, "timeout_rate": 0.5, "latency_ms": 10}
+    forbidden = await payments.put("/api/payments/behavior", json=knobs, headers=user)
+    assert forbidden.status_code == 403
+    assert (await payments.get("/api/payments/behavior", headers=user)).status_code == 403
+    for bad in (
+        {"decline_rate": 1.5},
+        {"timeout_rate": -0.1},
+        {"latency_ms": 60_001},
+        {"latency_ms": 1.5},
+        {"decline_rate": "0.5"},
+        {"surprise": 1},
+    ):
+        refused = await payments.put("/api/payments/behavior", json=bad, headers=admin)
+        assert refused.status_code == 422, bad
+    await behave(**knobs)
+    read = (await payments.get("/api/payments/behavior", headers=admin)).json()
+    assert {k: read[k] for k in knobs} == knobs
+    # PUT replaces the whole behavior: what is left out goes back to 0.
+    await behave(decline_rate=1)
+    read = (await payments.get("/api/payments/behavior", headers=admin)).json()
+    assert (read["decline_rate"], read["timeout_rate"], read["latency_ms"]) == (1, 0, 0)
+
+
+async def test_a_timed_out_payment_is_recorded_and_answered_late(
+    payments: httpx.AsyncClient, user: dict[str, str], behave: Behave
+) -> None:
+    await behave(timeout_rate=1)
+    order_id = str(uuid.uuid4())
+    # This app hangs 1 s (settings.timeout_hang_seconds); a patient client gets the approval.
+    late = await pay(payments, user, order_id=order_id)
+    assert (late.status_code, late.json()["status"]) == (201, "APPROVED")
+    assert [p["payment_id"] for p in await payments_of(payments, user, order_id)] == [
+        late.json()["payment_id"]
+    ]
