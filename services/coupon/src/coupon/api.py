@@ -1,0 +1,158 @@
+"""Coupon routes: definitions (admin), the first-come-first-served issue, user coupons."""
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from coupon import domain, issuing, service
+from coupon.issuing import Held, LineMemory
+from coupon.models import Coupon
+from coupon.schemas import CouponIn, CouponOut, IssueIn, StatusFilter, UserCouponOut
+from coupon.settings import Settings
+from shopkit.app import ClockDep, Db
+from shopkit.auth import AdminPrincipal, CurrentPrincipal
+from shopkit.errors import Problem
+from shopkit.pagination import Cursor, Limit, Page
+
+router = APIRouter(prefix="/api", tags=["coupons"])
+
+
+def get_memory(request: Request) -> LineMemory:
+    return request.app.state.line_memory  # type: ignore[no-any-return]
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+Memory = Annotated[LineMemory, Depends(get_memory)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+@router.post("/coupons", status_code=201, response_model=CouponOut)
+async def create_coupon(body: CouponIn, db: Db, _: AdminPrincipal, clock: ClockDep) -> CouponOut:
+    """Define a coupon (admin); PERCENT values are 1..100, valid_days defaults to 30."""
+    coupon = await service.create_coupon(db, **body.model_dump(), now=clock())
+    return coupon_out(coupon)
+
+
+@router.get("/coupons/{coupon_id}", response_model=CouponOut)
+async def get_coupon(coupon_id: str, db: Db, _: CurrentPrincipal) -> CouponOut:
+    """A coupon and how many have been issued; 404 COUPON_NOT_FOUND."""
+    return coupon_out(await service.get_coupon(db, coupon_id=coupon_id))
+
+
+@router.post(
+    "/coupons/{coupon_id}/issue",
+    status_code=202,
+    response_model=UserCouponOut,
+    responses={201: {"model": UserCouponOut, "description": "issued (with ?wait=true)"}},
+)
+async def issue_coupon(
+    coupon_id: str,
+    body: IssueIn,
+    db: Db,
+    principal: CurrentPrincipal,
+    memory: Memory,
+    settings: SettingsDep,
+    clock: ClockDep,
+    response: Response,
+    wait: Annotated[bool, Query(description="wait up to 10 s for ISSUED")] = False,
+) -> UserCouponOut:
+    """Take a place in line (202 PENDING); 409 SOLD_OUT or ALREADY_ISSUED; 404 unknown ids."""
+    principal.require_self_or_admin(body.user_id)
+    held = await issuing.take_place(
+        db,
+        memory=memory,
+        coupon_id=coupon_id,
+        user_id=body.user_id,
+        vouched=principal.user_id == body.user_id,
+        user_wait_seconds=settings.user_wait_seconds,
+        now=clock(),
+    )
+    if wait:
+        held = await _settled(db, memory, held, settings.issue_wait_seconds, response)
+    return user_coupon_out(held, clock())
+
+
+async def _settled(
+    db: Db, memory: LineMemory, held: Held, timeout: float, response: Response
+) -> Held:
+    held = await issuing.wait_settled(
+        db, memory=memory, user_coupon_id=held.row.id, timeout=timeout
+    )
+    if held.row.status == "REJECTED":
+        raise Problem(409, "SOLD_OUT", "every coupon has been taken")
+    if held.row.status != "PENDING":
+        response.status_code = 201
+    return held
+
+
+@router.get("/users/{user_id}/coupons", response_model=Page[UserCouponOut])
+async def list_user_coupons(
+    user_id: str,
+    db: Db,
+    principal: CurrentPrincipal,
+    memory: Memory,
+    clock: ClockDep,
+    status: StatusFilter | None = None,
+    limit: Limit = 20,
+    cursor: Cursor = None,
+) -> Page[UserCouponOut]:
+    """The user's coupons, newest first, optionally of one status."""
+    principal.require_self_or_admin(user_id)
+    now = clock()
+    held, next_cursor = await service.list_user_coupons(
+        db,
+        memory=memory,
+        user_id=user_id,
+        status=status,
+        limit=limit,
+        cursor=cursor,
+        now=now,
+        require_known=principal.user_id != user_id,
+    )
+    return Page[UserCouponOut](
+        items=[user_coupon_out(h, now) for h in held], next_cursor=next_cursor
+    )
+
+
+@router.get("/user-coupons/{user_coupon_id}", response_model=UserCouponOut)
+async def get_user_coupon(
+    user_coupon_id: str, db: Db, principal: CurrentPrincipal, memory: Memory, clock: ClockDep
+) -> UserCouponOut:
+    """One user coupon (its holder or an admin); 404 USER_COUPON_NOT_FOUND."""
+    held = await service.get_user_coupon(db, memory=memory, user_coupon_id=user_coupon_id)
+    principal.require_self_or_admin(held.row.user_id)
+    return user_coupon_out(held, clock())
+
+
+@router.post("/user-coupons/{user_coupon_id}/revoke", response_model=UserCouponOut)
+async def revoke_user_coupon(
+    user_coupon_id: str, db: Db, _: AdminPrincipal, memory: Memory, clock: ClockDep
+) -> UserCouponOut:
+    """Revoke an ISSUED coupon (admin); 409 COUPON_NOT_REVOCABLE when PENDING or USED."""
+    held = await service.revoke(db, memory=memory, user_coupon_id=user_coupon_id)
+    return user_coupon_out(held, clock())
+
+
+def coupon_out(coupon: Coupon) -> CouponOut:
+    return CouponOut.model_validate(coupon, from_attributes=True)
+
+
+def user_coupon_out(held: Held, now: datetime) -> UserCouponOut:
+    row, card = held.row, held.card
+    return UserCouponOut(
+        id=row.id,
+        coupon_id=row.coupon_id,
+        user_id=row.user_id,
+        name=card.name,
+        discount_type=card.discount_type,
+        discount_value=card.discount_value,
+        status=domain.visible_status(row.status, row.expires_at, now),
+        issued_at=row.issued_at,
+        expires_at=row.expires_at,
+        used_at=row.used_at,
+        order_id=row.order_id,
+    )

@@ -1,0 +1,23 @@
+"""The coupon service: definitions, first-come-first-served issuing, user coupons, checkout use."""
+
+from fastapi import FastAPI
+
+from coupon.api import router
+from coupon.handlers import build_consumers
+from coupon.issuing import LineMemory
+from coupon.settings import Settings
+from shopkit.app import create_app
+from shopkit.clock import Clock, system_clock
+
+
+def build_app(settings: Settings | None = None, *, clock: Clock = system_clock) -> FastAPI:
+    settings = settings or Settings()
+    app = create_app(
+        settings,
+        title="Shop coupons",
+        routers=[router],
+        consumers=build_consumers(clock),
+        clock=clock,
+    )
+    app.state.line_memory = LineMemory()
+    return app

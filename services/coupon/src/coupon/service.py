@@ -1,0 +1,266 @@
+"""Coupon use cases besides the line: definitions, lists, revoke, and the saga's coupon use."""
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import and_, exists, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from contracts.coupon import (
+    CouponReleased,
+    CouponReservationFailed,
+    CouponReserved,
+    ReleaseCoupon,
+    ReserveCoupon,
+)
+from coupon import domain
+from coupon.issuing import Held, LineMemory
+from coupon.models import Coupon, CouponLine, CouponOperation, KnownUser, UserCoupon
+from shopkit.db import Database
+from shopkit.errors import Problem
+from shopkit.outbox import add_message
+from shopkit.pagination import decode_cursor, encode_cursor
+
+
+async def create_coupon(
+    db: Database,
+    *,
+    name: str,
+    discount_type: domain.DiscountType,
+    discount_value: int,
+    total_quantity: int,
+    min_order_amount: int,
+    valid_days: int,
+    now: datetime,
+) -> Coupon:
+    """Define a coupon and open its line; 422 INVALID_COUPON for inconsistent terms."""
+    error = domain.terms_error(
+        discount_type=discount_type,
+        discount_value=discount_value,
+        total_quantity=total_quantity,
+        valid_days=valid_days,
+    )
+    if error:
+        raise Problem(422, "INVALID_COUPON", error)
+    coupon = Coupon(
+        id=str(uuid.uuid4()),
+        name=name,
+        discount_type=discount_type,
+        discount_value=discount_value,
+        total_quantity=total_quantity,
+        issued_quantity=0,
+        min_order_amount=min_order_amount,
+        valid_days=valid_days,
+        created_at=now,
+    )
+    async with db.transaction() as session:
+        session.add(coupon)
+        await session.flush()
+        session.add(CouponLine(coupon_id=coupon.id, capacity=total_quantity, accepted=0))
+    return coupon
+
+
+async def get_coupon(db: Database, *, coupon_id: str) -> Coupon:
+    """The coupon with its current issued quantity; 404 COUPON_NOT_FOUND."""
+    async with db.sessions() as session:
+        coupon = await session.get(Coupon, coupon_id)
+    if coupon is None:
+        raise Problem(404, "COUPON_NOT_FOUND", f"no coupon {coupon_id}")
+    return coupon
+
+
+async def list_user_coupons(
+    db: Database,
+    *,
+    memory: LineMemory,
+    user_id: str,
+    status: str | None,
+    limit: int,
+    cursor: str | None,
+    now: datetime,
+    require_known: bool,
+) -> tuple[list[Held], str | None]:
+    """A page of the user's coupons, newest first; EXPIRED is ISSUED past its expiry."""
+    after = decode_cursor(cursor, size=1)
+    query = select(UserCoupon).where(UserCoupon.user_id == user_id)
+    if status == "EXPIRED":
+        query = query.where(UserCoupon.status == "ISSUED", UserCoupon.expires_at < now)
+    elif status == "ISSUED":
+        query = query.where(UserCoupon.status == "ISSUED", UserCoupon.expires_at >= now)
+    elif status is not None:
+        query = query.where(UserCoupon.status == status)
+    if after is not None:
+        query = query.where(UserCoupon.seq < int(after[0]))
+    async with db.sessions() as session:
+        rows = list(await session.scalars(query.order_by(UserCoupon.seq.desc()).limit(limit + 1)))
+        if require_known and not rows and not await _is_known(session, user_id):
+            raise Problem(404, "USER_NOT_FOUND", f"no user {user_id}")
+    next_cursor = encode_cursor([rows[limit - 1].seq]) if len(rows) > limit else None
+    held = [Held(row=row, card=await memory.card(db, row.coupon_id)) for row in rows[:limit]]
+    return held, next_cursor
+
+
+async def _is_known(session: AsyncSession, user_id: str) -> bool:
+    known = select(KnownUser.user_id).where(KnownUser.user_id == user_id)
+    holds = select(UserCoupon.id).where(UserCoupon.user_id == user_id)
+    return bool(await session.scalar(select(exists(known) | exists(holds))))
+
+
+async def get_user_coupon(db: Database, *, memory: LineMemory, user_coupon_id: str) -> Held:
+    """One user coupon; 404 USER_COUPON_NOT_FOUND."""
+    async with db.sessions() as session:
+        row = await session.get(UserCoupon, user_coupon_id)
+    if row is None:
+        raise Problem(404, "USER_COUPON_NOT_FOUND", f"no user coupon {user_coupon_id}")
+    return Held(row=row, card=await memory.card(db, row.coupon_id))
+
+
+async def revoke(db: Database, *, memory: LineMemory, user_coupon_id: str) -> Held:
+    """An admin takes back an unused coupon; 409 COUPON_NOT_REVOCABLE when it is not ISSUED."""
+    async with db.transaction() as session:
+        row = await session.get(UserCoupon, user_coupon_id, with_for_update=True)
+        if row is None:
+            raise Problem(404, "USER_COUPON_NOT_FOUND", f"no user coupon {user_coupon_id}")
+        if not domain.can_revoke(row.status):
+            raise Problem(409, "COUPON_NOT_REVOCABLE", f"a {row.status} coupon cannot be revoked")
+        row.status = "REVOKED"
+    return Held(row=row, card=await memory.card(db, row.coupon_id))
+
+
+async def reserve(session: AsyncSession, *, command: ReserveCoupon, now: datetime) -> None:
+    """Use the coupon on the order, or refuse it with nothing changed; answered once per op."""
+    op = await session.get(CouponOperation, command.operation_id)
+    if op is None:
+        op = await _reserve_once(session, command=command, now=now)
+        session.add(op)
+    await add_message(session, _reserve_reply(op, command))
+
+
+async def _reserve_once(
+    session: AsyncSession, *, command: ReserveCoupon, now: datetime
+) -> CouponOperation:
+    found = (
+        await session.execute(
+            select(UserCoupon, Coupon)
+            .join(Coupon, Coupon.id == UserCoupon.coupon_id)
+            .where(UserCoupon.id == command.user_coupon_id)
+            .with_for_update(of=UserCoupon)
+        )
+    ).first()
+    row, coupon = found if found else (None, None)
+    op = CouponOperation(
+        operation_id=command.operation_id,
+        order_id=command.order_id,
+        user_coupon_id=command.user_coupon_id,
+        kind="RESERVE",
+        outcome="FAILED",
+        discount=0,
+        discount_value=0,
+        min_order_amount=0,
+    )
+    if row is None or coupon is None:
+        op.detail = "the coupon is not this user's"
+        return op
+    terms = domain.Terms(coupon.discount_type, coupon.discount_value, coupon.min_order_amount)  # type: ignore[arg-type]
+    holding = domain.Holding(row.user_id, row.status, row.expires_at, row.order_id)
+    reason = domain.unusable_reason(
+        holding,
+        terms,
+        user_id=command.user_id,
+        order_id=command.order_id,
+        subtotal=command.subtotal,
+        now=now,
+    )
+    if reason is None and await _voided(session, command.order_id, command.user_coupon_id):
+        reason = "the order already gave this coupon back"
+    if reason is not None:
+        op.detail = reason
+        return op
+    if row.status != "USED":
+        row.status, row.order_id, row.used_at = "USED", command.order_id, now
+    op.outcome = "RESERVED"
+    op.discount_type, op.discount_value = coupon.discount_type, coupon.discount_value
+    op.min_order_amount = coupon.min_order_amount
+    op.discount = domain.discount(terms, command.subtotal)
+    return op
+
+
+async def _voided(session: AsyncSession, order_id: str, user_coupon_id: str) -> bool:
+    return bool(
+        await session.scalar(
+            select(
+                exists().where(
+                    and_(
+                        CouponOperation.order_id == order_id,
+                        CouponOperation.user_coupon_id == user_coupon_id,
+                        CouponOperation.outcome == "VOIDED",
+                    )
+                )
+            )
+        )
+    )
+
+
+def _reserve_reply(
+    op: CouponOperation, command: ReserveCoupon
+) -> CouponReserved | CouponReservationFailed:
+    if op.outcome == "RESERVED":
+        return CouponReserved(
+            order_id=command.order_id,
+            operation_id=command.operation_id,
+            user_coupon_id=command.user_coupon_id,
+            discount_type=op.discount_type,  # type: ignore[arg-type]
+            discount_value=op.discount_value,
+            min_order_amount=op.min_order_amount,
+            discount=op.discount,
+        )
+    return CouponReservationFailed(
+        order_id=command.order_id,
+        operation_id=command.operation_id,
+        user_coupon_id=command.user_coupon_id,
+        reason="COUPON_NOT_USABLE",
+        detail=op.detail or "not usable",
+    )
+
+
+async def release(session: AsyncSession, *, command: ReleaseCoupon) -> None:
+    """Give the order's coupon back to ISSUED; before any reserve, void that reserve instead."""
+    op = await session.get(CouponOperation, command.operation_id)
+    if op is None:
+        op = await _release_once(session, command=command)
+        session.add(op)
+    await add_message(
+        session,
+        CouponReleased(
+            order_id=command.order_id,
+            operation_id=command.operation_id,
+            user_coupon_id=command.user_coupon_id,
+        ),
+    )
+
+
+async def _release_once(session: AsyncSession, *, command: ReleaseCoupon) -> CouponOperation:
+    row = await session.get(UserCoupon, command.user_coupon_id, with_for_update=True)
+    reserved_before = await session.scalar(
+        select(
+            exists().where(
+                and_(
+                    CouponOperation.order_id == command.order_id,
+                    CouponOperation.user_coupon_id == command.user_coupon_id,
+                    CouponOperation.outcome == "RESERVED",
+                )
+            )
+        )
+    )
+    if row is not None and row.status == "USED" and row.order_id == command.order_id:
+        row.status, row.order_id, row.used_at = "ISSUED", None, None
+    return CouponOperation(
+        operation_id=command.operation_id,
+        order_id=command.order_id,
+        user_coupon_id=command.user_coupon_id,
+        kind="RELEASE",
+        outcome="RELEASED" if reserved_before else "VOIDED",
+        discount=0,
+        discount_value=0,
+        min_order_amount=0,
+    )
