@@ -1,4 +1,5 @@
 import asyncio
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -203,3 +204,18 @@ async def test_a_timed_out_payment_is_recorded_and_answered_late(
     assert [p["payment_id"] for p in await payments_of(payments, user, order_id)] == [
         late.json()["payment_id"]
     ]
+
+
+async def test_latency_delays_only_the_charge(
+    payments: httpx.AsyncClient, user: dict[str, str], behave: Behave
+) -> None:
+    await behave(latency_ms=300)
+    started = time.monotonic()
+    charged = await pay(payments, user)
+    charge_took = time.monotonic() - started
+    started = time.monotonic()
+    read = await payments.get(f"/api/payments/{charged.json()['payment_id']}", headers=user)
+    read_took = time.monotonic() - started
+    assert (charged.status_code, read.status_code) == (201, 200)
+    assert charge_took >= 0.3
+    assert read_took < 0.3
