@@ -1,0 +1,31 @@
+"""Saga commands the catalog consumes, each answered on catalog.replies."""
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from catalog import stock
+from contracts import Envelope
+from contracts.catalog import CommitStock, ReleaseStock, ReserveStock, ReturnStock
+from shopkit.clock import system_clock
+from shopkit.messaging import Consumer
+
+consumer = Consumer("catalog")
+
+
+@consumer.handles(ReserveStock)
+async def on_reserve(session: AsyncSession, command: ReserveStock, _: Envelope) -> None:
+    await stock.reserve_stock(session, command=command, now=system_clock())
+
+
+@consumer.handles(ReleaseStock)
+async def on_release(session: AsyncSession, command: ReleaseStock, _: Envelope) -> None:
+    await stock.release_stock(session, command=command, now=system_clock())
+
+
+@consumer.handles(CommitStock)
+async def on_commit(session: AsyncSession, command: CommitStock, _: Envelope) -> None:
+    await stock.commit_stock(session, command=command, now=system_clock())
+
+
+@consumer.handles(ReturnStock)
+async def on_return(session: AsyncSession, command: ReturnStock, _: Envelope) -> None:
+    await stock.return_stock(session, command=command, now=system_clock())

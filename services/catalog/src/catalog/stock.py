@@ -1,0 +1,366 @@
+"""The saga's stock commands: reserve all-or-nothing, release, commit, return.
+
+Every command is answered once per operation and a replay (even under a new message id) repeats
+the answer without moving stock again. Rows are always touched in product-id order, so two
+reservations that share products can never deadlock.
+
+Reserving can use one of three locking strategies; bench/catalog_bench.py measures them on a hot
+product and docs/catalog.md records why `STRATEGY` is the one the service uses.
+"""
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from catalog.domain import (
+    Status,
+    capped_returns,
+    merge_lines,
+    on_commit,
+    on_release,
+    short_products,
+)
+from catalog.models import OrderSale, Product, Reservation, Stock, StockReturn
+from contracts.catalog import (
+    CommitStock,
+    ReleaseStock,
+    ReservedLine,
+    ReserveStock,
+    ReturnStock,
+    StockCommitted,
+    StockReleased,
+    StockReservationFailed,
+    StockReserved,
+    StockReturned,
+)
+from shopkit.outbox import add_message
+
+log = logging.getLogger("catalog.stock")
+
+Strategy = Literal["conditional", "pessimistic", "optimistic"]
+STRATEGY: Strategy = "conditional"
+OPTIMISTIC_ATTEMPTS = 50
+
+
+class StockContention(Exception):
+    """Optimistic locking lost every attempt; the consumer retries the whole message."""
+
+
+@dataclass
+class Outcome:
+    """What reserving a set of lines came to; `retries` counts optimistic conflicts."""
+
+    lines: list[dict[str, Any]] = field(default_factory=list)
+    reason: Literal["OUT_OF_STOCK", "PRODUCT_NOT_FOUND"] | None = None
+    product_ids: list[str] = field(default_factory=list)
+    retries: int = 0
+
+
+async def reserve_stock(
+    session: AsyncSession, *, command: ReserveStock, now: datetime, strategy: Strategy = STRATEGY
+) -> Outcome | None:
+    """Reserve every line or none and answer; a known operation only repeats its answer."""
+    claimed = await _claim(session, command.operation_id, command.order_id, Status.PENDING, now)
+    outcome = None
+    if claimed:
+        wanted = merge_lines((line.product_id, line.quantity) for line in command.lines)
+        outcome = await reserve_lines(session, wanted=wanted, strategy=strategy)
+        await session.execute(
+            update(Reservation)
+            .where(Reservation.operation_id == command.operation_id)
+            .values(
+                status=Status.FAILED if outcome.reason else Status.RESERVED,
+                reason=outcome.reason,
+                failed_product_ids=outcome.product_ids,
+                lines=outcome.lines,
+                updated_at=now,
+            )
+        )
+    row = await session.get(Reservation, command.operation_id, populate_existing=True)
+    assert row is not None
+    await add_message(session, _reserve_reply(row))
+    return outcome
+
+
+def _reserve_reply(row: Reservation) -> StockReserved | StockReservationFailed:
+    if row.status in (Status.RESERVED, Status.RELEASED, Status.COMMITTED):
+        lines = tuple(ReservedLine.model_validate(line) for line in row.lines)
+        return StockReserved(order_id=row.order_id, operation_id=row.operation_id, lines=lines)
+    # A VOIDED operation was released before it arrived: refused, and nothing is held.
+    reason = "PRODUCT_NOT_FOUND" if row.reason == "PRODUCT_NOT_FOUND" else "OUT_OF_STOCK"
+    return StockReservationFailed(
+        order_id=row.order_id,
+        operation_id=row.operation_id,
+        reason=reason,
+        product_ids=tuple(row.failed_product_ids),
+    )
+
+
+async def reserve_lines(
+    session: AsyncSession, *, wanted: dict[str, int], strategy: Strategy
+) -> Outcome:
+    """Move `wanted` units from available to reserved, all or nothing, with `strategy`."""
+    products = {
+        p.id: p
+        for p in (await session.execute(select(Product).where(Product.id.in_(wanted)))).scalars()
+    }
+    missing = sorted(set(wanted) - set(products))
+    if missing:
+        return Outcome(reason="PRODUCT_NOT_FOUND", product_ids=missing)
+    reserve = {
+        "conditional": _reserve_conditional,
+        "pessimistic": _reserve_pessimistic,
+        "optimistic": _reserve_optimistic,
+    }[strategy]
+    short, retries = await reserve(session, wanted)
+    if short:
+        return Outcome(reason="OUT_OF_STOCK", product_ids=short, retries=retries)
+    lines = [
+        ReservedLine(
+            product_id=pid,
+            quantity=q,
+            unit_price=products[pid].price,
+            name=products[pid].name,
+            category=products[pid].category,
+        ).model_dump()
+        for pid, q in wanted.items()
+    ]
+    return Outcome(lines=lines, retries=retries)
+
+
+class _Short(Exception):
+    pass
+
+
+async def _reserve_conditional(
+    session: AsyncSession, wanted: dict[str, int]
+) -> tuple[list[str], int]:
+    """One `UPDATE ... WHERE available >= q` per line; a line that matches nothing is short."""
+    try:
+        # A single line needs no savepoint: its failed UPDATE changed nothing.
+        async with _savepoint(session, len(wanted) > 1):
+            for pid, q in wanted.items():
+                if not await _take(session, pid, q, Stock.available >= q):
+                    raise _Short
+        return [], 0
+    except _Short:
+        return await _short_now(session, wanted), 0
+
+
+async def _reserve_pessimistic(
+    session: AsyncSession, wanted: dict[str, int]
+) -> tuple[list[str], int]:
+    """Lock the stock rows (FOR UPDATE, id order), check them all, then update."""
+    rows = await session.execute(
+        select(Stock.product_id, Stock.available)
+        .where(Stock.product_id.in_(wanted))
+        .order_by(Stock.product_id)
+        .with_for_update()
+    )
+    short = short_products(wanted, {pid: available for pid, available in rows.all()})
+    if short:
+        return short, 0
+    for pid, q in wanted.items():
+        await _take(session, pid, q)
+    return [], 0
+
+
+async def _reserve_optimistic(
+    session: AsyncSession, wanted: dict[str, int]
+) -> tuple[list[str], int]:
+    """Read without locks, then update only if each row's version is unchanged; else retry."""
+    for attempt in range(OPTIMISTIC_ATTEMPTS):
+        rows = (
+            await session.execute(
+                select(Stock.product_id, Stock.available, Stock.version).where(
+                    Stock.product_id.in_(wanted)
+                )
+            )
+        ).all()
+        short = short_products(wanted, {r.product_id: r.available for r in rows})
+        if short:
+            return short, attempt
+        versions = {r.product_id: r.version for r in rows}
+        try:
+            async with _savepoint(session, len(wanted) > 1):
+                for pid, q in wanted.items():
+                    if not await _take(session, pid, q, Stock.version == versions[pid]):
+                        raise _Short
+            return [], attempt
+        except _Short:
+            # Someone changed a row since we read it: back off a little, with jitter, and retry.
+            await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+    raise StockContention(f"optimistic reservation lost {OPTIMISTIC_ATTEMPTS} times")
+
+
+async def _take(session: AsyncSession, product_id: str, quantity: int, *conditions: Any) -> bool:
+    taken = await session.execute(
+        update(Stock)
+        .where(Stock.product_id == product_id, *conditions)
+        .values(
+            available=Stock.available - quantity,
+            reserved=Stock.reserved + quantity,
+            version=Stock.version + 1,
+        )
+        .returning(Stock.product_id)
+    )
+    return taken.scalar_one_or_none() is not None
+
+
+async def _short_now(session: AsyncSession, wanted: dict[str, int]) -> list[str]:
+    rows = await session.execute(
+        select(Stock.product_id, Stock.available).where(Stock.product_id.in_(wanted))
+    )
+    # Another order may have freed units since; still name at least the line that failed.
+    return short_products(wanted, {pid: a for pid, a in rows.all()}) or sorted(wanted)[:1]
+
+
+class _savepoint:
+    """A SAVEPOINT around a block when `needed`: a short line undoes the lines before it."""
+
+    def __init__(self, session: AsyncSession, needed: bool) -> None:
+        self.session, self.needed = session, needed
+        self._nested: Any = None
+
+    async def __aenter__(self) -> None:
+        if self.needed:
+            self._nested = await self.session.begin_nested()
+
+    async def __aexit__(self, exc_type: object, *_: object) -> None:
+        if self._nested is None:
+            return
+        if exc_type is None:
+            await self._nested.commit()
+        else:
+            await self._nested.rollback()
+
+
+async def release_stock(session: AsyncSession, *, command: ReleaseStock, now: datetime) -> None:
+    """Give the operation's reserved units back once; a Release before its Reserve voids it."""
+    claimed = await _claim(session, command.operation_id, command.order_id, Status.VOIDED, now)
+    if not claimed:
+        row = await session.get(Reservation, command.operation_id, with_for_update=True)
+        assert row is not None
+        step = on_release(Status(row.status))
+        if step.moves_stock:
+            for line in sorted(row.lines, key=lambda line: line["product_id"]):
+                await session.execute(
+                    update(Stock)
+                    .where(Stock.product_id == line["product_id"])
+                    .values(
+                        available=Stock.available + line["quantity"],
+                        reserved=Stock.reserved - line["quantity"],
+                        version=Stock.version + 1,
+                    )
+                )
+        row.status, row.updated_at = step.status, now
+    await add_message(
+        session, StockReleased(order_id=command.order_id, operation_id=command.operation_id)
+    )
+
+
+async def commit_stock(session: AsyncSession, *, command: CommitStock, now: datetime) -> None:
+    """Turn the operation's reserved units into sold, once."""
+    row = await session.get(Reservation, command.operation_id, with_for_update=True)
+    if row is None:
+        log.warning("commit of an unknown stock operation", extra={"fields": command.model_dump()})
+    else:
+        step = on_commit(Status(row.status))
+        if step.moves_stock:
+            for line in sorted(row.lines, key=lambda line: line["product_id"]):
+                await session.execute(
+                    update(Stock)
+                    .where(Stock.product_id == line["product_id"])
+                    .values(
+                        reserved=Stock.reserved - line["quantity"],
+                        sold=Stock.sold + line["quantity"],
+                        version=Stock.version + 1,
+                    )
+                )
+                await session.execute(
+                    insert(OrderSale)
+                    .values(
+                        order_id=row.order_id, product_id=line["product_id"], sold=line["quantity"]
+                    )
+                    .on_conflict_do_update(
+                        index_elements=[OrderSale.order_id, OrderSale.product_id],
+                        set_={"sold": OrderSale.sold + line["quantity"]},
+                    )
+                )
+        elif row.status != Status.COMMITTED:
+            log.warning("commit of a %s stock operation", row.status)
+        row.status, row.updated_at = step.status, now
+    await add_message(
+        session, StockCommitted(order_id=command.order_id, operation_id=command.operation_id)
+    )
+
+
+async def return_stock(session: AsyncSession, *, command: ReturnStock, now: datetime) -> None:
+    """Put sold units back on the shelf, never more than the order holds as sold."""
+    claimed = await session.execute(
+        insert(StockReturn)
+        .values(
+            operation_id=command.operation_id, order_id=command.order_id, lines={}, created_at=now
+        )
+        .on_conflict_do_nothing()
+        .returning(StockReturn.operation_id)
+    )
+    if claimed.scalar_one_or_none() is not None:
+        requested = merge_lines((line.product_id, line.quantity) for line in command.lines)
+        sales = await session.execute(
+            select(OrderSale.product_id, OrderSale.sold)
+            .where(OrderSale.order_id == command.order_id, OrderSale.product_id.in_(requested))
+            .order_by(OrderSale.product_id)
+            .with_for_update()
+        )
+        returned = capped_returns(requested, {pid: sold for pid, sold in sales.all()})
+        for pid, q in returned.items():
+            await session.execute(
+                update(OrderSale)
+                .where(OrderSale.order_id == command.order_id, OrderSale.product_id == pid)
+                .values(sold=OrderSale.sold - q)
+            )
+            await session.execute(
+                update(Stock)
+                .where(Stock.product_id == pid)
+                .values(
+                    available=Stock.available + q, sold=Stock.sold - q, version=Stock.version + 1
+                )
+            )
+        await session.execute(
+            update(StockReturn)
+            .where(StockReturn.operation_id == command.operation_id)
+            .values(lines=returned)
+        )
+    await add_message(
+        session, StockReturned(order_id=command.order_id, operation_id=command.operation_id)
+    )
+
+
+async def _claim(
+    session: AsyncSession, operation_id: str, order_id: str, status: Status, now: datetime
+) -> bool:
+    """Insert the operation's row; False when it exists (a concurrent claim waits for ours)."""
+    claimed = await session.execute(
+        insert(Reservation)
+        .values(
+            operation_id=operation_id,
+            order_id=order_id,
+            status=status,
+            reason=None,
+            failed_product_ids=[],
+            lines=[],
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing()
+        .returning(Reservation.operation_id)
+    )
+    return claimed.scalar_one_or_none() is not None
