@@ -1,0 +1,1 @@
+"""Sales analytics: popular products and sales statistics projected from order events."""

@@ -1,0 +1,124 @@
+"""Rebuild the projection from the Kafka topics: `python -m analytics.rebuild [--truncate]`.
+
+Reads order.events and catalog.events from the beginning up to their end offsets at start,
+with no consumer group (nothing is committed, the live group is untouched), and applies them
+with the same function the live consumer uses. Run it against a fresh, migrated database, or
+pass --truncate to empty this service's tables first (stop the service while it runs).
+Afterwards the live consumer may redeliver some of the same events: the inbox skips them.
+"""
+
+import argparse
+import asyncio
+import sys
+from dataclasses import asdict, dataclass
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from sqlalchemy import func, select, text
+
+from analytics.handlers import consumer
+from analytics.models import Product, SaleOrder
+from analytics.settings import Settings
+from shopkit.db import Database
+from shopkit.inbox import InboxMessage
+
+PROJECTION_TABLES = "products, sale_orders, product_daily_sales, category_daily_sales, daily_sales"
+
+
+@dataclass(frozen=True)
+class Rebuilt:
+    records: int
+    applied: int
+    orders: int
+    products: int
+
+
+class NotEmpty(Exception):
+    """The target database already holds a projection."""
+
+
+async def rebuild(settings: Settings, *, truncate: bool = False) -> Rebuilt:
+    """Project every event on the topics into the configured database; what was done."""
+    db = Database(settings.database_url, pool_size=2)
+    try:
+        await _prepare(db, truncate=truncate)
+        records, applied = await _replay(db, settings)
+        async with db.sessions() as session:
+            orders = await session.scalar(select(func.count()).select_from(SaleOrder))
+            products = await session.scalar(select(func.count()).select_from(Product))
+        return Rebuilt(records=records, applied=applied, orders=orders or 0, products=products or 0)
+    finally:
+        await db.dispose()
+
+
+async def _prepare(db: Database, *, truncate: bool) -> None:
+    async with db.transaction() as session:
+        if truncate:
+            await session.execute(text(f"TRUNCATE {PROJECTION_TABLES}"))
+            await session.execute(
+                InboxMessage.__table__.delete().where(InboxMessage.consumer == consumer.name)  # type: ignore[attr-defined]
+            )
+            return
+        seen = await session.scalar(
+            select(func.count())
+            .select_from(InboxMessage)
+            .where(InboxMessage.consumer == consumer.name)
+        )
+        if seen:
+            raise NotEmpty(f"the database already projected {seen} events; use --truncate")
+
+
+async def _replay(db: Database, settings: Settings) -> tuple[int, int]:
+    kafka = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        client_id=f"{settings.service_name}-rebuild",
+    )
+    await kafka.start()
+    try:
+        await kafka.topics()  # loads the cluster metadata, so partitions are known
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in (settings.topic(t) for t in consumer.topics)
+            for p in sorted(kafka.partitions_for_topic(topic) or ())
+        ]
+        kafka.assign(partitions)
+        await kafka.seek_to_beginning(*partitions)
+        end = await kafka.end_offsets(partitions)
+        remaining = {tp for tp in partitions if await kafka.position(tp) < end[tp]}
+        records = applied = 0
+        while remaining:
+            fetched = await kafka.getmany(
+                *remaining, timeout_ms=1000, max_records=settings.batch_max_records
+            )
+            batch = [
+                (r.topic.removeprefix(settings.kafka_namespace), r.value)
+                for tp, found in fetched.items()
+                for r in found
+                if r.offset < end[tp]
+            ]
+            records += len(batch)
+            applied += await consumer.process(batch, db=db, settings=settings)
+            remaining = {tp for tp in remaining if await kafka.position(tp) < end[tp]}
+        return records, applied
+    finally:
+        await kafka.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m analytics.rebuild", description=__doc__)
+    parser.add_argument("--truncate", action="store_true", help="empty the projection first")
+    args = parser.parse_args(argv)
+    try:
+        done = asyncio.run(rebuild(Settings(), truncate=args.truncate))
+    except NotEmpty as exc:
+        print(f"[analytics-rebuild] refused: {exc}", file=sys.stderr)
+        return 2
+    print(orjson.dumps({"rebuilt": asdict(done)}).decode())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

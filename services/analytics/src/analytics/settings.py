@@ -1,0 +1,11 @@
+from pydantic import Field
+
+from shopkit.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    service_name: str = "analytics"
+    database_url: str = "postgresql+asyncpg://postgres:postgres@127.0.0.1:5432/analytics"
+    # One projection transaction covers up to this many events.
+    batch_max_records: int = Field(default=500, ge=1, le=5000)
+    batch_timeout_ms: int = Field(default=200, ge=1)
