@@ -1,0 +1,281 @@
+"""The saga's stock commands over real Kafka and PostgreSQL: all-or-nothing, once, never oversold."""
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import httpx
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from catalog import stock
+from catalog.main import build_app
+from catalog.settings import Settings
+from contracts import Message
+from contracts.catalog import (
+    CommitStock,
+    ReleaseStock,
+    ReserveStock,
+    ReturnStock,
+    StockLine,
+)
+from shopkit.db import Database, asyncpg_dsn
+from shopkit.outbox import envelope_for
+from shopkit.testing import KafkaProbe, poll, serve
+
+REPLIES = "catalog.replies"
+
+
+@pytest.fixture(scope="session")
+async def pg(catalog_db: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(asyncpg_dsn(catalog_db))
+    yield conn
+    await conn.close()
+
+
+async def quantities(pg: asyncpg.Connection, product_id: str) -> tuple[int, int, int]:
+    row = await pg.fetchrow(
+        "SELECT available, reserved, sold FROM stock WHERE product_id = $1", product_id
+    )
+    return row["available"], row["reserved"], row["sold"]
+
+
+def reserve(order_id: str, op: str, *lines: tuple[str, int]) -> ReserveStock:
+    return ReserveStock(
+        order_id=order_id,
+        operation_id=op,
+        lines=tuple(StockLine(product_id=p, quantity=q) for p, q in lines),
+    )
+
+
+async def replies_for(kafka: KafkaProbe, op: str, count: int = 1) -> list[dict[str, Any]]:
+    found = await kafka.wait_for(
+        REPLIES, lambda e: e["payload"].get("operation_id") == op, count=count
+    )
+    return found
+
+
+async def answer(kafka: KafkaProbe, command: Message) -> dict[str, Any]:
+    """Send one command and wait for its reply (the newest one for its operation and type)."""
+    op = command.operation_id  # type: ignore[attr-defined]
+    before = len(
+        [
+            e
+            for e in await kafka.read_all(REPLIES, idle_ms=100)
+            if e["payload"].get("operation_id") == op
+        ]
+    )
+    await kafka.publish(command)
+    found = await replies_for(kafka, op, count=before + 1)
+    return found[-1]
+
+
+async def publish_many(kafka: KafkaProbe, commands: list[Message]) -> None:
+    """Publish many commands through one producer (a producer per message is slow)."""
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all")
+    await producer.start()
+    try:
+        sent = []
+        for command in commands:
+            envelope = envelope_for(command)
+            sent.append(
+                await producer.send(
+                    f"{kafka.namespace}{command.TOPIC.name}",
+                    value=orjson.dumps(envelope.model_dump(mode="json")),
+                    key=envelope.key.encode(),
+                )
+            )
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+
+
+async def test_100_concurrent_reservations_of_a_stock_of_10_reserve_exactly_10(
+    catalog: httpx.AsyncClient,
+    catalog_settings: Settings,
+    create_product,
+    kafka: KafkaProbe,
+    pg: asyncpg.Connection,
+) -> None:
+    product = await create_product(stock=10)
+    ops = [f"op-{uuid.uuid4()}" for _ in range(100)]
+    commands = [reserve(str(uuid.uuid4()), op, (product["id"], 1)) for op in ops]
+
+    # A second replica in the same consumer group: partitions are split, so the two consume
+    # (and fight for the hot row) concurrently.
+    async with serve(build_app(catalog_settings)):
+        await publish_many(kafka, commands)
+        wanted = set(ops)
+
+        async def answered() -> list[dict[str, Any]]:
+            return [
+                e
+                for e in await kafka.read_all(REPLIES, idle_ms=200)
+                if e["payload"].get("operation_id") in wanted
+            ]
+
+        replies = await poll(answered, until=lambda r: len(r) >= 100, timeout=60)
+
+    types = [r["type"] for r in replies]
+    assert len(replies) == 100
+    assert types.count("StockReserved") == 10
+    assert types.count("StockReservationFailed") == 90
+    failures = [r["payload"] for r in replies if r["type"] == "StockReservationFailed"]
+    assert {(f["reason"], tuple(f["product_ids"])) for f in failures} == {
+        ("OUT_OF_STOCK", (product["id"],))
+    }
+    assert await quantities(pg, product["id"]) == (0, 10, 0)
+    detail = (await catalog.get(f"/api/products/{product['id']}")).json()
+    assert (detail["stock"], detail["sold_out"]) == (0, True)
+
+
+@pytest.mark.parametrize("strategy", ["conditional", "pessimistic", "optimistic"])
+async def test_every_locking_strategy_never_oversells(
+    catalog_db: str, create_product, pg: asyncpg.Connection, strategy: stock.Strategy
+) -> None:
+    product = await create_product(stock=10)
+    db = Database(catalog_db, pool_size=10)
+    now = await pg.fetchval("SELECT now()")
+
+    async def one() -> stock.Outcome | None:
+        async with db.transaction() as session:
+            command = reserve(str(uuid.uuid4()), str(uuid.uuid4()), (product["id"], 1))
+            return await stock.reserve_stock(session, command=command, now=now, strategy=strategy)
+
+    try:
+        outcomes = await asyncio.gather(*[one() for _ in range(50)])
+    finally:
+        await db.dispose()
+    assert sum(1 for o in outcomes if o and o.reason is None) == 10
+    assert await quantities(pg, product["id"]) == (0, 10, 0)
+
+
+async def test_a_multi_line_reservation_with_one_short_line_reserves_nothing(
+    catalog: httpx.AsyncClient, create_product, kafka: KafkaProbe, pg: asyncpg.Connection
+) -> None:
+    # Ids sort so that the short line comes last: the lines before it must be undone.
+    plenty = await create_product(stock=50)
+    also = await create_product(stock=50)
+    short = await create_product(stock=2)
+    lines = [(plenty["id"], 5), (also["id"], 5), (short["id"], 3)]
+
+    reply = await answer(kafka, reserve(str(uuid.uuid4()), f"op-{uuid.uuid4()}", *lines))
+
+    assert reply["type"] == "StockReservationFailed"
+    assert reply["payload"]["reason"] == "OUT_OF_STOCK"
+    assert reply["payload"]["product_ids"] == [short["id"]]
+    assert await quantities(pg, plenty["id"]) == (50, 0, 0)
+    assert await quantities(pg, also["id"]) == (50, 0, 0)
+    assert await quantities(pg, short["id"]) == (2, 0, 0)
+
+
+async def test_an_unknown_product_fails_the_whole_reservation(
+    catalog: httpx.AsyncClient, create_product, kafka: KafkaProbe, pg: asyncpg.Connection
+) -> None:
+    product = await create_product(stock=5)
+    ghost = str(uuid.uuid4())
+
+    reply = await answer(
+        kafka, reserve(str(uuid.uuid4()), f"op-{uuid.uuid4()}", (product["id"], 1), (ghost, 1))
+    )
+
+    assert (reply["type"], reply["payload"]["reason"]) == (
+        "StockReservationFailed",
+        "PRODUCT_NOT_FOUND",
+    )
+    assert reply["payload"]["product_ids"] == [ghost]
+    assert await quantities(pg, product["id"]) == (5, 0, 0)
+
+
+async def test_a_duplicated_command_is_applied_once(
+    catalog: httpx.AsyncClient, create_product, kafka: KafkaProbe, pg: asyncpg.Connection
+) -> None:
+    product = await create_product(stock=10, price=7_000, name="중복 테스트", category="FOOD")
+    command = reserve(str(uuid.uuid4()), f"op-{uuid.uuid4()}", (product["id"], 3))
+    envelope = envelope_for(command)
+
+    await kafka.publish(command, envelope=envelope)
+    await kafka.publish(command, envelope=envelope)  # the same message delivered twice
+    first = await replies_for(kafka, command.operation_id)
+    again = await answer(kafka, command)  # the saga re-sends: same operation, new message id
+
+    assert first[0]["payload"]["lines"] == [
+        {
+            "product_id": product["id"],
+            "quantity": 3,
+            "unit_price": 7_000,
+            "name": "중복 테스트",
+            "category": "FOOD",
+        }
+    ]
+    assert again["type"] == "StockReserved"
+    assert again["payload"] == first[0]["payload"]
+    assert len(await replies_for(kafka, command.operation_id, count=2)) == 2
+    assert await quantities(pg, product["id"]) == (7, 3, 0)
+
+
+async def test_listing_and_detail_show_exact_stock_through_the_saga(
+    catalog: httpx.AsyncClient, create_product, kafka: KafkaProbe, pg: asyncpg.Connection, tag: str
+) -> None:
+    product = await create_product(name=f"{tag} lifecycle", stock=10)
+    pid, order = product["id"], str(uuid.uuid4())
+
+    async def shown() -> tuple[int, int]:
+        detail = (await catalog.get(f"/api/products/{pid}")).json()
+        [listed] = (await catalog.get("/api/products", params={"q": tag})).json()["items"]
+        return detail["stock"], listed["stock"]
+
+    first, second = f"op-{uuid.uuid4()}", f"op-{uuid.uuid4()}"
+    assert (await answer(kafka, reserve(order, first, (pid, 3))))["type"] == "StockReserved"
+    assert await shown() == (7, 7)
+    assert (await answer(kafka, ReleaseStock(order_id=order, operation_id=first)))["type"] == (
+        "StockReleased"
+    )
+    assert await shown() == (10, 10)
+    await answer(kafka, reserve(order, second, (pid, 4)))
+    assert (await answer(kafka, CommitStock(order_id=order, operation_id=second)))["type"] == (
+        "StockCommitted"
+    )
+    assert await shown() == (6, 6)
+    assert await quantities(pg, pid) == (6, 0, 4)
+
+    # Replays change nothing: the release of a committed operation keeps the sold units sold.
+    await answer(kafka, ReleaseStock(order_id=order, operation_id=first))
+    await answer(kafka, CommitStock(order_id=order, operation_id=second))
+    await answer(kafka, ReleaseStock(order_id=order, operation_id=second))
+    assert await quantities(pg, pid) == (6, 0, 4)
+
+    # A modify lowers the line by 1, then a cancel returns the rest (asking for more is capped).
+    lower = ReturnStock(
+        order_id=order,
+        operation_id=f"ret-{uuid.uuid4()}",
+        lines=(StockLine(product_id=pid, quantity=1),),
+    )
+    assert (await answer(kafka, lower))["type"] == "StockReturned"
+    await answer(kafka, lower)
+    assert await quantities(pg, pid) == (7, 0, 3)
+    cancel = ReturnStock(
+        order_id=order,
+        operation_id=f"ret-{uuid.uuid4()}",
+        lines=(StockLine(product_id=pid, quantity=4),),
+    )
+    await answer(kafka, cancel)
+    assert await quantities(pg, pid) == (10, 0, 0)
+    assert await shown() == (10, 10)
+
+
+async def test_a_release_before_its_reserve_voids_the_reservation(
+    catalog: httpx.AsyncClient, create_product, kafka: KafkaProbe, pg: asyncpg.Connection
+) -> None:
+    product = await create_product(stock=5)
+    order, op = str(uuid.uuid4()), f"op-{uuid.uuid4()}"
+
+    released = await answer(kafka, ReleaseStock(order_id=order, operation_id=op))
+    late = await answer(kafka, reserve(order, op, (product["id"], 2)))
+
+    assert released["type"] == "StockReleased"
+    assert late["type"] == "StockReservationFailed"
+    assert await quantities(pg, product["id"]) == (5, 0, 0)
