@@ -1,0 +1,167 @@
+"""Order routes: place, read, list, history, cancel, modify."""
+
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from order import service
+from order.models import Order
+from order.schemas import HistoryOut, ModifyOrderIn, OrderOut, PlaceOrderIn
+from order.settings import Settings
+from order.waiting import Waiters
+from shopkit.app import ClockDep, Db
+from shopkit.auth import CurrentPrincipal
+from shopkit.errors import Problem
+from shopkit.idempotency import run_idempotent
+from shopkit.pagination import Cursor, Limit, Page
+
+router = APIRouter(prefix="/api", tags=["orders"])
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+def get_waiters(request: Request) -> Waiters:
+    return request.app.state.waiters  # type: ignore[no-any-return]
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+WaitersDep = Annotated[Waiters, Depends(get_waiters)]
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+Wait = Annotated[bool, Query(description="wait up to 10 s for the final state")]
+
+
+def _reply(row: Order, status_code: int) -> JSONResponse:
+    return JSONResponse(service.order_out(row).model_dump(mode="json"), status_code=status_code)
+
+
+def _settled(row: Order) -> bool:
+    return row.status != "PENDING"
+
+
+@router.post("/orders", status_code=202, response_model=OrderOut)
+async def place(
+    body: PlaceOrderIn,
+    db: Db,
+    principal: CurrentPrincipal,
+    clock: ClockDep,
+    settings: SettingsDep,
+    waiters: WaitersDep,
+    wait: Wait = False,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Place an order (202 PENDING); with ?wait=true, 200 once it is PAID or FAILED."""
+    principal.require_self_or_admin(body.user_id)
+
+    async def work(session: AsyncSession) -> OrderOut:
+        items = [(i.product_id, i.quantity) for i in body.items]
+        return await service.place_order(
+            session,
+            settings=settings,
+            user_id=body.user_id,
+            items=items,
+            coupon_id=body.coupon_id,
+            now=clock(),
+        )
+
+    scope = f"orders:{principal.user_id}"
+    answer = await run_idempotent(
+        db, scope=scope, key=idempotency_key, request=body, status_code=202, work=work
+    )
+    if not wait or answer.status_code != 202:
+        return answer
+    order_id = json.loads(answer.body)["id"]
+    row, done = await waiters.wait(db, order_id, until=_settled, timeout=settings.wait_seconds)
+    return _reply(row, 200 if done else 202)
+
+
+@router.get("/orders/{order_id}", response_model=OrderOut)
+async def read(order_id: str, db: Db, principal: CurrentPrincipal) -> OrderOut:
+    """One order; 404 ORDER_NOT_FOUND."""
+    row = await service.get_order(
+        db, order_id=order_id, user_id=principal.user_id, is_admin=principal.is_admin
+    )
+    return service.order_out(row)
+
+
+@router.get("/orders/{order_id}/history", response_model=list[HistoryOut])
+async def order_history(order_id: str, db: Db, principal: CurrentPrincipal) -> list[HistoryOut]:
+    """Every state change and compensation of the order, oldest first."""
+    await service.get_order(
+        db, order_id=order_id, user_id=principal.user_id, is_admin=principal.is_admin
+    )
+    rows = await service.history(db, order_id=order_id)
+    return [HistoryOut(status=r.status, event=r.event, detail=r.detail, at=r.at) for r in rows]
+
+
+@router.get("/users/{user_id}/orders", response_model=Page[OrderOut])
+async def user_orders(
+    user_id: str, db: Db, principal: CurrentPrincipal, limit: Limit = 20, cursor: Cursor = None
+) -> Page[OrderOut]:
+    """The user's orders, newest first."""
+    principal.require_self_or_admin(user_id)
+    rows, next_cursor = await service.list_orders(db, user_id=user_id, limit=limit, cursor=cursor)
+    return Page[OrderOut](items=[service.order_out(r) for r in rows], next_cursor=next_cursor)
+
+
+@router.post("/orders/{order_id}/cancel", status_code=202, response_model=OrderOut)
+async def cancel(
+    order_id: str,
+    db: Db,
+    principal: CurrentPrincipal,
+    clock: ClockDep,
+    settings: SettingsDep,
+    waiters: WaitersDep,
+    wait: Wait = False,
+) -> JSONResponse:
+    """Cancel a PAID order: refund, restock, coupon back; 409 ORDER_NOT_CANCELLABLE."""
+    row = await service.request_cancel(
+        db,
+        settings=settings,
+        order_id=order_id,
+        user_id=principal.user_id,
+        is_admin=principal.is_admin,
+        now=clock(),
+    )
+    if not wait:
+        return _reply(row, 202)
+    row, done = await waiters.wait(
+        db, order_id, until=lambda r: r.status == "CANCELLED", timeout=settings.wait_seconds
+    )
+    return _reply(row, 200 if done else 202)
+
+
+@router.patch("/orders/{order_id}", status_code=202, response_model=OrderOut)
+async def modify(
+    order_id: str,
+    body: ModifyOrderIn,
+    db: Db,
+    principal: CurrentPrincipal,
+    clock: ClockDep,
+    settings: SettingsDep,
+    waiters: WaitersDep,
+    wait: Wait = False,
+) -> JSONResponse:
+    """Replace a PAID order's lines; with ?wait=true, 409 with the reason if it cannot be done."""
+    row, seq = await service.request_modify(
+        db,
+        settings=settings,
+        order_id=order_id,
+        user_id=principal.user_id,
+        is_admin=principal.is_admin,
+        items=[(i.product_id, i.quantity) for i in body.items],
+        now=clock(),
+    )
+    if not wait:
+        return _reply(row, 202)
+    row, done = await waiters.wait(
+        db, order_id, until=lambda r: r.operation != "MODIFY", timeout=settings.wait_seconds
+    )
+    outcome = service.load(row).modify_outcome
+    if done and service.load(row).modify_seq == seq and outcome not in (None, "APPLIED"):
+        raise Problem(409, outcome, "the order was left unchanged")
+    return _reply(row, 200 if done else 202)

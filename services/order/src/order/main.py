@@ -1,0 +1,48 @@
+"""The order service: order API and the saga orchestrator."""
+
+import asyncio
+import logging
+
+from fastapi import FastAPI
+
+from order import service
+from order.api import router
+from order.handlers import make_consumer
+from order.provider import payment_worker
+from order.settings import Settings
+from order.waiting import Waiters, listen
+from shopkit.app import create_app
+from shopkit.clock import Clock, system_clock
+
+log = logging.getLogger("order.main")
+
+
+async def deadline_scanner(app: FastAPI) -> None:
+    """Background job: re-send overdue steps, compensate those that ran out of attempts."""
+    settings: Settings = app.state.settings
+    while True:
+        try:
+            while await service.run_deadlines(
+                app.state.db, settings=settings, now=app.state.clock()
+            ):
+                pass
+        except Exception:
+            log.exception("deadline scan failed")
+        await asyncio.sleep(settings.scan_interval_seconds)
+
+
+def build_app(settings: Settings | None = None, *, clock: Clock = system_clock) -> FastAPI:
+    settings = settings or Settings()
+
+    async def prepare(app: FastAPI) -> None:
+        app.state.waiters = Waiters()
+
+    return create_app(
+        settings,
+        title="Shop orders",
+        routers=[router],
+        consumers=[make_consumer(settings, clock)],
+        on_startup=[prepare],
+        background=[listen, deadline_scanner, payment_worker],
+        clock=clock,
+    )

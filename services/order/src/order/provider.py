@@ -1,0 +1,215 @@
+"""The payment provider over HTTP, and the worker that drives the saga's provider steps.
+
+HTTP never runs inside a database transaction: the worker leases a saga (its deadline moves
+forward, so a crashed worker's lease simply runs out), calls the provider, and feeds the result
+back to the saga in a new transaction.
+"""
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+
+from order import service
+from order.saga import (
+    Event,
+    PaymentApproved,
+    PaymentDeclined,
+    PaymentsCancelled,
+    PaymentTimedOut,
+    Saga,
+)
+from order.settings import Settings
+from shopkit.auth import issue_token
+from shopkit.clock import Clock
+from shopkit.db import Database
+
+log = logging.getLogger("order.provider")
+
+
+class ProviderUnavailable(Exception):
+    """The provider did not answer at all (down, refused, 5xx): safe to try again."""
+
+
+@dataclass(frozen=True)
+class PaymentResult:
+    status: str  # APPROVED | DECLINED | TIMEOUT
+    payment_id: str = ""
+    detail: str = ""
+
+
+class PaymentProvider:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.client = httpx.AsyncClient(
+            base_url=settings.payment_url,
+            timeout=settings.payment_timeout_seconds,
+            limits=httpx.Limits(max_connections=settings.payment_concurrency * 2),
+        )
+
+    def _headers(self) -> dict[str, str]:
+        token = issue_token(self.settings, user_id="order-service", role="admin")
+        return {"Authorization": f"Bearer {token}"}
+
+    async def pay(self, *, order_id: str, amount: int) -> PaymentResult:
+        """Ask for the payment once, with the order id as idempotency key."""
+        try:
+            response = await self.client.post(
+                "/api/payments",
+                json={"order_id": order_id, "amount": amount},
+                headers={**self._headers(), "Idempotency-Key": order_id},
+            )
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise ProviderUnavailable(repr(exc)) from exc
+        except httpx.TimeoutException:
+            return PaymentResult(
+                "TIMEOUT", detail=f"no answer in {self.settings.payment_timeout_seconds}s"
+            )
+        except httpx.HTTPError as exc:
+            raise ProviderUnavailable(repr(exc)) from exc
+        if response.status_code >= 500 or response.status_code in (409, 429):
+            raise ProviderUnavailable(f"HTTP {response.status_code}")
+        body: dict[str, Any] = response.json()
+        if response.status_code in (200, 201) and body.get("status") == "APPROVED":
+            return PaymentResult("APPROVED", payment_id=str(body["payment_id"]))
+        return PaymentResult(
+            "DECLINED", payment_id=str(body.get("payment_id", "")), detail=str(body)
+        )
+
+    async def cancel_all(self, *, order_id: str) -> tuple[str, ...]:
+        """Cancel every approved payment the provider holds for the order; their ids."""
+        cancelled: list[str] = []
+        cursor: str | None = None
+        try:
+            while True:
+                params = {"order_id": order_id, "limit": 100} | (
+                    {"cursor": cursor} if cursor else {}
+                )
+                page = await self.client.get(
+                    "/api/payments", params=params, headers=self._headers()
+                )
+                if page.status_code != 200:
+                    raise ProviderUnavailable(f"lookup HTTP {page.status_code}")
+                for payment in page.json()["items"]:
+                    if payment["status"] == "APPROVED":
+                        done = await self.client.post(
+                            f"/api/payments/{payment['payment_id']}/cancel", headers=self._headers()
+                        )
+                        if done.status_code not in (200, 409):
+                            raise ProviderUnavailable(f"cancel HTTP {done.status_code}")
+                    if payment["status"] in ("APPROVED", "CANCELLED"):
+                        cancelled.append(str(payment["payment_id"]))
+                cursor = page.json().get("next_cursor")
+                if not cursor:
+                    return tuple(cancelled)
+        except httpx.HTTPError as exc:
+            raise ProviderUnavailable(repr(exc)) from exc
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+async def drive(
+    provider: PaymentProvider, *, step: str, saga: Saga, attempt: int, settings: Settings
+) -> Event | None:
+    """Do one provider step over HTTP; the event to feed the saga, or None to try later."""
+    try:
+        if step == "PAYING":
+            result = await provider.pay(order_id=saga.order_id, amount=saga.total)
+            if result.status == "APPROVED":
+                return PaymentApproved(payment_id=result.payment_id)
+            if result.status == "DECLINED":
+                return PaymentDeclined(payment_id=result.payment_id)
+            return PaymentTimedOut(detail=result.detail)
+        return PaymentsCancelled(payment_ids=await provider.cancel_all(order_id=saga.order_id))
+    except ProviderUnavailable as exc:
+        log.warning(
+            "provider unavailable", extra={"fields": {"order_id": saga.order_id, "error": str(exc)}}
+        )
+        if step == "PAYING" and attempt >= settings.max_payment_attempts:
+            return PaymentTimedOut(detail=f"provider unavailable after {attempt} attempt(s)")
+        return None
+
+
+async def handle_one(
+    db: Database,
+    provider: PaymentProvider,
+    *,
+    order_id: str,
+    step: str,
+    saga: Saga,
+    attempt: int,
+    settings: Settings,
+    clock: Clock,
+) -> None:
+    event = await drive(provider, step=step, saga=saga, attempt=attempt, settings=settings)
+    if event is None:
+        backoff = min(0.2 * 2**attempt, 10.0)
+        await service.retry_provider_later(
+            db, order_id=order_id, step=step, at=clock() + timedelta(seconds=backoff)
+        )
+        return
+    async with db.transaction() as session:
+        await service.apply_event(
+            session, settings=settings, order_id=order_id, event=event, now=clock()
+        )
+
+
+async def payment_worker(app: FastAPI) -> None:
+    """Background job: lease provider steps, run them concurrently, feed the results back."""
+    settings: Settings = app.state.settings
+    db: Database = app.state.db
+    clock: Clock = app.state.clock
+    wake: asyncio.Event = app.state.waiters.worker
+    provider = PaymentProvider(settings)
+    lease = settings.payment_timeout_seconds * 2 + 5
+    running: set[asyncio.Task[None]] = set()
+    try:
+        while True:
+            wake.clear()
+            free = settings.payment_concurrency - len(running)
+            claimed = []
+            if free > 0:
+                try:
+                    claimed = await service.claim_provider_work(
+                        db, lease_seconds=lease, now=clock(), limit=free
+                    )
+                except Exception:
+                    log.exception("claiming provider work failed")
+            for order_id, step, saga, attempt in claimed:
+                task = asyncio.create_task(
+                    _guarded(
+                        handle_one(
+                            db,
+                            provider,
+                            order_id=order_id,
+                            step=step,
+                            saga=saga,
+                            attempt=attempt,
+                            settings=settings,
+                            clock=clock,
+                        )
+                    )
+                )
+                running.add(task)
+                task.add_done_callback(lambda t: (running.discard(t), wake.set()))
+            if len(claimed) < free:
+                try:
+                    await asyncio.wait_for(wake.wait(), timeout=settings.scan_interval_seconds)
+                except TimeoutError:
+                    pass
+    finally:
+        for task in running:
+            task.cancel()
+        await provider.close()
+
+
+async def _guarded(work: Any) -> None:
+    try:
+        await work
+    except Exception:
+        log.exception("provider step failed; its lease will run out and it is tried again")

@@ -1,0 +1,17 @@
+from shopkit.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    service_name: str = "order"
+    database_url: str = "postgresql+asyncpg://postgres:postgres@127.0.0.1:5432/order"
+    payment_url: str = "http://127.0.0.1:8105"
+    payment_timeout_seconds: float = 3.0
+    # After a timed-out payment, how long to wait before looking for a late one to cancel.
+    payment_void_grace_seconds: float = 3.0
+    # Connection errors (provider down) are retried this often before the order fails.
+    max_payment_attempts: int = 5
+    payment_concurrency: int = 32
+    step_timeout_seconds: float = 5.0
+    max_step_attempts: int = 4
+    scan_interval_seconds: float = 0.5
+    wait_seconds: float = 10.0

@@ -1,0 +1,42 @@
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from order.main import build_app
+from order.settings import Settings
+from shopkit.auth import issue_token
+from shopkit.testing import Infra, create_database, serve, unique_name
+
+SERVICE_DIR = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+async def order_db(infra: Infra) -> str:
+    return await create_database(infra, SERVICE_DIR, unique_name("order"))
+
+
+@pytest.fixture(scope="session")
+def settings(infra: Infra, kafka_namespace: str, order_db: str) -> Settings:
+    return Settings(
+        database_url=order_db,
+        kafka_bootstrap=infra.kafka_bootstrap,
+        kafka_namespace=kafka_namespace,
+        # No provider in these tests: the worker finds nothing listening and retries.
+        payment_url="http://127.0.0.1:9",
+        step_timeout_seconds=1.0,
+        max_step_attempts=2,
+        scan_interval_seconds=0.2,
+        log_json=False,
+    )
+
+
+@pytest.fixture(scope="session")
+async def order(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with serve(build_app(settings)) as client:
+        yield client
+
+
+def headers_for(settings: Settings, user_id: str, role: str = "user") -> dict[str, str]:
+    return {"Authorization": f"Bearer {issue_token(settings, user_id=user_id, role=role)}"}  # type: ignore[arg-type]
