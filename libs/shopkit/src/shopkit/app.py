@@ -13,6 +13,7 @@ from faststream.kafka import KafkaBroker
 from sqlalchemy import text
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from contracts import Message
 from shopkit.clock import Clock, system_clock
 from shopkit.db import Database
 from shopkit.errors import install_error_handlers, problem_response
@@ -58,11 +59,16 @@ def create_app(
     title: str,
     routers: Sequence[APIRouter],
     consumers: Sequence[Consumer] = (),
+    publishes: Sequence[type[Message]] = (),
     on_startup: Sequence[Hook] = (),
     background: Sequence[Hook] = (),
     clock: Clock = system_clock,
 ) -> FastAPI:
-    """A FastAPI app whose lifespan starts the database, the Kafka consumers and the relay."""
+    """A FastAPI app whose lifespan starts the database, the Kafka consumers and the relay.
+
+    `publishes` names the message types the service writes to its outbox; with the consumers it
+    makes the service's AsyncAPI document (shopkit.asyncapi).
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -94,6 +100,8 @@ def create_app(
     app = FastAPI(title=title, lifespan=lifespan)
     app.state.settings = settings
     app.state.clock = clock
+    app.state.consumers = list(consumers)
+    app.state.publishes = tuple(publishes)
     app.add_middleware(CorrelationMiddleware)
     install_error_handlers(app)
     app.include_router(health_router())
