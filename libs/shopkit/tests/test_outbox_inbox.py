@@ -12,11 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import Envelope
 from contracts.wallet import BalanceCharged
-from shopkit.db import Base, Database, asyncpg_dsn
-from shopkit.idempotency import IdempotencyRecord
-from shopkit.inbox import InboxMessage
+from shopkit.db import Database, asyncpg_dsn, kit_metadata
 from shopkit.messaging import Consumer
-from shopkit.outbox import OutboxMessage, OutboxRelay, add_message
+from shopkit.outbox import OutboxRelay, add_message, outbox_table
 from shopkit.settings import ServiceSettings
 from shopkit.testing import Infra, KafkaProbe, poll, unique_name
 
@@ -46,8 +44,7 @@ async def db(infra: Infra) -> AsyncIterator[Database]:
     await admin.close()
     database = Database(infra.database_url(name))
     async with database.engine.begin() as conn:
-        kit_tables = [OutboxMessage.__table__, InboxMessage.__table__, IdempotencyRecord.__table__]
-        await conn.run_sync(lambda c: Base.metadata.create_all(c, tables=kit_tables))
+        await conn.run_sync(kit_metadata.create_all)
         await conn.execute(text("CREATE TABLE effects (message_id uuid, user_id text)"))
     yield database
     await database.dispose()
@@ -79,7 +76,7 @@ async def ids_on_topic(kafka: KafkaProbe, user_id: str) -> list[str]:
 
 async def unpublished(db: Database) -> int:
     async with db.sessions() as session:
-        query = select(func.count()).where(OutboxMessage.published_at.is_(None))
+        query = select(func.count()).where(outbox_table.c.published_at.is_(None))
         return int((await session.execute(query)).scalar_one())
 
 
@@ -174,7 +171,7 @@ async def test_a_rolled_back_transaction_publishes_nothing(
     assert await ids_on_topic(kafka, user_id) == [str(committed.message_id)]
     async with db.sessions() as session:
         rows = await session.execute(
-            select(OutboxMessage.message_id).where(OutboxMessage.key == user_id)
+            select(outbox_table.c.message_id).where(outbox_table.c.key == user_id)
         )
         assert [r[0] for r in rows] == [committed.message_id]
 

@@ -21,7 +21,14 @@ NAMING = {
 }
 
 
+# The kit's own tables (outbox, inbox, idempotency keys) live in every service's database but
+# belong to no service's models: each service has its own declarative Base and metadata.
+kit_metadata = MetaData(naming_convention=NAMING)
+
+
 class Base(DeclarativeBase):
+    """Deprecated shared base: define `class Base(DeclarativeBase)` with NAMING per service."""
+
     metadata = MetaData(naming_convention=NAMING)
 
 

@@ -7,33 +7,34 @@ A claim left IN_PROGRESS by a crashed process is taken over after `stale_after` 
 
 import hashlib
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import orjson
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy import DateTime, Integer, String, delete, func, select, update
+from sqlalchemy import Column, DateTime, Integer, String, Table, delete, func, select, update
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapped, mapped_column
 
-from shopkit.db import Base, Database
+from shopkit.db import Database, kit_metadata
 from shopkit.errors import PROBLEM, Problem, problem_body
 
 STALE_AFTER = timedelta(seconds=60)
 
 
-class IdempotencyRecord(Base):
-    __tablename__ = "idempotency_keys"
-
-    scope: Mapped[str] = mapped_column(String(200), primary_key=True)
-    key: Mapped[str] = mapped_column(String(200), primary_key=True)
-    request_hash: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(20))  # IN_PROGRESS | DONE
-    response_status: Mapped[int | None] = mapped_column(Integer)
-    response_body: Mapped[Any | None] = mapped_column(JSONB)
-    claimed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+idempotency_table = Table(
+    "idempotency_keys",
+    kit_metadata,
+    Column("scope", String(200), primary_key=True),
+    Column("key", String(200), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("status", String(20), nullable=False),  # IN_PROGRESS | DONE
+    Column("response_status", Integer),
+    Column("response_body", JSONB),
+    Column("claimed_at", DateTime(timezone=True), server_default=func.now(), nullable=False),
+)
+T = idempotency_table.c
 
 
 def request_hash(body: BaseModel | dict[str, Any]) -> str:
@@ -44,20 +45,18 @@ def request_hash(body: BaseModel | dict[str, Any]) -> str:
 async def _claim(db: Database, scope: str, key: str, digest: str) -> JSONResponse | None:
     async with db.transaction() as session:
         inserted = await session.execute(
-            insert(IdempotencyRecord)
+            insert(idempotency_table)
             .values(scope=scope, key=key, request_hash=digest, status="IN_PROGRESS")
             .on_conflict_do_nothing()
-            .returning(IdempotencyRecord.key)
+            .returning(T.key)
         )
         if inserted.scalar_one_or_none() is not None:
             return None
         record = (
             await session.execute(
-                select(IdempotencyRecord)
-                .where(IdempotencyRecord.scope == scope, IdempotencyRecord.key == key)
-                .with_for_update()
+                select(idempotency_table).where(T.scope == scope, T.key == key).with_for_update()
             )
-        ).scalar_one()
+        ).one()
         if record.request_hash != digest:
             raise Problem(422, "IDEMPOTENCY_KEY_REUSED", "this key was used with another body")
         if record.status == "DONE":
@@ -68,8 +67,8 @@ async def _claim(db: Database, scope: str, key: str, digest: str) -> JSONRespons
         if now - record.claimed_at < STALE_AFTER:
             raise Problem(409, "IDEMPOTENCY_IN_PROGRESS", "a request with this key is running")
         await session.execute(
-            update(IdempotencyRecord)
-            .where(IdempotencyRecord.scope == scope, IdempotencyRecord.key == key)
+            update(idempotency_table)
+            .where(T.scope == scope, T.key == key)
             .values(claimed_at=func.now())
         )
         return None
@@ -77,8 +76,8 @@ async def _claim(db: Database, scope: str, key: str, digest: str) -> JSONRespons
 
 async def _complete(session: AsyncSession, scope: str, key: str, status: int, body: Any) -> None:
     await session.execute(
-        update(IdempotencyRecord)
-        .where(IdempotencyRecord.scope == scope, IdempotencyRecord.key == key)
+        update(idempotency_table)
+        .where(T.scope == scope, T.key == key)
         .values(status="DONE", response_status=status, response_body=body)
     )
 
@@ -116,9 +115,5 @@ async def run_idempotent(
         raise
     except BaseException:
         async with db.transaction() as session:
-            await session.execute(
-                delete(IdempotencyRecord).where(
-                    IdempotencyRecord.scope == scope, IdempotencyRecord.key == key
-                )
-            )
+            await session.execute(delete(idempotency_table).where(T.scope == scope, T.key == key))
         raise

@@ -8,20 +8,28 @@ between sending and marking re-sends the rows: consumers are idempotent (see inb
 import asyncio
 import logging
 import uuid
-from datetime import datetime
-from typing import Any
 
 import asyncpg
 import orjson
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import BigInteger, DateTime, Index, String, func, text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    String,
+    Table,
+    Uuid,
+    func,
+    insert,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapped, mapped_column
 
 from contracts import Envelope, Message
 from shopkit.clock import system_clock
-from shopkit.db import Base, asyncpg_dsn
+from shopkit.db import asyncpg_dsn, kit_metadata
 from shopkit.logs import correlation_id as current_correlation
 from shopkit.settings import ServiceSettings
 
@@ -31,21 +39,19 @@ NOTIFY_CHANNEL = "shop_outbox"
 RELAY_LOCK_ID = 7_340_001
 
 
-class OutboxMessage(Base):
-    __tablename__ = "outbox"
-
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    message_id: Mapped[uuid.UUID] = mapped_column(unique=True)
-    topic: Mapped[str] = mapped_column(String(200))
-    key: Mapped[str] = mapped_column(String(200))
-    type: Mapped[str] = mapped_column(String(100))
-    envelope: Mapped[dict[str, Any]] = mapped_column(JSONB)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-
-    __table_args__ = (
-        Index("ix_outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),
-    )
+outbox_table = Table(
+    "outbox",
+    kit_metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("message_id", Uuid, nullable=False, unique=True),
+    Column("topic", String(200), nullable=False),
+    Column("key", String(200), nullable=False),
+    Column("type", String(100), nullable=False),
+    Column("envelope", JSONB, nullable=False),
+    Column("created_at", DateTime(timezone=True), server_default=func.now(), nullable=False),
+    Column("published_at", DateTime(timezone=True)),
+    Index("ix_outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),
+)
 
 
 def envelope_for(
@@ -77,8 +83,8 @@ async def add_message(
 
 
 async def add_envelope(session: AsyncSession, topic: str, envelope: Envelope) -> None:
-    session.add(
-        OutboxMessage(
+    await session.execute(
+        insert(outbox_table).values(
             message_id=envelope.message_id,
             topic=topic,
             key=envelope.key,
