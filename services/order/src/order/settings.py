@@ -7,7 +7,7 @@ class Settings(ServiceSettings):
     payment_url: str = "http://127.0.0.1:8105"
     payment_timeout_seconds: float = 3.0
     # After a timed-out payment, how long to wait before looking for a late one to cancel.
-    payment_void_grace_seconds: float = 3.0
+    payment_void_grace_seconds: float = 1.0
     # Connection errors (provider down) are retried this often before the order fails.
     max_payment_attempts: int = 5
     payment_concurrency: int = 32
