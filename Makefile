@@ -5,7 +5,7 @@ RUN := $(UV) run --frozen
 PYTEST_ARGS ?=
 
 .PHONY: help install dev test test-unit test-e2e lint fmt typecheck infra-up infra-down \
-        infra-status migrate up down bench clean asyncapi
+        infra-status migrate up down bench clean asyncapi docs
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -54,6 +54,9 @@ infra-status:  ## what is running
 
 migrate: infra-up  ## apply every service's migrations to the local databases
 	@$(RUN) python scripts/migrate.py
+
+docs: asyncapi  ## regenerate docs/generated (ERDs, topic map, saga state machine) and AsyncAPI
+	@$(RUN) python scripts/docs.py
 
 asyncapi:  ## regenerate services/*/asyncapi.json from the code (commit the diff)
 	@$(RUN) python scripts/asyncapi.py
