@@ -68,7 +68,6 @@ def capped_returns(requested: Mapping[str, int], sold: Mapping[str, int]) -> dic
 class Status(StrEnum):
     """Where one reservation (operation) stands."""
 
-    PENDING = "PENDING"  # claimed by the transaction that is reserving it
     RESERVED = "RESERVED"
     FAILED = "FAILED"
     VOIDED = "VOIDED"  # released before its Reserve arrived: a late Reserve is refused

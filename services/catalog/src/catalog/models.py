@@ -10,14 +10,19 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    MetaData,
     String,
     Text,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from shopkit.db import Base
+from shopkit.db import NAMING
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
 
 
 class Category(Base):

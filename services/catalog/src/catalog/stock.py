@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -40,7 +40,7 @@ from contracts.catalog import (
     StockReserved,
     StockReturned,
 )
-from shopkit.outbox import add_message
+from shopkit.outbox import add_message, outbox_table
 
 log = logging.getLogger("catalog.stock")
 
@@ -67,26 +67,71 @@ async def reserve_stock(
     session: AsyncSession, *, command: ReserveStock, now: datetime, strategy: Strategy = STRATEGY
 ) -> Outcome | None:
     """Reserve every line or none and answer; a known operation only repeats its answer."""
-    claimed = await _claim(session, command.operation_id, command.order_id, Status.PENDING, now)
-    outcome = None
-    if claimed:
-        wanted = merge_lines((line.product_id, line.quantity) for line in command.lines)
-        outcome = await reserve_lines(session, wanted=wanted, strategy=strategy)
-        await session.execute(
-            update(Reservation)
-            .where(Reservation.operation_id == command.operation_id)
-            .values(
-                status=Status.FAILED if outcome.reason else Status.RESERVED,
-                reason=outcome.reason,
-                failed_product_ids=outcome.product_ids,
-                lines=outcome.lines,
-                updated_at=now,
-            )
-        )
-    row = await session.get(Reservation, command.operation_id, populate_existing=True)
-    assert row is not None
-    await add_message(session, _reserve_reply(row))
-    return outcome
+    wanted = merge_lines((line.product_id, line.quantity) for line in command.lines)
+    products = {
+        p.id: p
+        for p in (await session.execute(select(Product).where(Product.id.in_(wanted)))).scalars()
+    }
+    missing = sorted(set(wanted) - set(products))
+    lines = [] if missing else _priced(wanted, products)
+    claimed = await _claim(
+        session,
+        command.operation_id,
+        command.order_id,
+        now,
+        status=Status.FAILED if missing else Status.RESERVED,
+        reason="PRODUCT_NOT_FOUND" if missing else None,
+        failed_product_ids=missing,
+        lines=lines,
+    )
+    if not claimed:
+        row = await session.get(Reservation, command.operation_id)
+        assert row is not None
+        await add_message(session, _reserve_reply(row))
+        return None
+    if missing:
+        await add_message(session, _reserve_reply_for(command, "PRODUCT_NOT_FOUND", missing))
+        return Outcome(reason="PRODUCT_NOT_FOUND", product_ids=missing)
+    # Everything else is written before the hot stock rows are touched: from their UPDATE to
+    # COMMIT nothing else runs, so a hot row stays locked for as short a time as possible.
+    reply = await add_message(
+        session,
+        StockReserved(
+            order_id=command.order_id,
+            operation_id=command.operation_id,
+            lines=tuple(ReservedLine.model_validate(line) for line in lines),
+        ),
+    )
+    reserve = {
+        "conditional": _reserve_conditional,
+        "pessimistic": _reserve_pessimistic,
+        "optimistic": _reserve_optimistic,
+    }[strategy]
+    short, retries = await reserve(session, wanted)
+    if not short:
+        return Outcome(lines=lines, retries=retries)
+    await session.execute(delete(outbox_table).where(outbox_table.c.message_id == reply.message_id))
+    await session.execute(
+        update(Reservation)
+        .where(Reservation.operation_id == command.operation_id)
+        .values(status=Status.FAILED, reason="OUT_OF_STOCK", failed_product_ids=short, lines=[])
+    )
+    await add_message(session, _reserve_reply_for(command, "OUT_OF_STOCK", short))
+    return Outcome(reason="OUT_OF_STOCK", product_ids=short, retries=retries)
+
+
+def _priced(wanted: dict[str, int], products: dict[str, Product]) -> list[dict[str, Any]]:
+    """The lines at today's prices, names and categories: what the order will be charged."""
+    return [
+        ReservedLine(
+            product_id=pid,
+            quantity=q,
+            unit_price=products[pid].price,
+            name=products[pid].name,
+            category=products[pid].category,
+        ).model_dump()
+        for pid, q in wanted.items()
+    ]
 
 
 def _reserve_reply(row: Reservation) -> StockReserved | StockReservationFailed:
@@ -103,36 +148,15 @@ def _reserve_reply(row: Reservation) -> StockReserved | StockReservationFailed:
     )
 
 
-async def reserve_lines(
-    session: AsyncSession, *, wanted: dict[str, int], strategy: Strategy
-) -> Outcome:
-    """Move `wanted` units from available to reserved, all or nothing, with `strategy`."""
-    products = {
-        p.id: p
-        for p in (await session.execute(select(Product).where(Product.id.in_(wanted)))).scalars()
-    }
-    missing = sorted(set(wanted) - set(products))
-    if missing:
-        return Outcome(reason="PRODUCT_NOT_FOUND", product_ids=missing)
-    reserve = {
-        "conditional": _reserve_conditional,
-        "pessimistic": _reserve_pessimistic,
-        "optimistic": _reserve_optimistic,
-    }[strategy]
-    short, retries = await reserve(session, wanted)
-    if short:
-        return Outcome(reason="OUT_OF_STOCK", product_ids=short, retries=retries)
-    lines = [
-        ReservedLine(
-            product_id=pid,
-            quantity=q,
-            unit_price=products[pid].price,
-            name=products[pid].name,
-            category=products[pid].category,
-        ).model_dump()
-        for pid, q in wanted.items()
-    ]
-    return Outcome(lines=lines, retries=retries)
+def _reserve_reply_for(
+    command: ReserveStock, reason: Literal["OUT_OF_STOCK", "PRODUCT_NOT_FOUND"], ids: list[str]
+) -> StockReservationFailed:
+    return StockReservationFailed(
+        order_id=command.order_id,
+        operation_id=command.operation_id,
+        reason=reason,
+        product_ids=tuple(ids),
+    )
 
 
 class _Short(Exception):
@@ -244,7 +268,9 @@ class _savepoint:
 
 async def release_stock(session: AsyncSession, *, command: ReleaseStock, now: datetime) -> None:
     """Give the operation's reserved units back once; a Release before its Reserve voids it."""
-    claimed = await _claim(session, command.operation_id, command.order_id, Status.VOIDED, now)
+    claimed = await _claim(
+        session, command.operation_id, command.order_id, now, status=Status.VOIDED
+    )
     if not claimed:
         row = await session.get(Reservation, command.operation_id, with_for_update=True)
         assert row is not None
@@ -345,20 +371,18 @@ async def return_stock(session: AsyncSession, *, command: ReturnStock, now: date
 
 
 async def _claim(
-    session: AsyncSession, operation_id: str, order_id: str, status: Status, now: datetime
+    session: AsyncSession, operation_id: str, order_id: str, now: datetime, **values: Any
 ) -> bool:
     """Insert the operation's row; False when it exists (a concurrent claim waits for ours)."""
+    defaults: dict[str, Any] = {"reason": None, "failed_product_ids": [], "lines": []}
     claimed = await session.execute(
         insert(Reservation)
         .values(
             operation_id=operation_id,
             order_id=order_id,
-            status=status,
-            reason=None,
-            failed_product_ids=[],
-            lines=[],
             created_at=now,
             updated_at=now,
+            **(defaults | values),
         )
         .on_conflict_do_nothing()
         .returning(Reservation.operation_id)
