@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Uuid, column, delete, select, table, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,7 +18,6 @@ from analytics.models import CategoryDailySales, DailySales, Product, ProductDai
 from contracts import Message
 from contracts.catalog import ProductChanged, ProductCreated
 from contracts.order import OrderCancelled, OrderModified, OrderPaid, SoldLine
-from shopkit.inbox import InboxMessage
 
 CONSUMER = "analytics-projection"
 HANDLED: tuple[type[Message], ...] = (
@@ -29,6 +28,10 @@ HANDLED: tuple[type[Message], ...] = (
     ProductChanged,
 )
 OrderEvent = OrderPaid | OrderCancelled | OrderModified
+# The kit's inbox table, named here so that batches can record many message ids at once.
+INBOX = table(
+    "inbox", column("consumer"), column("message_id", Uuid), column("type"), column("outcome")
+)
 # asyncpg allows 32,767 parameters per statement.
 ROWS_PER_STATEMENT = 2_000
 
@@ -83,10 +86,7 @@ async def _first_deliveries(
     new: set[uuid.UUID] = set()
     for chunk in _chunks(rows):
         result = await session.execute(
-            insert(InboxMessage)
-            .values(chunk)
-            .on_conflict_do_nothing()
-            .returning(InboxMessage.message_id)
+            insert(INBOX).values(chunk).on_conflict_do_nothing().returning(INBOX.c.message_id)
         )
         new.update(result.scalars())
     return [d for mid, d in unique.items() if mid in new]
@@ -160,15 +160,20 @@ async def _add_figures(
     columns = table.__table__.c  # type: ignore[union-attr]
     for chunk in _chunks(rows):
         stmt = insert(table).values(chunk)
-        await session.execute(
+        figures = ("quantity", "amount", "orders")
+        result = await session.execute(
             stmt.on_conflict_do_update(
                 index_elements=keys,
-                set_={
-                    name: columns[name] + stmt.excluded[name]
-                    for name in ("quantity", "amount", "orders")
-                },
-            )
+                set_={name: columns[name] + stmt.excluded[name] for name in figures},
+            ).returning(*(columns[k] for k in keys), *(columns[f] for f in figures))
         )
+        # A row back at zero (everything cancelled) is dropped, so the tables do not depend
+        # on how events were batched: a rebuild yields the very same rows.
+        emptied = [tuple(row[: len(keys)]) for row in result if not any(row[len(keys) :])]
+        if emptied:
+            await session.execute(
+                delete(table).where(tuple_(*(columns[k] for k in keys)).in_(emptied))
+            )
 
 
 def _learn(

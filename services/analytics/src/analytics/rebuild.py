@@ -14,13 +14,14 @@ from dataclasses import asdict, dataclass
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from sqlalchemy import func, select, text
+from aiokafka.admin import AIOKafkaAdminClient
+from sqlalchemy import delete, func, select, text
 
 from analytics.handlers import consumer
 from analytics.models import Product, SaleOrder
+from analytics.projection import INBOX
 from analytics.settings import Settings
 from shopkit.db import Database
-from shopkit.inbox import InboxMessage
 
 PROJECTION_TABLES = "products, sale_orders, product_daily_sales, category_daily_sales, daily_sales"
 
@@ -55,14 +56,10 @@ async def _prepare(db: Database, *, truncate: bool) -> None:
     async with db.transaction() as session:
         if truncate:
             await session.execute(text(f"TRUNCATE {PROJECTION_TABLES}"))
-            await session.execute(
-                InboxMessage.__table__.delete().where(InboxMessage.consumer == consumer.name)  # type: ignore[attr-defined]
-            )
+            await session.execute(delete(INBOX).where(INBOX.c.consumer == consumer.name))
             return
         seen = await session.scalar(
-            select(func.count())
-            .select_from(InboxMessage)
-            .where(InboxMessage.consumer == consumer.name)
+            select(func.count()).select_from(INBOX).where(INBOX.c.consumer == consumer.name)
         )
         if seen:
             raise NotEmpty(f"the database already projected {seen} events; use --truncate")
@@ -78,12 +75,7 @@ async def _replay(db: Database, settings: Settings) -> tuple[int, int]:
     )
     await kafka.start()
     try:
-        await kafka.topics()  # loads the cluster metadata, so partitions are known
-        partitions = [
-            TopicPartition(topic, p)
-            for topic in (settings.topic(t) for t in consumer.topics)
-            for p in sorted(kafka.partitions_for_topic(topic) or ())
-        ]
+        partitions = await _partitions(settings, [settings.topic(t) for t in consumer.topics])
         kafka.assign(partitions)
         await kafka.seek_to_beginning(*partitions)
         end = await kafka.end_offsets(partitions)
@@ -105,6 +97,20 @@ async def _replay(db: Database, settings: Settings) -> tuple[int, int]:
         return records, applied
     finally:
         await kafka.stop()
+
+
+async def _partitions(settings: Settings, topics: list[str]) -> list[TopicPartition]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(topics)
+    finally:
+        await admin.close()
+    return sorted(
+        TopicPartition(topic["topic"], p["partition"])
+        for topic in described
+        for p in topic["partitions"]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
