@@ -4,6 +4,9 @@ A reservation is identified by (order_id, operation_id). Reserve takes available
 reserved; Commit turns reserved into sold; Release gives reserved units back; Return gives sold
 units back (cancel, or a modify that lowers a line). Each command is answered exactly once per
 operation, and a replayed command repeats the answer without changing stock again.
+Release and Commit name the Reserve's operation_id; a Return has an operation_id of its own.
+A Release that arrives before its Reserve voids it: the late Reserve is answered with
+StockReservationFailed (reason OUT_OF_STOCK, no product ids) and reserves nothing.
 """
 
 from datetime import datetime
@@ -83,7 +86,7 @@ class CommitStock(Message):
 
 
 class ReturnStock(Message):
-    """Sold units come back to the shelf (cancel, or a modify that lowers lines)."""
+    """Sold units come back (cancel, or a modify lowering lines); never more than the order holds."""
 
     TOPIC = CATALOG_COMMANDS
     KEY = "order_id"
