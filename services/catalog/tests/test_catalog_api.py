@@ -3,13 +3,20 @@
 import itertools
 import uuid
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from catalog import service
+from catalog.seed import seed_demo
+from catalog.service import ProductFilter
 from shopkit.clock import FrozenClock
-from shopkit.testing import KafkaProbe
+from shopkit.db import Database
+from shopkit.testing import Infra, KafkaProbe, create_database, unique_name
+
+SERVICE_DIR = Path(__file__).resolve().parents[1]
 
 
 async def listing(client: httpx.AsyncClient, **params: Any) -> list[dict[str, Any]]:
@@ -275,3 +282,17 @@ async def test_product_events_are_published(
         "created_at": None,
     }
     assert changed[0]["payload"]["stock"] == 5
+
+
+async def test_demo_seed_fills_an_empty_catalog_once(infra: Infra) -> None:
+    url = await create_database(infra, SERVICE_DIR, unique_name("catalog_seed"))
+    db = Database(url, pool_size=1)
+    try:
+        assert await seed_demo(db) == 20
+        assert await seed_demo(db) == 0
+        items, _ = await service.list_products(
+            db, filters=ProductFilter(sold_out="only"), sort="name", limit=100, cursor=None
+        )
+        assert len(items) == 2
+    finally:
+        await db.dispose()
