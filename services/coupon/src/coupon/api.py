@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from coupon import domain, issuing, service
-from coupon.issuing import Held, LineMemory
+from coupon.line import Held, Lines
 from coupon.models import Coupon
 from coupon.schemas import CouponIn, CouponOut, IssueIn, StatusFilter, UserCouponOut
 from coupon.settings import Settings
@@ -18,15 +18,15 @@ from shopkit.pagination import Cursor, Limit, Page
 router = APIRouter(prefix="/api", tags=["coupons"])
 
 
-def get_memory(request: Request) -> LineMemory:
-    return request.app.state.line_memory  # type: ignore[no-any-return]
+def get_lines(request: Request) -> Lines:
+    return request.app.state.lines  # type: ignore[no-any-return]
 
 
 def get_settings(request: Request) -> Settings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
-Memory = Annotated[LineMemory, Depends(get_memory)]
+LinesDep = Annotated[Lines, Depends(get_lines)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
@@ -52,9 +52,8 @@ async def get_coupon(coupon_id: str, db: Db, _: CurrentPrincipal) -> CouponOut:
 async def issue_coupon(
     coupon_id: str,
     body: IssueIn,
-    db: Db,
     principal: CurrentPrincipal,
-    memory: Memory,
+    lines: LinesDep,
     settings: SettingsDep,
     clock: ClockDep,
     response: Response,
@@ -62,9 +61,8 @@ async def issue_coupon(
 ) -> UserCouponOut:
     """Take a place in line (202 PENDING); 409 SOLD_OUT or ALREADY_ISSUED; 404 unknown ids."""
     principal.require_self_or_admin(body.user_id)
-    held = await issuing.take_place(
-        db,
-        memory=memory,
+    held = await issuing.issue_coupon(
+        lines,
         coupon_id=coupon_id,
         user_id=body.user_id,
         vouched=principal.user_id == body.user_id,
@@ -72,16 +70,12 @@ async def issue_coupon(
         now=clock(),
     )
     if wait:
-        held = await _settled(db, memory, held, settings.issue_wait_seconds, response)
+        held = await _settled(lines, held, settings.issue_wait_seconds, response)
     return user_coupon_out(held, clock())
 
 
-async def _settled(
-    db: Db, memory: LineMemory, held: Held, timeout: float, response: Response
-) -> Held:
-    held = await issuing.wait_settled(
-        db, memory=memory, user_coupon_id=held.row.id, timeout=timeout
-    )
+async def _settled(lines: Lines, held: Held, timeout: float, response: Response) -> Held:
+    held = await issuing.wait_settled(lines, user_coupon_id=held.row.id, timeout=timeout)
     if held.row.status == "REJECTED":
         raise Problem(409, "SOLD_OUT", "every coupon has been taken")
     if held.row.status != "PENDING":
@@ -94,7 +88,7 @@ async def list_user_coupons(
     user_id: str,
     db: Db,
     principal: CurrentPrincipal,
-    memory: Memory,
+    lines: LinesDep,
     clock: ClockDep,
     status: StatusFilter | None = None,
     limit: Limit = 20,
@@ -105,7 +99,7 @@ async def list_user_coupons(
     now = clock()
     held, next_cursor = await service.list_user_coupons(
         db,
-        memory=memory,
+        lines=lines,
         user_id=user_id,
         status=status,
         limit=limit,
@@ -120,20 +114,20 @@ async def list_user_coupons(
 
 @router.get("/user-coupons/{user_coupon_id}", response_model=UserCouponOut)
 async def get_user_coupon(
-    user_coupon_id: str, db: Db, principal: CurrentPrincipal, memory: Memory, clock: ClockDep
+    user_coupon_id: str, db: Db, principal: CurrentPrincipal, lines: LinesDep, clock: ClockDep
 ) -> UserCouponOut:
     """One user coupon (its holder or an admin); 404 USER_COUPON_NOT_FOUND."""
-    held = await service.get_user_coupon(db, memory=memory, user_coupon_id=user_coupon_id)
+    held = await service.get_user_coupon(db, lines=lines, user_coupon_id=user_coupon_id)
     principal.require_self_or_admin(held.row.user_id)
     return user_coupon_out(held, clock())
 
 
 @router.post("/user-coupons/{user_coupon_id}/revoke", response_model=UserCouponOut)
 async def revoke_user_coupon(
-    user_coupon_id: str, db: Db, _: AdminPrincipal, memory: Memory, clock: ClockDep
+    user_coupon_id: str, db: Db, _: AdminPrincipal, lines: LinesDep, clock: ClockDep
 ) -> UserCouponOut:
     """Revoke an ISSUED coupon (admin); 409 COUPON_NOT_REVOCABLE when PENDING or USED."""
-    held = await service.revoke(db, memory=memory, user_coupon_id=user_coupon_id)
+    held = await service.revoke(db, lines=lines, user_coupon_id=user_coupon_id)
     return user_coupon_out(held, clock())
 
 

@@ -1,103 +1,28 @@
-"""First-come-first-served issuing: a place in line over HTTP, then ISSUED by the line's consumer.
+"""Issuing: who may ask, waiting for ISSUED, and the consumer that issues places for real.
 
-The HTTP side takes a place with one conditional UPDATE of the coupon's `coupon_lines` row
-(`accepted < capacity`); that row lock makes acceptance a single total order per coupon, and
-the outbox row for the request is written while the lock is held, so the coupon's partition
-carries the requests in acceptance order. The consumer then takes the quantity for real.
-Once a line is full it never opens again (a released coupon returns to its holder, not to the
-pool), so each process remembers full lines and answers SOLD_OUT without touching the database.
+The line itself (places, SOLD_OUT, ALREADY_ISSUED) is in line.py.
 """
 
 import asyncio
 import time
-import uuid
-from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select, text, update
+from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.coupon import CouponIssued, CouponRejected, IssueCouponRequested
 from coupon import domain
+from coupon.line import Held, Lines
 from coupon.models import Coupon, KnownUser, UserCoupon
 from shopkit.db import Database
 from shopkit.errors import Problem
 from shopkit.outbox import add_message
 
-TAKE_PLACE = text(
-    "WITH line AS ("
-    " UPDATE coupon_lines SET accepted = accepted + 1"
-    " WHERE coupon_id = :coupon_id AND accepted < capacity RETURNING accepted)"
-    " UPDATE user_coupons SET position = line.accepted FROM line"
-    " WHERE user_coupons.id = :user_coupon_id RETURNING user_coupons.position"
-)
 
-
-@dataclass(frozen=True)
-class Card:
-    """The parts of a coupon definition that never change."""
-
-    id: str
-    name: str
-    discount_type: domain.DiscountType
-    discount_value: int
-    total_quantity: int
-    min_order_amount: int
-    valid_days: int
-
-    @classmethod
-    def of(cls, coupon: Coupon) -> "Card":
-        return cls(
-            id=coupon.id,
-            name=coupon.name,
-            discount_type=coupon.discount_type,  # type: ignore[arg-type]
-            discount_value=coupon.discount_value,
-            total_quantity=coupon.total_quantity,
-            min_order_amount=coupon.min_order_amount,
-            valid_days=coupon.valid_days,
-        )
-
-
-@dataclass
-class LineMemory:
-    """What one process remembers: coupon cards, and the holders of every full line."""
-
-    cards: dict[str, Card] = field(default_factory=dict)
-    full_lines: dict[str, frozenset[str]] = field(default_factory=dict)
-
-    async def card(self, db: Database, coupon_id: str) -> Card:
-        """The coupon's card; 404 COUPON_NOT_FOUND when there is no such coupon."""
-        card = self.cards.get(coupon_id)
-        if card is None:
-            async with db.sessions() as session:
-                coupon = await session.get(Coupon, coupon_id)
-            if coupon is None:
-                raise Problem(404, "COUPON_NOT_FOUND", f"no coupon {coupon_id}")
-            card = self.cards[coupon_id] = Card.of(coupon)
-        return card
-
-    async def remember_full(self, db: Database, coupon_id: str) -> None:
-        # Every accepted place committed before the line could be seen full, so this set is final.
-        async with db.sessions() as session:
-            holders = await session.scalars(
-                select(UserCoupon.user_id).where(UserCoupon.coupon_id == coupon_id)
-            )
-            self.full_lines[coupon_id] = frozenset(holders)
-
-
-@dataclass(frozen=True)
-class Held:
-    """A user coupon with its coupon's card."""
-
-    row: UserCoupon
-    card: Card
-
-
-async def take_place(
-    db: Database,
+async def issue_coupon(
+    lines: Lines,
     *,
-    memory: LineMemory,
     coupon_id: str,
     user_id: str,
     vouched: bool,
@@ -108,65 +33,10 @@ async def take_place(
 
     A user id `vouched` for by the token's own subject exists; any other must be known.
     """
-    card = await memory.card(db, coupon_id)
+    await lines.card(coupon_id)
     if not vouched:
-        await require_known_user(db, user_id=user_id, wait_seconds=user_wait_seconds)
-    holders = memory.full_lines.get(coupon_id)
-    if holders is not None:
-        raise _refusal(already=user_id in holders)
-    row = UserCoupon(
-        id=str(uuid.uuid4()),
-        coupon_id=coupon_id,
-        user_id=user_id,
-        status="PENDING",
-        requested_at=now,
-    )
-    try:
-        async with db.transaction() as session:
-            inserted = await session.execute(
-                insert(UserCoupon)
-                .values(
-                    id=row.id,
-                    coupon_id=coupon_id,
-                    user_id=user_id,
-                    status="PENDING",
-                    requested_at=now,
-                )
-                .on_conflict_do_nothing()
-                .returning(UserCoupon.seq)
-            )
-            if inserted.scalar_one_or_none() is None:
-                raise _refusal(already=True)
-            position = (
-                await session.execute(
-                    TAKE_PLACE, {"coupon_id": coupon_id, "user_coupon_id": row.id}
-                )
-            ).scalar_one_or_none()
-            if position is None:
-                raise _LineFull
-            await add_message(
-                session,
-                IssueCouponRequested(
-                    coupon_id=coupon_id, user_coupon_id=row.id, user_id=user_id, requested_at=now
-                ),
-            )
-    except _LineFull:
-        await memory.remember_full(db, coupon_id)
-        raise _refusal(already=False) from None
-    if position >= card.total_quantity:
-        await memory.remember_full(db, coupon_id)
-    row.position = position
-    return Held(row=row, card=card)
-
-
-class _LineFull(Exception):
-    pass
-
-
-def _refusal(*, already: bool) -> Problem:
-    if already:
-        return Problem(409, "ALREADY_ISSUED", "this user already has or is in line for it")
-    return Problem(409, "SOLD_OUT", "every coupon has been taken")
+        await require_known_user(lines.db, user_id=user_id, wait_seconds=user_wait_seconds)
+    return await lines.take_place(coupon_id=coupon_id, user_id=user_id, now=now)
 
 
 async def require_known_user(db: Database, *, user_id: str, wait_seconds: float) -> None:
@@ -181,17 +51,15 @@ async def require_known_user(db: Database, *, user_id: str, wait_seconds: float)
         await asyncio.sleep(0.1)
 
 
-async def wait_settled(
-    db: Database, *, memory: LineMemory, user_coupon_id: str, timeout: float
-) -> Held:
+async def wait_settled(lines: Lines, *, user_coupon_id: str, timeout: float) -> Held:
     """The user coupon once it left PENDING, or as it is after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:
-        async with db.sessions() as session:
+        async with lines.db.sessions() as session:
             row = await session.get(UserCoupon, user_coupon_id)
         assert row is not None
         if row.status != "PENDING" or time.monotonic() >= deadline:
-            return Held(row=row, card=await memory.card(db, row.coupon_id))
+            return Held(row=row, card=await lines.card(row.coupon_id))
         await asyncio.sleep(0.05)
 
 

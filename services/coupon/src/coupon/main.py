@@ -4,7 +4,7 @@ from fastapi import FastAPI
 
 from coupon.api import router
 from coupon.handlers import build_consumers
-from coupon.issuing import LineMemory
+from coupon.line import Lines
 from coupon.settings import Settings
 from shopkit.app import create_app
 from shopkit.clock import Clock, system_clock
@@ -12,12 +12,15 @@ from shopkit.clock import Clock, system_clock
 
 def build_app(settings: Settings | None = None, *, clock: Clock = system_clock) -> FastAPI:
     settings = settings or Settings()
-    app = create_app(
+
+    async def open_lines(app: FastAPI) -> None:
+        app.state.lines = Lines(app.state.db)
+
+    return create_app(
         settings,
         title="Shop coupons",
         routers=[router],
         consumers=build_consumers(clock),
+        on_startup=[open_lines],
         clock=clock,
     )
-    app.state.line_memory = LineMemory()
-    return app

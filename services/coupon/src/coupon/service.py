@@ -14,7 +14,7 @@ from contracts.coupon import (
     ReserveCoupon,
 )
 from coupon import domain
-from coupon.issuing import Held, LineMemory
+from coupon.line import Held, Lines
 from coupon.models import Coupon, CouponLine, CouponOperation, KnownUser, UserCoupon
 from shopkit.db import Database
 from shopkit.errors import Problem
@@ -72,7 +72,7 @@ async def get_coupon(db: Database, *, coupon_id: str) -> Coupon:
 async def list_user_coupons(
     db: Database,
     *,
-    memory: LineMemory,
+    lines: Lines,
     user_id: str,
     status: str | None,
     limit: int,
@@ -96,7 +96,7 @@ async def list_user_coupons(
         if require_known and not rows and not await _is_known(session, user_id):
             raise Problem(404, "USER_NOT_FOUND", f"no user {user_id}")
     next_cursor = encode_cursor([rows[limit - 1].seq]) if len(rows) > limit else None
-    held = [Held(row=row, card=await memory.card(db, row.coupon_id)) for row in rows[:limit]]
+    held = [Held(row=row, card=await lines.card(row.coupon_id)) for row in rows[:limit]]
     return held, next_cursor
 
 
@@ -106,16 +106,16 @@ async def _is_known(session: AsyncSession, user_id: str) -> bool:
     return bool(await session.scalar(select(exists(known) | exists(holds))))
 
 
-async def get_user_coupon(db: Database, *, memory: LineMemory, user_coupon_id: str) -> Held:
+async def get_user_coupon(db: Database, *, lines: Lines, user_coupon_id: str) -> Held:
     """One user coupon; 404 USER_COUPON_NOT_FOUND."""
     async with db.sessions() as session:
         row = await session.get(UserCoupon, user_coupon_id)
     if row is None:
         raise Problem(404, "USER_COUPON_NOT_FOUND", f"no user coupon {user_coupon_id}")
-    return Held(row=row, card=await memory.card(db, row.coupon_id))
+    return Held(row=row, card=await lines.card(row.coupon_id))
 
 
-async def revoke(db: Database, *, memory: LineMemory, user_coupon_id: str) -> Held:
+async def revoke(db: Database, *, lines: Lines, user_coupon_id: str) -> Held:
     """An admin takes back an unused coupon; 409 COUPON_NOT_REVOCABLE when it is not ISSUED."""
     async with db.transaction() as session:
         row = await session.get(UserCoupon, user_coupon_id, with_for_update=True)
@@ -124,7 +124,7 @@ async def revoke(db: Database, *, memory: LineMemory, user_coupon_id: str) -> He
         if not domain.can_revoke(row.status):
             raise Problem(409, "COUPON_NOT_REVOCABLE", f"a {row.status} coupon cannot be revoked")
         row.status = "REVOKED"
-    return Held(row=row, card=await memory.card(db, row.coupon_id))
+    return Held(row=row, card=await lines.card(row.coupon_id))
 
 
 async def reserve(session: AsyncSession, *, command: ReserveCoupon, now: datetime) -> None:

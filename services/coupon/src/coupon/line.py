@@ -1,0 +1,245 @@
+"""The first-come-first-served line: places are taken in batches, in arrival order.
+
+Every request for a coupon joins its process-local queue; one task per coupon drains the queue
+in batches, each batch one short transaction that locks the coupon's `coupon_lines` row
+(`SELECT ... FOR UPDATE`), gives the free places to the batch in arrival order, and writes the
+IssueCouponRequested messages to the outbox while still holding the lock. So acceptance is one
+total order per coupon across every replica (the row lock orders the batches, the queue orders a
+batch), the outbox ids, and with them the coupon's Kafka partition, follow that order, and a
+burst of N requests costs a handful of transactions instead of N fights for one hot row.
+
+A full line never opens again (a released coupon goes back to its holder, not to the pool), so
+each process remembers full lines with their holders and answers at once, without the database.
+"""
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from contracts.coupon import IssueCouponRequested
+from coupon import domain
+from coupon.models import Coupon, UserCoupon
+from shopkit.db import Database
+from shopkit.errors import Problem
+from shopkit.outbox import add_message
+
+MAX_BATCH = 500
+
+LOCK_LINE = text(
+    "SELECT accepted, capacity FROM coupon_lines WHERE coupon_id = :coupon_id FOR UPDATE"
+)
+JOIN_LINE = text(
+    "INSERT INTO user_coupons (id, coupon_id, user_id, status, requested_at)"
+    " SELECT p.id, :coupon_id, p.user_id, 'PENDING', p.requested_at"
+    " FROM unnest(CAST(:ids AS varchar[]), CAST(:user_ids AS varchar[]),"
+    " CAST(:requested AS timestamptz[])) AS p(id, user_id, requested_at)"
+    " ON CONFLICT DO NOTHING RETURNING id"
+)
+LEAVE_LINE = text("DELETE FROM user_coupons WHERE id = ANY(CAST(:ids AS varchar[]))")
+NUMBER_PLACES = text(
+    "UPDATE user_coupons SET position = p.position"
+    " FROM unnest(CAST(:ids AS varchar[]), CAST(:positions AS int[])) AS p(id, position)"
+    " WHERE user_coupons.id = p.id"
+)
+ADVANCE_LINE = text(
+    "UPDATE coupon_lines SET accepted = accepted + :taken WHERE coupon_id = :coupon_id"
+)
+
+
+@dataclass(frozen=True)
+class Card:
+    """The parts of a coupon definition that never change."""
+
+    id: str
+    name: str
+    discount_type: domain.DiscountType
+    discount_value: int
+    total_quantity: int
+    min_order_amount: int
+    valid_days: int
+
+    @classmethod
+    def of(cls, coupon: Coupon) -> "Card":
+        return cls(
+            id=coupon.id,
+            name=coupon.name,
+            discount_type=coupon.discount_type,  # type: ignore[arg-type]
+            discount_value=coupon.discount_value,
+            total_quantity=coupon.total_quantity,
+            min_order_amount=coupon.min_order_amount,
+            valid_days=coupon.valid_days,
+        )
+
+
+@dataclass(frozen=True)
+class Held:
+    """A user coupon with its coupon's card."""
+
+    row: UserCoupon
+    card: Card
+
+
+@dataclass
+class _Request:
+    user_coupon_id: str
+    user_id: str
+    requested_at: datetime
+    answer: "asyncio.Future[int]"  # the place in line, or a Problem
+
+
+@dataclass
+class _Queue:
+    waiting: list[_Request] = field(default_factory=list)
+    drainer: "asyncio.Task[None] | None" = None
+
+
+@dataclass
+class Lines:
+    """One process's view of every coupon's line: cards, queues, and full lines' holders."""
+
+    db: Database
+    cards: dict[str, Card] = field(default_factory=dict)
+    full: dict[str, frozenset[str]] = field(default_factory=dict)
+    queues: dict[str, _Queue] = field(default_factory=dict)
+
+    async def card(self, coupon_id: str) -> Card:
+        """The coupon's card; 404 COUPON_NOT_FOUND when there is no such coupon."""
+        card = self.cards.get(coupon_id)
+        if card is None:
+            async with self.db.sessions() as session:
+                coupon = await session.get(Coupon, coupon_id)
+            if coupon is None:
+                raise Problem(404, "COUPON_NOT_FOUND", f"no coupon {coupon_id}")
+            card = self.cards[coupon_id] = Card.of(coupon)
+        return card
+
+    async def take_place(self, *, coupon_id: str, user_id: str, now: datetime) -> Held:
+        """Join the line as PENDING; 409 SOLD_OUT when it is full, ALREADY_ISSUED if in it."""
+        card = await self.card(coupon_id)
+        holders = self.full.get(coupon_id)
+        if holders is not None:
+            raise refusal(already=user_id in holders)
+        request = _Request(
+            str(uuid.uuid4()), user_id, now, asyncio.get_running_loop().create_future()
+        )
+        queue = self.queues.setdefault(coupon_id, _Queue())
+        queue.waiting.append(request)
+        if queue.drainer is None or queue.drainer.done():
+            queue.drainer = asyncio.create_task(self._drain(coupon_id, queue))
+        position = await request.answer
+        row = UserCoupon(
+            id=request.user_coupon_id,
+            coupon_id=coupon_id,
+            user_id=user_id,
+            status="PENDING",
+            position=position,
+            requested_at=now,
+        )
+        return Held(row=row, card=card)
+
+    async def _drain(self, coupon_id: str, queue: _Queue) -> None:
+        while queue.waiting:
+            batch, queue.waiting = queue.waiting[:MAX_BATCH], queue.waiting[MAX_BATCH:]
+            try:
+                answers = await self._admit(coupon_id, batch)
+            except Exception as exc:  # the batch's requests fail; the next batch tries again
+                answers = [exc] * len(batch)
+            for request, answer in zip(batch, answers, strict=True):
+                if request.answer.done():
+                    continue  # the client went away; its place (if any) stays taken
+                if isinstance(answer, BaseException):
+                    request.answer.set_exception(answer)
+                else:
+                    request.answer.set_result(answer)
+
+    async def _admit(self, coupon_id: str, batch: Sequence[_Request]) -> list[int | Exception]:
+        """One transaction: the batch's places in arrival order, or why each got none."""
+        firsts: dict[str, _Request] = {}
+        for request in batch:
+            firsts.setdefault(request.user_id, request)
+        places: dict[str, int] = {}
+        already: set[str] = set()  # users found in line already
+        async with self.db.transaction() as session:
+            row = (await session.execute(LOCK_LINE, {"coupon_id": coupon_id})).one()
+            accepted, capacity = row.accepted, row.capacity
+            if accepted < capacity:
+                joined = await self._join(session, coupon_id, list(firsts.values()))
+                already = {r.user_id for r in firsts.values() if r.user_coupon_id not in joined}
+                in_line = [r for r in firsts.values() if r.user_coupon_id in joined]
+                placed, turned_away = in_line[: capacity - accepted], in_line[capacity - accepted :]
+                if turned_away:
+                    ids = [r.user_coupon_id for r in turned_away]
+                    await session.execute(LEAVE_LINE, {"ids": ids})
+                if placed:
+                    await self._number(session, coupon_id, placed, first=accepted + 1)
+                places = {r.user_id: accepted + 1 + i for i, r in enumerate(placed)}
+                accepted += len(placed)
+        if accepted >= capacity:
+            await self.remember_full(coupon_id)
+            already |= self.full.get(coupon_id, frozenset()) - places.keys()
+        answers: list[int | Exception] = []
+        for request in batch:
+            place = places.get(request.user_id)
+            if place is not None and request is firsts[request.user_id]:
+                answers.append(place)
+            else:
+                has_one = place is not None or request.user_id in already
+                answers.append(refusal(already=has_one))
+        return answers
+
+    async def _join(
+        self, session: AsyncSession, coupon_id: str, requests: list[_Request]
+    ) -> set[str]:
+        """Insert PENDING rows; the ids that went in (the others' users are already in line)."""
+        rows = await session.execute(
+            JOIN_LINE,
+            {
+                "coupon_id": coupon_id,
+                "ids": [r.user_coupon_id for r in requests],
+                "user_ids": [r.user_id for r in requests],
+                "requested": [r.requested_at for r in requests],
+            },
+        )
+        return set(rows.scalars())
+
+    async def _number(
+        self, session: AsyncSession, coupon_id: str, placed: list[_Request], *, first: int
+    ) -> None:
+        await session.execute(
+            NUMBER_PLACES,
+            {
+                "ids": [r.user_coupon_id for r in placed],
+                "positions": list(range(first, first + len(placed))),
+            },
+        )
+        await session.execute(ADVANCE_LINE, {"coupon_id": coupon_id, "taken": len(placed)})
+        # Written under the line's lock, so outbox ids (and the partition) follow the places.
+        for request in placed:
+            await add_message(
+                session,
+                IssueCouponRequested(
+                    coupon_id=coupon_id,
+                    user_coupon_id=request.user_coupon_id,
+                    user_id=request.user_id,
+                    requested_at=request.requested_at,
+                ),
+            )
+
+    async def remember_full(self, coupon_id: str) -> None:
+        # The line's row lock was released after every place was committed: this set is final.
+        async with self.db.sessions() as session:
+            holders = await session.scalars(
+                select(UserCoupon.user_id).where(UserCoupon.coupon_id == coupon_id)
+            )
+            self.full[coupon_id] = frozenset(holders)
+
+
+def refusal(*, already: bool) -> Problem:
+    if already:
+        return Problem(409, "ALREADY_ISSUED", "this user already has or is in line for it")
+    return Problem(409, "SOLD_OUT", "every coupon has been taken")
