@@ -8,13 +8,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Uuid, column, delete, select, table, tuple_
-from sqlalchemy.dialects.postgresql import insert
+import orjson
+from sqlalchemy import TextClause, Uuid, bindparam, column, table, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from analytics.consumer import Delivery
-from analytics.domain import Deltas, Figures, Projection, RecordedOrder, Sale, local_day, sales_of
-from analytics.models import CategoryDailySales, DailySales, Product, ProductDailySales, SaleOrder
+from analytics.domain import Deltas, Projection, RecordedOrder, Sale, local_day, sales_of
 from contracts import Message
 from contracts.catalog import ProductChanged, ProductCreated
 from contracts.order import OrderCancelled, OrderModified, OrderPaid, SoldLine
@@ -32,8 +31,6 @@ OrderEvent = OrderPaid | OrderCancelled | OrderModified
 INBOX = table(
     "inbox", column("consumer"), column("message_id", Uuid), column("type"), column("outcome")
 )
-# asyncpg allows 32,767 parameters per statement.
-ROWS_PER_STATEMENT = 2_000
 
 
 async def project(session: AsyncSession, deliveries: Sequence[Delivery], *, timezone: str) -> int:
@@ -79,16 +76,15 @@ async def _first_deliveries(
         unique.setdefault(delivery.envelope.message_id, delivery)
     if not unique:
         return []
-    rows = [
-        {"consumer": CONSUMER, "message_id": mid, "type": d.envelope.type, "outcome": "processed"}
-        for mid, d in unique.items()
-    ]
-    new: set[uuid.UUID] = set()
-    for chunk in _chunks(rows):
-        result = await session.execute(
-            insert(INBOX).values(chunk).on_conflict_do_nothing().returning(INBOX.c.message_id)
-        )
-        new.update(result.scalars())
+    result = await session.execute(
+        RECORD_INBOX,
+        {
+            "consumer": CONSUMER,
+            "ids": list(unique),
+            "types": [d.envelope.type for d in unique.values()],
+        },
+    )
+    new = set(result.scalars())
     return [d for mid, d in unique.items() if mid in new]
 
 
@@ -98,81 +94,61 @@ async def _load_orders(
     orders: dict[str, RecordedOrder | None] = dict.fromkeys(order_ids)
     if not order_ids:
         return orders
-    rows = await session.execute(select(SaleOrder).where(SaleOrder.order_id.in_(order_ids)))
-    for row in rows.scalars():
-        sales = tuple(Sale(*line) for line in row.lines)
-        orders[row.order_id] = RecordedOrder(day=row.day, status=row.status, sales=sales)  # type: ignore[arg-type]
+    for row in await session.execute(LOAD_ORDERS, {"ids": sorted(order_ids)}):
+        sales = tuple(Sale(*line) for line in orjson.loads(row.lines))
+        orders[row.order_id] = RecordedOrder(day=row.day, status=row.status, sales=sales)
     return orders
 
 
 async def _write_orders(session: AsyncSession, projection: Projection) -> None:
-    rows = []
-    for order_id in sorted(projection.changed):
-        order = projection.orders[order_id]
-        assert order is not None
-        lines = [[s.product_id, s.category, s.quantity, s.amount] for s in order.sales]
-        rows.append(
-            {"order_id": order_id, "day": order.day, "status": order.status, "lines": lines}
-        )
-    for chunk in _chunks(rows):
-        stmt = insert(SaleOrder).values(chunk)
-        await session.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[SaleOrder.order_id],
-                set_={"status": stmt.excluded.status, "lines": stmt.excluded.lines},
-            )
-        )
+    changed = sorted(projection.changed)
+    if not changed:
+        return
+    orders = [projection.orders[order_id] for order_id in changed]
+    await session.execute(
+        SAVE_ORDERS,
+        {
+            "ids": changed,
+            "days": [o.day for o in orders if o],
+            "statuses": [o.status for o in orders if o],
+            "lines": [
+                orjson.dumps(
+                    [[s.product_id, s.category, s.quantity, s.amount] for s in o.sales]
+                ).decode()
+                for o in orders
+                if o
+            ],
+        },
+    )
 
 
 async def _write_deltas(session: AsyncSession, deltas: Deltas) -> None:
     # Sorted keys: concurrent replicas lock shared rows (today's totals) in the same order.
-    await _add_figures(
-        session,
-        ProductDailySales,
-        ["product_id", "day", "category"],
-        [
-            (dict(zip(("product_id", "day", "category"), k, strict=True)), f)
-            for k, f in sorted(deltas.by_product.items())
-        ],
-    )
-    await _add_figures(
-        session,
-        CategoryDailySales,
-        ["category", "day"],
-        [({"category": k[0], "day": k[1]}, f) for k, f in sorted(deltas.by_category.items())],
-    )
-    await _add_figures(
-        session, DailySales, ["day"], [({"day": k}, f) for k, f in sorted(deltas.by_day.items())]
-    )
-
-
-async def _add_figures(
-    session: AsyncSession,
-    table: type[ProductDailySales | CategoryDailySales | DailySales],
-    keys: list[str],
-    changes: list[tuple[dict[str, Any], Figures]],
-) -> None:
-    rows = [
-        {**key, "quantity": f.quantity, "amount": f.amount, "orders": f.orders}
-        for key, f in changes
-        if not f.is_zero()
-    ]
-    columns = table.__table__.c  # type: ignore[union-attr]
-    for chunk in _chunks(rows):
-        stmt = insert(table).values(chunk)
-        figures = ("quantity", "amount", "orders")
-        result = await session.execute(
-            stmt.on_conflict_do_update(
-                index_elements=keys,
-                set_={name: columns[name] + stmt.excluded[name] for name in figures},
-            ).returning(*(columns[k] for k in keys), *(columns[f] for f in figures))
-        )
+    for name, changes in (
+        ("product_daily_sales", sorted(deltas.by_product.items())),
+        ("category_daily_sales", sorted(deltas.by_category.items())),
+        ("daily_sales", sorted(((day,), f) for day, f in deltas.by_day.items())),
+    ):
+        changes = [(key, f) for key, f in changes if not f.is_zero()]
+        if not changes:
+            continue
+        keys, _ = AGGREGATES[name]
+        params: dict[str, Any] = {f"k{i}": [key[i] for key, _ in changes] for i in range(len(keys))}
+        params |= {
+            "quantity": [f.quantity for _, f in changes],
+            "amount": [f.amount for _, f in changes],
+            "orders": [f.orders for _, f in changes],
+        }
+        result = await session.execute(ADD_FIGURES[name], params)
         # A row back at zero (everything cancelled) is dropped, so the tables do not depend
         # on how events were batched: a rebuild yields the very same rows.
         emptied = [tuple(row[: len(keys)]) for row in result if not any(row[len(keys) :])]
         if emptied:
             await session.execute(
-                delete(table).where(tuple_(*(columns[k] for k in keys)).in_(emptied))
+                text(f"DELETE FROM {name} WHERE ({', '.join(keys)}) IN :keys").bindparams(
+                    bindparam("keys", expanding=True)
+                ),
+                {"keys": emptied},
             )
 
 
@@ -201,29 +177,64 @@ async def _write_products(
 ) -> None:
     # An order line only fills in for a product the catalog has not described (yet), and a
     # newer line beats an older one: replaying in any partition interleaving gives the same row.
-    for chunk in _chunks([from_orders[k] for k in sorted(from_orders)]):
-        stmt = insert(Product).values(chunk)
+    for statement, found in ((LEARN_FROM_ORDERS, from_orders), (LEARN_FROM_CATALOG, catalog)):
+        if not found:
+            continue
+        rows = [found[k] for k in sorted(found)]
         await session.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[Product.product_id],
-                set_=_product_columns(stmt),
-                where=(Product.source == "order") & (stmt.excluded.seen_at >= Product.seen_at),
-            )
-        )
-    for chunk in _chunks([catalog[k] for k in sorted(catalog)]):
-        stmt = insert(Product).values(chunk)
-        await session.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[Product.product_id], set_=_product_columns(stmt)
-            )
+            statement, {column: [row[column] for row in rows] for column in PRODUCT_COLUMNS}
         )
 
 
-def _product_columns(stmt: Any) -> dict[str, Any]:
-    return {
-        name: stmt.excluded[name] for name in ("name", "category", "price", "source", "seen_at")
-    }
+# Fixed statement texts over unnest()ed arrays: one prepared statement each, whatever the
+# batch size (a multi-row VALUES list is compiled and planned anew for every size).
+RECORD_INBOX = text(
+    "INSERT INTO inbox (consumer, message_id, type, outcome)"
+    " SELECT :consumer, m, t, 'processed'"
+    " FROM unnest(CAST(:ids AS uuid[]), CAST(:types AS text[])) AS u(m, t)"
+    " ON CONFLICT DO NOTHING RETURNING message_id"
+)
+LOAD_ORDERS = text(
+    "SELECT order_id, day, status, lines::text AS lines FROM sale_orders"
+    " WHERE order_id = ANY(CAST(:ids AS text[]))"
+)
+SAVE_ORDERS = text(
+    "INSERT INTO sale_orders (order_id, day, status, lines)"
+    " SELECT o, d, s, l::jsonb FROM unnest(CAST(:ids AS text[]), CAST(:days AS date[]),"
+    " CAST(:statuses AS text[]), CAST(:lines AS text[])) AS u(o, d, s, l)"
+    " ON CONFLICT (order_id) DO UPDATE SET status = excluded.status, lines = excluded.lines"
+)
+AGGREGATES = {
+    "product_daily_sales": (["product_id", "day", "category"], ["text", "date", "text"]),
+    "category_daily_sales": (["category", "day"], ["text", "date"]),
+    "daily_sales": (["day"], ["date"]),
+}
 
 
-def _chunks(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    return [rows[i : i + ROWS_PER_STATEMENT] for i in range(0, len(rows), ROWS_PER_STATEMENT)]
+def _add_figures_statement(table: str) -> TextClause:
+    keys, types = AGGREGATES[table]
+    arrays = [f"CAST(:k{i} AS {t}[])" for i, t in enumerate(types)]
+    arrays += ["CAST(:quantity AS bigint[])", "CAST(:amount AS bigint[])", "CAST(:orders AS int[])"]
+    figures = ("quantity", "amount", "orders")
+    return text(
+        f"INSERT INTO {table} AS t ({', '.join(keys)}, quantity, amount, orders)"
+        f" SELECT * FROM unnest({', '.join(arrays)})"
+        f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
+        + ", ".join(f"{f} = t.{f} + excluded.{f}" for f in figures)
+        + f" RETURNING {', '.join(keys)}, quantity, amount, orders"
+    )
+
+
+ADD_FIGURES = {table: _add_figures_statement(table) for table in AGGREGATES}
+PRODUCT_COLUMNS = ("product_id", "name", "category", "price", "source", "seen_at")
+_LEARN = (
+    "INSERT INTO products AS p (product_id, name, category, price, source, seen_at)"
+    " SELECT * FROM unnest(CAST(:product_id AS text[]), CAST(:name AS text[]),"
+    " CAST(:category AS text[]), CAST(:price AS bigint[]), CAST(:source AS text[]),"
+    " CAST(:seen_at AS timestamptz[]))"
+    " ON CONFLICT (product_id) DO UPDATE SET name = excluded.name,"
+    " category = excluded.category, price = excluded.price, source = excluded.source,"
+    " seen_at = excluded.seen_at"
+)
+LEARN_FROM_ORDERS = text(_LEARN + " WHERE p.source = 'order' AND excluded.seen_at >= p.seen_at")
+LEARN_FROM_CATALOG = text(_LEARN)
