@@ -296,3 +296,14 @@ async def test_demo_seed_fills_an_empty_catalog_once(infra: Infra) -> None:
         assert len(items) == 2
     finally:
         await db.dispose()
+
+
+async def test_a_nul_character_is_bad_input_not_a_crash(
+    catalog: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
+    search = await catalog.get("/api/products", params={"q": "a\x00b"})
+    body = {"name": "a\x00b", "category": "FOOD", "price": 1, "stock": 1, "description": "\x00"}
+    create = await catalog.post("/api/products", json=body, headers=admin)
+    detail = await catalog.get("/api/products/a%00b")
+    assert (search.status_code, create.status_code) == (422, 422)
+    assert detail.status_code == 404

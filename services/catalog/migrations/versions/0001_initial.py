@@ -123,6 +123,7 @@ def downgrade() -> None:
     op.drop_table("reservations")
     op.drop_table("stock")
     op.execute("DROP INDEX IF EXISTS ix_products_name_trgm")
+    op.execute("DROP EXTENSION IF EXISTS pg_trgm")
     for name in reversed(PRODUCT_INDEXES):
         op.drop_index(name, table_name="products")
     op.drop_table("products")

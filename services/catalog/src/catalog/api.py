@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query
 
 from catalog import service
 from catalog.domain import CategoryCode, SoldOut, Sort
-from catalog.schemas import CategoryOut, ProductDetailOut, ProductIn, ProductOut, RestockIn
+from catalog.schemas import NO_NUL, CategoryOut, ProductDetailOut, ProductIn, ProductOut, RestockIn
 from catalog.service import ProductFilter, ProductView
 from shopkit.app import ClockDep, Db
 from shopkit.auth import AdminPrincipal
@@ -16,7 +16,9 @@ from shopkit.pagination import Cursor, Limit, Page
 router = APIRouter(prefix="/api", tags=["catalog"])
 
 Price = Annotated[int | None, Query(ge=0, le=10**12)]
-Search = Annotated[str | None, Query(max_length=100, description="name contains (any case)")]
+Search = Annotated[
+    str | None, Query(max_length=100, pattern=NO_NUL, description="name contains (any case)")
+]
 
 
 @router.get("/categories", response_model=list[CategoryOut])

@@ -58,6 +58,13 @@ class Product(Base):
         Index("ix_products_category_price_asc", "category", "price", "id"),
         Index("ix_products_category_price_desc", "category", text("price DESC"), "id"),
         Index("ix_products_category_name", "category", "name", "id"),
+        # Created by the migration only where the server ships pg_trgm.
+        Index(
+            "ix_products_name_trgm",
+            "name",
+            postgresql_using="gin",
+            postgresql_ops={"name": "gin_trgm_ops"},
+        ),
     )
 
 

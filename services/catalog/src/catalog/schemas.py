@@ -11,6 +11,10 @@ MAX_PRICE = 1_000_000_000
 MAX_QUANTITY = 1_000_000
 
 
+# PostgreSQL text cannot hold NUL: refuse it as bad input rather than fail in the database.
+NO_NUL = r"^[^\x00]*$"
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -35,11 +39,14 @@ class ProductDetailOut(ProductOut):
 
 
 class ProductIn(Strict):
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    name: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NO_NUL),
+    ]
     category: CategoryCode
     price: Annotated[int, Field(strict=True, ge=0, le=MAX_PRICE)]
     stock: Annotated[int, Field(strict=True, ge=0, le=MAX_QUANTITY)]
-    description: Annotated[str, StringConstraints(max_length=5_000)] = ""
+    description: Annotated[str, StringConstraints(max_length=5_000, pattern=NO_NUL)] = ""
 
 
 class RestockIn(Strict):

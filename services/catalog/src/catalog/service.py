@@ -3,7 +3,7 @@
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVarTuple
 
 from sqlalchemy import Select, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,6 +15,8 @@ from shopkit.db import Database
 from shopkit.errors import Problem
 from shopkit.outbox import add_message
 from shopkit.pagination import decode_cursor, encode_cursor
+
+Ts = TypeVarTuple("Ts")
 
 # Keeps available + a restock inside the INTEGER column, with room to spare.
 MAX_STOCK = 2_000_000_000
@@ -87,6 +89,7 @@ async def create_product(
 
 async def restock(db: Database, *, product_id: str, quantity: int, now: datetime) -> ProductView:
     """Add units to what buyers can order; 404 PRODUCT_NOT_FOUND for an unknown product."""
+    _require_storable(product_id)
     async with db.transaction() as session:
         available = (
             await session.execute(
@@ -121,6 +124,7 @@ async def _announce_change(session: AsyncSession, product: Product, available: i
 
 async def get_product(db: Database, *, product_id: str) -> ProductView:
     """One product with its description; 404 PRODUCT_NOT_FOUND when unknown."""
+    _require_storable(product_id)
     async with db.sessions() as session:
         row = (
             await session.execute(
@@ -187,7 +191,7 @@ async def list_products(
     return items, next_cursor
 
 
-def _filtered(query: Select[Any], filters: ProductFilter) -> Select[Any]:
+def _filtered(query: Select[*Ts], filters: ProductFilter) -> Select[*Ts]:
     if filters.category is not None:
         query = query.where(Product.category == filters.category)
     if filters.q:
@@ -225,6 +229,12 @@ def _decode(cursor: str | None, sort: Sort) -> tuple[Any, str] | None:
         raise ValueError("cursor value of the wrong type")
     except (TypeError, ValueError) as exc:
         raise Problem(422, "INVALID_CURSOR", "cursor is not valid for this sort") from exc
+
+
+def _require_storable(product_id: str) -> None:
+    # No stored id contains NUL, and PostgreSQL would reject it as a parameter (a 500).
+    if "\x00" in product_id:
+        raise Problem(404, "PRODUCT_NOT_FOUND", "no such product")
 
 
 def _view(product: Product, available: int, *, detail: bool) -> ProductView:

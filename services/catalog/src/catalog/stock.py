@@ -68,9 +68,11 @@ async def reserve_stock(
 ) -> Outcome | None:
     """Reserve every line or none and answer; a known operation only repeats its answer."""
     wanted = merge_lines((line.product_id, line.quantity) for line in command.lines)
+    # An id PostgreSQL cannot even hold (NUL) is simply not found, not a poison message.
+    storable = [pid for pid in wanted if "\x00" not in pid]
     products = {
         p.id: p
-        for p in (await session.execute(select(Product).where(Product.id.in_(wanted)))).scalars()
+        for p in (await session.execute(select(Product).where(Product.id.in_(storable)))).scalars()
     }
     missing = sorted(set(wanted) - set(products))
     lines = [] if missing else _priced(wanted, products)
