@@ -366,7 +366,7 @@ async def main() -> None:
             print("-" * len(RESERVE_HEADER))
             for clients in [int(c) for c in args.clients.split(",")]:
                 for strategy in ("conditional", "pessimistic", "optimistic"):
-                    r = await run(target, conn, strategy, clients, args.seconds)  # type: ignore[operator]
+                    r = await run(target, conn, strategy, clients, args.seconds)
                     print(
                         f"{r['strategy']:<12} {r['clients']:>7} {r['per_s']:>10.0f}"
                         f" {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['retries']:>8}"
