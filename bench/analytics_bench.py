@@ -282,6 +282,7 @@ async def main() -> None:
     parser.add_argument("--products", type=int, default=10_000)
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--only", choices=["consumer", "queries"], help="run one part")
     args = parser.parse_args()
     admin = admin_url()
     bootstrap = os.environ.get("SHOP_TEST_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
@@ -294,7 +295,7 @@ async def main() -> None:
             ("batch", args.events, True),
             ("per-message", args.per_message, False),
         ):
-            if count <= 0:
+            if count <= 0 or args.only == "queries":
                 continue
             namespace = f"bench{uuid.uuid4().hex[:6]}."
             await ensure_topics(bootstrap, namespace)
@@ -329,6 +330,8 @@ async def main() -> None:
                 f"{steady:>18,.0f}"
             )
 
+        if args.only == "consumer":
+            return
         print(f"\n== queries: {args.days} days x {args.products} products ==")
         name, url = await new_database(admin, "queries")
         created.append(name)
