@@ -279,3 +279,26 @@ async def test_a_release_before_its_reserve_voids_the_reservation(
     assert released["type"] == "StockReleased"
     assert late["type"] == "StockReservationFailed"
     assert await quantities(pg, product["id"]) == (5, 0, 0)
+
+
+@pytest.mark.parametrize("strategy", ["conditional", "pessimistic"])
+async def test_orders_sharing_products_in_any_line_order_never_deadlock(
+    catalog_db: str, create_product, pg: asyncpg.Connection, strategy: stock.Strategy
+) -> None:
+    a, b = await create_product(stock=10), await create_product(stock=10)
+    db = Database(catalog_db, pool_size=10)
+    now = await pg.fetchval("SELECT now()")
+
+    async def one(i: int) -> stock.Outcome | None:
+        lines = [(a["id"], 1), (b["id"], 1)]
+        # Half the orders list the lines the other way round.
+        command = reserve(str(uuid.uuid4()), str(uuid.uuid4()), *(lines[::-1] if i % 2 else lines))
+        async with db.transaction() as session:
+            return await stock.reserve_stock(session, command=command, now=now, strategy=strategy)
+
+    try:
+        outcomes = await asyncio.gather(*[one(i) for i in range(40)])
+    finally:
+        await db.dispose()
+    assert sum(1 for o in outcomes if o and o.reason is None) == 10
+    assert await quantities(pg, a["id"]) == await quantities(pg, b["id"]) == (0, 10, 0)
