@@ -13,7 +13,7 @@ from sqlalchemy import TextClause, Uuid, bindparam, column, table, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from analytics.consumer import Delivery
-from analytics.domain import Deltas, Projection, RecordedOrder, Sale, local_day, sales_of
+from analytics.domain import Deltas, Figures, Projection, RecordedOrder, Sale, local_day, sales_of
 from contracts import Message
 from contracts.catalog import ProductChanged, ProductCreated
 from contracts.order import OrderCancelled, OrderModified, OrderPaid, SoldLine
@@ -124,12 +124,13 @@ async def _write_orders(session: AsyncSession, projection: Projection) -> None:
 
 async def _write_deltas(session: AsyncSession, deltas: Deltas) -> None:
     # Sorted keys: concurrent replicas lock shared rows (today's totals) in the same order.
-    for name, changes in (
-        ("product_daily_sales", sorted(deltas.by_product.items())),
-        ("category_daily_sales", sorted(deltas.by_category.items())),
-        ("daily_sales", sorted(((day,), f) for day, f in deltas.by_day.items())),
-    ):
-        changes = [(key, f) for key, f in changes if not f.is_zero()]
+    tables: list[tuple[str, dict[tuple[Any, ...], Figures]]] = [
+        ("product_daily_sales", dict(deltas.by_product)),
+        ("category_daily_sales", dict(deltas.by_category)),
+        ("daily_sales", {(day,): f for day, f in deltas.by_day.items()}),
+    ]
+    for name, found in tables:
+        changes = [(key, found[key]) for key in sorted(found) if not found[key].is_zero()]
         if not changes:
             continue
         keys, _ = AGGREGATES[name]

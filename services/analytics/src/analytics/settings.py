@@ -1,4 +1,6 @@
-from pydantic import Field
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator
 
 from shopkit.settings import ServiceSettings
 
@@ -9,3 +11,13 @@ class Settings(ServiceSettings):
     # One projection transaction covers up to this many events.
     batch_max_records: int = Field(default=500, ge=1, le=5000)
     batch_timeout_ms: int = Field(default=200, ge=1)
+
+    @field_validator("timezone")
+    @classmethod
+    def known_timezone(cls, value: str) -> str:
+        # Fail at start-up, not with a 500 on the first request.
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
