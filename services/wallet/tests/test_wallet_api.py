@@ -246,3 +246,13 @@ async def test_registration_and_charges_are_published(
 
     assert registered[0]["payload"]["user_id"] == user_id
     assert charged[0]["payload"]["amount"] == 2_500 and charged[0]["payload"]["balance"] == 2_500
+
+
+async def test_a_nul_character_is_a_clear_422_not_a_500(wallet: httpx.AsyncClient) -> None:
+    email = f"nul-{uuid.uuid4().hex[:8]}@example.com"
+    response = await wallet.post(
+        "/api/users", json={"name": "bad\x00name", "email": email, "password": "long enough"}
+    )
+    assert (response.status_code, response.json()["code"]) == (422, "INVALID_CHARACTER")
+    login = await wallet.post("/api/auth/login", json={"email": email, "password": "long enough"})
+    assert login.status_code == 401

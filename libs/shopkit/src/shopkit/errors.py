@@ -3,14 +3,22 @@
 import logging
 from typing import Any
 
+import asyncpg
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("shopkit.errors")
 
 PROBLEM = "application/problem+json"
+
+_UNSTORABLE_TEXT = (
+    asyncpg.exceptions.CharacterNotInRepertoireError,
+    asyncpg.exceptions.UntranslatableCharacterError,
+)
 
 _STATUS_CODES = {
     400: "BAD_REQUEST",
@@ -105,6 +113,14 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.headers:
             response.headers.update(exc.headers)
         return response
+
+    @app.exception_handler(DBAPIError)
+    async def _database(_: Request, exc: DBAPIError) -> JSONResponse:
+        # Text PostgreSQL cannot store (a NUL character) is the client's input, not our fault.
+        if isinstance(getattr(exc.orig, "__cause__", None), _UNSTORABLE_TEXT):
+            return problem_response(422, "INVALID_CHARACTER", "text contains a NUL character")
+        log.exception("database error", exc_info=exc)
+        return problem_response(500, "INTERNAL_ERROR", "unexpected error; it has been logged")
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
