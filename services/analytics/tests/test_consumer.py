@@ -1,0 +1,110 @@
+"""The batch consumer's own rules, on the real database: dedup inside a batch, poison isolation."""
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import orjson
+import pytest
+
+from analytics.handlers import consumer
+from analytics.settings import Settings
+from contracts import Envelope
+from contracts.order import OrderFailed, OrderPaid, SoldLine
+from shopkit.db import Database, asyncpg_dsn
+from shopkit.outbox import envelope_for
+from shopkit.testing import Infra, create_database, unique_name
+
+SERVICE_DIR = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+async def scratch(infra: Infra, settings: Settings) -> Settings:
+    """Settings on a database of its own: these events never travel through the topics."""
+    url = await create_database(infra, SERVICE_DIR, unique_name("analytics"))
+    return settings.model_copy(update={"database_url": url})
+
+
+def paid(product_id: str, quantity: int) -> OrderPaid:
+    line = SoldLine(
+        product_id=product_id, name="n", category="c", quantity=quantity, unit_price=100
+    )
+    return OrderPaid(
+        order_id=f"order-{product_id}-{quantity}",
+        user_id="u",
+        lines=(line,),
+        subtotal=quantity * 100,
+        discount=0,
+        total=quantity * 100,
+        paid_at=datetime(2045, 5, 5, 3, tzinfo=UTC),
+    )
+
+
+def record(envelope: Envelope) -> tuple[str, bytes]:
+    return "order.events", orjson.dumps(envelope.model_dump(mode="json"))
+
+
+async def sold(database_url: str, product_id: str) -> int | None:
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        return await conn.fetchval(
+            "SELECT sum(quantity) FROM product_daily_sales WHERE product_id = $1", product_id
+        )
+    finally:
+        await conn.close()
+
+
+async def test_a_batch_applies_each_message_once_and_skips_other_types(
+    scratch: Settings,
+) -> None:
+    settings = scratch
+    one = envelope_for(paid("batch-dedup", 2))
+    failed = envelope_for(
+        OrderFailed(
+            order_id="o",
+            user_id="u",
+            failure_code="OUT_OF_STOCK",
+            failed_at=datetime(2045, 5, 5, tzinfo=UTC),
+        )
+    )
+    db = Database(settings.database_url, pool_size=1)
+    try:
+        applied = await consumer.process(
+            [record(one), record(failed), record(one)], db=db, settings=settings
+        )
+        again = await consumer.process([record(one)], db=db, settings=settings)
+    finally:
+        await db.dispose()
+
+    assert (applied, again) == (1, 0)
+    assert await sold(settings.database_url, "batch-dedup") == 2
+
+
+async def test_a_failing_event_is_dead_lettered_alone_and_the_rest_of_its_batch_applies(
+    scratch: Settings,
+) -> None:
+    settings = scratch
+    good = envelope_for(paid("batch-good", 3))
+    # Valid as a contract, refused by the database (ids are at most 100 characters).
+    poison = envelope_for(paid("x" * 150, 1))
+    fast = settings.model_copy(update={"consumer_max_attempts": 2})
+    db = Database(settings.database_url, pool_size=1)
+    try:
+        applied = await consumer.process([record(poison), record(good)], db=db, settings=fast)
+    finally:
+        await db.dispose()
+
+    assert applied == 1
+    assert await sold(settings.database_url, "batch-good") == 3
+    conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
+    try:
+        outcome = await conn.fetchval(
+            "SELECT outcome FROM inbox WHERE message_id = $1", poison.message_id
+        )
+        dead = await conn.fetchval(
+            "SELECT count(*) FROM outbox WHERE topic = 'order.events.dlt' AND envelope->>'causation_id' = $1",
+            str(poison.message_id),
+        )
+    finally:
+        await conn.close()
+    assert (outcome, dead) == ("dead-lettered", 1)
