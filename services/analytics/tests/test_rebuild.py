@@ -119,14 +119,7 @@ async def test_a_rebuild_gives_identical_results(shop, infra: Infra, settings: S
         "SHOP_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
         "SHOP_KAFKA_NAMESPACE": settings.kafka_namespace,
     }
-    done = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "analytics.rebuild"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = await rebuild_cli(env)
     assert done.returncode == 0, done.stderr
     rebuilt = orjson.loads(done.stdout.strip().splitlines()[-1])["rebuilt"]
     assert rebuilt["applied"] >= 6 and rebuilt["records"] > rebuilt["applied"]
@@ -139,12 +132,19 @@ async def test_a_rebuild_gives_identical_results(shop, infra: Infra, settings: S
     [top] = [p for p in (await answers(fresh, today))[0] if p.product_id == b]
     assert (top.name, top.quantity) == ("Toy B", 4)  # the modify dropped its line of b
 
-    again = await asyncio.to_thread(
+    refused = await rebuild_cli(env)
+    assert refused.returncode == 2 and "--truncate" in refused.stderr
+    redone = await rebuild_cli(env, "--truncate")
+    assert redone.returncode == 0, redone.stderr
+    assert await table_rows(fresh) == await table_rows(settings.database_url)
+
+
+async def rebuild_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "analytics.rebuild"],
+        [sys.executable, "-m", "analytics.rebuild", *args],
         env=env,
         capture_output=True,
         text=True,
         timeout=120,
     )
-    assert again.returncode == 2 and "--truncate" in again.stderr
