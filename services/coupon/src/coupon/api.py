@@ -1,33 +1,65 @@
 """Coupon routes: definitions (admin), the first-come-first-served issue, user coupons."""
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from coupon import domain, issuing, service
+from coupon import issuing, service
 from coupon.line import Held, Lines
 from coupon.models import Coupon
-from coupon.schemas import CouponIn, CouponOut, IssueIn, StatusFilter, UserCouponOut
+from coupon.schemas import (
+    CouponIn,
+    CouponOut,
+    IssueIn,
+    StatusFilter,
+    UserCouponOut,
+    user_coupon_out,
+)
 from coupon.settings import Settings
-from shopkit.app import ClockDep, Db
-from shopkit.auth import AdminPrincipal, CurrentPrincipal
+from shopkit.auth import Principal, current_principal
+from shopkit.clock import Clock
+from shopkit.db import Database
 from shopkit.errors import Problem
 from shopkit.pagination import Cursor, Limit, Page
 
 router = APIRouter(prefix="/api", tags=["coupons"])
 
 
-def get_lines(request: Request) -> Lines:
+# Every dependency here is `async def`: FastAPI runs a plain `def` dependency in a worker
+# thread, and four such hops cost more CPU than the whole SOLD_OUT answer (measured: 1.7 ms
+# against 0.4 ms per request). The kit's CurrentPrincipal/Db/ClockDep are plain `def`, so this
+# module wraps them.
+async def get_lines(request: Request) -> Lines:
     return request.app.state.lines  # type: ignore[no-any-return]
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings  # type: ignore[no-any-return]
+
+
+async def get_db(request: Request) -> Database:
+    return request.app.state.db  # type: ignore[no-any-return]
+
+
+async def get_clock(request: Request) -> Clock:
+    return request.app.state.clock  # type: ignore[no-any-return]
+
+
+async def get_principal(request: Request) -> Principal:
+    return current_principal(request)
+
+
+async def get_admin(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    principal.require_admin()
+    return principal
 
 
 LinesDep = Annotated[Lines, Depends(get_lines)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+Db = Annotated[Database, Depends(get_db)]
+ClockDep = Annotated[Clock, Depends(get_clock)]
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+AdminPrincipal = Annotated[Principal, Depends(get_admin)]
 
 
 @router.post("/coupons", status_code=201, response_model=CouponOut)
@@ -133,20 +165,3 @@ async def revoke_user_coupon(
 
 def coupon_out(coupon: Coupon) -> CouponOut:
     return CouponOut.model_validate(coupon, from_attributes=True)
-
-
-def user_coupon_out(held: Held, now: datetime) -> UserCouponOut:
-    row, card = held.row, held.card
-    return UserCouponOut(
-        id=row.id,
-        coupon_id=row.coupon_id,
-        user_id=row.user_id,
-        name=card.name,
-        discount_type=card.discount_type,
-        discount_value=card.discount_value,
-        status=domain.visible_status(row.status, row.expires_at, now),
-        issued_at=row.issued_at,
-        expires_at=row.expires_at,
-        used_at=row.used_at,
-        order_id=row.order_id,
-    )

@@ -9,7 +9,8 @@ batch), the outbox ids, and with them the coupon's Kafka partition, follow that 
 burst of N requests costs a handful of transactions instead of N fights for one hot row.
 
 A full line never opens again (a released coupon goes back to its holder, not to the pool), so
-each process remembers full lines with their holders and answers at once, without the database.
+each process remembers full lines with their holders (read under the line's lock, so final) and
+answers at once, without the database.
 """
 
 import asyncio
@@ -18,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.coupon import IssueCouponRequested
@@ -28,24 +29,23 @@ from shopkit.db import Database
 from shopkit.errors import Problem
 from shopkit.outbox import add_message
 
-MAX_BATCH = 500
+MAX_BATCH = 2_000
 
 LOCK_LINE = text(
     "SELECT accepted, capacity FROM coupon_lines WHERE coupon_id = :coupon_id FOR UPDATE"
 )
+IN_LINE = text(
+    "SELECT user_id FROM user_coupons"
+    " WHERE coupon_id = :coupon_id AND user_id = ANY(CAST(:user_ids AS varchar[]))"
+)
 JOIN_LINE = text(
-    "INSERT INTO user_coupons (id, coupon_id, user_id, status, requested_at)"
-    " SELECT p.id, :coupon_id, p.user_id, 'PENDING', p.requested_at"
+    "INSERT INTO user_coupons (id, coupon_id, user_id, status, position, requested_at)"
+    " SELECT p.id, :coupon_id, p.user_id, 'PENDING', p.position, p.requested_at"
     " FROM unnest(CAST(:ids AS varchar[]), CAST(:user_ids AS varchar[]),"
-    " CAST(:requested AS timestamptz[])) AS p(id, user_id, requested_at)"
-    " ON CONFLICT DO NOTHING RETURNING id"
+    " CAST(:positions AS int[]), CAST(:requested AS timestamptz[]))"
+    " AS p(id, user_id, position, requested_at)"
 )
-LEAVE_LINE = text("DELETE FROM user_coupons WHERE id = ANY(CAST(:ids AS varchar[]))")
-NUMBER_PLACES = text(
-    "UPDATE user_coupons SET position = p.position"
-    " FROM unnest(CAST(:ids AS varchar[]), CAST(:positions AS int[])) AS p(id, position)"
-    " WHERE user_coupons.id = p.id"
-)
+HOLDERS = text("SELECT user_id FROM user_coupons WHERE coupon_id = :coupon_id")
 ADVANCE_LINE = text(
     "UPDATE coupon_lines SET accepted = accepted + :taken WHERE coupon_id = :coupon_id"
 )
@@ -106,16 +106,26 @@ class Lines:
     cards: dict[str, Card] = field(default_factory=dict)
     full: dict[str, frozenset[str]] = field(default_factory=dict)
     queues: dict[str, _Queue] = field(default_factory=dict)
+    loading: dict[str, "asyncio.Future[Card]"] = field(default_factory=dict)
 
     async def card(self, coupon_id: str) -> Card:
         """The coupon's card; 404 COUPON_NOT_FOUND when there is no such coupon."""
         card = self.cards.get(coupon_id)
-        if card is None:
-            async with self.db.sessions() as session:
-                coupon = await session.get(Coupon, coupon_id)
-            if coupon is None:
-                raise Problem(404, "COUPON_NOT_FOUND", f"no coupon {coupon_id}")
-            card = self.cards[coupon_id] = Card.of(coupon)
+        if card is not None:
+            return card
+        # A burst's first wave all asks at once: one query answers all of it.
+        loading = self.loading.get(coupon_id)
+        if loading is None:
+            loading = self.loading[coupon_id] = asyncio.ensure_future(self._load(coupon_id))
+            loading.add_done_callback(lambda _: self.loading.pop(coupon_id, None))
+        return await asyncio.shield(loading)
+
+    async def _load(self, coupon_id: str) -> Card:
+        async with self.db.sessions() as session:
+            coupon = await session.get(Coupon, coupon_id)
+        if coupon is None:
+            raise Problem(404, "COUPON_NOT_FOUND", f"no coupon {coupon_id}")
+        card = self.cards[coupon_id] = Card.of(coupon)
         return card
 
     async def take_place(self, *, coupon_id: str, user_id: str, now: datetime) -> Held:
@@ -145,8 +155,12 @@ class Lines:
     async def _drain(self, coupon_id: str, queue: _Queue) -> None:
         while queue.waiting:
             batch, queue.waiting = queue.waiting[:MAX_BATCH], queue.waiting[MAX_BATCH:]
+            holders = self.full.get(coupon_id)
             try:
-                answers = await self._admit(coupon_id, batch)
+                if holders is None:
+                    answers = await self._admit(coupon_id, batch)
+                else:  # the line filled while this batch waited: no transaction needed
+                    answers = [refusal(already=r.user_id in holders) for r in batch]
             except Exception as exc:  # the batch's requests fail; the next batch tries again
                 answers = [exc] * len(batch)
             for request, answer in zip(batch, answers, strict=True):
@@ -158,30 +172,36 @@ class Lines:
                     request.answer.set_result(answer)
 
     async def _admit(self, coupon_id: str, batch: Sequence[_Request]) -> list[int | Exception]:
-        """One transaction: the batch's places in arrival order, or why each got none."""
+        """One transaction: the batch's places in arrival order, or why each got none.
+
+        Every insert into a coupon's line happens under its row lock, so what this transaction
+        reads of the line while holding the lock is exact.
+        """
         firsts: dict[str, _Request] = {}
         for request in batch:
             firsts.setdefault(request.user_id, request)
         places: dict[str, int] = {}
         already: set[str] = set()  # users found in line already
+        holders: frozenset[str] = frozenset()
         async with self.db.transaction() as session:
-            row = (await session.execute(LOCK_LINE, {"coupon_id": coupon_id})).one()
-            accepted, capacity = row.accepted, row.capacity
+            line = (await session.execute(LOCK_LINE, {"coupon_id": coupon_id})).one()
+            accepted, capacity = line.accepted, line.capacity
             if accepted < capacity:
-                joined = await self._join(session, coupon_id, list(firsts.values()))
-                already = {r.user_id for r in firsts.values() if r.user_coupon_id not in joined}
-                in_line = [r for r in firsts.values() if r.user_coupon_id in joined]
-                placed, turned_away = in_line[: capacity - accepted], in_line[capacity - accepted :]
-                if turned_away:
-                    ids = [r.user_coupon_id for r in turned_away]
-                    await session.execute(LEAVE_LINE, {"ids": ids})
+                found = await session.scalars(
+                    IN_LINE, {"coupon_id": coupon_id, "user_ids": list(firsts)}
+                )
+                already = set(found)
+                fresh = [r for r in firsts.values() if r.user_id not in already]
+                placed = fresh[: capacity - accepted]
                 if placed:
-                    await self._number(session, coupon_id, placed, first=accepted + 1)
+                    await self._place(session, coupon_id, placed, first=accepted + 1)
                 places = {r.user_id: accepted + 1 + i for i, r in enumerate(placed)}
                 accepted += len(placed)
+            if accepted >= capacity:
+                holders = frozenset(await session.scalars(HOLDERS, {"coupon_id": coupon_id}))
         if accepted >= capacity:
-            await self.remember_full(coupon_id)
-            already |= self.full.get(coupon_id, frozenset()) - places.keys()
+            self.full[coupon_id] = holders
+            already |= holders - places.keys()
         answers: list[int | Exception] = []
         for request in batch:
             place = places.get(request.user_id)
@@ -192,29 +212,17 @@ class Lines:
                 answers.append(refusal(already=has_one))
         return answers
 
-    async def _join(
-        self, session: AsyncSession, coupon_id: str, requests: list[_Request]
-    ) -> set[str]:
-        """Insert PENDING rows; the ids that went in (the others' users are already in line)."""
-        rows = await session.execute(
-            JOIN_LINE,
-            {
-                "coupon_id": coupon_id,
-                "ids": [r.user_coupon_id for r in requests],
-                "user_ids": [r.user_id for r in requests],
-                "requested": [r.requested_at for r in requests],
-            },
-        )
-        return set(rows.scalars())
-
-    async def _number(
+    async def _place(
         self, session: AsyncSession, coupon_id: str, placed: list[_Request], *, first: int
     ) -> None:
         await session.execute(
-            NUMBER_PLACES,
+            JOIN_LINE,
             {
+                "coupon_id": coupon_id,
                 "ids": [r.user_coupon_id for r in placed],
+                "user_ids": [r.user_id for r in placed],
                 "positions": list(range(first, first + len(placed))),
+                "requested": [r.requested_at for r in placed],
             },
         )
         await session.execute(ADVANCE_LINE, {"coupon_id": coupon_id, "taken": len(placed)})
@@ -229,14 +237,6 @@ class Lines:
                     requested_at=request.requested_at,
                 ),
             )
-
-    async def remember_full(self, coupon_id: str) -> None:
-        # The line's row lock was released after every place was committed: this set is final.
-        async with self.db.sessions() as session:
-            holders = await session.scalars(
-                select(UserCoupon.user_id).where(UserCoupon.coupon_id == coupon_id)
-            )
-            self.full[coupon_id] = frozenset(holders)
 
 
 def refusal(*, already: bool) -> Problem:

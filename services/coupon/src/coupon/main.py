@@ -3,6 +3,7 @@
 from fastapi import FastAPI
 
 from coupon.api import router
+from coupon.gate import IssueFastLane
 from coupon.handlers import build_consumers
 from coupon.line import Lines
 from coupon.settings import Settings
@@ -16,7 +17,7 @@ def build_app(settings: Settings | None = None, *, clock: Clock = system_clock) 
     async def open_lines(app: FastAPI) -> None:
         app.state.lines = Lines(app.state.db)
 
-    return create_app(
+    app = create_app(
         settings,
         title="Shop coupons",
         routers=[router],
@@ -24,3 +25,5 @@ def build_app(settings: Settings | None = None, *, clock: Clock = system_clock) 
         on_startup=[open_lines],
         clock=clock,
     )
+    app.add_middleware(IssueFastLane)
+    return app

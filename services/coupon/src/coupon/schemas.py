@@ -5,7 +5,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from coupon import domain
 from coupon.domain import DiscountType, Status
+from coupon.line import Held
 
 
 class Strict(BaseModel):
@@ -52,3 +54,20 @@ class UserCouponOut(BaseModel):
 
 
 StatusFilter = Literal["PENDING", "ISSUED", "USED", "EXPIRED", "REVOKED", "REJECTED"]
+
+
+def user_coupon_out(held: Held, now: datetime) -> UserCouponOut:
+    row, card = held.row, held.card
+    return UserCouponOut(
+        id=row.id,
+        coupon_id=row.coupon_id,
+        user_id=row.user_id,
+        name=card.name,
+        discount_type=card.discount_type,
+        discount_value=card.discount_value,
+        status=domain.visible_status(row.status, row.expires_at, now),
+        issued_at=row.issued_at,
+        expires_at=row.expires_at,
+        used_at=row.used_at,
+        order_id=row.order_id,
+    )

@@ -1,0 +1,433 @@
+"""First-come-first-served coupon burst through the gateway: requests/s, latency, final counts.
+
+By default it starts what it measures and stops it afterwards: a fresh database and Kafka
+namespace, the coupon service as `uvicorn --workers N`, and the nginx gateway in front of it.
+With `--url` it targets a running stack instead (tokens are minted with SHOP_JWT_SECRET).
+
+    .venv/bin/python bench/coupon_bench.py                 # 10,000 requests, 1,000 clients, 100
+    .venv/bin/python bench/coupon_bench.py --workers 1     # compare worker counts
+    .venv/bin/python bench/coupon_bench.py --url http://127.0.0.1:8000
+
+Every request is for a different user, so 100 get a place (202 PENDING) and the rest must be
+409 SOLD_OUT; the run then waits until the coupon's issued_quantity reaches the number of places.
+The client is a minimal keep-alive HTTP/1.1 client on raw asyncio streams, so that it costs
+far less CPU than the server it measures (both share this machine's cores). Each client opens
+its connection and reads the coupon once before the clock starts (the sale page is open).
+
+Own-stack extras: --no-gateway hits the service directly; --upstream-keepalive N raises the
+gateway's idle keep-alive connections to the coupon service (an experiment, see docs/coupon.md);
+COUPON_BENCH_KEEP=<dir> keeps the service and nginx logs; the service log of the last run is
+copied to $TMPDIR/coupon-bench.log.
+"""
+
+import argparse
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+import httpx
+import orjson
+
+from shopkit.auth import issue_token
+from shopkit.kafka_admin import ensure_topics
+from shopkit.settings import ServiceSettings
+from shopkit.stack import SERVICES, migrate
+
+ROOT = Path(__file__).resolve().parents[1]
+COUPON = next(s for s in SERVICES if s.name == "coupon")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection: send a request, read the whole response."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(self, method: str, path: str, body: bytes, token: str) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        head = (
+            f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        self.writer.write(head.encode() + body)
+        status = int((await self.reader.readline()).split(b" ", 2)[1])
+        length, chunked, close = 0, False, False
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            name, value = name.strip().lower(), value.strip().lower()
+            if name == "content-length":
+                length = int(value)
+            elif name == "transfer-encoding" and "chunked" in value:
+                chunked = True
+            elif name == "connection" and value == "close":
+                close = True
+        if chunked:
+            data = b""
+            while size := int((await self.reader.readline()).strip(), 16):
+                data += await self.reader.readexactly(size + 2)
+            await self.reader.readline()
+        else:
+            data = await self.reader.readexactly(length)
+        if close:
+            await self.close()
+        return status, data
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+@dataclass
+class Result:
+    status: int
+    code: str
+    latency: float
+    user_id: str
+    first: bool
+
+
+async def burst(
+    base_url: str, coupon_id: str, tokens: list[tuple[str, str]], clients: int
+) -> tuple[list[Result], float]:
+    """Every (user id, token) asks once for the coupon, `clients` connections at a time."""
+    parts = urlsplit(base_url)
+    prefix = parts.path.rstrip("/")
+    path = f"{prefix}/api/coupons/{coupon_id}/issue"
+    per_client = [tokens[i::clients] for i in range(clients)]
+    results: list[Result] = []
+    start_line = asyncio.Event()
+    connected: list[None] = []
+
+    async def client(share: list[tuple[str, str]]) -> None:
+        conn = Connection(parts.hostname or "127.0.0.1", parts.port or 80)
+        try:
+            if share:  # connect (and look at the coupon) before the sale opens
+                await conn.request("GET", f"{prefix}/api/coupons/{coupon_id}", b"", share[0][1])
+            connected.append(None)
+            await start_line.wait()
+            for i, (user_id, token) in enumerate(share):
+                body = orjson.dumps({"user_id": user_id})
+                began = time.perf_counter()
+                status, data = await conn.request("POST", path, body, token)
+                answer = orjson.loads(data) if data else {}
+                code = answer.get("code") or answer.get("status") or str(status)
+                results.append(Result(status, code, time.perf_counter() - began, user_id, i == 0))
+        finally:
+            await conn.close()
+
+    tasks = [asyncio.create_task(client(share)) for share in per_client if share]
+    while len(connected) < len(tasks):  # every connection is open before the clock starts
+        await asyncio.sleep(0.05)
+    began = time.perf_counter()
+    start_line.set()
+    await asyncio.gather(*tasks)
+    return results, time.perf_counter() - began
+
+
+async def wait_settled(
+    client: httpx.AsyncClient, coupon_id: str, admin: dict[str, str], places: int
+) -> tuple[float, int]:
+    """Seconds until issued_quantity reaches the places given (or 30 s), and its last value."""
+    began = time.perf_counter()
+    issued = -1
+    while time.perf_counter() - began < 30:
+        response = await client.get(f"/api/coupons/{coupon_id}", headers=admin)
+        issued = int(response.json()["issued_quantity"])
+        if issued >= places:
+            break
+        await asyncio.sleep(0.05)
+    return time.perf_counter() - began, issued
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
+
+
+class OwnStack:
+    """A fresh database, namespace, coupon service (N workers) and gateway; stopped on exit."""
+
+    def __init__(
+        self, pg_admin_url: str, kafka: str, workers: int, upstream_keepalive: int | None
+    ) -> None:
+        self.pg_admin_url, self.kafka, self.workers = pg_admin_url, kafka, workers
+        self.upstream_keepalive = upstream_keepalive
+        self.db_name = f"bench_coupon_{uuid.uuid4().hex[:8]}"
+        self.dir = Path(tempfile.mkdtemp(prefix="coupon-bench-"))
+        self.port, self.gateway_port = free_port(), free_port()
+        self.secret = "bench-" + uuid.uuid4().hex
+        self.process: subprocess.Popen[bytes] | None = None
+        base = pg_admin_url.rsplit("/", 1)[0].split("://", 1)[1]
+        self.database_url = f"postgresql+asyncpg://{base}/{self.db_name}"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}"
+
+    def _gateway_env(self) -> dict[str, str]:
+        ports = {f"SHOP_{s.name.split('-')[0].upper()}_PORT": str(free_port()) for s in SERVICES}
+        return {
+            **os.environ,
+            **ports,
+            "SHOP_COUPON_PORT": str(self.port),
+            "SHOP_GATEWAY_PORT": str(self.gateway_port),
+            "SHOP_LOCAL_DIR": str(self.dir),
+        }
+
+    async def __aenter__(self) -> "OwnStack":
+        try:
+            return await self._start()
+        except BaseException:
+            await self.__aexit__()
+            raise
+
+    async def _start(self) -> "OwnStack":
+        conn = await asyncpg.connect(self.pg_admin_url)
+        try:
+            await conn.execute(f'CREATE DATABASE "{self.db_name}"')
+        finally:
+            await conn.close()
+        await asyncio.to_thread(migrate, ROOT, COUPON, self.database_url)
+        namespace = f"b{uuid.uuid4().hex[:8]}."
+        await ensure_topics(self.kafka, namespace)
+        env = {
+            **os.environ,
+            "SHOP_SERVICE_NAME": "coupon",
+            "SHOP_DATABASE_URL": self.database_url,
+            "SHOP_KAFKA_BOOTSTRAP": self.kafka,
+            "SHOP_KAFKA_NAMESPACE": namespace,
+            "SHOP_JWT_SECRET": self.secret,
+            "SHOP_LOG_LEVEL": "WARNING",
+        }
+        log = (self.dir / "coupon.log").open("ab")
+        command = [
+            *(sys.executable, "-m", "uvicorn", "--factory", COUPON.factory, "--host", "127.0.0.1"),
+            *("--port", str(self.port), "--workers", str(self.workers), "--no-access-log"),
+            *("--backlog", "4096", "--timeout-graceful-shutdown", "5"),
+        ]
+        self.process = await asyncio.to_thread(
+            subprocess.Popen, command, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        await self._wait_ready()
+        gateway = ROOT / "infra" / "local" / "gateway.sh"
+        await asyncio.to_thread(
+            subprocess.run, ["bash", str(gateway), "start"], env=self._gateway_env(), check=True
+        )
+        if self.upstream_keepalive:
+            await self._raise_upstream_keepalive(self.upstream_keepalive)
+        os.environ["SHOP_JWT_SECRET"] = self.secret
+        return self
+
+    async def _raise_upstream_keepalive(self, keepalive: int) -> None:
+        """An experiment: the gateway's coupon upstream keeps more idle connections open."""
+        conf = self.dir / "nginx" / "nginx.conf"
+        text = conf.read_text()
+        old = f"server 127.0.0.1:{self.port};    keepalive 32;"
+        assert old in text, "the gateway template changed; update the bench"
+        text = text.replace(old, f"server 127.0.0.1:{self.port}; keepalive {keepalive};")
+        text = text.replace(
+            "$upstream_response_time", "$upstream_connect_time $upstream_response_time"
+        )
+        conf.write_text(text)
+        pid = int((self.dir / "nginx" / "logs" / "nginx.pid").read_text())
+        os.kill(pid, 1)  # SIGHUP: nginx re-reads its configuration
+        await asyncio.sleep(1.0)
+
+    async def _wait_ready(self) -> None:
+        deadline = time.monotonic() + 60
+        async with httpx.AsyncClient() as client:
+            while time.monotonic() < deadline:
+                if self.process is not None and self.process.poll() is not None:
+                    raise RuntimeError(f"coupon exited; see {self.dir / 'coupon.log'}")
+                try:
+                    ready = await client.get(f"http://127.0.0.1:{self.port}/ready", timeout=2)
+                    if ready.status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.2)
+        raise RuntimeError("coupon not ready in 60 s")
+
+    async def counts(self, coupon_id: str) -> dict[str, Any]:
+        dsn = self.database_url.replace("postgresql+asyncpg://", "postgresql://")
+        conn = await asyncpg.connect(dsn)
+        try:
+            row = await conn.fetchrow(
+                "SELECT c.issued_quantity, l.accepted,"
+                " (SELECT count(*) FROM user_coupons u WHERE u.coupon_id = c.id"
+                "  AND u.status = 'ISSUED') AS issued_rows,"
+                " (SELECT count(DISTINCT user_id) FROM user_coupons u WHERE u.coupon_id = c.id"
+                "  AND u.status = 'ISSUED') AS issued_users,"
+                " (SELECT count(*) FROM user_coupons u WHERE u.coupon_id = c.id"
+                "  AND u.status = 'PENDING') AS pending"
+                " FROM coupons c JOIN coupon_lines l ON l.coupon_id = c.id WHERE c.id = $1",
+                coupon_id,
+            )
+            return dict(row) if row else {}
+        finally:
+            await conn.close()
+
+    async def __aexit__(self, *_: object) -> None:
+        gateway = ROOT / "infra" / "local" / "gateway.sh"
+        await asyncio.to_thread(
+            subprocess.run, ["bash", str(gateway), "stop"], env=self._gateway_env(), check=False
+        )
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        conn = await asyncpg.connect(self.pg_admin_url)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+        if os.environ.get("COUPON_BENCH_KEEP"):
+            shutil.copytree(self.dir, os.environ["COUPON_BENCH_KEEP"], dirs_exist_ok=True)
+        if (self.dir / "coupon.log").exists():
+            shutil.copy(self.dir / "coupon.log", Path(tempfile.gettempdir()) / "coupon-bench.log")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--url", help="a running gateway; default: start an own stack")
+    parser.add_argument("--requests", type=int, default=10_000)
+    parser.add_argument("--clients", type=int, default=1_000)
+    parser.add_argument("--quantity", type=int, default=100)
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn workers (own stack)")
+    parser.add_argument(
+        "--no-gateway", action="store_true", help="own stack: hit the service, not nginx"
+    )
+    parser.add_argument(
+        "--upstream-keepalive",
+        type=int,
+        help="own stack: raise nginx's idle keep-alive connections to the coupon service",
+    )
+    parser.add_argument(
+        "--pg",
+        default=os.environ.get(
+            "SHOP_TEST_PG_ADMIN_URL", "postgresql://postgres:postgres@127.0.0.1:5432/postgres"
+        ),
+    )
+    parser.add_argument(
+        "--kafka", default=os.environ.get("SHOP_TEST_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+    )
+    args = parser.parse_args()
+
+    async with AsyncExitStack() as stack:
+        own = (
+            None
+            if args.url
+            else await stack.enter_async_context(
+                OwnStack(args.pg, args.kafka, args.workers, args.upstream_keepalive)
+            )
+        )
+        base_url = args.url or (own.url if own else "")
+        if own and args.no_gateway:
+            base_url = f"http://127.0.0.1:{own.port}"
+        settings = ServiceSettings()
+        admin = {
+            "Authorization": f"Bearer {issue_token(settings, user_id='bench-admin', role='admin')}"
+        }
+        client = await stack.enter_async_context(httpx.AsyncClient(base_url=base_url, timeout=30))
+        created = await client.post(
+            "/api/coupons",
+            json={
+                "name": "bench burst",
+                "discount_type": "FIXED",
+                "discount_value": 1_000,
+                "total_quantity": args.quantity,
+            },
+            headers=admin,
+        )
+        created.raise_for_status()
+        coupon_id = created.json()["id"]
+        users = [str(uuid.uuid4()) for _ in range(args.requests)]
+        tokens = [(u, issue_token(settings, user_id=u, role="user")) for u in users]
+
+        results, elapsed = await burst(base_url, coupon_id, tokens, args.clients)
+        places = sum(r.status == 202 for r in results)
+        settle_seconds, issued = await wait_settled(client, coupon_id, admin, places)
+        counts = await own.counts(coupon_id) if own else {}
+
+    latencies = [r.latency for r in results]
+    codes = Counter(f"{r.status} {r.code}" for r in results)
+    placed_users = len({r.user_id for r in results if r.status == 202})
+    rows = [
+        ("target", base_url + (f" (own stack, {args.workers} uvicorn workers)" if own else "")),
+        ("requests / clients", f"{len(results):,} / {args.clients:,}"),
+        ("coupon quantity", f"{args.quantity:,}"),
+        ("burst duration", f"{elapsed:.2f} s"),
+        ("throughput", f"{len(results) / elapsed:,.0f} requests/s"),
+        ("latency p50", f"{percentile(latencies, 0.50) * 1000:.1f} ms"),
+        ("latency p99", f"{percentile(latencies, 0.99) * 1000:.1f} ms"),
+        ("latency max", f"{max(latencies) * 1000:.1f} ms"),
+        *[(f"responses {code}", f"{n:,}") for code, n in sorted(codes.items())],
+        *[
+            (
+                f"p50/p99 {code}",
+                f"{percentile(ls, 0.5) * 1000:.1f} / {percentile(ls, 0.99) * 1000:.1f} ms",
+            )
+            for code in sorted(codes)
+            if (ls := [r.latency for r in results if f"{r.status} {r.code}" == code])
+        ],
+        *[
+            (
+                f"p50/p99 {label}",
+                f"{percentile(ls, 0.5) * 1000:.1f} / {percentile(ls, 0.99) * 1000:.1f} ms",
+            )
+            for label, ls in (
+                ("1st request of a client", [r.latency for r in results if r.first]),
+                ("later requests", [r.latency for r in results if not r.first]),
+            )
+            if ls
+        ],
+        ("distinct users placed", f"{placed_users:,}"),
+        ("issued_quantity", f"{issued:,}"),
+        ("PENDING settled after", f"{settle_seconds:.2f} s after the burst"),
+        *[(f"db {name}", str(value)) for name, value in counts.items()],
+    ]
+    width = max(len(name) for name, _ in rows)
+    print()
+    for name, value in rows:
+        print(f"  {name:<{width}}  {value}")
+    ok = issued == args.quantity == places == placed_users and not counts.get("pending")
+    print(f"\n  {'OK' if ok else 'FAILED'}: exactly {args.quantity} issued to distinct users")
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(main())
