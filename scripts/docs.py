@@ -109,7 +109,7 @@ def topic_map() -> str:
                 s for s, a in apps.items() if any(m.__name__ == name for m in a.state.publishes)
             )
             consumers = sorted(
-                s for s, a in apps.items() if any(name in c.handlers for c in a.state.consumers)
+                s for s, a in apps.items() if any(name in c.handled_types for c in a.state.consumers)
             )
             edges |= {(p, topic.name) for p in producers} | {(topic.name, c) for c in consumers}
             lines.append(

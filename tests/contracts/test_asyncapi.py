@@ -33,18 +33,18 @@ def test_checked_in_asyncapi_matches_the_code(spec: ServiceSpec) -> None:
 @pytest.mark.parametrize("spec", SERVICES, ids=[s.name for s in SERVICES])
 def test_everything_a_service_handles_or_publishes_is_a_contract(spec: ServiceSpec) -> None:
     app = build(spec)
-    handled = {name for c in app.state.consumers for name in c.handlers}
+    handled = {name for c in app.state.consumers for name in c.handled_types}
     published = {m.__name__ for m in app.state.publishes}
     for name in handled | published:
         assert name in MESSAGE_TYPES, f"{spec.name} uses {name}, which is not in libs/contracts"
     for consumer in app.state.consumers:
-        for name, (message_type, _) in consumer.handlers.items():
+        for name, message_type in consumer.handled_types.items():
             assert MESSAGE_TYPES[name] is message_type
 
 
 def test_every_command_has_a_consumer_and_every_reply_a_producer() -> None:
     apps = [build(s) for s in SERVICES]
-    handled = {name for app in apps for c in app.state.consumers for name in c.handlers}
+    handled = {name for app in apps for c in app.state.consumers for name in c.handled_types}
     published = {m.__name__ for app in apps for m in app.state.publishes}
     commands = {n for n, m in MESSAGE_TYPES.items() if m.TOPIC.name.endswith(".commands")}
     assert commands <= handled, f"commands nobody handles: {sorted(commands - handled)}"

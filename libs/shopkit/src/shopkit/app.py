@@ -18,7 +18,7 @@ from shopkit.clock import Clock, system_clock
 from shopkit.db import Database
 from shopkit.errors import install_error_handlers, problem_response
 from shopkit.logs import configure_logging, correlation_id
-from shopkit.messaging import Consumer
+from shopkit.messaging import ConsumerGroup
 from shopkit.outbox import OutboxRelay
 from shopkit.settings import ServiceSettings
 
@@ -58,7 +58,7 @@ def create_app(
     *,
     title: str,
     routers: Sequence[APIRouter],
-    consumers: Sequence[Consumer] = (),
+    consumers: Sequence[ConsumerGroup] = (),
     publishes: Sequence[type[Message]] = (),
     on_startup: Sequence[Hook] = (),
     background: Sequence[Hook] = (),

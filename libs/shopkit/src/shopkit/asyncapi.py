@@ -9,7 +9,7 @@ from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
 from contracts import Message
-from shopkit.messaging import Consumer
+from shopkit.messaging import ConsumerGroup
 
 
 def _typed_handler(message_type: type[Message]) -> Any:
@@ -23,11 +23,11 @@ def _typed_handler(message_type: type[Message]) -> Any:
 
 def document(app: FastAPI) -> dict[str, Any]:
     """The AsyncAPI 3.0 document of an app built with shopkit.app.create_app."""
-    consumers: list[Consumer] = app.state.consumers
+    consumers: list[ConsumerGroup] = app.state.consumers
     publishes: tuple[type[Message], ...] = app.state.publishes
     broker = KafkaBroker("kafka:9092")
     for consumer in consumers:
-        for name, (message_type, _) in sorted(consumer.handlers.items()):
+        for name, message_type in sorted(consumer.handled_types.items()):
             broker.subscriber(
                 message_type.TOPIC.name,
                 group_id=consumer.name,

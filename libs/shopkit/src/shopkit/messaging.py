@@ -10,7 +10,7 @@ through the outbox, so it never blocks its partition and is never silently dropp
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
@@ -29,6 +29,19 @@ log = logging.getLogger("shopkit.messaging")
 
 M = TypeVar("M", bound=Message)
 Handler = Callable[[AsyncSession, Any, Envelope], Awaitable[None]]
+
+
+class ConsumerGroup(Protocol):
+    """What create_app needs of a consumer: its group name, the types it handles, and how to
+    subscribe it. `Consumer` (one message per transaction) is the usual one; a service may
+    bring its own, e.g. a batch consumer for a projection."""
+
+    name: str
+
+    @property
+    def handled_types(self) -> dict[str, type[Message]]: ...
+
+    def attach(self, broker: KafkaBroker, db: Database, settings: ServiceSettings) -> None: ...
 
 
 class Consumer:
@@ -52,6 +65,10 @@ class Consumer:
     @property
     def topics(self) -> list[str]:
         return sorted(self._topics)
+
+    @property
+    def handled_types(self) -> dict[str, type[Message]]:
+        return {name: message_type for name, (message_type, _) in self.handlers.items()}
 
     def attach(self, broker: KafkaBroker, db: Database, settings: ServiceSettings) -> None:
         """Subscribe this consumer's group to its topics on `broker`."""

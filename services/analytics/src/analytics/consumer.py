@@ -64,16 +64,19 @@ class BatchConsumer:
     def topics(self) -> list[str]:
         return sorted({t.TOPIC.name for t in self.types.values()})
 
+    @property
+    def handled_types(self) -> dict[str, type[Message]]:
+        return dict(self.types)
+
     def attach(
         self,
         broker: KafkaBroker,
         db: Database,
         settings: ServiceSettings,
-        *,
-        max_records: int = 500,
-        batch_timeout_ms: int = 200,
     ) -> None:
         """Subscribe this consumer's group to its topics on `broker`, in batches."""
+        max_records = int(getattr(settings, "batch_max_records", 500))
+        batch_timeout_ms = int(getattr(settings, "batch_timeout_ms", 200))
         subscriber = broker.subscriber(
             *[settings.topic(t) for t in self.topics],
             batch=True,

@@ -5,6 +5,10 @@ import logging
 
 from fastapi import FastAPI
 
+from contracts.catalog import CommitStock, ReleaseStock, ReserveStock, ReturnStock
+from contracts.coupon import ReleaseCoupon, ReserveCoupon
+from contracts.order import OrderCancelled, OrderFailed, OrderModified, OrderPaid
+from contracts.wallet import DebitWallet, RefundWallet
 from order import service
 from order.api import router
 from order.handlers import make_consumer
@@ -15,6 +19,21 @@ from shopkit.app import create_app
 from shopkit.clock import Clock, system_clock
 
 log = logging.getLogger("order.main")
+
+PUBLISHES = (
+    ReserveStock,
+    ReleaseStock,
+    CommitStock,
+    ReturnStock,
+    ReserveCoupon,
+    ReleaseCoupon,
+    DebitWallet,
+    RefundWallet,
+    OrderPaid,
+    OrderFailed,
+    OrderCancelled,
+    OrderModified,
+)
 
 
 async def deadline_scanner(app: FastAPI) -> None:
@@ -42,6 +61,7 @@ def build_app(settings: Settings | None = None, *, clock: Clock = system_clock) 
         title="Shop orders",
         routers=[router],
         consumers=[make_consumer(settings, clock)],
+        publishes=PUBLISHES,
         on_startup=[prepare],
         background=[listen, deadline_scanner, payment_worker],
         clock=clock,

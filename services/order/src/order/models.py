@@ -3,11 +3,15 @@
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Index, Integer, String, Text, text
+from sqlalchemy import BigInteger, DateTime, Index, Integer, MetaData, String, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from shopkit.db import Base
+from shopkit.db import NAMING
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
 
 
 class Order(Base):
