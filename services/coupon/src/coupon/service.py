@@ -209,7 +209,7 @@ def _reserve_reply(
             order_id=command.order_id,
             operation_id=command.operation_id,
             user_coupon_id=command.user_coupon_id,
-            discount_type=op.discount_type,  # type: ignore[arg-type]
+            discount_type=op.discount_type,
             discount_value=op.discount_value,
             min_order_amount=op.min_order_amount,
             discount=op.discount,
