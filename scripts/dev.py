@@ -26,7 +26,9 @@ PG = (
     f"{os.environ.get('SHOP_PG_USER', 'postgres')}:{os.environ.get('SHOP_PG_PASSWORD', 'postgres')}"
     f"@127.0.0.1:{os.environ.get('SHOP_PG_PORT', '5432')}"
 )
-KAFKA = os.environ.get("SHOP_KAFKA_BOOTSTRAP", f"127.0.0.1:{os.environ.get('SHOP_KAFKA_PORT', '9092')}")
+KAFKA = os.environ.get(
+    "SHOP_KAFKA_BOOTSTRAP", f"127.0.0.1:{os.environ.get('SHOP_KAFKA_PORT', '9092')}"
+)
 GATEWAY = f"http://127.0.0.1:{os.environ.get('SHOP_GATEWAY_PORT', '8000')}"
 ADMIN_PASSWORD = os.environ.setdefault("SHOP_ADMIN_PASSWORD", "admin-dev-password")
 
@@ -36,8 +38,12 @@ def infra(component: str, command: str) -> int:
 
 
 def running(component: str) -> bool:
-    return subprocess.run(["bash", str(INFRA / f"{component}.sh"), "status"],
-                          capture_output=True).returncode == 0
+    return (
+        subprocess.run(
+            ["bash", str(INFRA / f"{component}.sh"), "status"], capture_output=True
+        ).returncode
+        == 0
+    )
 
 
 def start_services() -> list[ServiceProcess]:
@@ -47,9 +53,13 @@ def start_services() -> list[ServiceProcess]:
         print(f"[dev] migrating {spec.name} ...", flush=True)
         migrate(ROOT, spec, url)
         process = ServiceProcess(
-            spec=spec, port=port_of(spec),
-            env={"SHOP_DATABASE_URL": url, "SHOP_KAFKA_BOOTSTRAP": KAFKA,
-                 "SHOP_PAYMENT_URL": f"http://127.0.0.1:{port_of(SERVICES[4])}"},
+            spec=spec,
+            port=port_of(spec),
+            env={
+                "SHOP_DATABASE_URL": url,
+                "SHOP_KAFKA_BOOTSTRAP": KAFKA,
+                "SHOP_PAYMENT_URL": f"http://127.0.0.1:{port_of(SERVICES[4])}",
+            },
             log_path=LOCAL / "logs" / f"{spec.name}.log",
         )
         process.start()
@@ -63,47 +73,76 @@ def start_services() -> list[ServiceProcess]:
 def seed() -> None:
     """Demo data through the public API; skipped when the catalog already has products."""
     with httpx.Client(base_url=GATEWAY, timeout=30) as client:
-        login = client.post("/api/auth/login",
-                            json={"email": "admin@shop.local", "password": ADMIN_PASSWORD})
+        login = client.post(
+            "/api/auth/login", json={"email": "admin@shop.local", "password": ADMIN_PASSWORD}
+        )
         login.raise_for_status()
         admin = {"Authorization": f"Bearer {login.json()['access_token']}"}
         if client.get("/api/products", params={"limit": 1}).json()["items"]:
             print("[dev] demo data already there", flush=True)
             return
         products = [
-            ("Galaxy Book 5", "ELECTRONICS", 1_590_000, 20), ("Noise-cancelling earbuds",
-            "ELECTRONICS", 189_000, 50), ("Wool coat", "FASHION", 259_000, 15),
-            ("Jeju tangerines 5kg", "FOOD", 32_900, 100), ("Kimchi 3kg", "FOOD", 24_500, 80),
-            ("Clean Architecture", "BOOKS", 29_000, 40), ("Desk lamp", "HOME", 45_000, 30),
-            ("Yoga mat", "SPORTS", 39_000, 25), ("Sunscreen SPF50", "BEAUTY", 18_000, 60),
+            ("Galaxy Book 5", "ELECTRONICS", 1_590_000, 20),
+            ("Noise-cancelling earbuds", "ELECTRONICS", 189_000, 50),
+            ("Wool coat", "FASHION", 259_000, 15),
+            ("Jeju tangerines 5kg", "FOOD", 32_900, 100),
+            ("Kimchi 3kg", "FOOD", 24_500, 80),
+            ("Clean Architecture", "BOOKS", 29_000, 40),
+            ("Desk lamp", "HOME", 45_000, 30),
+            ("Yoga mat", "SPORTS", 39_000, 25),
+            ("Sunscreen SPF50", "BEAUTY", 18_000, 60),
             ("Building blocks set", "TOYS", 79_000, 0),
         ]
         for name, category, price, stock in products:
-            client.post("/api/products", headers=admin, json={
-                "name": name, "category": category, "price": price, "stock": stock,
-                "description": f"Demo product: {name}"}).raise_for_status()
+            client.post(
+                "/api/products",
+                headers=admin,
+                json={
+                    "name": name,
+                    "category": category,
+                    "price": price,
+                    "stock": stock,
+                    "description": f"Demo product: {name}",
+                },
+            ).raise_for_status()
         demo = {"name": "Demo Shopper", "email": "demo@shop.local", "password": "demo-password"}
         created = client.post("/api/users", json=demo)
         if created.status_code == 201:
-            client.post(f"/api/users/{created.json()['id']}/balance/charge", headers=admin,
-                        json={"amount": 500_000}).raise_for_status()
-        client.post("/api/coupons", headers=admin, json={
-            "name": "Welcome 3,000 off", "discount_type": "FIXED", "discount_value": 3_000,
-            "total_quantity": 100, "min_order_amount": 10_000})
+            client.post(
+                f"/api/users/{created.json()['id']}/balance/charge",
+                headers=admin,
+                json={"amount": 500_000},
+            ).raise_for_status()
+        client.post(
+            "/api/coupons",
+            headers=admin,
+            json={
+                "name": "Welcome 3,000 off",
+                "discount_type": "FIXED",
+                "discount_value": 3_000,
+                "total_quantity": 100,
+                "min_order_amount": 10_000,
+            },
+        )
         print(f"[dev] seeded {len(products)} products, demo user and a coupon", flush=True)
 
 
 def banner() -> None:
-    print(f"""
+    print(
+        f"""
   The shop is running.
     Gateway           {GATEWAY}/api/...   (try: curl {GATEWAY}/api/products)
     Admin             admin@shop.local / {ADMIN_PASSWORD}
     Demo user         demo@shop.local / demo-password (balance 500,000 KRW)
-    OpenAPI docs      """ + "  ".join(f"{s.name}: http://127.0.0.1:{port_of(s)}/docs" for s in SERVICES) + f"""
-    Logs              {LOCAL / 'logs'}/<service>.log
+    OpenAPI docs      """
+        + "  ".join(f"{s.name}: http://127.0.0.1:{port_of(s)}/docs" for s in SERVICES)
+        + f"""
+    Logs              {LOCAL / "logs"}/<service>.log
     Kafka             {KAFKA}      PostgreSQL  postgresql://{PG}/<service>
   Ctrl-C stops everything this run started; data stays in {LOCAL}.
-""", flush=True)
+""",
+        flush=True,
+    )
 
 
 def main() -> None:
