@@ -22,11 +22,11 @@ router = APIRouter(prefix="/api", tags=["orders"])
 
 
 def get_settings(request: Request) -> Settings:
-    return request.app.state.settings  # type: ignore[no-any-return]
+    return request.app.state.settings
 
 
 def get_waiters(request: Request) -> Waiters:
-    return request.app.state.waiters  # type: ignore[no-any-return]
+    return request.app.state.waiters
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
@@ -74,7 +74,7 @@ async def place(
     )
     if not wait or answer.status_code != 202:
         return answer
-    order_id = json.loads(answer.body)["id"]
+    order_id = json.loads(bytes(answer.body))["id"]
     row, done = await waiters.wait(db, order_id, until=_settled, timeout=settings.wait_seconds)
     return _reply(row, 200 if done else 202)
 

@@ -56,5 +56,5 @@ def make_consumer(settings: Settings, clock: Clock) -> Consumer:
         )
 
     for reply_type in REPLIES:
-        consumer.handles(reply_type)(on_reply)
+        consumer.handles(reply_type)(on_reply)  # type: ignore[arg-type]
     return consumer

@@ -88,9 +88,9 @@ class PaymentProvider:
         cursor: str | None = None
         try:
             while True:
-                params = {"order_id": order_id, "limit": 100} | (
-                    {"cursor": cursor} if cursor else {}
-                )
+                params: dict[str, str | int] = {"order_id": order_id, "limit": 100}
+                if cursor:
+                    params["cursor"] = cursor
                 page = await self.client.get(
                     "/api/payments", params=params, headers=self._headers()
                 )
@@ -198,7 +198,8 @@ async def payment_worker(app: FastAPI) -> None:
                     )
                 )
                 running.add(task)
-                task.add_done_callback(lambda t: (running.discard(t), wake.set()))
+                task.add_done_callback(running.discard)
+                task.add_done_callback(lambda _: wake.set())
             if len(claimed) < free:
                 try:
                     await asyncio.wait_for(wake.wait(), timeout=settings.scan_interval_seconds)

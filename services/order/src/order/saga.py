@@ -391,7 +391,7 @@ def _failed(saga: Saga, out: _Out) -> Saga:
         OrderFailed(
             order_id=saga.order_id,
             user_id=saga.user_id,
-            failure_code=saga.failure_code,  # type: ignore[arg-type]
+            failure_code=saga.failure_code,
             failed_at=out.now,
         )
     )
@@ -579,6 +579,7 @@ def _modify_priced(saga: Saga, now: datetime, out: _Out) -> Saga:
     new_sub = subtotal(saga.modify.lines)
     if not coupon_usable(saga.coupon, new_sub):
         saga = replace(saga, modify_outcome="COUPON_NOT_USABLE")
+        assert saga.modify is not None
         if saga.modify.more:
             return _enter(saga, "MODIFY_RELEASING", out)
         return _modify_failed(saga, "COUPON_NOT_USABLE", out)

@@ -316,4 +316,4 @@ async def read_order(db: Database, *, order_id: str) -> Order | None:
 
 
 def saga_json(saga: Saga) -> dict[str, Any]:
-    return SAGA.dump_python(saga, mode="json")  # type: ignore[no-any-return]
+    return dict(SAGA.dump_python(saga, mode="json"))
