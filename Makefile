@@ -5,7 +5,7 @@ RUN := $(UV) run --frozen
 PYTEST_ARGS ?=
 
 .PHONY: help install dev test test-unit test-e2e lint fmt typecheck infra-up infra-down \
-        infra-status migrate up down bench clean asyncapi docs
+        infra-status migrate up down bench clean asyncapi docs analytics-rebuild
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -60,6 +60,14 @@ docs: asyncapi  ## regenerate docs/generated (ERDs, topic map, saga state machin
 
 asyncapi:  ## regenerate services/*/asyncapi.json from the code (commit the diff)
 	@$(RUN) python scripts/asyncapi.py
+
+ANALYTICS_DB ?= analytics
+PG_URL = postgresql+asyncpg://$${SHOP_PG_USER:-postgres}:$${SHOP_PG_PASSWORD:-postgres}@127.0.0.1:$${SHOP_PG_PORT:-5432}
+
+analytics-rebuild: infra-up  ## replay order and catalog events into ANALYTICS_DB (stop analytics first)
+	@SHOP_PG_DATABASES=$(ANALYTICS_DB) bash infra/local/postgres.sh start
+	@cd services/analytics && SHOP_DATABASE_URL=$(PG_URL)/$(ANALYTICS_DB) $(RUN) alembic upgrade head
+	@SHOP_DATABASE_URL=$(PG_URL)/$(ANALYTICS_DB) $(RUN) python -m analytics.rebuild --truncate
 
 up:  ## the whole shop with Docker Compose (machines with a Docker engine)
 	docker compose up -d --build

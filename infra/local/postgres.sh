@@ -94,7 +94,7 @@ start() {
   prepare_root
   if pg_running; then
     # report the port it really uses (line 4 of postmaster.pid), not this shell's setting
-    log "already running on $SHOP_HOST:$(sed -n 4p "$DATA/postmaster.pid")"; return
+    log "already running on $SHOP_HOST:$(sed -n 4p "$DATA/postmaster.pid")"; create_databases; return
   fi
   ! port_open "$SHOP_HOST" "$SHOP_PG_PORT" || die "port $SHOP_PG_PORT is taken by another process (set SHOP_PG_PORT)"
   cd "$PGDIR"   # the postgres user may not be allowed into the caller's cwd
