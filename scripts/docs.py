@@ -60,6 +60,8 @@ def _entity(table: Table) -> list[str]:
         if column.unique or column.name in unique:
             keys.append("UK")
         suffix = f" {', '.join(keys)}" if keys else ""
+        if column.nullable and not column.primary_key:
+            suffix += ' "nullable"'
         lines.append(f"        {_column_type(column)} {column.name}{suffix}")
     lines.append("    }")
     return lines
@@ -72,7 +74,8 @@ def erd(spec: ServiceSpec) -> str:
         HEADER,
         f"# {spec.name}: database `{spec.database}`\n",
         "The service's own tables, then the kit's (outbox, inbox, idempotency keys) that every",
-        "service database has.\n",
+        "service database has. Rendered from the SQLAlchemy metadata (`<package>.models` and",
+        '`shopkit.db.kit_metadata`); columns marked "nullable" may be NULL.\n',
         "```mermaid",
         "erDiagram",
     ]
@@ -109,7 +112,9 @@ def topic_map() -> str:
                 s for s, a in apps.items() if any(m.__name__ == name for m in a.state.publishes)
             )
             consumers = sorted(
-                s for s, a in apps.items() if any(name in c.handled_types for c in a.state.consumers)
+                s
+                for s, a in apps.items()
+                if any(name in c.handled_types for c in a.state.consumers)
             )
             edges |= {(p, topic.name) for p in producers} | {(topic.name, c) for c in consumers}
             lines.append(
@@ -131,31 +136,44 @@ def topic_map() -> str:
     return "\n".join(lines) + "\n"
 
 
-def saga_diagram() -> str | None:
-    try:
-        saga = importlib.import_module("order.saga")
-    except ImportError:
-        return None
-    render = getattr(saga, "mermaid_state_diagram", None)
-    if render is None:
-        return None
-    return HEADER + "# The order saga's state machine\n\n" + str(render()) + "\n"
+def saga_diagram() -> str:
+    saga = importlib.import_module("order.saga")
+    table = saga.TABLE
+    lines = [
+        HEADER,
+        "# The order saga's state machine\n",
+        "Rendered from `order.saga.TABLE`, the saga's own transition table: `advance` refuses any",
+        "transition that is not in it. A step is entered by sending its commands; `DONE` means",
+        "nothing is in flight (the order is PAID, FAILED or CANCELLED), and a PAID order leaves it",
+        "again for a cancel or a modify. `DeadlinePassed` re-sends the step's commands with the",
+        "same operation ids; after the last attempt a forward step of placing compensates instead.",
+        "See [order.md](../order.md) and [the sequence diagrams](../sequences.md).\n",
+        saga.mermaid_state_diagram(),
+        "",
+        "| from step | event | to step |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {step} | {event} | {to} |" for step, event, to in table]
+    return "\n".join(lines) + "\n"
 
 
 def generated() -> dict[str, str]:
     files = {f"erd-{spec.name}.md": erd(spec) for spec in SERVICES}
     files["topics.md"] = topic_map()
-    saga = saga_diagram()
-    if saga is not None:
-        files["saga.md"] = saga
+    files["saga.md"] = saga_diagram()
     return files
 
 
 def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
-    for name, text in generated().items():
+    files = generated()
+    for name, text in files.items():
         (OUT / name).write_text(text)
         print(f"[docs] wrote docs/generated/{name}")
+    for stale in sorted(OUT.iterdir()):
+        if stale.name not in files:  # e.g. the ERD of a service that no longer exists
+            stale.unlink()
+            print(f"[docs] removed docs/generated/{stale.name}")
     return 0
 
 

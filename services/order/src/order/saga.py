@@ -772,3 +772,11 @@ def advance(saga: Saga, event: Event, now: datetime) -> Transition:
     if new.step not in targets:
         raise AssertionError(f"{saga.step} --{name}--> {new.step} is not in the table")
     return _finish(new, out)
+
+
+def mermaid_state_diagram() -> str:
+    """`TABLE` as a mermaid stateDiagram-v2 (docs/generated/saga.md is rendered from it)."""
+    lines = ["```mermaid", "stateDiagram-v2", "    [*] --> RESERVING_STOCK : OrderPlaced"]
+    lines += [f"    {step} --> {to} : {event}" for step, event, to in TABLE]
+    lines.append("```")
+    return "\n".join(lines)

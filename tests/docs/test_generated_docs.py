@@ -1,0 +1,67 @@
+"""The committed diagrams under docs/generated are exactly what the code generates.
+
+Changing a saga transition, a table column or a topic (or who publishes or consumes it) without
+running `make docs` fails here, so the diagrams cannot drift from the code.
+"""
+
+import difflib
+import importlib.util
+from functools import cache
+from types import ModuleType
+
+import pytest
+
+from shopkit.testing import repo_root
+
+GENERATED = repo_root() / "docs" / "generated"
+
+
+@cache
+def docs_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "docs_script", repo_root() / "scripts" / "docs.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@cache
+def expected() -> dict[str, str]:
+    return docs_script().generated()  # type: ignore[no-any-return]
+
+
+def _diff(committed: str, generated: str, name: str) -> str:
+    lines = difflib.unified_diff(
+        committed.splitlines(),
+        generated.splitlines(),
+        f"committed docs/generated/{name}",
+        "what the code generates",
+        lineterm="",
+    )
+    return "\n".join(list(lines)[:40])
+
+
+@pytest.mark.parametrize("name", sorted(expected()))
+def test_committed_diagram_matches_the_code(name: str) -> None:
+    path = GENERATED / name
+    assert path.is_file(), f"docs/generated/{name} is missing: run make docs and commit it"
+    committed, generated = path.read_text(), expected()[name]
+    assert committed == generated, (
+        f"docs/generated/{name} is stale: run make docs and commit the diff\n"
+        + _diff(committed, generated, name)
+    )
+
+
+def test_no_stale_files_in_docs_generated() -> None:
+    extra = sorted(p.name for p in GENERATED.iterdir() if p.name not in expected())
+    assert not extra, (
+        f"docs/generated holds files the code no longer generates: {extra}; run make docs"
+    )
+
+
+def test_every_service_has_an_erd_and_the_saga_and_topics_are_there() -> None:
+    from shopkit.stack import SERVICES
+
+    assert {f"erd-{s.name}.md" for s in SERVICES} | {"topics.md", "saga.md"} == set(expected())
