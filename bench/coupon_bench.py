@@ -14,7 +14,8 @@ The client is a minimal keep-alive HTTP/1.1 client on raw asyncio streams, so th
 far less CPU than the server it measures (both share this machine's cores). Each client opens
 its connection and reads the coupon once before the clock starts (the sale page is open).
 
-Own-stack extras: --no-gateway hits the service directly; --upstream-keepalive N raises the
+Own-stack extras: --loop picks uvicorn's event loop (default asyncio, see docs/coupon.md);
+--no-gateway hits the service directly; --upstream-keepalive N raises the
 gateway's idle keep-alive connections to the coupon service (an experiment, see docs/coupon.md);
 COUPON_BENCH_KEEP=<dir> keeps the service and nginx logs; the service log of the last run is
 copied to $TMPDIR/coupon-bench.log.
@@ -173,9 +174,15 @@ class OwnStack:
     """A fresh database, namespace, coupon service (N workers) and gateway; stopped on exit."""
 
     def __init__(
-        self, pg_admin_url: str, kafka: str, workers: int, upstream_keepalive: int | None
+        self,
+        pg_admin_url: str,
+        kafka: str,
+        workers: int,
+        upstream_keepalive: int | None,
+        loop: str,
     ) -> None:
         self.pg_admin_url, self.kafka, self.workers = pg_admin_url, kafka, workers
+        self.loop = loop
         self.upstream_keepalive = upstream_keepalive
         self.db_name = f"bench_coupon_{uuid.uuid4().hex[:8]}"
         self.dir = Path(tempfile.mkdtemp(prefix="coupon-bench-"))
@@ -228,7 +235,7 @@ class OwnStack:
         command = [
             *(sys.executable, "-m", "uvicorn", "--factory", COUPON.factory, "--host", "127.0.0.1"),
             *("--port", str(self.port), "--workers", str(self.workers), "--no-access-log"),
-            *("--backlog", "4096", "--timeout-graceful-shutdown", "5"),
+            *("--backlog", "4096", "--timeout-graceful-shutdown", "5", "--loop", self.loop),
         ]
         self.process = await asyncio.to_thread(
             subprocess.Popen, command, env=env, stdout=log, stderr=subprocess.STDOUT
@@ -447,6 +454,12 @@ async def main() -> None:
         "--no-gateway", action="store_true", help="own stack: hit the service, not nginx"
     )
     parser.add_argument(
+        "--loop",
+        choices=("asyncio", "uvloop"),
+        default="asyncio",
+        help="own stack: uvicorn's event loop (uvloop starves new connections under a burst)",
+    )
+    parser.add_argument(
         "--upstream-keepalive",
         type=int,
         help="own stack: raise nginx's idle keep-alive connections to the coupon service",
@@ -475,7 +488,7 @@ async def main() -> None:
             None
             if args.url
             else await stack.enter_async_context(
-                OwnStack(args.pg, args.kafka, args.workers, args.upstream_keepalive)
+                OwnStack(args.pg, args.kafka, args.workers, args.upstream_keepalive, args.loop)
             )
         )
         base_url = args.url or (own.url if own else "")
@@ -510,7 +523,11 @@ async def main() -> None:
     codes = Counter(f"{r.status} {r.code}" for r in results)
     placed_users = len({r.user_id for r in results if r.status == 202})
     rows = [
-        ("target", base_url + (f" (own stack, {args.workers} uvicorn workers)" if own else "")),
+        (
+            "target",
+            base_url
+            + (f" (own stack, {args.workers} uvicorn workers, {args.loop} loop)" if own else ""),
+        ),
         ("requests / clients", f"{len(results):,} / {args.clients:,}"),
         ("coupon quantity", f"{args.quantity:,}"),
         ("burst duration", f"{elapsed:.2f} s"),
