@@ -7,7 +7,7 @@ import asyncio
 import time
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -63,19 +63,37 @@ async def wait_settled(lines: Lines, *, user_coupon_id: str, timeout: float) -> 
         await asyncio.sleep(0.05)
 
 
+SETTLE_AHEAD = 500
+
+
 async def settle(session: AsyncSession, *, request: IssueCouponRequested, now: datetime) -> None:
-    """Issue a place in line for real: the quantity is taken now, guarded by the total."""
+    """Issue a place in line for real: the quantity is taken now, guarded by the total.
+
+    The places behind it in the same line are issued in the same transaction, in position
+    order: a burst's places settle in a few transactions instead of one each, and their own
+    messages, arriving next on the partition, find them ISSUED and do nothing.
+    """
     row = await session.get(UserCoupon, request.user_coupon_id, with_for_update=True)
     if row is None or row.status != "PENDING":
         return
-    valid_days = (
-        await session.execute(
-            update(Coupon)
-            .where(Coupon.id == row.coupon_id, Coupon.issued_quantity < Coupon.total_quantity)
-            .values(issued_quantity=Coupon.issued_quantity + 1)
-            .returning(Coupon.valid_days)
+    places = [row]
+    if row.position is not None:
+        behind = await session.scalars(
+            select(UserCoupon)
+            .where(
+                UserCoupon.coupon_id == row.coupon_id,
+                UserCoupon.status == "PENDING",
+                UserCoupon.position > row.position,
+            )
+            .order_by(UserCoupon.position)
+            .limit(SETTLE_AHEAD)
+            .with_for_update()
         )
-    ).scalar_one_or_none()
+        places += list(behind)
+    valid_days = await _take_quantity(session, row.coupon_id, len(places))
+    if valid_days is None:
+        places = [row]  # the guard refused the batch: settle this one place on its own
+        valid_days = await _take_quantity(session, row.coupon_id, 1)
     if valid_days is None:
         # Unreachable while the line caps acceptance at the total; kept as the last guard.
         row.status = "REJECTED"
@@ -84,18 +102,36 @@ async def settle(session: AsyncSession, *, request: IssueCouponRequested, now: d
             CouponRejected(coupon_id=row.coupon_id, user_coupon_id=row.id, user_id=row.user_id),
         )
         return
-    row.status, row.issued_at = "ISSUED", now
-    row.expires_at = domain.expires_at(now, valid_days)
-    await add_message(
-        session,
-        CouponIssued(
-            coupon_id=row.coupon_id,
-            user_coupon_id=row.id,
-            user_id=row.user_id,
-            issued_at=now,
-            expires_at=row.expires_at,
-        ),
-    )
+    # One flush at commit for every row and outbox message, in this (position) order.
+    with session.no_autoflush:
+        for place in places:
+            place.status, place.issued_at = "ISSUED", now
+            place.expires_at = domain.expires_at(now, valid_days)
+            await add_message(
+                session,
+                CouponIssued(
+                    coupon_id=place.coupon_id,
+                    user_coupon_id=place.id,
+                    user_id=place.user_id,
+                    issued_at=now,
+                    expires_at=place.expires_at,
+                ),
+            )
+
+
+async def _take_quantity(session: AsyncSession, coupon_id: str, count: int) -> int | None:
+    """Add `count` to issued_quantity unless that passes the total; the coupon's valid_days."""
+    return (
+        await session.execute(
+            update(Coupon)
+            .where(
+                Coupon.id == coupon_id,
+                Coupon.issued_quantity + count <= Coupon.total_quantity,
+            )
+            .values(issued_quantity=Coupon.issued_quantity + count)
+            .returning(Coupon.valid_days)
+        )
+    ).scalar_one_or_none()
 
 
 async def remember_user(session: AsyncSession, *, user_id: str, registered_at: datetime) -> None:
