@@ -2,6 +2,14 @@
 
 from fastapi import FastAPI
 
+from contracts.coupon import (
+    CouponIssued,
+    CouponRejected,
+    CouponReleased,
+    CouponReservationFailed,
+    CouponReserved,
+    IssueCouponRequested,
+)
 from coupon.api import router
 from coupon.gate import IssueFastLane
 from coupon.handlers import build_consumers
@@ -22,6 +30,14 @@ def build_app(settings: Settings | None = None, *, clock: Clock = system_clock) 
         title="Shop coupons",
         routers=[router],
         consumers=build_consumers(clock),
+        publishes=(
+            IssueCouponRequested,
+            CouponIssued,
+            CouponRejected,
+            CouponReserved,
+            CouponReservationFailed,
+            CouponReleased,
+        ),
         on_startup=[open_lines],
         clock=clock,
     )

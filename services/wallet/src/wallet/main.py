@@ -2,6 +2,13 @@
 
 from fastapi import FastAPI
 
+from contracts.wallet import (
+    BalanceCharged,
+    UserRegistered,
+    WalletDebited,
+    WalletDebitFailed,
+    WalletRefunded,
+)
 from shopkit.app import create_app
 from shopkit.clock import Clock, system_clock
 from wallet import service
@@ -32,6 +39,13 @@ def build_app(settings: Settings | None = None, *, clock: Clock = system_clock) 
         title="Shop wallet",
         routers=[router],
         consumers=[consumer],
+        publishes=(
+            UserRegistered,
+            BalanceCharged,
+            WalletDebited,
+            WalletDebitFailed,
+            WalletRefunded,
+        ),
         on_startup=[seed_admin],
         clock=clock,
     )
