@@ -16,7 +16,7 @@ from shopkit.db import Database, asyncpg_dsn, kit_metadata
 from shopkit.messaging import Consumer
 from shopkit.outbox import OutboxRelay, add_message, outbox_table
 from shopkit.settings import ServiceSettings
-from shopkit.testing import Infra, KafkaProbe, poll, unique_name
+from shopkit.testing import _CREATED, Infra, KafkaProbe, poll, unique_name
 
 
 class RelayCrash(Exception):
@@ -41,6 +41,7 @@ async def db(infra: Infra) -> AsyncIterator[Database]:
     name = unique_name("kit")
     admin = await asyncpg.connect(infra.pg_admin_url)
     await admin.execute(f'CREATE DATABASE "{name}"')
+    _CREATED.append((infra.pg_admin_url, name))
     await admin.close()
     database = Database(infra.database_url(name))
     async with database.engine.begin() as conn:

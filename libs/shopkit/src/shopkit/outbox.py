@@ -1,7 +1,9 @@
 """Transactional outbox: messages are rows written in the same transaction as the state change.
 
 `add_message` is the only way a service publishes. The relay (one active per service database,
-elected by a Postgres advisory lock) sends rows in id order and marks them published. A crash
+elected by a Postgres advisory lock) sends rows in id order and marks them published. Id order
+is commit order for any one key as long as the transactions writing that key's messages hold
+the key's row lock (they do: stock, wallet, order and coupon rows are locked or updated first). A crash
 between sending and marking re-sends the rows: consumers are idempotent (see inbox.py).
 """
 
@@ -97,7 +99,7 @@ async def add_envelope(session: AsyncSession, topic: str, envelope: Envelope) ->
 
 
 class OutboxRelay:
-    """Publishes committed outbox rows to Kafka in commit order, one active relay per database."""
+    """Publishes committed outbox rows to Kafka in id order, one active relay per database."""
 
     def __init__(self, settings: ServiceSettings, *, batch_size: int = 500) -> None:
         self.settings = settings

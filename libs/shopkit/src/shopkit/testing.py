@@ -105,8 +105,30 @@ async def kafka_namespace(infra: Infra) -> str:
     return namespace
 
 
+# Databases made by this test session, dropped when it ends (see drop_test_databases).
+_CREATED: list[tuple[str, str]] = []  # (admin url, database name)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def drop_test_databases() -> Iterator[None]:
+    """Drop every database this session created, so a dev server does not fill up."""
+    yield
+
+    async def drop() -> None:
+        for admin_url, name in _CREATED:
+            conn = await asyncpg.connect(admin_url)
+            try:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            finally:
+                await conn.close()
+
+    if _CREATED and os.environ.get("SHOP_TEST_KEEP_DATABASES") != "1":
+        asyncio.run(drop())
+
+
 async def create_database(infra: Infra, service_dir: Path, name: str) -> str:
     """A fresh database named `name` with the service's migrations applied; its asyncpg URL."""
+    _CREATED.append((infra.pg_admin_url, name))
     conn = await asyncpg.connect(infra.pg_admin_url)
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -21,11 +21,11 @@ from shopkit.pagination import Cursor, Limit, Page
 router = APIRouter(prefix="/api", tags=["orders"])
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_waiters(request: Request) -> Waiters:
+async def get_waiters(request: Request) -> Waiters:
     return request.app.state.waiters
 
 

@@ -22,11 +22,11 @@ for _field in ("decline_rate", "timeout_rate", "latency_ms"):
 router = APIRouter(prefix="/api", tags=["payments"])
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_random(request: Request) -> service.Random:
+async def get_random(request: Request) -> service.Random:
     return request.app.state.random
 
 

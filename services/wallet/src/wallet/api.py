@@ -29,11 +29,11 @@ VALIDATION_CODES["amount"] = "INVALID_AMOUNT"
 router = APIRouter(prefix="/api", tags=["wallet"])
 
 
-def get_passwords(request: Request) -> Passwords:
+async def get_passwords(request: Request) -> Passwords:
     return request.app.state.passwords
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
