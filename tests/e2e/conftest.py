@@ -18,9 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from shopkit.kafka_admin import ensure_topics
 from shopkit.stack import SERVICES, ServiceProcess, ServiceSpec
-from shopkit.testing import Infra, create_database, repo_root, unique_name
+from shopkit.testing import Infra, create_database, new_namespace, repo_root, unique_name
 
 ADMIN_PASSWORD = "admin-e2e-password"
 JWT_SECRET = "e2e-secret-" + uuid.uuid4().hex
@@ -148,8 +147,7 @@ async def stack(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Async
     specs = [
         s for s in SERVICES if (root / s.directory / "src" / package_of(s) / "main.py").is_file()
     ]
-    namespace = f"e{uuid.uuid4().hex[:8]}."
-    await ensure_topics(infra.kafka_bootstrap, namespace)
+    namespace = await new_namespace(infra, "e")
     urls = dict(
         zip(
             [s.name for s in specs],

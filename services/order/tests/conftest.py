@@ -7,9 +7,28 @@ import pytest
 from order.main import build_app
 from order.settings import Settings
 from shopkit.auth import issue_token
-from shopkit.testing import Infra, create_database, serve, unique_name
+from shopkit.testing import (
+    Infra,
+    KafkaProbe,
+    create_database,
+    new_namespace,
+    serve,
+    unique_name,
+)
 
 SERVICE_DIR = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+async def kafka_namespace(infra: Infra) -> str:
+    """Our own namespace: these tests play catalog, coupon and wallet, and the real ones, run
+    in-process by their own tests in this session, must not answer the same commands."""
+    return await new_namespace(infra, "o")
+
+
+@pytest.fixture(scope="session")
+def kafka(infra: Infra, kafka_namespace: str) -> KafkaProbe:
+    return KafkaProbe(infra.kafka_bootstrap, kafka_namespace)
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ through the outbox, so it never blocks its partition and is never silently dropp
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
@@ -94,7 +95,9 @@ class Consumer:
         try:
             envelope = Envelope.model_validate(body)
         except ValidationError as exc:
-            await self._dead_letter(db, topic, None, body, exc)
+            await dead_letter(
+                db, consumer=self.name, topic=topic, envelope=None, body=body, error=exc
+            )
             return
         entry = self.handlers.get(envelope.type)
         if entry is None:
@@ -105,7 +108,9 @@ class Consumer:
             try:
                 message = message_type.model_validate(envelope.payload)
             except ValidationError as exc:
-                await self._dead_letter(db, topic, envelope, body, exc)
+                await dead_letter(
+                    db, consumer=self.name, topic=topic, envelope=envelope, body=body, error=exc
+                )
                 return
             await self._handle(db, settings, topic, envelope, message, handler, body)
         finally:
@@ -143,42 +148,44 @@ class Consumer:
                 )
                 await asyncio.sleep(min(0.05 * 2**attempt, 2.0))
         assert error is not None
-        await self._dead_letter(db, topic, envelope, body, error)
-
-    async def _dead_letter(
-        self,
-        db: Database,
-        topic: str,
-        envelope: Envelope | None,
-        body: dict[str, Any],
-        error: Exception,
-    ) -> None:
-        log.error(
-            "dead-lettering message", extra={"fields": {"topic": topic, "error": repr(error)}}
+        await dead_letter(
+            db, consumer=self.name, topic=topic, envelope=envelope, body=body, error=error
         )
-        import uuid
 
-        dead = Envelope(
-            message_id=uuid.uuid4(),
-            type="DeadLetter",
-            correlation_id=envelope.correlation_id if envelope else None,
-            causation_id=str(envelope.message_id) if envelope else None,
-            occurred_at=system_clock(),
-            key=envelope.key if envelope else "unknown",
-            payload={"consumer": self.name, "topic": topic, "error": repr(error), "message": body},
-        )
-        try:
-            async with db.transaction() as session:
-                if envelope is not None:
-                    await first_delivery(
-                        session,
-                        consumer=self.name,
-                        message_id=envelope.message_id,
-                        type_=envelope.type,
-                        outcome="dead-lettered",
-                    )
-                await add_envelope(session, f"{topic}.dlt", dead)
-        except Exception:
-            # Even the dead letter cannot be written (database down?): let Kafka redeliver later.
-            await asyncio.sleep(1.0)
-            raise
+
+async def dead_letter(
+    db: Database,
+    *,
+    consumer: str,
+    topic: str,
+    envelope: Envelope | None,
+    body: Any,
+    error: Exception,
+) -> None:
+    """Write a message that cannot be handled to `<topic>.dlt` (via the outbox) and mark it
+    handled in the consumer's inbox, so its partition moves on and it is never silently lost."""
+    log.error("dead-lettering message", extra={"fields": {"topic": topic, "error": repr(error)}})
+    dead = Envelope(
+        message_id=uuid.uuid4(),
+        type="DeadLetter",
+        correlation_id=envelope.correlation_id if envelope else None,
+        causation_id=str(envelope.message_id) if envelope else None,
+        occurred_at=system_clock(),
+        key=envelope.key if envelope else "unknown",
+        payload={"consumer": consumer, "topic": topic, "error": repr(error), "message": body},
+    )
+    try:
+        async with db.transaction() as session:
+            if envelope is not None and not await first_delivery(
+                session,
+                consumer=consumer,
+                message_id=envelope.message_id,
+                type_=envelope.type,
+                outcome="dead-lettered",
+            ):
+                return  # dead-lettered (or applied) on an earlier delivery
+            await add_envelope(session, f"{topic}.dlt", dead)
+    except Exception:
+        # Even the dead letter cannot be written (database down?): let Kafka redeliver later.
+        await asyncio.sleep(1.0)
+        raise

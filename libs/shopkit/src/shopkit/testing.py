@@ -98,11 +98,19 @@ def infra() -> Iterator[Infra]:
         yield _local_infra()
 
 
-@pytest.fixture(scope="session")
-async def kafka_namespace(infra: Infra) -> str:
-    namespace = f"t{uuid.uuid4().hex[:8]}."
+async def new_namespace(infra: Infra, prefix: str = "t") -> str:
+    """A fresh topic and consumer-group prefix with every contract topic created."""
+    namespace = f"{prefix}{uuid.uuid4().hex[:8]}."
     await ensure_topics(infra.kafka_bootstrap, namespace)
     return namespace
+
+
+@pytest.fixture(scope="session")
+async def kafka_namespace(infra: Infra) -> str:
+    """The session's namespace. Tests that play another service (sending its replies) should
+    override this and `kafka` with their own, so that the real service, run in-process by other
+    tests of the same session, does not answer too."""
+    return await new_namespace(infra)
 
 
 # Databases made by this test session, dropped when it ends (see drop_test_databases).

@@ -9,7 +9,6 @@ Offsets are committed after the transaction (NACK_ON_ERROR rewinds every partiti
 
 import asyncio
 import logging
-import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,10 +20,8 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import Envelope, Message
-from shopkit.clock import system_clock
 from shopkit.db import Database
-from shopkit.inbox import first_delivery
-from shopkit.outbox import add_envelope
+from shopkit.messaging import dead_letter
 from shopkit.settings import ServiceSettings
 
 log = logging.getLogger("analytics.consumer")
@@ -170,29 +167,10 @@ class BatchConsumer:
         value: bytes | None,
         error: Exception,
     ) -> None:
-        log.error(
-            "dead-lettering message", extra={"fields": {"topic": topic, "error": repr(error)}}
-        )
         try:
             body: Any = orjson.loads(value or b"")
         except orjson.JSONDecodeError:
             body = (value or b"").decode(errors="replace")
-        dead = Envelope(
-            message_id=uuid.uuid4(),
-            type="DeadLetter",
-            correlation_id=envelope.correlation_id if envelope else None,
-            causation_id=str(envelope.message_id) if envelope else None,
-            occurred_at=system_clock(),
-            key=envelope.key if envelope else "unknown",
-            payload={"consumer": self.name, "topic": topic, "error": repr(error), "message": body},
+        await dead_letter(
+            db, consumer=self.name, topic=topic, envelope=envelope, body=body, error=error
         )
-        async with db.transaction() as session:
-            if envelope is not None and not await first_delivery(
-                session,
-                consumer=self.name,
-                message_id=envelope.message_id,
-                type_=envelope.type,
-                outcome="dead-lettered",
-            ):
-                return  # dead-lettered (or applied) on an earlier delivery
-            await add_envelope(session, f"{topic}.dlt", dead)
