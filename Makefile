@@ -5,7 +5,7 @@ RUN := $(UV) run --frozen
 PYTEST_ARGS ?=
 
 .PHONY: help install dev test test-unit test-e2e lint fmt typecheck infra-up infra-down \
-        infra-status migrate up down bench clean asyncapi docs analytics-rebuild
+        infra-status migrate up down bench bench-orders clean asyncapi docs analytics-rebuild
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -75,8 +75,18 @@ up:  ## the whole shop with Docker Compose (machines with a Docker engine)
 down:  ## stop the Docker Compose stack
 	docker compose down
 
-bench: install  ## benchmarks (slow; prints figures), see docs/performance.md
-	@for b in bench/*_bench.py; do echo "== $$b"; $(RUN) python $$b || exit 1; done
+bench: infra-up  ## every benchmark (slow; prints figures), see docs/performance.md
+	@for b in catalog coupon analytics; do echo "== bench/$${b}_bench.py"; \
+	  $(RUN) python bench/$${b}_bench.py || exit 1; done
+	@$(MAKE) --no-print-directory bench-orders
+
+bench-orders: install  ## the order benchmark through the gateway of a local stack it starts and stops
+	@mkdir -p .local; $(RUN) python scripts/dev.py > .local/bench-dev.log 2>&1 & dev=$$!; \
+	  trap 'kill -INT $$dev; wait $$dev' EXIT; \
+	  for i in $$(seq 240); do grep -q "The shop is running" .local/bench-dev.log && break; \
+	    kill -0 $$dev 2>/dev/null || { tail -20 .local/bench-dev.log; exit 1; }; sleep 1; done; \
+	  grep -q "The shop is running" .local/bench-dev.log || { echo "stack not up"; exit 1; }; \
+	  $(RUN) python bench/order_bench.py $(BENCH_ARGS)
 
 clean:  ## stop local infrastructure and remove its data and caches
 	-@$(MAKE) --no-print-directory infra-down
