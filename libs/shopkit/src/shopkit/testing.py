@@ -25,6 +25,7 @@ import httpx
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 from fastapi import FastAPI
 
 from contracts import Envelope, Message
@@ -101,8 +102,23 @@ def infra() -> Iterator[Infra]:
 async def new_namespace(infra: Infra, prefix: str = "t") -> str:
     """A fresh topic and consumer-group prefix with every contract topic created."""
     namespace = f"{prefix}{uuid.uuid4().hex[:8]}."
+    _NAMESPACES.append((infra.kafka_bootstrap, namespace))
     await ensure_topics(infra.kafka_bootstrap, namespace)
     return namespace
+
+
+async def _delete_namespaces() -> None:
+    for bootstrap, namespace in _NAMESPACES:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
+        try:
+            await admin.start()
+            mine = [t for t in await admin.list_topics() if t.startswith(namespace)]
+            if mine:
+                await admin.delete_topics(mine)
+        except Exception as exc:  # cleanup must never fail a green run
+            print(f"[shopkit.testing] could not delete topics of {namespace}: {exc!r}")
+        finally:
+            await admin.close()
 
 
 @pytest.fixture(scope="session")
@@ -115,12 +131,16 @@ async def kafka_namespace(infra: Infra) -> str:
 
 # Databases made by this test session, dropped when it ends (see drop_test_databases).
 _CREATED: list[tuple[str, str]] = []  # (admin url, database name)
+_NAMESPACES: list[tuple[str, str]] = []  # (bootstrap, namespace)
 
 
 @pytest.fixture(scope="session", autouse=True)
 def drop_test_databases() -> Iterator[None]:
-    """Drop every database this session created, so a dev server does not fill up."""
+    """Drop every database and Kafka namespace this session created, so a developer's servers
+    do not fill up (thousands of leftover partitions slow a broker's start to minutes)."""
     yield
+    if _NAMESPACES:
+        asyncio.run(_delete_namespaces())
 
     async def drop() -> None:
         for admin_url, name in _CREATED:
