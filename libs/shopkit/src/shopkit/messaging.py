@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
+import orjson
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 from pydantic import ValidationError
@@ -72,22 +73,43 @@ class Consumer:
         return {name: message_type for name, (message_type, _) in self.handlers.items()}
 
     def attach(self, broker: KafkaBroker, db: Database, settings: ServiceSettings) -> None:
-        """Subscribe this consumer's group to its topics on `broker`."""
+        """Subscribe this consumer's group to its topics on `broker`.
+
+        Records come in polls of up to `consumer_batch_size`. Records of one key are handled in
+        order, one after the other; different keys (different orders, users, coupons) are
+        handled concurrently, each message in its own transaction. Offsets are committed once
+        the whole poll is handled. Without this, every message waited for the previous one's
+        commit and its offset commit, and a consumer managed ~10 saga steps per second.
+        """
         subscriber = broker.subscriber(
             *[settings.topic(t) for t in self.topics],
             group_id=settings.group(self.name),
             ack_policy=AckPolicy.NACK_ON_ERROR,
             auto_offset_reset="earliest",
-            max_poll_records=200,
+            batch=True,
+            max_records=settings.consumer_batch_size,
+            batch_timeout_ms=50,
             title=f"{self.name}:{','.join(self.topics)}",
         )
 
         @subscriber
-        async def consume(body: dict[str, Any], message: KafkaMessage) -> None:
-            topic = message.raw_message.topic  # type: ignore[union-attr]
-            await self.process(
-                body, topic=topic.removeprefix(settings.kafka_namespace), db=db, settings=settings
-            )
+        async def consume(_: list[Any], message: KafkaMessage) -> None:
+            records = message.raw_message
+            records = records if isinstance(records, tuple) else (records,)
+            by_key: dict[Any, list[Any]] = {}
+            for record in records:
+                by_key.setdefault(record.key or (record.topic, record.partition), []).append(record)
+
+            async def in_order(chain: list[Any]) -> None:
+                for record in chain:
+                    await self.process(
+                        _decode(record.value),
+                        topic=record.topic.removeprefix(settings.kafka_namespace),
+                        db=db,
+                        settings=settings,
+                    )
+
+            await asyncio.gather(*(in_order(chain) for chain in by_key.values()))
 
     async def process(
         self, body: dict[str, Any], *, topic: str, db: Database, settings: ServiceSettings
@@ -189,3 +211,10 @@ async def dead_letter(
         # Even the dead letter cannot be written (database down?): let Kafka redeliver later.
         await asyncio.sleep(1.0)
         raise
+
+
+def _decode(value: bytes | None) -> Any:
+    try:
+        return orjson.loads(value or b"")
+    except orjson.JSONDecodeError:
+        return {"undecodable": (value or b"").decode(errors="replace")}

@@ -16,6 +16,8 @@ class ServiceSettings(BaseSettings):
     # Prefixes every topic and consumer group: lets test runs and tenants share one cluster.
     kafka_namespace: str = ""
     consumer_max_attempts: int = Field(default=5, ge=1)
+    # Records per poll; one poll's keys are handled concurrently (see messaging.Consumer).
+    consumer_batch_size: int = Field(default=100, ge=1, le=1000)
     jwt_secret: str = "dev-only-secret-change-me-0123456789abcdef"
     jwt_issuer: str = "shop"
     jwt_audience: str = "shop-api"

@@ -31,9 +31,17 @@ SERVICES: tuple[ServiceSpec, ...] = (
 )
 
 
+def _env_name(spec: ServiceSpec, what: str) -> str:
+    return f"SHOP_{spec.name.split('-')[0].upper()}_{what}"
+
+
 def port_of(spec: ServiceSpec) -> int:
-    env = f"SHOP_{spec.name.split('-')[0].upper()}_PORT"
-    return int(os.environ.get(env, spec.port))
+    return int(os.environ.get(_env_name(spec, "PORT"), spec.port))
+
+
+def workers_of(spec: ServiceSpec) -> int:
+    """Processes per service (SHOP_<NAME>_WORKERS): replicas sharing the port and the group."""
+    return int(os.environ.get(_env_name(spec, "WORKERS"), "1"))
 
 
 def migrate(root: Path, spec: ServiceSpec, database_url: str) -> None:
@@ -81,6 +89,8 @@ class ServiceProcess:
                 "--no-access-log",
                 "--timeout-graceful-shutdown",
                 "5",
+                "--workers",
+                str(workers_of(self.spec)),
             ],
             env={**os.environ, **self.env, "SHOP_SERVICE_NAME": self.spec.name},
             stdout=log,
