@@ -2,8 +2,9 @@
 
 import asyncio
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from contracts import ALL_TOPICS
 
@@ -27,6 +28,7 @@ async def ensure_topics(bootstrap: str, namespace: str = "", *, attempts: int = 
                     await admin.create_topics(missing)
                 except TopicAlreadyExistsError:
                     pass
+                await _wait_until_served(bootstrap, list(wanted))
             return sorted(wanted)
         except Exception:
             if attempt == attempts - 1:
@@ -35,6 +37,36 @@ async def ensure_topics(bootstrap: str, namespace: str = "", *, attempts: int = 
         finally:
             await admin.close()
     return sorted(wanted)
+
+
+async def _wait_until_served(bootstrap: str, topics: list[str], timeout: float = 30.0) -> None:
+    """Return once every partition of `topics` answers an offsets request.
+
+    A topic that was just created is listed before its partitions are served; a consumer that
+    reads it at once gets NotLeaderForPartition and sees an empty topic.
+    """
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            try:
+                partitions = [
+                    TopicPartition(topic, p)
+                    for topic in topics
+                    for p in consumer.partitions_for_topic(topic) or ()
+                ]
+                if len({tp.topic for tp in partitions}) == len(topics):
+                    await consumer.end_offsets(partitions)
+                    return
+                await consumer._client.force_metadata_update()
+            except KafkaError:
+                pass
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"topics not served after {timeout}s: {topics}")
+            await asyncio.sleep(0.2)
+    finally:
+        await consumer.stop()
 
 
 def main() -> None:
