@@ -111,12 +111,16 @@ async def final(stack: Stack, user: User, answer: Any) -> dict[str, Any]:
     """The order's final state: `?wait=true` gives up after 10 s on a loaded machine."""
     assert answer.status_code in (200, 202), answer.text
     url = f"/api/orders/{answer.json()['id']}"
-    for _ in range(1200):
-        found = (await stack.client.get(url, headers=user.headers)).json()
-        if found["status"] != "PENDING":
-            return dict(found)
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"order still PENDING: {found}")
+
+    async def current() -> dict[str, Any]:
+        return dict((await stack.client.get(url, headers=user.headers)).json())
+
+    return await poll(
+        current,
+        until=lambda found: found["status"] != "PENDING",
+        timeout=120,
+        message="order left PENDING",
+    )
 
 
 async def test_last_units_go_to_exactly_ten_buyers(stack: Stack) -> None:
@@ -164,13 +168,11 @@ async def test_one_idempotency_key_makes_one_order(stack: Stack) -> None:
     listed = await stack.client.get(f"/api/users/{user.id}/orders", headers=user.headers)
     assert [o["id"] for o in listed.json()["items"]] == [order_id]
 
-    async def paid() -> int:
-        return await stack.balance(user)
-
-    for _ in range(100):
-        if await paid() == 40_000:
-            break
-        await asyncio.sleep(0.1)
+    await poll(
+        lambda: stack.balance(user),
+        until=lambda balance: balance == 40_000,
+        message="the one order paid",
+    )
     assert await stack.balance(user) == 40_000
 
 
@@ -215,10 +217,18 @@ async def test_kill_mid_saga_every_order_settles(stack: Stack, victim: str) -> N
         asyncio.create_task(stack.client.post("/api/orders", json=b, headers=u.headers))
         for u, b in zip(users, bodies, strict=True)
     ]
-    await asyncio.sleep(0.3)
+
+    async def accepted() -> int:
+        return sum(
+            1 for t in placing if t.done() and not t.exception() and t.result().status_code == 202
+        )
+
+    # Kill once the first orders are accepted: their sagas, and the other POSTs, are in flight.
+    await poll(accepted, until=lambda n: n >= 1, message="a first order accepted")
     process = stack.process(victim)
     await asyncio.to_thread(process.stop, kill=True)
-    placed = [t.result() for t in await asyncio.wait(placing) and placing if not t.exception()]
+    await asyncio.wait(placing)
+    placed = [t.result() for t in placing if not t.exception()]
     process.start()
     await asyncio.to_thread(process.wait_ready)
 
