@@ -33,8 +33,6 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 import httpx
-import orjson
-from aiokafka import AIOKafkaProducer
 from faststream.kafka import KafkaBroker
 
 from analytics.api import router
@@ -49,8 +47,8 @@ from shopkit.clock import FrozenClock
 from shopkit.db import Database
 from shopkit.kafka_admin import ensure_topics
 from shopkit.messaging import Consumer
-from shopkit.outbox import envelope_for
 from shopkit.stack import SERVICES, migrate
+from shopkit.testing import KafkaProbe
 
 ROOT = Path(__file__).resolve().parents[1]
 SEOUL = ZoneInfo("Asia/Seoul")
@@ -104,23 +102,8 @@ def random_order(rng: random.Random, products: int, days: int) -> OrderPaid:
 
 
 async def publish(bootstrap: str, namespace: str, messages: list[OrderPaid]) -> float:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
-    await producer.start()
     started = time.perf_counter()
-    try:
-        sends = []
-        for message in messages:
-            envelope = envelope_for(message)
-            sends.append(
-                await producer.send(
-                    f"{namespace}{message.TOPIC.name}",
-                    value=orjson.dumps(envelope.model_dump(mode="json")),
-                    key=envelope.key.encode(),
-                )
-            )
-        await asyncio.gather(*sends)
-    finally:
-        await producer.stop()
+    await KafkaProbe(bootstrap, namespace).publish_many(list(messages))
     return len(messages) / (time.perf_counter() - started)
 
 

@@ -7,9 +7,7 @@ from typing import Any
 
 import asyncpg
 import httpx
-import orjson
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from catalog import stock
 from catalog.main import build_app
@@ -73,26 +71,6 @@ async def answer(kafka: KafkaProbe, command: Message) -> dict[str, Any]:
     return found[-1]
 
 
-async def publish_many(kafka: KafkaProbe, commands: list[Message]) -> None:
-    """Publish many commands through one producer (a producer per message is slow)."""
-    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all")
-    await producer.start()
-    try:
-        sent = []
-        for command in commands:
-            envelope = envelope_for(command)
-            sent.append(
-                await producer.send(
-                    f"{kafka.namespace}{command.TOPIC.name}",
-                    value=orjson.dumps(envelope.model_dump(mode="json")),
-                    key=envelope.key.encode(),
-                )
-            )
-        await asyncio.gather(*sent)
-    finally:
-        await producer.stop()
-
-
 async def test_100_concurrent_reservations_of_a_stock_of_10_reserve_exactly_10(
     catalog: httpx.AsyncClient,
     catalog_settings: Settings,
@@ -107,7 +85,7 @@ async def test_100_concurrent_reservations_of_a_stock_of_10_reserve_exactly_10(
     # A second replica in the same consumer group: partitions are split, so the two consume
     # (and fight for the hot row) concurrently.
     async with serve(build_app(catalog_settings)):
-        await publish_many(kafka, commands)
+        await kafka.publish_many(commands)
         wanted = set(ops)
 
         async def answered() -> list[dict[str, Any]]:

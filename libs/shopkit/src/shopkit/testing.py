@@ -219,19 +219,37 @@ class KafkaProbe:
         self.namespace = namespace
 
     async def publish(self, message: Message, *, envelope: Envelope | None = None) -> Envelope:
+        """Publish one message (or a given envelope of it, e.g. to deliver it twice)."""
         envelope = envelope or envelope_for(message)
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+        await self.publish_envelopes([(message.TOPIC.name, envelope)])
+        return envelope
+
+    async def publish_many(self, messages: list[Message]) -> list[Envelope]:
+        """Publish many messages through one producer (a producer per message is slow)."""
+        sent = [(m.TOPIC.name, envelope_for(m)) for m in messages]
+        await self.publish_envelopes(sent)
+        return [envelope for _, envelope in sent]
+
+    async def publish_envelopes(self, envelopes: list[tuple[str, Envelope]]) -> None:
+        """Send (topic, envelope) pairs in order and wait until Kafka has them all."""
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=5)
         await producer.start()
         try:
-            await producer.send_and_wait(
-                f"{self.namespace}{message.TOPIC.name}",
-                value=orjson.dumps(envelope.model_dump(mode="json")),
-                key=envelope.key.encode(),
-                headers=[("type", envelope.type.encode()), ("content-type", b"application/json")],
-            )
+            futures = [
+                await producer.send(
+                    f"{self.namespace}{topic}",
+                    value=orjson.dumps(envelope.model_dump(mode="json")),
+                    key=envelope.key.encode(),
+                    headers=[
+                        ("type", envelope.type.encode()),
+                        ("content-type", b"application/json"),
+                    ],
+                )
+                for topic, envelope in envelopes
+            ]
+            await asyncio.gather(*futures)
         finally:
             await producer.stop()
-        return envelope
 
     async def read_all(self, topic: str, *, idle_ms: int = 500) -> list[dict[str, Any]]:
         """Every envelope on `topic` (without namespace) from the beginning, as dicts."""
