@@ -1,4 +1,4 @@
-"""Async engine, sessions, and the declarative base every service's models use."""
+"""Async engine and sessions, the naming convention every service's Base uses, the kit's metadata."""
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,7 +10,6 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -24,12 +23,6 @@ NAMING = {
 # The kit's own tables (outbox, inbox, idempotency keys) live in every service's database but
 # belong to no service's models: each service has its own declarative Base and metadata.
 kit_metadata = MetaData(naming_convention=NAMING)
-
-
-class Base(DeclarativeBase):
-    """Deprecated shared base: define `class Base(DeclarativeBase)` with NAMING per service."""
-
-    metadata = MetaData(naming_convention=NAMING)
 
 
 class Database:

@@ -10,13 +10,18 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    MetaData,
     String,
     UniqueConstraint,
     func,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from shopkit.db import Base
+from shopkit.db import NAMING
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
 
 
 class Coupon(Base):
