@@ -200,7 +200,9 @@ async def payment_worker(app: FastAPI) -> None:
                 running.add(task)
                 task.add_done_callback(running.discard)
                 task.add_done_callback(lambda _: wake.set())
-            if len(claimed) < free:
+            # At capacity (free == 0) or out of work: wait for a task to finish or a new step.
+            # Looping straight on at capacity would never yield and starve the event loop.
+            if len(claimed) < free or free <= 0:
                 try:
                     await asyncio.wait_for(wake.wait(), timeout=settings.scan_interval_seconds)
                 except TimeoutError:

@@ -1,0 +1,105 @@
+"""The payment worker against real PostgreSQL and a provider that never answers."""
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+
+import pytest
+
+from contracts.wallet import WalletDebited
+from order import service
+from order.provider import payment_worker
+from order.settings import Settings
+from order.waiting import Waiters
+from shopkit.clock import system_clock
+from shopkit.db import Database
+from shopkit.testing import Infra, create_database, poll, unique_name
+
+from .conftest import SERVICE_DIR
+from .test_order_saga import reserved
+
+
+class SilentProvider:
+    """Accepts connections, reads requests, never answers: every payment call hangs."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.server: asyncio.Server | None = None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if await reader.readuntil(b"\r\n\r\n"):
+            self.requests += 1
+        await reader.read()  # until the client gives up
+
+    async def __aenter__(self) -> str:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self.server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self.server is not None
+        self.server.close()
+
+
+@pytest.fixture
+async def paying_db(infra: Infra) -> AsyncIterator[Database]:
+    """A database of its own, so the module's running order app never leases these orders."""
+    db = Database(await create_database(infra, SERVICE_DIR, unique_name("order")))
+    yield db
+    await db.dispose()
+
+
+async def put_in_paying(db: Database, settings: Settings) -> str:
+    user = str(uuid.uuid4())
+    now = system_clock()
+    async with db.transaction() as session:
+        placed = await service.place_order(
+            session, settings=settings, user_id=user, items=[("p1", 2)], coupon_id=None, now=now
+        )
+    oid = str(placed.id)
+    debited = WalletDebited(
+        order_id=oid,
+        operation_id=f"{oid}:place:debit",
+        user_id=user,
+        amount=20_000,
+        balance=0,
+        transaction_id=str(uuid.uuid4()),
+    )
+    for reply in (reserved(oid), debited):
+        async with db.transaction() as session:
+            await service.apply_event(session, settings=settings, order_id=oid, event=reply, now=now)
+    return oid
+
+
+@pytest.mark.timeout(60)
+async def test_worker_at_capacity_keeps_the_event_loop_free(
+    settings: Settings, paying_db: Database
+) -> None:
+    """With every slot busy on a hanging provider, the worker waits instead of spinning.
+
+    The worker once looped without awaiting when no slot was free, which froze the whole order
+    process (no HTTP answers, no consumers) until the provider answered; here that would hang
+    this test until the timeout fails it."""
+    provider = SilentProvider()
+    async with provider as url:
+        conf = settings.model_copy(
+            update={"payment_url": url, "payment_concurrency": 2, "payment_timeout_seconds": 30}
+        )
+        for _ in range(3):
+            await put_in_paying(paying_db, conf)
+        app = SimpleNamespace(
+            state=SimpleNamespace(
+                settings=conf, db=paying_db, clock=system_clock, waiters=Waiters()
+            )
+        )
+        worker = asyncio.create_task(payment_worker(app))  # type: ignore[arg-type]
+        try:
+            await poll(lambda: asyncio.sleep(0, provider.requests), until=lambda n: n >= 2)
+            for _ in range(10):  # the loop keeps running other work while both slots hang
+                await asyncio.sleep(0.05)
+            assert provider.requests == 2  # and never more calls than slots
+        finally:
+            worker.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await worker
