@@ -90,6 +90,11 @@ async def main() -> None:
                 )
                 statuses[status] = statuses.get(status, 0) + 1
 
+        print(
+            f"set up {len(users)} users and {len(products)} products;"
+            f" firing {args.orders} orders from {args.concurrency} clients ...",
+            flush=True,
+        )
         began = time.perf_counter()
         await asyncio.gather(*[client_loop() for _ in range(args.concurrency)])
         elapsed = time.perf_counter() - began

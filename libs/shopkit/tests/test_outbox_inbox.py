@@ -160,6 +160,49 @@ async def test_a_duplicate_delivery_is_applied_once(
     assert sorted(applied) == sorted([str(envelope.message_id), str(marker.message_id)])
 
 
+async def test_a_poll_is_handled_in_one_transaction(
+    db: Database, settings: ServiceSettings, kafka: KafkaProbe
+) -> None:
+    """Messages waiting together are applied together: their inbox rows share a transaction
+    (PostgreSQL's now() is the transaction's start), and each is applied exactly once."""
+    user_id = str(uuid.uuid4())
+    sent = await kafka.publish_many([charged(user_id) for _ in range(30)])
+    consumer = Consumer("kit-test-batch")
+
+    @consumer.handles(BalanceCharged)
+    async def record(session: AsyncSession, message: BalanceCharged, env: Envelope) -> None:
+        await session.execute(
+            text("INSERT INTO effects (message_id, user_id) VALUES (:m, :u)"),
+            {"m": env.message_id, "u": message.user_id},
+        )
+
+    broker = KafkaBroker(settings.kafka_bootstrap, logger=None)
+    consumer.attach(broker, db, settings)
+    await broker.start()
+    try:
+
+        async def effects() -> list[str]:
+            async with db.sessions() as session:
+                rows = await session.execute(
+                    text("SELECT message_id::text FROM effects WHERE user_id = :u"), {"u": user_id}
+                )
+                return [r[0] for r in rows]
+
+        applied = await poll(effects, until=lambda ids: len(ids) >= len(sent))
+    finally:
+        await broker.stop()
+    assert sorted(applied) == sorted(str(e.message_id) for e in sent)
+    async with db.sessions() as session:
+        transactions = await session.execute(
+            text(
+                "SELECT count(DISTINCT processed_at) FROM inbox"
+                " WHERE consumer = 'kit-test-batch' AND message_id = ANY(CAST(:ids AS uuid[]))"
+            ),
+            {"ids": [e.message_id for e in sent]},
+        )
+        assert transactions.scalar_one() <= len(sent) // 3
+
+
 async def test_a_rolled_back_transaction_publishes_nothing(
     db: Database, settings: ServiceSettings, kafka: KafkaProbe
 ) -> None:

@@ -68,7 +68,9 @@ async def put_in_paying(db: Database, settings: Settings) -> str:
     )
     for reply in (reserved(oid), debited):
         async with db.transaction() as session:
-            await service.apply_event(session, settings=settings, order_id=oid, event=reply, now=now)
+            await service.apply_event(
+                session, settings=settings, order_id=oid, event=reply, now=now
+            )
     return oid
 
 

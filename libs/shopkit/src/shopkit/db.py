@@ -3,6 +3,7 @@
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import orjson
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -35,8 +36,11 @@ class Database:
             # died is replaced after one failed attempt, which the callers retry.
             url,
             pool_size=pool_size,
-            max_overflow=pool_size,
+            max_overflow=pool_size // 2,
             pool_recycle=1800,
+            # JSONB columns (outbox envelopes, saga state) are written on every step.
+            json_serializer=_json_dumps,
+            json_deserializer=orjson.loads,
         )
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
@@ -48,6 +52,10 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def _json_dumps(value: object) -> str:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def asyncpg_dsn(url: str) -> str:

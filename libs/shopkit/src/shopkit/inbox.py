@@ -2,7 +2,7 @@
 
 import uuid
 
-from sqlalchemy import Column, DateTime, String, Table, Uuid, func
+from sqlalchemy import Column, DateTime, String, Table, Uuid, func, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,3 +35,24 @@ async def first_delivery(
         .returning(inbox_table.c.message_id)
     )
     return result.scalar_one_or_none() is not None
+
+
+async def first_deliveries(
+    session: AsyncSession, *, consumer: str, messages: list[tuple[uuid.UUID, str]]
+) -> set[uuid.UUID]:
+    """Record many messages in one statement; the ids not recorded before (to be handled)."""
+    if not messages:
+        return set()
+    # unnest keeps it one statement text (one prepared statement) whatever the batch size.
+    result = await session.execute(
+        _RECORD_MANY,
+        {"c": consumer, "ids": [m for m, _ in messages], "types": [t for _, t in messages]},
+    )
+    return set(result.scalars())
+
+
+_RECORD_MANY = text(
+    "INSERT INTO inbox (consumer, message_id, type, outcome)"
+    " SELECT :c, m, t, 'processed' FROM unnest(CAST(:ids AS uuid[]), CAST(:types AS text[])) AS u(m, t)"
+    " ON CONFLICT DO NOTHING RETURNING message_id"
+).columns(inbox_table.c.message_id)

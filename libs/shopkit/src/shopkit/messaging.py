@@ -2,15 +2,18 @@
 
 A handler is a typed function `(session, message, envelope) -> None`. The consumer records the
 message in the inbox in the same transaction as the handler's effect, so a redelivery is skipped.
-The offset is committed only after that transaction (NACK_ON_ERROR, never ACK_FIRST). A message
-that keeps failing is retried a bounded number of times and then written to `<topic>.dlt`
-through the outbox, so it never blocks its partition and is never silently dropped.
+A whole poll is handled in one transaction; if anything in it fails, the poll is rolled back and
+handled again one message per transaction. The offset is committed only after that (NACK_ON_ERROR,
+never ACK_FIRST). A message that keeps failing is retried a bounded number of times and then
+written to `<topic>.dlt` through the outbox, so it never blocks its partition and is never
+silently dropped.
 """
 
 import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import orjson
@@ -22,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from contracts import Envelope, Message, Topic
 from shopkit.clock import system_clock
 from shopkit.db import Database
-from shopkit.inbox import first_delivery
+from shopkit.inbox import first_deliveries, first_delivery
 from shopkit.logs import correlation_id
 from shopkit.outbox import add_envelope
 from shopkit.settings import ServiceSettings
@@ -33,9 +36,18 @@ M = TypeVar("M", bound=Message)
 Handler = Callable[[AsyncSession, Any, Envelope], Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class Polled:
+    """One polled record: its topic without the namespace, the raw record, its decoded body."""
+
+    topic: str
+    record: Any
+    body: Any
+
+
 class ConsumerGroup(Protocol):
     """What create_app needs of a consumer: its group name, the types it handles, and how to
-    subscribe it. `Consumer` (one message per transaction) is the usual one; a service may
+    subscribe it. `Consumer` (one transaction per poll) is the usual one; a service may
     bring its own, e.g. a batch consumer for a projection."""
 
     name: str
@@ -75,11 +87,9 @@ class Consumer:
     def attach(self, broker: KafkaBroker, db: Database, settings: ServiceSettings) -> None:
         """Subscribe this consumer's group to its topics on `broker`.
 
-        Records come in polls of up to `consumer_batch_size`. Records of one key are handled in
-        order, one after the other; different keys (different orders, users, coupons) are
-        handled concurrently, each message in its own transaction. Offsets are committed once
-        the whole poll is handled. Without this, every message waited for the previous one's
-        commit and its offset commit, and a consumer managed ~10 saga steps per second.
+        Records come in polls of up to `consumer_batch_size`, and a poll is handled in one
+        transaction (see `process_poll`). Offsets are committed once the whole poll is handled.
+        One transaction per message cost each message a commit and most of a service's CPU.
         """
         subscriber = broker.subscriber(
             *[settings.topic(t) for t in self.topics],
@@ -96,47 +106,100 @@ class Consumer:
         async def consume(_: list[Any], message: KafkaMessage) -> None:
             records = message.raw_message
             records = records if isinstance(records, tuple) else (records,)
-            by_key: dict[Any, list[Any]] = {}
-            for record in records:
-                by_key.setdefault(record.key or (record.topic, record.partition), []).append(record)
+            polled = [
+                Polled(
+                    record.topic.removeprefix(settings.kafka_namespace),
+                    record,
+                    _decode(record.value),
+                )
+                for record in records
+            ]
+            await self.process_poll(polled, db=db, settings=settings)
 
-            async def in_order(chain: list[Any]) -> None:
-                for record in chain:
-                    await self.process(
-                        _decode(record.value),
-                        topic=record.topic.removeprefix(settings.kafka_namespace),
-                        db=db,
-                        settings=settings,
-                    )
-
-            await asyncio.gather(*(in_order(chain) for chain in by_key.values()))
-
-    async def process(
-        self, body: dict[str, Any], *, topic: str, db: Database, settings: ServiceSettings
+    async def process_poll(
+        self, polled: list["Polled"], *, db: Database, settings: ServiceSettings
     ) -> None:
+        """Handle a poll's messages in poll order, in one transaction with their inbox rows.
+
+        If any of them fails, that transaction is rolled back and the poll is handled again one
+        message per transaction: records of one key in order, one after the other; different
+        keys concurrently; the failing message retried, then dead-lettered.
+        """
+        ready: list[tuple[Polled, Envelope, Message, Handler]] = []
+        for item in polled:
+            parsed = await self._parse(item, db=db)
+            if parsed is not None:
+                ready.append((item, *parsed))
+        if not ready:
+            return
         try:
-            envelope = Envelope.model_validate(body)
+            async with db.transaction() as session:
+                fresh = await first_deliveries(
+                    session,
+                    consumer=self.name,
+                    messages=[(envelope.message_id, envelope.type) for _, envelope, _, _ in ready],
+                )
+                for _, envelope, message, handler in ready:
+                    if envelope.message_id not in fresh:
+                        continue  # handled before, or a second copy in this very poll
+                    fresh.discard(envelope.message_id)
+                    token = correlation_id.set(envelope.correlation_id)
+                    try:
+                        await handler(session, message, envelope)
+                    finally:
+                        correlation_id.reset(token)
+            return
+        except Exception as exc:
+            log.warning(
+                "poll failed as one transaction; handling its messages one by one",
+                extra={"fields": {"consumer": self.name, "size": len(ready), "error": repr(exc)}},
+            )
+        by_key: dict[Any, list[tuple[Polled, Envelope, Message, Handler]]] = {}
+        for entry in ready:
+            record = entry[0].record
+            by_key.setdefault(record.key or (record.topic, record.partition), []).append(entry)
+
+        async def in_order(chain: list[tuple[Polled, Envelope, Message, Handler]]) -> None:
+            for item, envelope, message, handler in chain:
+                token = correlation_id.set(envelope.correlation_id)
+                try:
+                    await self._handle(
+                        db, settings, item.topic, envelope, message, handler, item.body
+                    )
+                finally:
+                    correlation_id.reset(token)
+
+        await asyncio.gather(*(in_order(chain) for chain in by_key.values()))
+
+    async def _parse(
+        self, item: "Polled", *, db: Database
+    ) -> tuple[Envelope, Message, Handler] | None:
+        """The envelope, message and handler of a record; None when it is not ours to handle
+        (another consumer's type) or cannot be read at all (then it is dead-lettered)."""
+        try:
+            envelope = Envelope.model_validate(item.body)
         except ValidationError as exc:
             await dead_letter(
-                db, consumer=self.name, topic=topic, envelope=None, body=body, error=exc
+                db, consumer=self.name, topic=item.topic, envelope=None, body=item.body, error=exc
             )
-            return
+            return None
         entry = self.handlers.get(envelope.type)
         if entry is None:
-            return  # another consumer's message on a shared topic
+            return None  # another consumer's message on a shared topic
         message_type, handler = entry
-        token = correlation_id.set(envelope.correlation_id)
         try:
-            try:
-                message = message_type.model_validate(envelope.payload)
-            except ValidationError as exc:
-                await dead_letter(
-                    db, consumer=self.name, topic=topic, envelope=envelope, body=body, error=exc
-                )
-                return
-            await self._handle(db, settings, topic, envelope, message, handler, body)
-        finally:
-            correlation_id.reset(token)
+            message = message_type.model_validate(envelope.payload)
+        except ValidationError as exc:
+            await dead_letter(
+                db,
+                consumer=self.name,
+                topic=item.topic,
+                envelope=envelope,
+                body=item.body,
+                error=exc,
+            )
+            return None
+        return envelope, message, handler
 
     async def _handle(
         self,

@@ -39,6 +39,7 @@ log = logging.getLogger("shopkit.outbox")
 
 NOTIFY_CHANNEL = "shop_outbox"
 RELAY_LOCK_ID = 7_340_001
+_NOTIFIED = "shopkit.outbox.notified"  # session.info: the transaction that has NOTIFYed
 
 
 outbox_table = Table(
@@ -94,8 +95,12 @@ async def add_envelope(session: AsyncSession, topic: str, envelope: Envelope) ->
             envelope=envelope.model_dump(mode="json"),
         )
     )
-    # NOTIFY is delivered at commit, so the relay wakes exactly when there is something to send.
-    await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+    # NOTIFY is delivered at commit, so the relay wakes exactly when there is something to send;
+    # once per transaction is enough (a consumer's poll may queue a hundred messages).
+    transaction = session.get_transaction()
+    if session.info.get(_NOTIFIED) is not transaction:
+        session.info[_NOTIFIED] = transaction
+        await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
 
 
 class OutboxRelay:

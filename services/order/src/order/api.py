@@ -8,10 +8,10 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order import service
-from order.models import Order
 from order.schemas import HistoryOut, ModifyOrderIn, OrderOut, PlaceOrderIn
+from order.service import OrderRow
 from order.settings import Settings
-from order.waiting import Waiters
+from order.waiting import Seen, Waiters
 from shopkit.app import ClockDep, Db
 from shopkit.auth import CurrentPrincipal
 from shopkit.errors import Problem
@@ -35,11 +35,11 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 Wait = Annotated[bool, Query(description="wait up to 10 s for the final state")]
 
 
-def _reply(row: Order, status_code: int) -> JSONResponse:
+def _reply(row: OrderRow, status_code: int) -> JSONResponse:
     return JSONResponse(service.order_out(row).model_dump(mode="json"), status_code=status_code)
 
 
-def _settled(row: Order) -> bool:
+def _settled(row: Seen) -> bool:
     return row.status != "PENDING"
 
 

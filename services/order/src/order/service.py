@@ -1,12 +1,17 @@
-"""Order use cases. Each function owns one transaction: saga row + history + outbox commit together."""
+"""Order use cases. Each function owns one transaction: saga row + history + outbox commit together.
+
+The saga's writes are plain Core statements on `OrderRow`s, not ORM objects: they run several
+times per order under load, and the ORM's unit of work was most of the service's CPU.
+"""
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import TypeAdapter
-from sqlalchemy import select, text, update
+from sqlalchemy import Table, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order.models import Order, OrderHistory
@@ -31,13 +36,44 @@ from shopkit.pagination import decode_cursor, encode_cursor
 SAGA = TypeAdapter(Saga)
 CHANGED_CHANNEL = "order_changed"
 WORKER_CHANNEL = "order_worker"
+ORDERS: Table = Order.__table__  # type: ignore[assignment]
+HISTORY: Table = OrderHistory.__table__  # type: ignore[assignment]
+_NOTIFY_CHANGED = text("SELECT pg_notify(:c, :p)")
+_NOTIFY_CHANGED_AND_WORKER = text("SELECT pg_notify(:c, :p), pg_notify(:w, '')")
 
 
-def load(row: Order) -> Saga:
+@dataclass
+class OrderRow:
+    """One `orders` row, as read and changed by the saga's transactions."""
+
+    id: str
+    user_id: str
+    status: str
+    step: str
+    operation: str | None
+    saga: dict[str, Any]
+    deadline: datetime | None
+    attempts: int
+    created_at: datetime
+    updated_at: datetime
+
+
+def changed_payload(row: OrderRow) -> str:
+    """What a saga change NOTIFYs: `<order id> <status> <operation or ->` (see waiting.py)."""
+    return f"{row.id} {row.status} {row.operation or '-'}"
+
+
+async def _select(session: AsyncSession, order_id: str, *, lock: bool) -> OrderRow | None:
+    query = select(ORDERS).where(ORDERS.c.id == order_id)
+    found = (await session.execute(query.with_for_update() if lock else query)).first()
+    return None if found is None else OrderRow(**found._mapping)
+
+
+def load(row: OrderRow) -> Saga:
     return SAGA.validate_python(row.saga)
 
 
-def order_out(row: Order) -> OrderOut:
+def order_out(row: OrderRow) -> OrderOut:
     saga = load(row)
     return OrderOut(
         id=row.id,
@@ -71,17 +107,18 @@ async def place_order(
     start = new_order(
         order_id=order_id, user_id=user_id, items=tuple(items), coupon_id=coupon_id, now=now
     )
-    row = Order(
+    row = OrderRow(
         id=order_id,
         user_id=user_id,
         status="PENDING",
         step=start.saga.step,
+        operation=None,
         saga={},
+        deadline=None,
         attempts=0,
         created_at=now,
         updated_at=now,
     )
-    session.add(row)
     await _save(session, row, before=None, moved=start, settings=settings, now=now)
     return order_out(row)
 
@@ -90,14 +127,14 @@ async def apply_event(
     session: AsyncSession, *, settings: Settings, order_id: str, event: Event, now: datetime
 ) -> Transition | None:
     """Feed one reply or internal event to the order's saga; None when it changed nothing."""
-    row = await session.get(Order, order_id, with_for_update=True)
+    row = await _select(session, order_id, lock=True)
     if row is None:
         return None  # a reply for an order this database never had (another namespace)
     return await _apply(session, row, event, settings=settings, now=now)
 
 
 async def _apply(
-    session: AsyncSession, row: Order, event: Event, *, settings: Settings, now: datetime
+    session: AsyncSession, row: OrderRow, event: Event, *, settings: Settings, now: datetime
 ) -> Transition | None:
     before = load(row)
     moved = advance(before, event, now)
@@ -109,13 +146,14 @@ async def _apply(
 
 async def _save(
     session: AsyncSession,
-    row: Order,
+    row: OrderRow,
     *,
     before: Saga | None,
     moved: Transition,
     settings: Settings,
     now: datetime,
 ) -> None:
+    """Write the moved saga to `row` and the database, with its history, messages and NOTIFYs."""
     saga = moved.saga
     row.saga = SAGA.dump_python(saga, mode="json")
     row.status, row.step, row.operation, row.updated_at = (
@@ -126,25 +164,48 @@ async def _save(
     )
     if before is None or saga.step != before.step:
         _schedule(row, saga, settings=settings, now=now)
-    for event, detail in moved.history:
-        session.add(
-            OrderHistory(
-                order_id=row.id,
-                status=saga.status,
-                step=saga.step,
-                event=event,
-                detail=detail,
-                at=now,
+    values = {
+        "status": row.status,
+        "step": row.step,
+        "operation": row.operation,
+        "saga": row.saga,
+        "deadline": row.deadline,
+        "attempts": row.attempts,
+        "updated_at": now,
+    }
+    if before is None:
+        await session.execute(
+            insert(ORDERS).values(
+                id=row.id, user_id=row.user_id, created_at=row.created_at, **values
             )
+        )
+    else:
+        await session.execute(update(ORDERS).where(ORDERS.c.id == row.id).values(**values))
+    if moved.history:
+        await session.execute(
+            insert(HISTORY),
+            [
+                {
+                    "order_id": row.id,
+                    "status": saga.status,
+                    "step": saga.step,
+                    "event": event,
+                    "detail": detail,
+                    "at": now,
+                }
+                for event, detail in moved.history
+            ],
         )
     for message in moved.messages:
         await add_message(session, message)
-    await session.execute(text("SELECT pg_notify(:c, :id)"), {"c": CHANGED_CHANNEL, "id": row.id})
+    notify = {"c": CHANGED_CHANNEL, "p": changed_payload(row)}
     if saga.step in PROVIDER_STEPS:
-        await session.execute(text("SELECT pg_notify(:c, '')"), {"c": WORKER_CHANNEL})
+        await session.execute(_NOTIFY_CHANGED_AND_WORKER, notify | {"w": WORKER_CHANNEL})
+    else:
+        await session.execute(_NOTIFY_CHANGED, notify)
 
 
-def _schedule(row: Order, saga: Saga, *, settings: Settings, now: datetime) -> None:
+def _schedule(row: OrderRow, saga: Saga, *, settings: Settings, now: datetime) -> None:
     """A fresh deadline for a newly entered step (provider steps: when the worker may take it)."""
     row.attempts = 0 if saga.step in PROVIDER_STEPS else 1
     if saga.step == "DONE":
@@ -163,28 +224,30 @@ async def run_deadlines(
 ) -> int:
     """Re-send (or give up on) every step whose reply is overdue; the number handled."""
     async with db.transaction() as session:
-        rows = (
-            await session.execute(
-                select(Order)
-                .where(
-                    Order.step != "DONE",
-                    Order.step.not_in(PROVIDER_STEPS),
-                    Order.deadline <= now,
-                )
-                .order_by(Order.deadline)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
+        found = await session.execute(
+            select(ORDERS)
+            .where(
+                ORDERS.c.step != "DONE",
+                ORDERS.c.step.not_in(PROVIDER_STEPS),
+                ORDERS.c.deadline <= now,
             )
-        ).scalars()
+            .order_by(ORDERS.c.deadline)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
         handled = 0
-        for row in rows:
+        for row in [OrderRow(**r._mapping) for r in found]:
             step = row.step
             event = DeadlinePassed(attempt=row.attempts, max_attempts=settings.max_step_attempts)
             await _apply(session, row, event, settings=settings, now=now)
             if row.step == step:
                 row.attempts += 1
                 backoff = settings.step_timeout_seconds * min(row.attempts, 6)
-                row.deadline = now + timedelta(seconds=backoff)
+                await session.execute(
+                    update(ORDERS)
+                    .where(ORDERS.c.id == row.id)
+                    .values(attempts=row.attempts, deadline=now + timedelta(seconds=backoff))
+                )
             handled += 1
         return handled
 
@@ -195,18 +258,18 @@ async def claim_provider_work(
     """Lease sagas waiting on the payment provider: (order id, step, saga, attempt)."""
     async with db.transaction() as session:
         ids = (
-            select(Order.id)
-            .where(Order.step.in_(PROVIDER_STEPS), Order.deadline <= now)
-            .order_by(Order.deadline)
+            select(ORDERS.c.id)
+            .where(ORDERS.c.step.in_(PROVIDER_STEPS), ORDERS.c.deadline <= now)
+            .order_by(ORDERS.c.deadline)
             .limit(limit)
             .with_for_update(skip_locked=True)
             .scalar_subquery()
         )
         rows = await session.execute(
-            update(Order)
-            .where(Order.id.in_(ids))
-            .values(deadline=now + timedelta(seconds=lease_seconds), attempts=Order.attempts + 1)
-            .returning(Order.id, Order.step, Order.saga, Order.attempts)
+            update(ORDERS)
+            .where(ORDERS.c.id.in_(ids))
+            .values(deadline=now + timedelta(seconds=lease_seconds), attempts=ORDERS.c.attempts + 1)
+            .returning(ORDERS.c.id, ORDERS.c.step, ORDERS.c.saga, ORDERS.c.attempts)
         )
         return [(r.id, r.step, SAGA.validate_python(r.saga), r.attempts) for r in rows]
 
@@ -215,14 +278,13 @@ async def retry_provider_later(db: Database, *, order_id: str, step: str, at: da
     """Give a leased provider step back to the worker, to be tried again at `at`."""
     async with db.transaction() as session:
         await session.execute(
-            update(Order).where(Order.id == order_id, Order.step == step).values(deadline=at)
+            update(ORDERS).where(ORDERS.c.id == order_id, ORDERS.c.step == step).values(deadline=at)
         )
 
 
-async def get_order(db: Database, *, order_id: str, user_id: str, is_admin: bool) -> Order:
+async def get_order(db: Database, *, order_id: str, user_id: str, is_admin: bool) -> OrderRow:
     """The order; 404 ORDER_NOT_FOUND, 403 FORBIDDEN when it is someone else's."""
-    async with db.sessions() as session:
-        row = await session.get(Order, order_id)
+    row = await read_order(db, order_id=order_id)
     if row is None:
         raise Problem(404, "ORDER_NOT_FOUND", f"no order {order_id}")
     if not is_admin and row.user_id != user_id:
@@ -241,26 +303,24 @@ async def history(db: Database, *, order_id: str) -> list[OrderHistory]:
 
 async def list_orders(
     db: Database, *, user_id: str, limit: int, cursor: str | None
-) -> tuple[list[Order], str | None]:
+) -> tuple[list[OrderRow], str | None]:
     """A page of the user's orders, newest first (ties by id)."""
     after = decode_cursor(cursor, size=2)
-    query = select(Order).where(Order.user_id == user_id)
+    query = select(ORDERS).where(ORDERS.c.user_id == user_id)
     if after is not None:
         try:
             at = datetime.fromisoformat(str(after[0]))
         except ValueError as exc:
             raise Problem(422, "INVALID_CURSOR", "cursor is not valid") from exc
         query = query.where(
-            (Order.created_at < at) | ((Order.created_at == at) & (Order.id < str(after[1])))
+            (ORDERS.c.created_at < at)
+            | ((ORDERS.c.created_at == at) & (ORDERS.c.id < str(after[1])))
         )
     async with db.sessions() as session:
-        rows = list(
-            (
-                await session.execute(
-                    query.order_by(Order.created_at.desc(), Order.id.desc()).limit(limit + 1)
-                )
-            ).scalars()
+        found = await session.execute(
+            query.order_by(ORDERS.c.created_at.desc(), ORDERS.c.id.desc()).limit(limit + 1)
         )
+        rows = [OrderRow(**r._mapping) for r in found]
     next_cursor = None
     if len(rows) > limit:
         last = rows[limit - 1]
@@ -268,8 +328,8 @@ async def list_orders(
     return rows[:limit], next_cursor
 
 
-async def _locked(session: AsyncSession, order_id: str, user_id: str, is_admin: bool) -> Order:
-    row = await session.get(Order, order_id, with_for_update=True)
+async def _locked(session: AsyncSession, order_id: str, user_id: str, is_admin: bool) -> OrderRow:
+    row = await _select(session, order_id, lock=True)
     if row is None:
         raise Problem(404, "ORDER_NOT_FOUND", f"no order {order_id}")
     if not is_admin and row.user_id != user_id:
@@ -279,7 +339,7 @@ async def _locked(session: AsyncSession, order_id: str, user_id: str, is_admin: 
 
 async def request_cancel(
     db: Database, *, settings: Settings, order_id: str, user_id: str, is_admin: bool, now: datetime
-) -> Order:
+) -> OrderRow:
     """Start cancelling a PAID order; a cancel already running is joined, not repeated."""
     async with db.transaction() as session:
         row = await _locked(session, order_id, user_id, is_admin)
@@ -300,7 +360,7 @@ async def request_modify(
     is_admin: bool,
     items: Sequence[tuple[str, int]],
     now: datetime,
-) -> tuple[Order, int]:
+) -> tuple[OrderRow, int]:
     """Start replacing a PAID order's lines; the modify's sequence number."""
     async with db.transaction() as session:
         row = await _locked(session, order_id, user_id, is_admin)
@@ -310,9 +370,9 @@ async def request_modify(
         return row, load(row).modify_seq
 
 
-async def read_order(db: Database, *, order_id: str) -> Order | None:
+async def read_order(db: Database, *, order_id: str) -> OrderRow | None:
     async with db.sessions() as session:
-        return await session.get(Order, order_id)
+        return await _select(session, order_id, lock=False)
 
 
 def saga_json(saga: Saga) -> dict[str, Any]:

@@ -1,60 +1,93 @@
 """Waking up: `?wait=true` requests and the payment worker learn of saga changes by LISTEN.
 
-Every transaction that moves a saga NOTIFYs at commit; one listening connection per process
-turns that into asyncio events. A slow poll backs it up, so a lost notification only costs time.
+Every transaction that moves a saga NOTIFYs at commit with the order's new status and operation;
+one listening connection per process hands that to the requests waiting on that order, and only
+a request whose condition now holds reads the order again. A slow poll backs it up, so a lost
+notification only costs time.
 """
 
 import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import asyncpg
 from fastapi import FastAPI
 
 from order import service
-from order.models import Order
+from order.service import OrderRow
 from shopkit.db import Database, asyncpg_dsn
 
 log = logging.getLogger("order.waiting")
+# A waiter re-reads its order this often even without a notification (LISTEN reconnecting).
+FALLBACK_SECONDS = 2.0
+
+
+class Seen(NamedTuple):
+    """What a waiter's condition looks at: the order's status and the operation in flight."""
+
+    status: str
+    operation: str | None
+
+    @classmethod
+    def of(cls, row: OrderRow) -> "Seen":
+        return cls(row.status, row.operation)
+
+
+Until = Callable[[Seen], bool]
+
+
+@dataclass(eq=False)
+class _Waiter:
+    until: Until
+    event: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class Waiters:
     def __init__(self) -> None:
-        self._events: dict[str, set[asyncio.Event]] = defaultdict(set)
+        self._waiting: dict[str, set[_Waiter]] = defaultdict(set)
         self.worker = asyncio.Event()
 
-    def changed(self, order_id: str) -> None:
-        for event in self._events.get(order_id, ()):
-            event.set()
+    def changed(self, payload: str) -> None:
+        """A NOTIFY from `service.changed_payload`: wake the waiters whose condition now holds."""
+        order_id, _, rest = payload.partition(" ")
+        waiting = self._waiting.get(order_id)
+        if not waiting:
+            return
+        status, _, operation = rest.partition(" ")
+        seen = Seen(status, None if operation in ("", "-") else operation)
+        for waiter in waiting:
+            if waiter.until(seen):
+                waiter.event.set()
 
     async def wait(
-        self, db: Database, order_id: str, *, until: Callable[[Order], bool], timeout: float
-    ) -> tuple[Order, bool]:
+        self, db: Database, order_id: str, *, until: Until, timeout: float
+    ) -> tuple[OrderRow, bool]:
         """The order once `until` holds (True), or as it is when `timeout` runs out (False)."""
-        event = asyncio.Event()
-        self._events[order_id].add(event)
+        waiter = _Waiter(until)
+        self._waiting[order_id].add(waiter)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         try:
             while True:
-                event.clear()
+                waiter.event.clear()
                 row = await service.read_order(db, order_id=order_id)
                 assert row is not None
-                if until(row):
+                if until(Seen.of(row)):
                     return row, True
                 left = deadline - loop.time()
                 if left <= 0:
                     return row, False
                 try:
-                    await asyncio.wait_for(event.wait(), timeout=min(left, 0.5))
+                    await asyncio.wait_for(waiter.event.wait(), timeout=min(left, FALLBACK_SECONDS))
                 except TimeoutError:
                     pass
         finally:
-            self._events[order_id].discard(event)
-            if not self._events[order_id]:
-                del self._events[order_id]
+            self._waiting[order_id].discard(waiter)
+            if not self._waiting[order_id]:
+                del self._waiting[order_id]
 
 
 async def listen(app: FastAPI) -> None:
@@ -63,7 +96,7 @@ async def listen(app: FastAPI) -> None:
     url = asyncpg_dsn(app.state.settings.database_url)
 
     def on_changed(*args: Any) -> None:
-        waiters.changed(args[3])
+        waiters.changed(args[3])  # (connection, pid, channel, payload)
 
     def on_worker(*_: Any) -> None:
         waiters.worker.set()
