@@ -2,7 +2,9 @@
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
+import asyncpg
 import orjson
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import (
@@ -52,6 +54,31 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+async def driver(session: AsyncSession) -> asyncpg.Connection:
+    """The session's own asyncpg connection, inside the session's transaction.
+
+    For the statements that run several times per order: through SQLAlchemy a statement costs
+    ~0.3-0.5 ms of CPU on our machine, straight through asyncpg ~0.1 ms. The transaction stays
+    the session's: these statements commit or roll back with it. JSONB parameters are passed
+    as JSON text (`json_text`), as SQLAlchemy's codec on the connection expects. The session's
+    identity map does not see these writes: an ORM read of a row they may have changed must use
+    `populate_existing=True`.
+    """
+    if session.new or session.dirty or session.deleted:
+        await session.flush()  # ORM changes still pending must be visible to these statements
+    connection = await session.connection()
+    adapted: Any = (await connection.get_raw_connection()).dbapi_connection
+    # SQLAlchemy's adapter sends BEGIN lazily, with its first statement; make sure it has.
+    if adapted._transaction is None and session.in_transaction():
+        await adapted._start_transaction()
+    return adapted._connection
+
+
+def json_text(value: object) -> str:
+    """JSON for a JSONB parameter of a `driver()` statement."""
+    return _json_dumps(value)
 
 
 def _json_dumps(value: object) -> str:

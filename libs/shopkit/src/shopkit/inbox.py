@@ -2,11 +2,11 @@
 
 import uuid
 
-from sqlalchemy import Column, DateTime, String, Table, Uuid, func, text
+from sqlalchemy import Column, DateTime, String, Table, Uuid, func
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shopkit.db import kit_metadata
+from shopkit.db import driver, kit_metadata
 
 inbox_table = Table(
     "inbox",
@@ -43,16 +43,14 @@ async def first_deliveries(
     """Record many messages in one statement; the ids not recorded before (to be handled)."""
     if not messages:
         return set()
-    # unnest keeps it one statement text (one prepared statement) whatever the batch size.
-    result = await session.execute(
-        _RECORD_MANY,
-        {"c": consumer, "ids": [m for m, _ in messages], "types": [t for _, t in messages]},
+    # unnest keeps it one statement whatever the batch size; it runs once per poll.
+    conn = await driver(session)
+    rows = await conn.fetch(
+        "INSERT INTO inbox (consumer, message_id, type, outcome)"
+        " SELECT $1, m, t, 'processed' FROM unnest($2::uuid[], $3::text[]) AS u(m, t)"
+        " ON CONFLICT DO NOTHING RETURNING message_id",
+        consumer,
+        [m for m, _ in messages],
+        [t for _, t in messages],
     )
-    return set(result.scalars())
-
-
-_RECORD_MANY = text(
-    "INSERT INTO inbox (consumer, message_id, type, outcome)"
-    " SELECT :c, m, t, 'processed' FROM unnest(CAST(:ids AS uuid[]), CAST(:types AS text[])) AS u(m, t)"
-    " ON CONFLICT DO NOTHING RETURNING message_id"
-).columns(inbox_table.c.message_id)
+    return {uuid.UUID(bytes=row[0].bytes) for row in rows}

@@ -23,7 +23,6 @@ from sqlalchemy import (
     Table,
     Uuid,
     func,
-    insert,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -31,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import Envelope, Message
 from shopkit.clock import system_clock
-from shopkit.db import asyncpg_dsn, kit_metadata
+from shopkit.db import asyncpg_dsn, driver, kit_metadata
 from shopkit.logs import correlation_id as current_correlation
 from shopkit.settings import ServiceSettings
 
@@ -86,21 +85,21 @@ async def add_message(
 
 
 async def add_envelope(session: AsyncSession, topic: str, envelope: Envelope) -> None:
-    await session.execute(
-        insert(outbox_table).values(
-            message_id=envelope.message_id,
-            topic=topic,
-            key=envelope.key,
-            type=envelope.type,
-            envelope=envelope.model_dump(mode="json"),
-        )
+    conn = await driver(session)  # several times per order: straight through asyncpg
+    await conn.execute(
+        "INSERT INTO outbox (message_id, topic, key, type, envelope) VALUES ($1, $2, $3, $4, $5)",
+        envelope.message_id,
+        topic,
+        envelope.key,
+        envelope.type,
+        envelope.model_dump_json(),
     )
     # NOTIFY is delivered at commit, so the relay wakes exactly when there is something to send;
     # once per transaction is enough (a consumer's poll may queue a hundred messages).
     transaction = session.get_transaction()
     if session.info.get(_NOTIFIED) is not transaction:
         session.info[_NOTIFIED] = transaction
-        await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+        await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
 
 
 class OutboxRelay:

@@ -1,7 +1,8 @@
 """Order use cases. Each function owns one transaction: saga row + history + outbox commit together.
 
-The saga's writes are plain Core statements on `OrderRow`s, not ORM objects: they run several
-times per order under load, and the ORM's unit of work was most of the service's CPU.
+The saga's reads and writes are plain asyncpg statements on `OrderRow`s (through `driver`, inside
+the session's transaction): they run several times per order, and the ORM's unit of work and
+SQLAlchemy's per-statement cost were most of the service's CPU.
 """
 
 import uuid
@@ -11,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import TypeAdapter
-from sqlalchemy import Table, insert, select, text, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order.models import Order, OrderHistory
@@ -28,7 +29,7 @@ from order.saga import (
 )
 from order.schemas import ItemOut, OrderOut
 from order.settings import Settings
-from shopkit.db import Database
+from shopkit.db import Database, driver, json_text
 from shopkit.errors import Problem
 from shopkit.outbox import add_message
 from shopkit.pagination import decode_cursor, encode_cursor
@@ -38,8 +39,6 @@ CHANGED_CHANNEL = "order_changed"
 WORKER_CHANNEL = "order_worker"
 ORDERS: Table = Order.__table__  # type: ignore[assignment]
 HISTORY: Table = OrderHistory.__table__  # type: ignore[assignment]
-_NOTIFY_CHANGED = text("SELECT pg_notify(:c, :p)")
-_NOTIFY_CHANGED_AND_WORKER = text("SELECT pg_notify(:c, :p), pg_notify(:w, '')")
 
 
 @dataclass
@@ -63,10 +62,15 @@ def changed_payload(row: OrderRow) -> str:
     return f"{row.id} {row.status} {row.operation or '-'}"
 
 
+_COLUMNS = "id, user_id, status, step, operation, saga, deadline, attempts, created_at, updated_at"
+
+
 async def _select(session: AsyncSession, order_id: str, *, lock: bool) -> OrderRow | None:
-    query = select(ORDERS).where(ORDERS.c.id == order_id)
-    found = (await session.execute(query.with_for_update() if lock else query)).first()
-    return None if found is None else OrderRow(**found._mapping)
+    conn = await driver(session)
+    found = await conn.fetchrow(
+        f"SELECT {_COLUMNS} FROM orders WHERE id = $1{' FOR UPDATE' if lock else ''}", order_id
+    )
+    return None if found is None else OrderRow(**found)
 
 
 def load(row: OrderRow) -> Saga:
@@ -164,45 +168,41 @@ async def _save(
     )
     if before is None or saga.step != before.step:
         _schedule(row, saga, settings=settings, now=now)
-    values = {
-        "status": row.status,
-        "step": row.step,
-        "operation": row.operation,
-        "saga": row.saga,
-        "deadline": row.deadline,
-        "attempts": row.attempts,
-        "updated_at": now,
-    }
+    conn = await driver(session)  # runs for every step of every order: straight through asyncpg
+    values = (row.status, row.step, row.operation, json_text(row.saga), row.deadline, row.attempts)
     if before is None:
-        await session.execute(
-            insert(ORDERS).values(
-                id=row.id, user_id=row.user_id, created_at=row.created_at, **values
-            )
+        await conn.execute(
+            f"INSERT INTO orders ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+            row.id,
+            row.user_id,
+            *values,
+            now,
         )
     else:
-        await session.execute(update(ORDERS).where(ORDERS.c.id == row.id).values(**values))
+        await conn.execute(
+            "UPDATE orders SET status = $2, step = $3, operation = $4, saga = $5, deadline = $6,"
+            " attempts = $7, updated_at = $8 WHERE id = $1",
+            row.id,
+            *values,
+            now,
+        )
     if moved.history:
-        await session.execute(
-            insert(HISTORY),
-            [
-                {
-                    "order_id": row.id,
-                    "status": saga.status,
-                    "step": saga.step,
-                    "event": event,
-                    "detail": detail,
-                    "at": now,
-                }
-                for event, detail in moved.history
-            ],
+        await conn.executemany(
+            "INSERT INTO order_history (order_id, status, step, event, detail, at)"
+            " VALUES ($1, $2, $3, $4, $5, $6)",
+            [(row.id, saga.status, saga.step, e, d, now) for e, d in moved.history],
         )
     for message in moved.messages:
         await add_message(session, message)
-    notify = {"c": CHANGED_CHANNEL, "p": changed_payload(row)}
     if saga.step in PROVIDER_STEPS:
-        await session.execute(_NOTIFY_CHANGED_AND_WORKER, notify | {"w": WORKER_CHANNEL})
+        await conn.execute(
+            "SELECT pg_notify($1, $2), pg_notify($3, '')",
+            CHANGED_CHANNEL,
+            changed_payload(row),
+            WORKER_CHANNEL,
+        )
     else:
-        await session.execute(_NOTIFY_CHANGED, notify)
+        await conn.execute("SELECT pg_notify($1, $2)", CHANGED_CHANNEL, changed_payload(row))
 
 
 def _schedule(row: OrderRow, saga: Saga, *, settings: Settings, now: datetime) -> None:

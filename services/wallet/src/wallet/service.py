@@ -17,7 +17,7 @@ from contracts.wallet import (
     WalletDebitFailed,
     WalletRefunded,
 )
-from shopkit.db import Database
+from shopkit.db import Database, driver
 from shopkit.errors import Problem
 from shopkit.outbox import add_message
 from shopkit.pagination import decode_cursor, encode_cursor
@@ -165,52 +165,64 @@ async def list_transactions(
 
 
 async def debit(session: AsyncSession, *, command: DebitWallet, now: datetime) -> None:
-    """Take the order's amount if the balance covers it; answer once per operation."""
-    previous = await session.get(WalletOperation, command.operation_id, with_for_update=True)
-    if previous is None:
-        balance = (
-            await session.execute(
-                update(Wallet)
-                .where(Wallet.user_id == command.user_id, Wallet.balance >= command.amount)
-                .values(balance=Wallet.balance - command.amount, updated_at=now)
-                .returning(Wallet.balance)
-            )
-        ).scalar_one_or_none()
+    """Take the order's amount if the balance covers it; answer once per operation.
+
+    Runs once per order, so it goes straight through asyncpg (`driver`), in the session's
+    transaction."""
+    conn = await driver(session)
+    found = await conn.fetchrow(
+        "SELECT outcome, amount, balance, transaction_id FROM wallet_operations"
+        " WHERE operation_id = $1 FOR UPDATE",
+        command.operation_id,
+    )
+    if found is not None:
+        previous = WalletOperation(**found)
+    else:
+        balance = await conn.fetchval(
+            "UPDATE wallets SET balance = balance - $2, updated_at = $3"
+            " WHERE user_id = $1 AND balance >= $2 RETURNING balance",
+            command.user_id,
+            command.amount,
+            now,
+        )
+        tx_id = None
         if balance is None:
-            exists = await session.get(Wallet, command.user_id)
-            outcome = "INSUFFICIENT_BALANCE" if exists else "USER_NOT_FOUND"
-            previous = WalletOperation(
-                operation_id=command.operation_id,
-                order_id=command.order_id,
-                user_id=command.user_id,
-                kind="DEBIT",
-                outcome=outcome,
-                amount=0,
-                refunded=0,
-                balance=0,
+            exists = await conn.fetchval(
+                "SELECT 1 FROM wallets WHERE user_id = $1", command.user_id
+            )
+            outcome, amount, balance = (
+                "INSUFFICIENT_BALANCE" if exists else "USER_NOT_FOUND",
+                0,
+                0,
             )
         else:
-            tx_id = _record(
-                session,
-                user_id=command.user_id,
-                type_="PAYMENT",
-                amount=-command.amount,
-                balance_after=balance,
-                order_id=command.order_id,
-                now=now,
+            outcome, amount, tx_id = "DEBITED", command.amount, str(uuid.uuid4())
+            await conn.execute(
+                "INSERT INTO wallet_transactions"
+                " (id, user_id, type, amount, balance_after, order_id, created_at)"
+                " VALUES ($1, $2, 'PAYMENT', $3, $4, $5, $6)",
+                tx_id,
+                command.user_id,
+                -command.amount,
+                balance,
+                command.order_id,
+                now,
             )
-            previous = WalletOperation(
-                operation_id=command.operation_id,
-                order_id=command.order_id,
-                user_id=command.user_id,
-                kind="DEBIT",
-                outcome="DEBITED",
-                amount=command.amount,
-                refunded=0,
-                balance=balance,
-                transaction_id=tx_id,
-            )
-        session.add(previous)
+        await conn.execute(
+            "INSERT INTO wallet_operations (operation_id, order_id, user_id, kind, outcome,"
+            " amount, refunded, balance, transaction_id) VALUES ($1, $2, $3, 'DEBIT', $4, $5, 0,"
+            " $6, $7)",
+            command.operation_id,
+            command.order_id,
+            command.user_id,
+            outcome,
+            amount,
+            balance,
+            tx_id,
+        )
+        previous = WalletOperation(
+            outcome=outcome, amount=amount, balance=balance, transaction_id=tx_id
+        )
     await add_message(session, _debit_reply(previous, command))
 
 
@@ -235,7 +247,7 @@ def _debit_reply(op: WalletOperation, command: DebitWallet) -> WalletDebited | W
 
 async def refund(session: AsyncSession, *, command: RefundWallet, now: datetime) -> None:
     """Give back what a debit took (at most that), or void a debit that never happened."""
-    previous = await session.get(WalletOperation, command.operation_id)
+    previous = await session.get(WalletOperation, command.operation_id, populate_existing=True)
     if previous is None:
         previous = await _refund_once(session, command=command, now=now)
         session.add(previous)
@@ -255,7 +267,9 @@ async def refund(session: AsyncSession, *, command: RefundWallet, now: datetime)
 async def _refund_once(
     session: AsyncSession, *, command: RefundWallet, now: datetime
 ) -> WalletOperation:
-    debit_op = await session.get(WalletOperation, command.debit_operation_id, with_for_update=True)
+    debit_op = await session.get(
+        WalletOperation, command.debit_operation_id, with_for_update=True, populate_existing=True
+    )
     amount = 0
     if debit_op is None:
         # The debit has not arrived: void it so that a late debit is refused, not taken.

@@ -1,0 +1,56 @@
+"""`driver()`: raw asyncpg statements inside a session's transaction, against real PostgreSQL."""
+
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+from sqlalchemy import text
+
+from shopkit.db import Database, driver, json_text
+from shopkit.testing import _CREATED, Infra, unique_name
+
+
+@pytest.fixture(scope="module")
+async def db(infra: Infra) -> AsyncIterator[Database]:
+    name = unique_name("kitdb")
+    admin = await asyncpg.connect(infra.pg_admin_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    _CREATED.append((infra.pg_admin_url, name))
+    await admin.close()
+    database = Database(infra.database_url(name))
+    async with database.transaction() as session:
+        await session.execute(text("CREATE TABLE notes (id uuid PRIMARY KEY, body jsonb)"))
+    yield database
+    await database.dispose()
+
+
+async def count(db: Database, note: uuid.UUID) -> int:
+    async with db.sessions() as session:
+        found = await session.execute(text("SELECT count(*) FROM notes WHERE id = :i"), {"i": note})
+        return int(found.scalar_one())
+
+
+async def test_a_first_statement_through_the_driver_rolls_back_with_the_session(
+    db: Database,
+) -> None:
+    """Even as the transaction's very first statement it is inside BEGIN, not autocommitted."""
+    note = uuid.uuid4()
+    with pytest.raises(RuntimeError):
+        async with db.transaction() as session:
+            conn = await driver(session)
+            await conn.execute("INSERT INTO notes VALUES ($1, $2)", note, json_text({"a": 1}))
+            raise RuntimeError("the state change failed")
+    assert await count(db, note) == 0
+
+
+async def test_driver_and_session_statements_commit_together(db: Database) -> None:
+    first, second = uuid.uuid4(), uuid.uuid4()
+    async with db.transaction() as session:
+        await session.execute(text("INSERT INTO notes VALUES (:i, '{}')"), {"i": first})
+        conn = await driver(session)
+        await conn.execute("INSERT INTO notes VALUES ($1, $2)", second, json_text({"k": [1, 2]}))
+        # The session sees the driver's row: one connection, one transaction.
+        seen = await session.execute(text("SELECT body FROM notes WHERE id = :i"), {"i": second})
+        assert seen.scalar_one() == {"k": [1, 2]}
+    assert await count(db, first) == 1 and await count(db, second) == 1
