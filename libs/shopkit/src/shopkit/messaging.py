@@ -119,7 +119,8 @@ class Consumer:
     async def process_poll(
         self, polled: list["Polled"], *, db: Database, settings: ServiceSettings
     ) -> None:
-        """Handle a poll's messages in poll order, in one transaction with their inbox rows.
+        """Handle a poll's messages (grouped by key, each key's in poll order) in one
+        transaction with their inbox rows.
 
         If any of them fails, that transaction is rolled back and the poll is handled again one
         message per transaction: records of one key in order, one after the other; different
@@ -132,6 +133,9 @@ class Consumer:
                 ready.append((item, *parsed))
         if not ready:
             return
+        # Grouped by key, each key's records still in poll order: two transactions that lock
+        # rows by key (an order's saga, say) then take them in the same order and never deadlock.
+        ready.sort(key=lambda entry: entry[0].record.key or b"")
         try:
             async with db.transaction() as session:
                 fresh = await first_deliveries(

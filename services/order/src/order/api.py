@@ -57,7 +57,11 @@ async def place(
     """Place an order (202 PENDING); with ?wait=true, 200 once it is PAID or FAILED."""
     principal.require_self_or_admin(body.user_id)
 
+    placed_now = False  # False when the answer is a replay of an earlier request
+
     async def work(session: AsyncSession) -> OrderOut:
+        nonlocal placed_now
+        placed_now = True
         items = [(i.product_id, i.quantity) for i in body.items]
         return await service.place_order(
             session,
@@ -75,7 +79,9 @@ async def place(
     if not wait or answer.status_code != 202:
         return answer
     order_id = json.loads(bytes(answer.body))["id"]
-    row, done = await waiters.wait(db, order_id, until=_settled, timeout=settings.wait_seconds)
+    row, done = await waiters.wait(
+        db, order_id, until=_settled, timeout=settings.wait_seconds, unmet=placed_now
+    )
     return _reply(row, 200 if done else 202)
 
 

@@ -7,12 +7,14 @@ back to the saga in a new transaction.
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import httpx
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from order import service
 from order.saga import (
@@ -52,10 +54,15 @@ class PaymentProvider:
             timeout=settings.payment_timeout_seconds,
             limits=httpx.Limits(max_connections=settings.payment_concurrency * 2),
         )
+        self._token: tuple[str, float] | None = None
 
     def _headers(self) -> dict[str, str]:
-        token = issue_token(self.settings, user_id="order-service", role="admin")
-        return {"Authorization": f"Bearer {token}"}
+        # One token for a while rather than signing one per call; renewed well before it expires.
+        now = time.monotonic()
+        if self._token is None or now >= self._token[1]:
+            token = issue_token(self.settings, user_id="order-service", role="admin")
+            self._token = (token, now + self.settings.jwt_ttl_seconds / 2)
+        return {"Authorization": f"Bearer {self._token[0]}"}
 
     async def pay(self, *, order_id: str, amount: int) -> PaymentResult:
         """Ask for the payment once, with the order id as idempotency key."""
@@ -137,9 +144,61 @@ async def drive(
         return None
 
 
+class Results:
+    """Feeds provider results back to their sagas, many per transaction.
+
+    The first result that finds no transaction being written starts one; results arriving
+    while it commits wait for the next, which takes all of them. Rows are locked in order id
+    order (as the reply consumer does), so the two never deadlock each other. If a batch fails,
+    its results are applied one per transaction so one bad result cannot hold the others back.
+    """
+
+    def __init__(self, db: Database, settings: Settings, clock: Clock) -> None:
+        self.db, self.settings, self.clock = db, settings, clock
+        self._queued: list[tuple[str, Event, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def apply(self, order_id: str, event: Event) -> None:
+        done = asyncio.get_running_loop().create_future()
+        self._queued.append((order_id, event, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write())
+        await done
+
+    async def _write(self) -> None:
+        while self._queued:
+            batch, self._queued = sorted(self._queued, key=lambda r: r[0]), []
+            try:
+                async with self.db.transaction() as session:
+                    for order_id, event, _ in batch:
+                        await self._apply(session, order_id, event)
+            except Exception:
+                log.warning("applying %d provider results together failed", len(batch))
+                for order_id, event, done in batch:
+                    try:
+                        async with self.db.transaction() as session:
+                            await self._apply(session, order_id, event)
+                    except Exception as exc:
+                        if not done.done():  # its caller may be gone (shutting down)
+                            done.set_exception(exc)
+                    else:
+                        if not done.done():
+                            done.set_result(None)
+                continue
+            for *_, done in batch:
+                if not done.done():
+                    done.set_result(None)
+
+    async def _apply(self, session: AsyncSession, order_id: str, event: Event) -> None:
+        await service.apply_event(
+            session, settings=self.settings, order_id=order_id, event=event, now=self.clock()
+        )
+
+
 async def handle_one(
     db: Database,
     provider: PaymentProvider,
+    results: Results,
     *,
     order_id: str,
     step: str,
@@ -155,10 +214,7 @@ async def handle_one(
             db, order_id=order_id, step=step, at=clock() + timedelta(seconds=backoff)
         )
         return
-    async with db.transaction() as session:
-        await service.apply_event(
-            session, settings=settings, order_id=order_id, event=event, now=clock()
-        )
+    await results.apply(order_id, event)
 
 
 async def payment_worker(app: FastAPI) -> None:
@@ -168,6 +224,7 @@ async def payment_worker(app: FastAPI) -> None:
     clock: Clock = app.state.clock
     wake: asyncio.Event = app.state.waiters.worker
     provider = PaymentProvider(settings)
+    results = Results(db, settings, clock)
     lease = settings.payment_timeout_seconds * 2 + 5
     running: set[asyncio.Task[None]] = set()
     try:
@@ -188,6 +245,7 @@ async def payment_worker(app: FastAPI) -> None:
                         handle_one(
                             db,
                             provider,
+                            results,
                             order_id=order_id,
                             step=step,
                             saga=saga,

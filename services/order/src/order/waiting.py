@@ -63,14 +63,19 @@ class Waiters:
                 waiter.event.set()
 
     async def wait(
-        self, db: Database, order_id: str, *, until: Until, timeout: float
+        self, db: Database, order_id: str, *, until: Until, timeout: float, unmet: bool = False
     ) -> tuple[OrderRow, bool]:
-        """The order once `until` holds (True), or as it is when `timeout` runs out (False)."""
+        """The order once `until` holds (True), or as it is when `timeout` runs out (False).
+
+        `unmet`: the caller has just seen `until` not hold (it placed the order a moment ago),
+        so the order is not read before the first notification."""
         waiter = _Waiter(until)
         self._waiting[order_id].add(waiter)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         try:
+            if unmet:
+                await _woken(waiter, min(timeout, FALLBACK_SECONDS))
             while True:
                 waiter.event.clear()
                 row = await service.read_order(db, order_id=order_id)
@@ -80,14 +85,19 @@ class Waiters:
                 left = deadline - loop.time()
                 if left <= 0:
                     return row, False
-                try:
-                    await asyncio.wait_for(waiter.event.wait(), timeout=min(left, FALLBACK_SECONDS))
-                except TimeoutError:
-                    pass
+                await _woken(waiter, min(left, FALLBACK_SECONDS))
         finally:
             self._waiting[order_id].discard(waiter)
             if not self._waiting[order_id]:
                 del self._waiting[order_id]
+
+
+async def _woken(waiter: _Waiter, timeout: float) -> None:
+    """Until the waiter is notified, or `timeout` seconds."""
+    try:
+        await asyncio.wait_for(waiter.event.wait(), timeout=timeout)
+    except TimeoutError:
+        pass
 
 
 async def listen(app: FastAPI) -> None:
