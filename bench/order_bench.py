@@ -4,11 +4,16 @@ Usage: python bench/order_bench.py [GATEWAY_URL] [--orders N] [--concurrency C]
 Needs a running stack (`make dev`) and the admin password (SHOP_ADMIN_PASSWORD, default the
 local stack's). Creates its own users and products, then fires N orders with ?wait=true from C
 concurrent clients and stops by itself.
+
+It also prints where the CPU went while the orders were firing (Linux only, same machine):
+milliseconds of CPU per order for each process of the stack, found by its command line, and
+for the whole machine, load generator included. On two shared cores, that is what caps orders/s.
 """
 
 import argparse
 import asyncio
 import os
+import resource
 import statistics
 import time
 import uuid
@@ -35,6 +40,69 @@ async def new_user(client: httpx.AsyncClient, balance: int) -> tuple[str, dict[s
     )
     charge.raise_for_status()
     return user_id, headers
+
+
+ON_LINUX = os.path.exists("/proc/stat")
+# Which process of the stack a command line belongs to (the first match wins).
+PROCESSES = {
+    "order": "order.main",
+    "catalog": "catalog.main",
+    "wallet": "wallet.main",
+    "coupon": "coupon.main",
+    "payment-mock": "payment_mock.main",
+    "analytics": "analytics.main",
+    "kafka": "kafka.Kafka",
+    "postgres": "postgres",
+    "nginx": "nginx",
+}
+
+
+def cpu_ticks() -> tuple[dict[str, int], int, int]:
+    """CPU ticks used so far per stack process (by name), and the machine's busy and idle ticks."""
+    per: dict[str, int] = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        for name, marker in PROCESSES.items():
+            if marker in cmdline:
+                per[name] = per.get(name, 0) + int(fields[11]) + int(fields[12])
+                break
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    idle = ticks[3] + ticks[4]
+    return per, sum(ticks[:8]) - idle, idle
+
+
+def cpu_report(
+    before: tuple[dict[str, int], int, int],
+    after: tuple[dict[str, int], int, int],
+    orders: int,
+    own: float,
+) -> None:
+    hz = os.sysconf("SC_CLK_TCK")
+    ms = 1000 / hz / orders
+    per_before, busy_before, idle_before = before
+    per_after, busy_after, idle_after = after
+    busy, idle = busy_after - busy_before, idle_after - idle_before
+    print(
+        f"CPU per order while firing ({os.cpu_count()} cores, {100 * busy / max(busy + idle, 1):.0f}% busy):"
+    )
+    for name in PROCESSES:
+        if name in per_after:
+            used = per_after[name] - per_before.get(name, 0)
+            print(f"  {name:<13} {used * ms:6.1f} ms")
+    print(f"  {'load gen':<13} {own * 1000 / orders:6.1f} ms  (this script)")
+    print(f"  {'whole machine':<13} {busy * ms:6.1f} ms")
+
+
+def own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 async def main() -> None:
@@ -95,9 +163,11 @@ async def main() -> None:
             f" firing {args.orders} orders from {args.concurrency} clients ...",
             flush=True,
         )
+        cpu_before, own_before = (cpu_ticks() if ON_LINUX else None), own_cpu()
         began = time.perf_counter()
         await asyncio.gather(*[client_loop() for _ in range(args.concurrency)])
         elapsed = time.perf_counter() - began
+        cpu_after, own_used = (cpu_ticks() if ON_LINUX else None), own_cpu() - own_before
     latencies.sort()
     q = statistics.quantiles(latencies, n=100)
     print(f"orders: {args.orders}  concurrency: {args.concurrency}  outcomes: {statuses}")
@@ -105,6 +175,8 @@ async def main() -> None:
     print(
         f"POST->final latency: p50 {q[49] * 1000:.0f} ms  p99 {q[98] * 1000:.0f} ms  max {latencies[-1] * 1000:.0f} ms"
     )
+    if cpu_before is not None and cpu_after is not None:
+        cpu_report(cpu_before, cpu_after, args.orders, own_used)
 
 
 if __name__ == "__main__":
