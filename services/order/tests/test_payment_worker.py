@@ -6,10 +6,12 @@ from collections.abc import AsyncIterator
 from types import SimpleNamespace
 
 import pytest
+from sqlalchemy import text
 
 from contracts.wallet import WalletDebited
 from order import service
-from order.provider import payment_worker
+from order.provider import Results, payment_worker
+from order.saga import PaymentApproved
 from order.settings import Settings
 from order.waiting import Waiters
 from shopkit.clock import system_clock
@@ -105,3 +107,49 @@ async def test_worker_at_capacity_keeps_the_event_loop_free(
             worker.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await worker
+
+
+async def approve_all(results: Results, orders: list[str], *extra: str) -> list[object]:
+    return await asyncio.gather(
+        *[results.apply(oid, PaymentApproved(payment_id=f"pay-{oid}")) for oid in orders],
+        *[results.apply(oid, PaymentApproved(payment_id="pay-bad")) for oid in extra],
+        return_exceptions=True,
+    )
+
+
+async def test_results_are_applied_together_and_a_bad_one_holds_no_one_back(
+    settings: Settings, paying_db: Database
+) -> None:
+    """Provider results arriving together share a transaction; one that cannot be written (an
+    order id PostgreSQL cannot hold) fails alone, and every other order moves on, once."""
+    results = Results(paying_db, settings, system_clock)
+    together = [await put_in_paying(paying_db, settings) for _ in range(8)]
+    assert await approve_all(results, together) == [None] * len(together)
+    with_bad = [await put_in_paying(paying_db, settings) for _ in range(4)]
+    outcomes = await approve_all(results, with_bad, "bad\x00id")
+    assert outcomes[:-1] == [None] * len(with_bad)
+    assert isinstance(outcomes[-1], Exception)
+
+    orders = together + with_bad
+    async with paying_db.sessions() as session:
+        approved = await session.execute(
+            text(
+                "SELECT order_id, count(*) FROM order_history WHERE event = 'PaymentApproved'"
+                " AND order_id = ANY(CAST(:ids AS text[])) GROUP BY order_id"
+            ),
+            {"ids": orders},
+        )
+        assert dict(approved.all()) == dict.fromkeys(orders, 1)
+        steps = await session.execute(
+            text("SELECT DISTINCT step FROM orders WHERE id = ANY(CAST(:ids AS text[]))"),
+            {"ids": orders},
+        )
+        assert "PAYING" not in set(steps.scalars())
+        # Rows written by one transaction share its xmin.
+        writers = await session.execute(
+            text(
+                "SELECT count(DISTINCT xmin::text) FROM orders WHERE id = ANY(CAST(:ids AS text[]))"
+            ),
+            {"ids": together},
+        )
+        assert writers.scalar_one() <= 2

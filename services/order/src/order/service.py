@@ -257,21 +257,18 @@ async def claim_provider_work(
 ) -> list[tuple[str, str, Saga, int]]:
     """Lease sagas waiting on the payment provider: (order id, step, saga, attempt)."""
     async with db.transaction() as session:
-        ids = (
-            select(ORDERS.c.id)
-            .where(ORDERS.c.step.in_(PROVIDER_STEPS), ORDERS.c.deadline <= now)
-            .order_by(ORDERS.c.deadline)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-            .scalar_subquery()
+        conn = await driver(session)
+        rows = await conn.fetch(
+            "UPDATE orders SET deadline = $1, attempts = attempts + 1 WHERE id IN ("
+            " SELECT id FROM orders WHERE step = ANY($2::text[]) AND deadline <= $3"
+            " ORDER BY deadline LIMIT $4 FOR UPDATE SKIP LOCKED)"
+            " RETURNING id, step, saga, attempts",
+            now + timedelta(seconds=lease_seconds),
+            list(PROVIDER_STEPS),
+            now,
+            limit,
         )
-        rows = await session.execute(
-            update(ORDERS)
-            .where(ORDERS.c.id.in_(ids))
-            .values(deadline=now + timedelta(seconds=lease_seconds), attempts=ORDERS.c.attempts + 1)
-            .returning(ORDERS.c.id, ORDERS.c.step, ORDERS.c.saga, ORDERS.c.attempts)
-        )
-        return [(r.id, r.step, SAGA.validate_python(r.saga), r.attempts) for r in rows]
+        return [(r["id"], r["step"], SAGA.validate_python(r["saga"]), r["attempts"]) for r in rows]
 
 
 async def retry_provider_later(db: Database, *, order_id: str, step: str, at: datetime) -> None:

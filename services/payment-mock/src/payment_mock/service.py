@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
 from payment_mock.models import Payment, ProviderBehavior
-from shopkit.db import Database
+from shopkit.db import Database, driver
 from shopkit.errors import Problem
 from shopkit.pagination import decode_cursor, encode_cursor
 
@@ -88,12 +88,18 @@ async def create_payment(
     hang_seconds: float,
     now: datetime,
 ) -> Charge:
-    """Record one payment per Idempotency-Key; a replay returns the recorded one."""
+    """Record one payment per Idempotency-Key; a replay returns the recorded one.
+
+    Once per order, so its statements go straight through asyncpg (`driver`)."""
     async with db.transaction() as session:
-        behavior = await session.get(ProviderBehavior, BEHAVIOR_ID)
+        conn = await driver(session)
+        behavior = await conn.fetchrow(
+            "SELECT decline_rate, timeout_rate, latency_ms FROM provider_behavior WHERE id = $1",
+            BEHAVIOR_ID,
+        )
         outcome = draw(
-            decline_rate=behavior.decline_rate if behavior else 0.0,
-            timeout_rate=behavior.timeout_rate if behavior else 0.0,
+            decline_rate=behavior["decline_rate"] if behavior else 0.0,
+            timeout_rate=behavior["timeout_rate"] if behavior else 0.0,
             random=random,
         )
         values = {
@@ -105,25 +111,27 @@ async def create_payment(
             "created_at": now,
         }
         # A concurrent insert with the same key waits for the first to commit, then does nothing.
-        inserted = await session.execute(
-            insert(Payment)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=[Payment.idempotency_key])
-            .returning(Payment.seq)
+        inserted = await conn.fetchval(
+            "INSERT INTO payments (id, idempotency_key, order_id, amount, status, created_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (idempotency_key) DO NOTHING"
+            " RETURNING seq",
+            *values.values(),
         )
-        if inserted.scalar_one_or_none() is not None:
+        if inserted is not None:
             payment, created = Payment(**values), True
         else:
-            payment = (
-                await session.execute(select(Payment).where(Payment.idempotency_key == key))
-            ).scalar_one()
-            created = False
+            found = await conn.fetchrow(
+                "SELECT id, idempotency_key, order_id, amount, status, created_at, cancelled_at"
+                " FROM payments WHERE idempotency_key = $1",
+                key,
+            )
+            payment, created = Payment(**found), False
             if (payment.order_id, payment.amount) != (order_id, amount):
                 raise Problem(
                     422, "IDEMPOTENCY_KEY_REUSED", "this key was used with another order or amount"
                 )
     delay = answer_delay(
-        latency_ms=behavior.latency_ms if behavior else 0,
+        latency_ms=behavior["latency_ms"] if behavior else 0,
         times_out=outcome.times_out,
         hang_seconds=hang_seconds,
     )
