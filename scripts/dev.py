@@ -145,8 +145,19 @@ def banner() -> None:
     )
 
 
+def start_infra(component: str, started: list[str]) -> None:
+    """Start `component` unless it runs already; record it in `started` if this run started it."""
+    if running(component):
+        return
+    started.append(component)
+    if infra(component, "start") != 0:
+        sys.exit(f"[dev] {component} failed to start")
+
+
 def main() -> None:
-    started_infra = [c for c in ("postgres", "kafka", "gateway") if not running(c)]
+    # What this run starts, it stops; decided as each part starts, not up front, so that a part
+    # another run was still stopping when this one began is counted as ours.
+    started_infra: list[str] = []
     processes: list[ServiceProcess] = []
     stop = False
 
@@ -158,12 +169,10 @@ def main() -> None:
     signal.signal(signal.SIGTERM, request_stop)
     try:
         for component in ("postgres", "kafka"):
-            if infra(component, "start") != 0:
-                sys.exit(f"[dev] {component} failed to start")
+            start_infra(component, started_infra)
         asyncio.run(ensure_topics(KAFKA))
         processes = start_services()
-        if infra("gateway", "start") != 0:
-            sys.exit("[dev] gateway failed to start")
+        start_infra("gateway", started_infra)
         seed()
         banner()
         while not stop:
