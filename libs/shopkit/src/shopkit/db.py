@@ -41,7 +41,7 @@ class Database:
             max_overflow=pool_size // 2,
             pool_recycle=1800,
             # JSONB columns (outbox envelopes, saga state) are written on every step.
-            json_serializer=_json_dumps,
+            json_serializer=json_text,
             json_deserializer=orjson.loads,
         )
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
@@ -77,11 +77,7 @@ async def driver(session: AsyncSession) -> asyncpg.Connection:
 
 
 def json_text(value: object) -> str:
-    """JSON for a JSONB parameter of a `driver()` statement."""
-    return _json_dumps(value)
-
-
-def _json_dumps(value: object) -> str:
+    """JSON for a JSONB column: the engine's serializer, and for `driver()` parameters."""
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 

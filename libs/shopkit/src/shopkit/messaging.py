@@ -12,7 +12,8 @@ silently dropped.
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -151,11 +152,8 @@ class Consumer:
                     if envelope.message_id not in fresh:
                         continue  # handled before, or a second copy in this very poll
                     fresh.discard(envelope.message_id)
-                    token = correlation_id.set(envelope.correlation_id)
-                    try:
+                    with _correlated(envelope):
                         await handler(session, message, envelope)
-                    finally:
-                        correlation_id.reset(token)
             return
         except Exception as exc:
             log.warning(
@@ -169,13 +167,10 @@ class Consumer:
 
         async def in_order(chain: list[tuple[Polled, Envelope, Message, Handler]]) -> None:
             for item, envelope, message, handler in chain:
-                token = correlation_id.set(envelope.correlation_id)
-                try:
+                with _correlated(envelope):
                     await self._handle(
                         db, settings, item.topic, envelope, message, handler, item.body
                     )
-                finally:
-                    correlation_id.reset(token)
 
         await asyncio.gather(*(in_order(chain) for chain in by_key.values()))
 
@@ -282,6 +277,16 @@ async def dead_letter(
         # Even the dead letter cannot be written (database down?): let Kafka redeliver later.
         await asyncio.sleep(1.0)
         raise
+
+
+@contextmanager
+def _correlated(envelope: Envelope) -> Iterator[None]:
+    """Log lines written while handling `envelope` carry its correlation id."""
+    token = correlation_id.set(envelope.correlation_id)
+    try:
+        yield
+    finally:
+        correlation_id.reset(token)
 
 
 def _decode(value: bytes | None) -> Any:

@@ -179,7 +179,7 @@ async def _reserve_conditional(
         # A single line needs no savepoint: its failed UPDATE changed nothing.
         async with _savepoint(session, len(wanted) > 1):
             for pid, q in wanted.items():
-                if not await _take(session, pid, q, _AVAILABLE):
+                if not await _take(session, pid, q, if_available=True):
                     raise _Short
         return [], 0
     except _Short:
@@ -223,7 +223,7 @@ async def _reserve_optimistic(
         try:
             async with _savepoint(session, len(wanted) > 1):
                 for pid, q in wanted.items():
-                    if not await _take(session, pid, q, Stock.version == versions[pid]):
+                    if not await _take(session, pid, q, if_version=versions[pid]):
                         raise _Short
             return [], attempt
         except _Short:
@@ -232,32 +232,29 @@ async def _reserve_optimistic(
     raise StockContention(f"optimistic reservation lost {OPTIMISTIC_ATTEMPTS} times")
 
 
-async def _take(session: AsyncSession, product_id: str, quantity: int, *conditions: Any) -> bool:
-    if not conditions or conditions == (_AVAILABLE,):  # the usual path, once per line
-        conn = await driver(session)
-        taken = await conn.fetchval(
-            "UPDATE stock SET available = available - $2, reserved = reserved + $2,"
-            " version = version + 1 WHERE product_id = $1"
-            + (" AND available >= $2" if conditions else "")
-            + " RETURNING product_id",
-            product_id,
-            quantity,
-        )
-        return taken is not None
-    taken = await session.execute(
-        update(Stock)
-        .where(Stock.product_id == product_id, *conditions)
-        .values(
-            available=Stock.available - quantity,
-            reserved=Stock.reserved + quantity,
-            version=Stock.version + 1,
-        )
-        .returning(Stock.product_id)
+async def _take(
+    session: AsyncSession,
+    product_id: str,
+    quantity: int,
+    *,
+    if_available: bool = False,
+    if_version: int | None = None,
+) -> bool:
+    """Move `quantity` from available to reserved; False when a condition did not hold.
+
+    Once per line of every order, so straight through asyncpg, as one statement text."""
+    conn = await driver(session)
+    taken = await conn.fetchval(
+        "UPDATE stock SET available = available - $2, reserved = reserved + $2,"
+        " version = version + 1 WHERE product_id = $1"
+        " AND (NOT $3::bool OR available >= $2) AND ($4::bigint IS NULL OR version = $4)"
+        " RETURNING product_id",
+        product_id,
+        quantity,
+        if_available,
+        if_version,
     )
-    return taken.scalar_one_or_none() is not None
-
-
-_AVAILABLE = object()  # `_take`'s condition "available >= quantity"
+    return taken is not None
 
 
 async def _short_now(session: AsyncSession, wanted: dict[str, int]) -> list[str]:

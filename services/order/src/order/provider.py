@@ -179,20 +179,26 @@ class Results:
                         async with self.db.transaction() as session:
                             await self._apply(session, order_id, event)
                     except Exception as exc:
-                        if not done.done():  # its caller may be gone (shutting down)
-                            done.set_exception(exc)
+                        _settle(done, exc)
                     else:
-                        if not done.done():
-                            done.set_result(None)
+                        _settle(done)
                 continue
             for *_, done in batch:
-                if not done.done():
-                    done.set_result(None)
+                _settle(done)
 
     async def _apply(self, session: AsyncSession, order_id: str, event: Event) -> None:
         await service.apply_event(
             session, settings=self.settings, order_id=order_id, event=event, now=self.clock()
         )
+
+
+def _settle(done: "asyncio.Future[None]", error: Exception | None = None) -> None:
+    if done.done():
+        return  # its caller is gone (shutting down)
+    if error is None:
+        done.set_result(None)
+    else:
+        done.set_exception(error)
 
 
 async def handle_one(
