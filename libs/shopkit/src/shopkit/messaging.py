@@ -15,9 +15,11 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any, Protocol, TypeVar
 
 import orjson
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 from pydantic import ValidationError
@@ -32,10 +34,28 @@ from shopkit.outbox import add_envelope
 from shopkit.settings import ServiceSettings
 
 log = logging.getLogger("shopkit.messaging")
-POLL_TIMEOUT_MS = 10
+# How long one poll may wait for a record. aiokafka's getmany returns as soon as any record has
+# been fetched, so this bounds only the idle wait, not a message's latency.
+LONG_POLL_MS = 1000
 
 M = TypeVar("M", bound=Message)
 Handler = Callable[[AsyncSession, Any, Envelope], Awaitable[None]]
+
+
+def _poll_without_pause(subscriber: Any, max_records: int) -> None:
+    """Make a batch subscriber poll again at once after an empty poll.
+
+    FastStream's batch subscriber sleeps `batch_timeout_ms` after every empty poll, so a record
+    arriving meanwhile waited up to that long: with a long timeout an order (six hops) lost
+    hundreds of milliseconds, and with a short one every idle consumer woke ~50 times a second.
+    A long poll that is simply repeated has neither cost.
+    """
+
+    async def get_msg(consumer: AIOKafkaConsumer) -> tuple[ConsumerRecord, ...]:
+        polled = await consumer.getmany(timeout_ms=LONG_POLL_MS, max_records=max_records)
+        return tuple(chain.from_iterable(polled.values()))
+
+    subscriber.get_msg = get_msg
 
 
 @dataclass(frozen=True)
@@ -100,12 +120,10 @@ class Consumer:
             auto_offset_reset="earliest",
             batch=True,
             max_records=settings.consumer_batch_size,
-            # FastStream's batch subscriber sleeps this long again after every empty poll, so
-            # a message arriving meanwhile waits up to that: at 50 ms an order (six hops)
-            # lost ~70 ms unloaded. 10 ms costs ~50 idle wake-ups a second per consumer.
-            batch_timeout_ms=POLL_TIMEOUT_MS,
+            batch_timeout_ms=LONG_POLL_MS,
             title=f"{self.name}:{','.join(self.topics)}",
         )
+        _poll_without_pause(subscriber, settings.consumer_batch_size)
 
         @subscriber
         async def consume(_: list[Any], message: KafkaMessage) -> None:
