@@ -21,7 +21,8 @@ from typing import Any, Protocol, TypeVar
 import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from faststream import AckPolicy
-from faststream.kafka import KafkaBroker, KafkaMessage
+from faststream.kafka import KafkaBroker
+from faststream.message import StreamMessage
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -56,6 +57,16 @@ def _poll_without_pause(subscriber: Any, max_records: int) -> None:
         return tuple(chain.from_iterable(polled.values()))
 
     subscriber.get_msg = get_msg
+
+
+async def _raw_records(message: StreamMessage[Any]) -> list[ConsumerRecord]:
+    """The poll's records as aiokafka gave them, for a handler that decodes them itself.
+
+    FastStream would otherwise parse every value as JSON before the handler parses it again, and
+    a `KafkaMessage` parameter is resolved by running a sync function in a worker thread.
+    """
+    raw = message.raw_message
+    return list(raw) if isinstance(raw, tuple) else [raw]
 
 
 @dataclass(frozen=True)
@@ -125,10 +136,8 @@ class Consumer:
         )
         _poll_without_pause(subscriber, settings.consumer_batch_size)
 
-        @subscriber
-        async def consume(_: list[Any], message: KafkaMessage) -> None:
-            records = message.raw_message
-            records = records if isinstance(records, tuple) else (records,)
+        @subscriber(decoder=_raw_records)
+        async def consume(records: Any) -> None:
             polled = [
                 Polled(
                     record.topic.removeprefix(settings.kafka_namespace),
