@@ -38,7 +38,6 @@ log = logging.getLogger("shopkit.outbox")
 
 NOTIFY_CHANNEL = "shop_outbox"
 RELAY_LOCK_ID = 7_340_001
-_NOTIFIED = "shopkit.outbox.notified"  # session.info: the transaction that has NOTIFYed
 
 
 outbox_table = Table(
@@ -86,20 +85,20 @@ async def add_message(
 
 async def add_envelope(session: AsyncSession, topic: str, envelope: Envelope) -> None:
     conn = await driver(session)  # several times per order: straight through asyncpg
+    # NOTIFY is delivered at commit, so the relay wakes exactly when there is something to send.
+    # It rides in the INSERT's own statement: PostgreSQL delivers identical notifications of one
+    # transaction once, and a separate `SELECT pg_notify` cost a round trip per transaction.
     await conn.execute(
-        "INSERT INTO outbox (message_id, topic, key, type, envelope) VALUES ($1, $2, $3, $4, $5)",
+        "WITH queued AS (INSERT INTO outbox (message_id, topic, key, type, envelope)"
+        " VALUES ($1, $2, $3, $4, $5) RETURNING id)"
+        " SELECT pg_notify($6, '') FROM queued",
         envelope.message_id,
         topic,
         envelope.key,
         envelope.type,
         envelope.model_dump_json(),
+        NOTIFY_CHANNEL,
     )
-    # NOTIFY is delivered at commit, so the relay wakes exactly when there is something to send;
-    # once per transaction is enough (a consumer's poll may queue a hundred messages).
-    transaction = session.get_transaction()
-    if session.info.get(_NOTIFIED) is not transaction:
-        session.info[_NOTIFIED] = transaction
-        await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
 
 
 class OutboxRelay:

@@ -235,6 +235,15 @@ async def payment_worker(app: FastAPI) -> None:
     results = Results(db, settings, clock)
     lease = settings.payment_timeout_seconds * 2 + 5
     running: set[asyncio.Task[None]] = set()
+    # Whether the last claim may have left work behind for want of a free slot: only then is a
+    # finished task worth a new claim. Otherwise new work announces itself with a NOTIFY, and
+    # claiming after every finished payment cost an empty claim transaction per order.
+    slots_were_short = False
+
+    def slot_freed(_: asyncio.Task[None]) -> None:
+        if slots_were_short:
+            wake.set()
+
     try:
         while True:
             wake.clear()
@@ -265,7 +274,8 @@ async def payment_worker(app: FastAPI) -> None:
                 )
                 running.add(task)
                 task.add_done_callback(running.discard)
-                task.add_done_callback(lambda _: wake.set())
+                task.add_done_callback(slot_freed)
+            slots_were_short = free <= 0 or len(claimed) == free
             # At capacity (free == 0) or out of work: wait for a task to finish or a new step.
             # Looping straight on at capacity would never yield and starve the event loop.
             if len(claimed) < free or free <= 0:

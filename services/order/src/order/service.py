@@ -168,41 +168,50 @@ async def _save(
     )
     if before is None or saga.step != before.step:
         _schedule(row, saga, settings=settings, now=now)
-    conn = await driver(session)  # runs for every step of every order: straight through asyncpg
-    values = (row.status, row.step, row.operation, json_text(row.saga), row.deadline, row.attempts)
+    # Every step of every order comes here: one statement writes the row, its history and the
+    # NOTIFYs (three round trips before), straight through asyncpg.
+    conn = await driver(session)
+    args = [
+        *(row.id, row.status, row.step, row.operation, json_text(row.saga)),
+        *(row.deadline, row.attempts, now),
+        [event for event, _ in moved.history],
+        [detail for _, detail in moved.history],
+        changed_payload(row),
+    ]
     if before is None:
-        await conn.execute(
-            f"INSERT INTO orders ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
-            row.id,
-            row.user_id,
-            *values,
-            now,
-        )
-    else:
-        await conn.execute(
-            "UPDATE orders SET status = $2, step = $3, operation = $4, saga = $5, deadline = $6,"
-            " attempts = $7, updated_at = $8 WHERE id = $1",
-            row.id,
-            *values,
-            now,
-        )
-    if moved.history:
-        await conn.executemany(
-            "INSERT INTO order_history (order_id, status, step, event, detail, at)"
-            " VALUES ($1, $2, $3, $4, $5, $6)",
-            [(row.id, saga.status, saga.step, e, d, now) for e, d in moved.history],
-        )
+        args.append(row.user_id)
+    await conn.execute(_SAVE[before is None, saga.step in PROVIDER_STEPS], *args)
     for message in moved.messages:
         await add_message(session, message)
-    if saga.step in PROVIDER_STEPS:
-        await conn.execute(
-            "SELECT pg_notify($1, $2), pg_notify($3, '')",
-            CHANGED_CHANNEL,
-            changed_payload(row),
-            WORKER_CHANNEL,
-        )
-    else:
-        await conn.execute("SELECT pg_notify($1, $2)", CHANGED_CHANNEL, changed_payload(row))
+
+
+def _save_statement(*, new: bool, wake_worker: bool) -> str:
+    """Write the order row, append its history ($9 events, $10 details, in order) and NOTIFY
+    its change ($11), in one statement. A new row also takes its user id ($12)."""
+    write = (
+        f"INSERT INTO orders ({_COLUMNS}) VALUES ($1, $12, $2, $3, $4, $5, $6, $7, $8, $8)"
+        if new
+        else "UPDATE orders SET status = $2, step = $3, operation = $4, saga = $5,"
+        " deadline = $6, attempts = $7, updated_at = $8 WHERE id = $1"
+    )
+    notify = f"pg_notify('{CHANGED_CHANNEL}', $11)"
+    if wake_worker:
+        notify += f", pg_notify('{WORKER_CHANNEL}', '')"
+    return (
+        f"WITH saved AS ({write} RETURNING id), history AS ("
+        " INSERT INTO order_history (order_id, status, step, event, detail, at)"
+        " SELECT $1, $2, $3, h.event, h.detail, $8"
+        " FROM unnest($9::text[], $10::text[]) WITH ORDINALITY AS h(event, detail, n)"
+        " ORDER BY h.n)"
+        f" SELECT {notify} FROM saved"
+    )
+
+
+_SAVE = {
+    (new, wake): _save_statement(new=new, wake_worker=wake)
+    for new in (True, False)
+    for wake in (True, False)
+}
 
 
 def _schedule(row: OrderRow, saga: Saga, *, settings: Settings, now: datetime) -> None:
