@@ -54,3 +54,12 @@ async def test_driver_and_session_statements_commit_together(db: Database) -> No
         seen = await session.execute(text("SELECT body FROM notes WHERE id = :i"), {"i": second})
         assert seen.scalar_one() == {"k": [1, 2]}
     assert await count(db, first) == 1 and await count(db, second) == 1
+
+
+async def test_autocommit_runs_each_statement_on_its_own_and_decodes_jsonb(db: Database) -> None:
+    note = uuid.uuid4()
+    async with db.autocommit() as conn:
+        await conn.execute("INSERT INTO notes VALUES ($1, $2)", note, json_text({"a": [1]}))
+        assert not conn.is_in_transaction()  # no BEGIN was sent for it
+        assert await count(db, note) == 1  # already committed, seen from another connection
+        assert await conn.fetchval("SELECT body FROM notes WHERE id = $1", note) == {"a": [1]}

@@ -52,6 +52,17 @@ class Database:
         async with self.sessions() as session, session.begin():
             yield session
 
+    @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled asyncpg connection outside any transaction: each statement stands alone.
+
+        For a single read: one round trip, where a session's transaction takes three (BEGIN,
+        the read, ROLLBACK).
+        """
+        async with self.engine.connect() as connection:
+            raw = await connection.get_raw_connection()
+            yield raw.driver_connection
+
     async def dispose(self) -> None:
         await self.engine.dispose()
 

@@ -377,8 +377,9 @@ async def request_modify(
 
 
 async def read_order(db: Database, *, order_id: str) -> OrderRow | None:
-    async with db.sessions() as session:
-        return await _select(session, order_id, lock=False)
+    async with db.autocommit() as conn:
+        found = await conn.fetchrow(f"SELECT {_COLUMNS} FROM orders WHERE id = $1", order_id)
+    return None if found is None else OrderRow(**found)
 
 
 def saga_json(saga: Saga) -> dict[str, Any]:
