@@ -6,6 +6,8 @@ from typing import Any
 
 import asyncpg
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from faststream.kafka import KafkaBroker
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -269,3 +271,74 @@ async def test_a_poison_message_is_dead_lettered_and_the_partition_moves_on(
         await broker.stop()
     assert dead[0]["payload"]["consumer"] == "kit-test-poison"
     assert "cannot handle this one" in dead[0]["payload"]["error"]
+
+
+class LosesItsDatabaseOnce(Consumer):
+    """A consumer whose first poll fails outside any handler (the database went away)."""
+
+    failed = 0
+
+    async def process_poll(self, polled: list[Any], *, db: Database, settings: Any) -> None:
+        if not self.failed:
+            self.failed += 1
+            raise ConnectionError("the database went away")
+        await super().process_poll(polled, db=db, settings=settings)
+
+
+async def test_a_poll_that_fails_is_delivered_again_and_its_offsets_committed_after(
+    db: Database, settings: ServiceSettings, kafka: KafkaProbe
+) -> None:
+    """Offsets are committed lazily (see messaging._Polling); a failed poll must still be
+    rewound, not skipped by the next commit."""
+    user_id = str(uuid.uuid4())
+    sent = await kafka.publish_many([charged(user_id) for _ in range(5)])
+    consumer = LosesItsDatabaseOnce("kit-test-rewind")
+
+    @consumer.handles(BalanceCharged)
+    async def record(session: AsyncSession, message: BalanceCharged, env: Envelope) -> None:
+        await session.execute(
+            text("INSERT INTO effects (message_id, user_id) VALUES (:m, :u)"),
+            {"m": env.message_id, "u": message.user_id},
+        )
+
+    broker = KafkaBroker(settings.kafka_bootstrap, logger=None)
+    consumer.attach(broker, db, settings)
+    await broker.start()
+    try:
+
+        async def effects() -> list[str]:
+            async with db.sessions() as session:
+                rows = await session.execute(
+                    text("SELECT message_id::text FROM effects WHERE user_id = :u"), {"u": user_id}
+                )
+                return [r[0] for r in rows]
+
+        applied = await poll(effects, until=lambda ids: len(ids) >= len(sent))
+
+        topic, group = settings.topic("wallet.events"), settings.group("kit-test-rewind")
+        probe = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        await probe.start()
+        await admin.start()
+        (described,) = await admin.describe_topics([topic])
+        partitions = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
+        assert partitions
+        probe.assign(partitions)
+        ends = await probe.end_offsets(partitions)
+
+        async def uncommitted() -> int:
+            committed = await admin.list_consumer_group_offsets(group)
+            return sum(
+                end - (committed[tp].offset if tp in committed else 0) for tp, end in ends.items()
+            )
+
+        # The consumer runs dry after the redelivered poll, and then commits everything.
+        try:
+            await poll(uncommitted, until=lambda n: n == 0, message="offsets committed")
+        finally:
+            await admin.close()
+            await probe.stop()
+    finally:
+        await broker.stop()
+    assert consumer.failed == 1
+    assert sorted(applied) == sorted(str(e.message_id) for e in sent)  # each exactly once
