@@ -288,8 +288,8 @@ class LosesItsDatabaseOnce(Consumer):
 async def test_a_poll_that_fails_is_delivered_again_and_its_offsets_committed_after(
     db: Database, settings: ServiceSettings, kafka: KafkaProbe
 ) -> None:
-    """Offsets are committed lazily (see messaging._Polling); a failed poll must still be
-    rewound, not skipped by the next commit."""
+    """A poll that fails outside its handlers is rewound (NACK_ON_ERROR) and delivered again,
+    and only then are its offsets committed."""
     user_id = str(uuid.uuid4())
     sent = await kafka.publish_many([charged(user_id) for _ in range(5)])
     consumer = LosesItsDatabaseOnce("kit-test-rewind")
@@ -332,7 +332,6 @@ async def test_a_poll_that_fails_is_delivered_again_and_its_offsets_committed_af
                 end - (committed[tp].offset if tp in committed else 0) for tp, end in ends.items()
             )
 
-        # The consumer runs dry after the redelivered poll, and then commits everything.
         try:
             await poll(uncommitted, until=lambda n: n == 0, message="offsets committed")
         finally:

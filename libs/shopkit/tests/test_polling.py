@@ -1,5 +1,4 @@
-"""How a consumer polls and commits: again at once after an empty poll (FastStream's batch
-subscriber would sleep), offsets committed when it runs dry or every interval."""
+"""A consumer polls again at once after an empty poll; FastStream's batch subscriber would sleep."""
 
 from typing import Any
 
@@ -9,9 +8,8 @@ from faststream.kafka import KafkaBroker
 
 from contracts import Envelope
 from contracts.wallet import BalanceCharged
-from shopkit import messaging
 from shopkit.db import Database
-from shopkit.messaging import LONG_POLL_MS, Consumer, _Polling
+from shopkit.messaging import LONG_POLL_MS, Consumer
 from shopkit.settings import ServiceSettings
 
 
@@ -50,41 +48,3 @@ async def test_an_empty_poll_is_followed_by_the_next_poll_without_a_pause(
     assert await subscriber.get_msg(kafka) == ()
     assert await subscriber.get_msg(kafka) == ("a", "b", "c")
     assert kafka.asked == [(LONG_POLL_MS, 7), (LONG_POLL_MS, 7)]
-
-
-class CountingConsumer(ScriptedConsumer):
-    def __init__(self, *answers: dict[str, list[str]]) -> None:
-        super().__init__(*answers)
-        self.commits = 0
-
-    async def commit(self) -> None:
-        self.commits += 1
-
-
-async def test_offsets_are_committed_once_the_consumer_runs_dry_not_after_every_poll() -> None:
-    polling = _Polling(7)
-    kafka = CountingConsumer({"tp-0": ["a"]}, {"tp-0": ["b"]}, {}, {})
-
-    assert await polling.get_msg(kafka) == ("a",)
-    polling.handled = True
-    assert await polling.get_msg(kafka) == ("b",)
-    polling.handled = True
-    assert kafka.commits == 0  # not one round trip to Kafka per poll
-    assert await polling.get_msg(kafka) == ()
-    assert kafka.commits == 1  # ran dry: everything handled so far is committed
-    assert await polling.get_msg(kafka) == ()
-    assert kafka.commits == 1  # nothing handled since
-
-
-async def test_under_steady_load_offsets_are_committed_every_interval(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(messaging, "COMMIT_INTERVAL_S", 0.0)
-    polling = _Polling(7)
-    kafka = CountingConsumer({"tp-0": ["a"]}, {"tp-0": ["b"]})
-
-    assert await polling.get_msg(kafka) == ("a",)
-    assert kafka.commits == 0  # nothing handled yet: nothing to commit
-    polling.handled = True
-    assert await polling.get_msg(kafka) == ("b",)
-    assert kafka.commits == 1  # committed before the next poll, past the handled records

@@ -3,15 +3,14 @@
 A handler is a typed function `(session, message, envelope) -> None`. The consumer records the
 message in the inbox in the same transaction as the handler's effect, so a redelivery is skipped.
 A whole poll is handled in one transaction; if anything in it fails, the poll is rolled back and
-handled again one message per transaction. Offsets are committed only after that, lazily: at most
-every second, and whenever the consumer runs out of records (a poll that fails is rewound). A message that keeps failing is retried a bounded number of times and then
+handled again one message per transaction. The offset is committed only after that (NACK_ON_ERROR,
+never ACK_FIRST). A message that keeps failing is retried a bounded number of times and then
 written to `<topic>.dlt` through the outbox, so it never blocks its partition and is never
 silently dropped.
 """
 
 import asyncio
 import logging
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -21,7 +20,6 @@ from typing import Any, Protocol, TypeVar
 
 import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
-from aiokafka.errors import KafkaError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.message import StreamMessage
@@ -40,72 +38,35 @@ log = logging.getLogger("shopkit.messaging")
 # How long one poll may wait for a record. aiokafka's getmany returns as soon as any record has
 # been fetched, so this bounds only the idle wait, not a message's latency.
 LONG_POLL_MS = 1000
-COMMIT_INTERVAL_S = 1.0
 
 M = TypeVar("M", bound=Message)
 Handler = Callable[[AsyncSession, Any, Envelope], Awaitable[None]]
 
 
-class _Polling:
-    """How a consumer's batch subscriber polls and commits its offsets.
+def _poll_without_pause(subscriber: Any, max_records: int) -> None:
+    """Make a batch subscriber poll again at once after an empty poll.
 
-    It polls again at once after an empty poll. FastStream's batch subscriber sleeps
-    `batch_timeout_ms` after every empty poll, so a record arriving meanwhile waited up to that
-    long: with a long timeout an order (six hops) lost hundreds of milliseconds, and with a
-    short one every idle consumer woke ~50 times a second. A long poll that is simply repeated
-    has neither cost.
-
-    It commits offsets at most every `COMMIT_INTERVAL_S`, and as soon as a poll comes back
-    empty, instead of after every poll: each commit is a round trip to Kafka and a write to
-    `__consumer_offsets`, while the inbox already skips what a restart delivers again. A poll
-    is only ever committed after it was handled: the commit is made before the next poll, when
-    the consumer's position is just past the handled records; a poll that failed has been
-    rewound first (`failed`).
+    FastStream's batch subscriber sleeps `batch_timeout_ms` after every empty poll, so a record
+    arriving meanwhile waited up to that long: with a long timeout an order (six hops) lost
+    hundreds of milliseconds, and with a short one every idle consumer woke ~50 times a second.
+    A long poll that is simply repeated has neither cost.
     """
 
-    def __init__(self, max_records: int) -> None:
-        self.max_records = max_records
-        self.handled = False  # records handled since the last commit
-        self.committed_at = time.monotonic()
-
-    async def get_msg(self, consumer: AIOKafkaConsumer) -> tuple[ConsumerRecord, ...]:
-        if self.handled and time.monotonic() - self.committed_at >= COMMIT_INTERVAL_S:
-            await self._commit(consumer)
-        polled = await consumer.getmany(timeout_ms=LONG_POLL_MS, max_records=self.max_records)
-        if not polled and self.handled:
-            await self._commit(consumer)
+    async def get_msg(consumer: AIOKafkaConsumer) -> tuple[ConsumerRecord, ...]:
+        polled = await consumer.getmany(timeout_ms=LONG_POLL_MS, max_records=max_records)
         return tuple(chain.from_iterable(polled.values()))
 
-    async def _commit(self, consumer: AIOKafkaConsumer) -> None:
-        try:
-            await consumer.commit()
-        except KafkaError as exc:  # e.g. a rebalance: the next commit, or the inbox, covers it
-            log.warning("committing offsets failed: %r", exc)
-            return
-        self.handled, self.committed_at = False, time.monotonic()
-
-    @staticmethod
-    async def failed(poll: "_Poll") -> None:
-        """Rewind every partition of a poll that failed, so it is delivered again."""
-        await poll.message.nack()
+    subscriber.get_msg = get_msg
 
 
-@dataclass(frozen=True)
-class _Poll:
-    """What the subscriber hands the handler: the poll's records as aiokafka gave them."""
-
-    message: StreamMessage[Any]
-    records: list[ConsumerRecord]
-
-
-async def _as_poll(message: StreamMessage[Any]) -> _Poll:
-    """Decode nothing: the handler decodes the records itself.
+async def _raw_records(message: StreamMessage[Any]) -> list[ConsumerRecord]:
+    """The poll's records as aiokafka gave them, for a handler that decodes them itself.
 
     FastStream would otherwise parse every value as JSON before the handler parses it again, and
     a `KafkaMessage` parameter is resolved by running a sync function in a worker thread.
     """
     raw = message.raw_message
-    return _Poll(message, list(raw) if isinstance(raw, tuple) else [raw])
+    return list(raw) if isinstance(raw, tuple) else [raw]
 
 
 @dataclass(frozen=True)
@@ -160,39 +121,32 @@ class Consumer:
         """Subscribe this consumer's group to its topics on `broker`.
 
         Records come in polls of up to `consumer_batch_size`, and a poll is handled in one
-        transaction (see `process_poll`). Offsets are committed after polls are handled, at
-        most every second or when the consumer runs out of records (see `_Polling`).
+        transaction (see `process_poll`). Offsets are committed once the whole poll is handled.
         One transaction per message cost each message a commit and most of a service's CPU.
         """
         subscriber = broker.subscriber(
             *[settings.topic(t) for t in self.topics],
             group_id=settings.group(self.name),
-            ack_policy=AckPolicy.MANUAL,  # committed by _Polling
+            ack_policy=AckPolicy.NACK_ON_ERROR,
             auto_offset_reset="earliest",
             batch=True,
             max_records=settings.consumer_batch_size,
             batch_timeout_ms=LONG_POLL_MS,
             title=f"{self.name}:{','.join(self.topics)}",
         )
-        polling = _Polling(settings.consumer_batch_size)
-        subscriber.get_msg = polling.get_msg  # type: ignore[method-assign]
+        _poll_without_pause(subscriber, settings.consumer_batch_size)
 
-        @subscriber(decoder=_as_poll)
-        async def consume(poll: Any) -> None:
+        @subscriber(decoder=_raw_records)
+        async def consume(records: Any) -> None:
             polled = [
                 Polled(
                     record.topic.removeprefix(settings.kafka_namespace),
                     record,
                     _decode(record.value),
                 )
-                for record in poll.records
+                for record in records
             ]
-            try:
-                await self.process_poll(polled, db=db, settings=settings)
-            except BaseException:
-                await polling.failed(poll)
-                raise
-            polling.handled = True
+            await self.process_poll(polled, db=db, settings=settings)
 
     async def process_poll(
         self, polled: list["Polled"], *, db: Database, settings: ServiceSettings
