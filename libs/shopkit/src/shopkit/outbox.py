@@ -154,7 +154,13 @@ class OutboxRelay:
                 await asyncio.sleep(1.0)
 
     async def _lead(self) -> None:
-        conn = await asyncpg.connect(asyncpg_dsn(self.settings.database_url))
+        conn = await asyncpg.connect(
+            asyncpg_dsn(self.settings.database_url),
+            # Marking rows as sent need not wait for the WAL flush: a mark lost in a crash only
+            # sends those rows again, as a crash between sending and marking does anyway. Saves
+            # an fdatasync per batch, ~3 per order across the services.
+            server_settings={"synchronous_commit": "off"},
+        )
         try:
             # The lock lives as long as this connection: a dead relay frees it for another replica.
             while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK_ID):
