@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
 from payment_mock.models import Payment, ProviderBehavior
-from shopkit.db import Database, driver
+from shopkit.db import Database
 from shopkit.errors import Problem
 from shopkit.pagination import decode_cursor, encode_cursor
 
@@ -90,9 +90,10 @@ async def create_payment(
 ) -> Charge:
     """Record one payment per Idempotency-Key; a replay returns the recorded one.
 
-    Once per order, so its statements go straight through asyncpg (`driver`)."""
-    async with db.transaction() as session:
-        conn = await driver(session)
+    Once per order, so its statements go straight through asyncpg, each on its own: the
+    INSERT alone decides (atomically) whether this call records the payment, so a transaction
+    around them would only add BEGIN and COMMIT."""
+    async with db.autocommit() as conn:
         behavior = await conn.fetchrow(
             "SELECT decline_rate, timeout_rate, latency_ms FROM provider_behavior WHERE id = $1",
             BEHAVIOR_ID,
