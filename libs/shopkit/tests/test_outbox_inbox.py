@@ -68,6 +68,23 @@ def charged(user_id: str) -> BalanceCharged:
     return BalanceCharged(user_id=user_id, amount=1, balance=1, transaction_id=str(uuid.uuid4()))
 
 
+async def record_effect(session: AsyncSession, message: BalanceCharged, env: Envelope) -> None:
+    """The handler most tests use: one effects row per applied message."""
+    await session.execute(
+        text("INSERT INTO effects (message_id, user_id) VALUES (:m, :u)"),
+        {"m": env.message_id, "u": message.user_id},
+    )
+
+
+async def effects_of(db: Database, user_id: str) -> list[str]:
+    """The ids of the messages applied for `user_id`."""
+    async with db.sessions() as session:
+        rows = await session.execute(
+            text("SELECT message_id::text FROM effects WHERE user_id = :u"), {"u": user_id}
+        )
+        return [r[0] for r in rows]
+
+
 async def publish_committed(db: Database, message: BalanceCharged) -> Envelope:
     async with db.transaction() as session:
         return await add_message(session, message)
@@ -131,30 +148,18 @@ async def test_a_duplicate_delivery_is_applied_once(
     marker = await kafka.publish(charged(user_id))  # same key: same partition, after both
 
     consumer = Consumer("kit-test-effects")
-
-    @consumer.handles(BalanceCharged)
-    async def record(session: AsyncSession, message: BalanceCharged, env: Envelope) -> None:
-        await session.execute(
-            text("INSERT INTO effects (message_id, user_id) VALUES (:m, :u)"),
-            {"m": env.message_id, "u": message.user_id},
-        )
+    consumer.handles(BalanceCharged)(record_effect)
 
     broker = KafkaBroker(settings.kafka_bootstrap, logger=None)
     consumer.attach(broker, db, settings)
     await broker.start()
     try:
-
-        async def effects() -> list[str]:
-            async with db.sessions() as session:
-                rows = await session.execute(
-                    text("SELECT message_id::text FROM effects WHERE user_id = :u"), {"u": user_id}
-                )
-                return [r[0] for r in rows]
-
         # The marker comes after both copies in its partition, so once it is applied both
         # copies have been consumed.
         applied = await poll(
-            effects, until=lambda ids: str(marker.message_id) in ids, message="marker applied"
+            lambda: effects_of(db, user_id),
+            until=lambda ids: str(marker.message_id) in ids,
+            message="marker applied",
         )
     finally:
         await broker.stop()
@@ -170,27 +175,15 @@ async def test_a_poll_is_handled_in_one_transaction(
     user_id = str(uuid.uuid4())
     sent = await kafka.publish_many([charged(user_id) for _ in range(30)])
     consumer = Consumer("kit-test-batch")
-
-    @consumer.handles(BalanceCharged)
-    async def record(session: AsyncSession, message: BalanceCharged, env: Envelope) -> None:
-        await session.execute(
-            text("INSERT INTO effects (message_id, user_id) VALUES (:m, :u)"),
-            {"m": env.message_id, "u": message.user_id},
-        )
+    consumer.handles(BalanceCharged)(record_effect)
 
     broker = KafkaBroker(settings.kafka_bootstrap, logger=None)
     consumer.attach(broker, db, settings)
     await broker.start()
     try:
-
-        async def effects() -> list[str]:
-            async with db.sessions() as session:
-                rows = await session.execute(
-                    text("SELECT message_id::text FROM effects WHERE user_id = :u"), {"u": user_id}
-                )
-                return [r[0] for r in rows]
-
-        applied = await poll(effects, until=lambda ids: len(ids) >= len(sent))
+        applied = await poll(
+            lambda: effects_of(db, user_id), until=lambda ids: len(ids) >= len(sent)
+        )
     finally:
         await broker.stop()
     assert sorted(applied) == sorted(str(e.message_id) for e in sent)
@@ -293,27 +286,15 @@ async def test_a_poll_that_fails_is_delivered_again_and_its_offsets_committed_af
     user_id = str(uuid.uuid4())
     sent = await kafka.publish_many([charged(user_id) for _ in range(5)])
     consumer = LosesItsDatabaseOnce("kit-test-rewind")
-
-    @consumer.handles(BalanceCharged)
-    async def record(session: AsyncSession, message: BalanceCharged, env: Envelope) -> None:
-        await session.execute(
-            text("INSERT INTO effects (message_id, user_id) VALUES (:m, :u)"),
-            {"m": env.message_id, "u": message.user_id},
-        )
+    consumer.handles(BalanceCharged)(record_effect)
 
     broker = KafkaBroker(settings.kafka_bootstrap, logger=None)
     consumer.attach(broker, db, settings)
     await broker.start()
     try:
-
-        async def effects() -> list[str]:
-            async with db.sessions() as session:
-                rows = await session.execute(
-                    text("SELECT message_id::text FROM effects WHERE user_id = :u"), {"u": user_id}
-                )
-                return [r[0] for r in rows]
-
-        applied = await poll(effects, until=lambda ids: len(ids) >= len(sent))
+        applied = await poll(
+            lambda: effects_of(db, user_id), until=lambda ids: len(ids) >= len(sent)
+        )
 
         topic, group = settings.topic("wallet.events"), settings.group("kit-test-rewind")
         probe = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
