@@ -125,15 +125,6 @@ class StockReleased(Message):
     operation_id: str
 
 
-class StockCommitted(Message):
-    """The operation's reservation is now sold."""
-
-    TOPIC = CATALOG_REPLIES
-    KEY = "order_id"
-    order_id: str
-    operation_id: str
-
-
 class StockReturned(Message):
     """The sold units are available again."""
 

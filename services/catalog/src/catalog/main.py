@@ -8,7 +8,6 @@ from catalog.settings import Settings
 from contracts.catalog import (
     ProductChanged,
     ProductCreated,
-    StockCommitted,
     StockReleased,
     StockReservationFailed,
     StockReserved,
@@ -23,7 +22,6 @@ PUBLISHES = (
     StockReserved,
     StockReservationFailed,
     StockReleased,
-    StockCommitted,
     StockReturned,
 )
 

@@ -34,7 +34,6 @@ from contracts.catalog import (
     ReservedLine,
     ReserveStock,
     ReturnStock,
-    StockCommitted,
     StockReleased,
     StockReservationFailed,
     StockReserved,
@@ -314,7 +313,9 @@ async def release_stock(session: AsyncSession, *, command: ReleaseStock, now: da
 
 
 async def commit_stock(session: AsyncSession, *, command: CommitStock, now: datetime) -> None:
-    """Turn the operation's reserved units into sold, once."""
+    """Turn the operation's reserved units into sold, once. No reply: the saga does not wait for
+    it (a commit of held units cannot fail), and a later ReturnStock of the same order comes
+    after it on the same partition."""
     conn = await driver(session)  # once per order: straight through asyncpg
     row = await conn.fetchrow(
         "SELECT order_id, status, lines FROM reservations WHERE operation_id = $1 FOR UPDATE",
@@ -345,9 +346,6 @@ async def commit_stock(session: AsyncSession, *, command: CommitStock, now: date
             step.status,
             now,
         )
-    await add_message(
-        session, StockCommitted(order_id=command.order_id, operation_id=command.operation_id)
-    )
 
 
 async def return_stock(session: AsyncSession, *, command: ReturnStock, now: datetime) -> None:

@@ -4,7 +4,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import Envelope
 from contracts.catalog import (
-    StockCommitted,
     StockReleased,
     StockReservationFailed,
     StockReserved,
@@ -20,7 +19,6 @@ from shopkit.messaging import Consumer
 REPLIES = (
     StockReserved,
     StockReservationFailed,
-    StockCommitted,
     StockReleased,
     StockReturned,
     CouponReserved,
@@ -34,7 +32,6 @@ REPLIES = (
 Reply = (
     StockReserved
     | StockReservationFailed
-    | StockCommitted
     | StockReleased
     | StockReturned
     | CouponReserved

@@ -18,7 +18,6 @@ from contracts.catalog import (
     ReleaseStock,
     ReserveStock,
     ReturnStock,
-    StockCommitted,
     StockLine,
     StockReleased,
     StockReservationFailed,
@@ -60,7 +59,6 @@ Step = Literal[
     "RESERVING_COUPON",
     "DEBITING",
     "PAYING",
-    "COMMITTING",
     # placing: compensation, in reverse order
     "VOIDING_PAYMENT",
     "REFUNDING",
@@ -242,8 +240,6 @@ def step_commands(saga: Saga) -> list[Message]:
                 amount=saga.total,
             )
         ]
-    elif s == "COMMITTING":
-        cmds = [CommitStock(order_id=oid, operation_id=saga.op("place:stock"))]
     elif s == "RELEASING_STOCK":
         cmds = [ReleaseStock(order_id=oid, operation_id=saga.op("place:stock"))]
     elif s in ("RELEASING_COUPON", "CANCEL_RELEASING_COUPON"):
@@ -286,16 +282,11 @@ def step_commands(saga: Saga) -> list[Message]:
             )
         ]
     elif s == "MODIFY_COMMITTING" and saga.modify:
-        if saga.modify.more:
-            cmds.append(CommitStock(order_id=oid, operation_id=saga.modify_op("stock")))
-        if saga.modify.fewer:
-            cmds.append(
-                ReturnStock(
-                    order_id=oid,
-                    operation_id=saga.modify_op("return"),
-                    lines=_stock(saga.modify.fewer),
-                )
+        cmds = [
+            ReturnStock(
+                order_id=oid, operation_id=saga.modify_op("return"), lines=_stock(saga.modify.fewer)
             )
+        ]
     elif s == "MODIFY_RELEASING":
         cmds = [ReleaseStock(order_id=oid, operation_id=saga.modify_op("stock"))]
     return [c for c in cmds if c.operation_id in saga.waiting]  # type: ignore[attr-defined]
@@ -339,7 +330,6 @@ def _step_operations(saga: Saga) -> tuple[str, ...]:
         "RESERVING_STOCK": "place:stock",
         "RESERVING_COUPON": "place:coupon",
         "DEBITING": "place:debit",
-        "COMMITTING": "place:stock",
         "RELEASING_STOCK": "place:stock",
         "RELEASING_COUPON": "place:coupon-release",
         "CANCEL_RETURNING_STOCK": "cancel:stock",
@@ -353,11 +343,8 @@ def _step_operations(saga: Saga) -> tuple[str, ...]:
         return (saga.modify_op("stock"),)
     if s == "MODIFY_DEBITING":
         return (saga.modify_op("debit"),)
-    if s == "MODIFY_COMMITTING" and saga.modify:
-        return tuple(
-            [saga.modify_op("stock")] * bool(saga.modify.more)
-            + [saga.modify_op("return")] * bool(saga.modify.fewer)
-        )
+    if s == "MODIFY_COMMITTING" and saga.modify and saga.modify.fewer:
+        return (saga.modify_op("return"),)
     return ()
 
 
@@ -432,8 +419,33 @@ def _release_from(saga: Saga) -> Step:
 
 
 def _approved(saga: Saga, e: PaymentApproved, now: datetime, out: _Out) -> Saga:
+    """Paid: the reserved units become sold by a one-way CommitStock (see `_commit_stock`)."""
     out.history.append(("PaymentApproved", e.payment_id))
-    return _enter(replace(saga, payment_id=e.payment_id), "COMMITTING", out)
+    _commit_stock(saga.order_id, saga.op("place:stock"), "reserved units sold", out)
+    saga = replace(saga, payment_id=e.payment_id, status="PAID", step="DONE", paid_at=now)
+    out.history.append(("OrderPaid", f"total {saga.total}"))
+    out.messages.append(
+        OrderPaid(
+            order_id=saga.order_id,
+            user_id=saga.user_id,
+            lines=_sold(saga.lines),
+            subtotal=saga.subtotal,
+            discount=saga.discount,
+            total=saga.total,
+            paid_at=now,
+        )
+    )
+    return replace(saga, waiting=())
+
+
+def _commit_stock(order_id: str, operation_id: str, detail: str, out: _Out) -> None:
+    """Turn a reservation into sold units, without waiting for a reply.
+
+    The units are already held for this order and a commit cannot fail, so nothing needs its
+    answer: the outbox delivers the command, the catalog applies it once, and a later
+    ReturnStock of the same order (same topic, same key) is applied after it."""
+    out.history.append(("StockCommitSent", detail))
+    out.messages.append(CommitStock(order_id=order_id, operation_id=operation_id))
 
 
 def _declined(saga: Saga, e: PaymentDeclined, now: datetime, out: _Out) -> Saga:
@@ -449,23 +461,6 @@ def _timed_out(saga: Saga, e: PaymentTimedOut, now: datetime, out: _Out) -> Saga
 def _voided(saga: Saga, e: PaymentsCancelled, now: datetime, out: _Out) -> Saga:
     out.history.append(("PaymentCancelled", ", ".join(e.payment_ids) or "no payment recorded"))
     return _fail(saga, "PAYMENT_TIMEOUT", out, "REFUNDING")
-
-
-def _committed(saga: Saga, e: StockCommitted, now: datetime, out: _Out) -> Saga:
-    saga = replace(saga, status="PAID", step="DONE", waiting=(), paid_at=now)
-    out.history.append(("OrderPaid", f"total {saga.total}"))
-    out.messages.append(
-        OrderPaid(
-            order_id=saga.order_id,
-            user_id=saga.user_id,
-            lines=_sold(saga.lines),
-            subtotal=saga.subtotal,
-            discount=saga.discount,
-            total=saga.total,
-            paid_at=now,
-        )
-    )
-    return saga
 
 
 def _refunded(saga: Saga, e: WalletRefunded, now: datetime, out: _Out) -> Saga:
@@ -486,7 +481,7 @@ def _refunded(saga: Saga, e: WalletRefunded, now: datetime, out: _Out) -> Saga:
         return _enter(saga, _release_from(saga), out)
     if saga.step == "CANCEL_REFUNDING":
         return _enter(saga, "CANCEL_RETURNING_STOCK", out)
-    return _enter(saga, "MODIFY_COMMITTING", out)
+    return _modify_commit(saga, now, out)
 
 
 def _coupon_released(saga: Saga, e: CouponReleased, now: datetime, out: _Out) -> Saga:
@@ -538,9 +533,11 @@ def _cancel_payment_done(saga: Saga, e: PaymentsCancelled, now: datetime, out: _
 
 
 def _stock_returned(saga: Saga, e: StockReturned, now: datetime, out: _Out) -> Saga:
-    if saga.step == "MODIFY_COMMITTING":
-        return _modify_part_done(saga, e, now, out)
-    out.history.append(("StockReturned", f"{sum(x.quantity for x in saga.lines)} unit(s)"))
+    modifying = saga.step == "MODIFY_COMMITTING" and saga.modify is not None
+    returned = saga.modify.fewer if modifying and saga.modify else saga.lines
+    out.history.append(("StockReturned", f"{sum(x.quantity for x in returned)} unit(s)"))
+    if modifying:
+        return _modify_applied(saga, now, out)
     if saga.coupon_id:
         return _enter(saga, "CANCEL_RELEASING_COUPON", out)
     return _cancelled(saga, now, out)
@@ -597,6 +594,11 @@ def _modify_priced(saga: Saga, now: datetime, out: _Out) -> Saga:
 
 
 def _modify_commit(saga: Saga, now: datetime, out: _Out) -> Saga:
+    """The money moved: commit the extra units (one-way) and return the fewer ones."""
+    assert saga.modify is not None
+    if saga.modify.more:
+        more = sum(x.quantity for x in saga.modify.more)
+        _commit_stock(saga.order_id, saga.modify_op("stock"), f"{more} more unit(s) sold", out)
     saga = _enter(saga, "MODIFY_COMMITTING", out)
     return saga if saga.waiting else _modify_applied(saga, now, out)
 
@@ -628,15 +630,6 @@ def _modify_debit_failed(saga: Saga, e: WalletDebitFailed, now: datetime, out: _
     if saga.modify and saga.modify.more:
         return _enter(saga, "MODIFY_RELEASING", out)
     return _modify_failed(saga, "INSUFFICIENT_BALANCE", out)
-
-
-def _modify_part_done(
-    saga: Saga, e: StockCommitted | StockReturned, now: datetime, out: _Out
-) -> Saga:
-    waiting = tuple(op for op in saga.waiting if op != e.operation_id)
-    out.history.append((type(e).__name__, e.operation_id.rsplit(":", 1)[-1]))
-    saga = replace(saga, waiting=waiting)
-    return saga if waiting else _modify_applied(saga, now, out)
 
 
 def _modify_applied(saga: Saga, now: datetime, out: _Out) -> Saga:
@@ -692,11 +685,9 @@ HANDLERS: dict[tuple[Step, str], tuple[Handler, tuple[Step, ...]]] = {
     ("DEBITING", "WalletDebited"): (_debited, ("PAYING",)),
     ("DEBITING", "WalletDebitFailed"): (_debit_failed, ("RELEASING_COUPON", "RELEASING_STOCK")),
     ("DEBITING", "DeadlinePassed"): (_deadline, ("DEBITING", "REFUNDING")),
-    ("PAYING", "PaymentApproved"): (_approved, ("COMMITTING",)),
+    ("PAYING", "PaymentApproved"): (_approved, ("DONE",)),
     ("PAYING", "PaymentDeclined"): (_declined, ("REFUNDING",)),
     ("PAYING", "PaymentTimedOut"): (_timed_out, ("VOIDING_PAYMENT",)),
-    ("COMMITTING", "StockCommitted"): (_committed, ("DONE",)),
-    ("COMMITTING", "DeadlinePassed"): (_deadline, ("COMMITTING",)),
     ("VOIDING_PAYMENT", "PaymentsCancelled"): (_voided, ("REFUNDING",)),
     ("REFUNDING", "WalletRefunded"): (
         _refunded,
@@ -744,8 +735,7 @@ HANDLERS: dict[tuple[Step, str], tuple[Handler, tuple[Step, ...]]] = {
         ("MODIFY_REFUNDING", "MODIFY_COMMITTING", "DONE"),
     ),
     ("MODIFY_REFUNDING", "DeadlinePassed"): (_deadline, ("MODIFY_REFUNDING",)),
-    ("MODIFY_COMMITTING", "StockCommitted"): (_modify_part_done, ("MODIFY_COMMITTING", "DONE")),
-    ("MODIFY_COMMITTING", "StockReturned"): (_stock_returned, ("MODIFY_COMMITTING", "DONE")),
+    ("MODIFY_COMMITTING", "StockReturned"): (_stock_returned, ("DONE",)),
     ("MODIFY_COMMITTING", "DeadlinePassed"): (_deadline, ("MODIFY_COMMITTING",)),
     ("MODIFY_RELEASING", "StockReleased"): (_stock_released, ("DONE",)),
     ("MODIFY_RELEASING", "DeadlinePassed"): (_deadline, ("MODIFY_RELEASING",)),

@@ -4,11 +4,11 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from contracts.catalog import (
+    CommitStock,
     ReleaseStock,
     ReservedLine,
     ReserveStock,
     ReturnStock,
-    StockCommitted,
     StockReleased,
     StockReservationFailed,
     StockReserved,
@@ -84,20 +84,21 @@ def paid(qty: int = 2) -> Saga:
         reserved(qty=qty),
         debited(qty * 10_000),
         PaymentApproved("pay1"),
-        StockCommitted(order_id=OID, operation_id=f"{OID}:place:stock"),
     )
     assert saga.status == "PAID"
     return saga
 
 
-def test_happy_path_reserves_debits_pays_commits() -> None:
-    saga, steps = run(placed(), reserved(), debited(20_000), PaymentApproved("pay1"))
+def test_happy_path_reserves_debits_pays_and_commits_without_waiting() -> None:
+    saga, steps = run(placed(), reserved(), debited(20_000))
     assert isinstance(steps[0].messages[0], DebitWallet) and steps[0].messages[0].amount == 20_000
-    assert saga.step == "PAYING" or saga.step == "COMMITTING"
-    saga, [done] = run(saga, StockCommitted(order_id=OID, operation_id=f"{OID}:place:stock"))
-    assert (saga.status, saga.step, saga.total) == ("PAID", "DONE", 20_000)
-    [event] = done.messages
+    assert saga.step == "PAYING"
+    saga, [approved] = run(saga, PaymentApproved("pay1"))
+    assert (saga.status, saga.step, saga.total, saga.waiting) == ("PAID", "DONE", 20_000, ())
+    commit, event = approved.messages
+    assert commit == CommitStock(order_id=OID, operation_id=f"{OID}:place:stock")
     assert isinstance(event, OrderPaid) and event.lines[0].name == "Pen"
+    assert [e for e, _ in approved.history] == ["PaymentApproved", "StockCommitSent", "OrderPaid"]
 
 
 def test_duplicate_and_stale_replies_change_nothing() -> None:
@@ -210,10 +211,11 @@ def test_modify_up_reserves_debits_difference_and_commits() -> None:
     saga, steps = run(saga, reserved(op=f"{OID}:modify:1:stock", qty=1))
     [debit] = steps[0].messages
     assert isinstance(debit, DebitWallet) and debit.amount == 10_000
-    saga, _ = run(saga, debited(10_000, op=f"{OID}:modify:1:debit"))
-    saga, steps = run(saga, StockCommitted(order_id=OID, operation_id=f"{OID}:modify:1:stock"))
+    saga, steps = run(saga, debited(10_000, op=f"{OID}:modify:1:debit"))
     assert (saga.total, saga.operation, saga.modify_outcome) == (30_000, None, "APPLIED")
-    assert isinstance(steps[0].messages[0], OrderModified)
+    commit, modified = steps[0].messages
+    assert commit == CommitStock(order_id=OID, operation_id=f"{OID}:modify:1:stock")
+    assert isinstance(modified, OrderModified)
     assert [d.amount for d in saga.debits] == [20_000, 10_000]
 
 
@@ -246,4 +248,4 @@ def test_impossible_modify_changes_nothing() -> None:
 
 def test_table_rows_all_have_handlers() -> None:
     assert {(a, e) for a, e, _ in TABLE} == set(HANDLERS)
-    assert ("PAYING", "PaymentApproved", "COMMITTING") in TABLE
+    assert ("PAYING", "PaymentApproved", "DONE") in TABLE
