@@ -127,9 +127,7 @@ async def time_consumer(
     db = Database(settings.database_url, pool_size=4)
     broker = KafkaBroker(settings.kafka_bootstrap, logger=None)
     if batch:
-        batch_consumer.attach(
-            broker, db, settings, max_records=settings.batch_max_records, batch_timeout_ms=50
-        )
+        batch_consumer.attach(broker, db, settings)
     else:
         single = Consumer(inbox_name)
 

@@ -38,7 +38,7 @@ def settings(infra: Infra, kafka_namespace: str, analytics_db: str) -> Settings:
         database_url=analytics_db,
         kafka_bootstrap=infra.kafka_bootstrap,
         kafka_namespace=kafka_namespace,
-        batch_timeout_ms=50,
+        batch_linger_ms=50,
         log_json=False,
     )
 

@@ -15,13 +15,13 @@ from typing import Any
 
 import orjson
 from faststream import AckPolicy
-from faststream.kafka import KafkaBroker, KafkaMessage
+from faststream.kafka import KafkaBroker
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import Envelope, Message
 from shopkit.db import Database
-from shopkit.messaging import dead_letter
+from shopkit.messaging import LONG_POLL_MS, dead_letter, long_poll, raw_records
 from shopkit.settings import ServiceSettings
 
 log = logging.getLogger("analytics.consumer")
@@ -71,24 +71,27 @@ class BatchConsumer:
         db: Database,
         settings: ServiceSettings,
     ) -> None:
-        """Subscribe this consumer's group to its topics on `broker`, in batches."""
+        """Subscribe this consumer's group to its topics on `broker`, in batches.
+
+        A projection can wait a little: after a poll that was not full, the next one comes
+        `batch_linger_ms` later (the kit's `long_poll`), so under load a batch holds many
+        events instead of the one or two that arrived since the last poll."""
         max_records = int(getattr(settings, "batch_max_records", 500))
-        batch_timeout_ms = int(getattr(settings, "batch_timeout_ms", 200))
+        linger_ms = int(getattr(settings, "batch_linger_ms", 200))
         subscriber = broker.subscriber(
             *[settings.topic(t) for t in self.topics],
             batch=True,
             max_records=max_records,
-            batch_timeout_ms=batch_timeout_ms,
+            batch_timeout_ms=LONG_POLL_MS,
             group_id=settings.group(self.name),
             ack_policy=AckPolicy.NACK_ON_ERROR,
             auto_offset_reset="earliest",
             title=f"{self.name}:{','.join(self.topics)}",
         )
+        long_poll(subscriber, max_records, linger_ms=linger_ms)
 
-        @subscriber
-        async def consume(body: list[Any], message: KafkaMessage) -> None:
-            records = message.raw_message
-            records = records if isinstance(records, tuple) else (records,)
+        @subscriber(decoder=raw_records)
+        async def consume(records: Any) -> None:
             raw = [(r.topic.removeprefix(settings.kafka_namespace), r.value) for r in records]
             await self.process(raw, db=db, settings=settings)
 

@@ -10,7 +10,9 @@ class Settings(ServiceSettings):
     database_url: str = "postgresql+asyncpg://postgres:postgres@127.0.0.1:5432/analytics"
     # One projection transaction covers up to this many events.
     batch_max_records: int = Field(default=500, ge=1, le=5000)
-    batch_timeout_ms: int = Field(default=200, ge=1)
+    # After a poll that was not full, wait this long before the next: events arriving
+    # meanwhile share one transaction (0: poll again at once).
+    batch_linger_ms: int = Field(default=200, ge=0, le=5000)
 
     @field_validator("timezone")
     @classmethod
