@@ -1,7 +1,9 @@
 """JWT bearer auth shared by every service: HS256 pinned, exp/iss/aud checked, roles user/admin."""
 
+import time
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import lru_cache
 from typing import Annotated, Literal
 
 import jwt
@@ -48,21 +50,38 @@ def issue_token(settings: ServiceSettings, *, user_id: str, role: Role) -> str:
 
 
 def verify_token(settings: ServiceSettings, token: str) -> Principal:
+    """The token's principal; 401 INVALID_TOKEN when it is forged, malformed or expired.
+
+    A client sends the same token with every request, so a verified token is remembered
+    (signature, issuer, audience and role checked once) and only its expiry is checked again:
+    HS256 verification was ~0.2 ms of CPU per request in every service.
+    """
     try:
-        claims = jwt.decode(
-            token,
-            settings.jwt_secret,
-            algorithms=[ALGORITHM],
-            audience=settings.jwt_audience,
-            issuer=settings.jwt_issuer,
-            options={"require": ["exp", "iss", "aud", "sub"]},
+        principal, expires = _verified(
+            token, settings.jwt_secret, settings.jwt_audience, settings.jwt_issuer
         )
     except jwt.PyJWTError as exc:
         raise Problem(401, "INVALID_TOKEN", str(exc), extra={}) from exc
+    if expires <= time.time():  # as PyJWT decides it, with no leeway
+        raise Problem(401, "INVALID_TOKEN", "Signature has expired", extra={})
+    return principal
+
+
+@lru_cache(maxsize=4096)
+def _verified(token: str, secret: str, audience: str, issuer: str) -> tuple[Principal, float]:
+    """Verify `token` (an exception is not remembered); its principal and expiry."""
+    claims = jwt.decode(
+        token,
+        secret,
+        algorithms=[ALGORITHM],
+        audience=audience,
+        issuer=issuer,
+        options={"require": ["exp", "iss", "aud", "sub"]},
+    )
     role = claims.get("role")
     if role not in ("user", "admin"):
         raise Problem(401, "INVALID_TOKEN", "token has no valid role")
-    return Principal(user_id=str(claims["sub"]), role=role)
+    return Principal(user_id=str(claims["sub"]), role=role), float(claims["exp"])
 
 
 # Dependencies are async on purpose: FastAPI runs a plain `def` dependency in a worker
