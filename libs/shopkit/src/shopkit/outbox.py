@@ -10,6 +10,8 @@ between sending and marking re-sends the rows: consumers are idempotent (see inb
 import asyncio
 import logging
 import uuid
+from collections.abc import Sequence
+from typing import Any
 
 import asyncpg
 import orjson
@@ -81,6 +83,33 @@ async def add_message(
     envelope = envelope_for(message, causation_id=causation_id, correlation_id=correlation_id)
     await add_envelope(session, message.TOPIC.name, envelope)
     return envelope
+
+
+# For a statement that writes its own state and queues its messages in one round trip: the
+# rows come from five parallel arrays (see `outbox_arrays`) at parameters $n..$n+4, in order.
+def outbox_insert(first_param: int) -> str:
+    """`INSERT INTO outbox ...` of the messages given as arrays from parameter `first_param` on.
+
+    The caller NOTIFYs `NOTIFY_CHANNEL` in the same statement when it queues any."""
+    m, t, k, y, e = (f"${first_param + i}" for i in range(5))
+    return (
+        "INSERT INTO outbox (message_id, topic, key, type, envelope)"
+        " SELECT q.m, q.t, q.k, q.y, q.e::jsonb"
+        f" FROM unnest({m}::uuid[], {t}::text[], {k}::text[], {y}::text[], {e}::text[])"
+        " WITH ORDINALITY AS q(m, t, k, y, e, n) ORDER BY q.n"
+    )
+
+
+def outbox_arrays(messages: Sequence[Message]) -> list[list[Any]]:
+    """The parameters of `outbox_insert` for `messages` (envelopes made as `add_message` does)."""
+    envelopes = [(m.TOPIC.name, envelope_for(m)) for m in messages]
+    return [
+        [e.message_id for _, e in envelopes],
+        [topic for topic, _ in envelopes],
+        [e.key for _, e in envelopes],
+        [e.type for _, e in envelopes],
+        [e.model_dump_json() for _, e in envelopes],
+    ]
 
 
 async def add_envelope(session: AsyncSession, topic: str, envelope: Envelope) -> None:

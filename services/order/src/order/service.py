@@ -31,7 +31,7 @@ from order.schemas import ItemOut, OrderOut
 from order.settings import Settings
 from shopkit.db import Database, driver, json_text
 from shopkit.errors import Problem
-from shopkit.outbox import add_message
+from shopkit.outbox import NOTIFY_CHANNEL, outbox_arrays, outbox_insert
 from shopkit.pagination import decode_cursor, encode_cursor
 
 SAGA = TypeAdapter(Saga)
@@ -168,8 +168,8 @@ async def _save(
     )
     if before is None or saga.step != before.step:
         _schedule(row, saga, settings=settings, now=now)
-    # Every step of every order comes here: one statement writes the row, its history and the
-    # NOTIFYs (three round trips before), straight through asyncpg.
+    # Every step of every order comes here: one statement writes the row, its history, its
+    # messages and the NOTIFYs (five round trips or more before), straight through asyncpg.
     conn = await driver(session)
     args = [
         *(row.id, row.status, row.step, row.operation, json_text(row.saga)),
@@ -180,14 +180,16 @@ async def _save(
     ]
     if before is None:
         args.append(row.user_id)
-    await conn.execute(_SAVE[before is None, saga.step in PROVIDER_STEPS], *args)
-    for message in moved.messages:
-        await add_message(session, message)
+    if moved.messages:
+        args += outbox_arrays(moved.messages)
+    statement = _SAVE[before is None, saga.step in PROVIDER_STEPS, bool(moved.messages)]
+    await conn.execute(statement, *args)
 
 
-def _save_statement(*, new: bool, wake_worker: bool) -> str:
-    """Write the order row, append its history ($9 events, $10 details, in order) and NOTIFY
-    its change ($11), in one statement. A new row also takes its user id ($12)."""
+def _save_statement(*, new: bool, wake_worker: bool, queue: bool) -> str:
+    """Write the order row, append its history ($9 events, $10 details, in order), NOTIFY its
+    change ($11) and queue its messages in the outbox (five arrays after the rest), in one
+    statement. A new row also takes its user id ($12)."""
     write = (
         f"INSERT INTO orders ({_COLUMNS}) VALUES ($1, $12, $2, $3, $4, $5, $6, $7, $8, $8)"
         if new
@@ -197,20 +199,27 @@ def _save_statement(*, new: bool, wake_worker: bool) -> str:
     notify = f"pg_notify('{CHANGED_CHANNEL}', $11)"
     if wake_worker:
         notify += f", pg_notify('{WORKER_CHANNEL}', '')"
+    queued = ""
+    if queue:
+        # A saga is saved only with its row locked (loaded FOR UPDATE, or new): for one order,
+        # outbox id order is commit order.
+        queued = f", queued AS ({outbox_insert(13 if new else 12)})"
+        notify += f", pg_notify('{NOTIFY_CHANNEL}', '')"
     return (
         f"WITH saved AS ({write} RETURNING id), history AS ("
         " INSERT INTO order_history (order_id, status, step, event, detail, at)"
         " SELECT $1, $2, $3, h.event, h.detail, $8"
         " FROM unnest($9::text[], $10::text[]) WITH ORDINALITY AS h(event, detail, n)"
-        " ORDER BY h.n)"
+        f" ORDER BY h.n){queued}"
         f" SELECT {notify} FROM saved"
     )
 
 
 _SAVE = {
-    (new, wake): _save_statement(new=new, wake_worker=wake)
+    (new, wake, queue): _save_statement(new=new, wake_worker=wake, queue=queue)
     for new in (True, False)
     for wake in (True, False)
+    for queue in (True, False)
 }
 
 
