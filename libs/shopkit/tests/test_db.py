@@ -63,3 +63,38 @@ async def test_autocommit_runs_each_statement_on_its_own_and_decodes_jsonb(db: D
         assert not conn.is_in_transaction()  # no BEGIN was sent for it
         assert await count(db, note) == 1  # already committed, seen from another connection
         assert await conn.fetchval("SELECT body FROM notes WHERE id = $1", note) == {"a": [1]}
+
+
+async def test_the_driver_is_remembered_within_a_transaction_and_not_beyond(db: Database) -> None:
+    note = uuid.uuid4()
+    async with db.sessions() as session:
+        async with session.begin():
+            first = await driver(session)
+            assert await driver(session) is first
+        # The same session's next transaction: its driver is inside that one's BEGIN.
+        with pytest.raises(RuntimeError):
+            async with session.begin():
+                conn = await driver(session)
+                assert conn.is_in_transaction()
+                await conn.execute("INSERT INTO notes VALUES ($1, '{}')", note)
+                raise RuntimeError("the state change failed")
+    assert await count(db, note) == 0
+
+
+async def test_a_driver_statement_in_a_savepoint_rolls_back_with_the_savepoint(
+    db: Database,
+) -> None:
+    kept, undone = uuid.uuid4(), uuid.uuid4()
+    async with db.transaction() as session:
+        conn = await driver(session)
+        await conn.execute("INSERT INTO notes VALUES ($1, '{}')", kept)
+        nested = await session.begin_nested()
+        await (await driver(session)).execute("INSERT INTO notes VALUES ($1, '{}')", undone)
+        await nested.rollback()
+        assert (
+            await (await driver(session)).fetchval(
+                "SELECT count(*) FROM notes WHERE id = $1", undone
+            )
+            == 0
+        )
+    assert (await count(db, kept), await count(db, undone)) == (1, 0)

@@ -79,12 +79,28 @@ async def driver(session: AsyncSession) -> asyncpg.Connection:
     """
     if session.new or session.dirty or session.deleted:
         await session.flush()  # ORM changes still pending must be visible to these statements
+    # Remembered for the rest of the transaction (or savepoint: SQLAlchemy emits a SAVEPOINT
+    # only when a connection is asked for inside it): reaching it through the session costs
+    # more than many of the statements sent on it.
+    transaction = _innermost(session)
+    remembered = session.info.get(_DRIVER)
+    if transaction is not None and remembered is not None and remembered[0] is transaction:
+        return remembered[1]
     connection = await session.connection()
     adapted: Any = (await connection.get_raw_connection()).dbapi_connection
     # SQLAlchemy's adapter sends BEGIN lazily, with its first statement; make sure it has.
     if adapted._transaction is None and session.in_transaction():
         await adapted._start_transaction()
+    session.info[_DRIVER] = (_innermost(session), adapted._connection)
     return adapted._connection
+
+
+_DRIVER = "shopkit.driver"
+
+
+def _innermost(session: AsyncSession) -> Any:
+    sync = session.sync_session
+    return sync.get_nested_transaction() or sync.get_transaction()
 
 
 def json_text(value: object) -> str:
