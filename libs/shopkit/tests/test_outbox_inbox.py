@@ -138,6 +138,47 @@ async def test_a_message_survives_a_relay_dying_between_publish_and_mark(
     assert sent == [str(envelope.message_id)] * 2
 
 
+async def marked(db: Database, envelopes: list[Envelope]) -> list[bool]:
+    """For each envelope, in order: is its outbox row marked as sent?"""
+    conn = await asyncpg.connect(asyncpg_dsn(db.url))
+    try:
+        rows = await conn.fetch(
+            "SELECT message_id, published_at IS NOT NULL AS sent FROM outbox"
+            " WHERE message_id = ANY($1::uuid[])",
+            [e.message_id for e in envelopes],
+        )
+    finally:
+        await conn.close()
+    sent = {row["message_id"]: row["sent"] for row in rows}
+    return [sent[e.message_id] for e in envelopes]
+
+
+async def test_under_load_a_batch_is_marked_with_the_next_fetch_and_sent_once(
+    db: Database, settings: ServiceSettings, kafka: KafkaProbe
+) -> None:
+    user_id = str(uuid.uuid4())
+    first = await publish_committed(db, charged(user_id))
+    second = await publish_committed(db, charged(user_id))
+    relay = OutboxRelay(settings, batch_size=1)
+    await relay.connect()
+    conn = await asyncpg.connect(asyncpg_dsn(db.url))
+    try:
+        # Rows left by other tests go first; send until ours is out, each batch a full one.
+        while await relay.publish_pending(conn) and not await ids_on_topic(kafka, user_id):
+            pass
+        assert await marked(db, [first, second]) == [False, False]  # its mark is deferred
+        await relay.publish_pending(conn)  # marks the first, sends the second
+        assert await marked(db, [first, second]) == [True, False]
+        while await relay.publish_pending(conn):
+            pass
+        assert await marked(db, [first, second]) == [True, True]
+    finally:
+        await conn.close()
+        await relay.stop()
+    sent = await poll(lambda: ids_on_topic(kafka, user_id), until=lambda ids: len(ids) >= 2)
+    assert sent == [str(first.message_id), str(second.message_id)]
+
+
 async def test_a_duplicate_delivery_is_applied_once(
     db: Database, settings: ServiceSettings, kafka: KafkaProbe
 ) -> None:

@@ -139,6 +139,7 @@ class OutboxRelay:
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
+        self._unmarked: list[int] = []  # sent, to be marked with the next SELECT
         self.is_leader = False
 
     async def start(self) -> None:
@@ -206,14 +207,32 @@ class OutboxRelay:
                         pass
         finally:
             self.is_leader = False
+            await self._mark_unmarked(conn)
             await conn.close(timeout=2)
 
+    async def _mark_unmarked(self, conn: asyncpg.Connection) -> None:
+        """On the way out, mark what was sent (if it cannot, the next leader sends it again)."""
+        unmarked, self._unmarked = self._unmarked, []
+        if unmarked:
+            try:
+                await conn.execute(_MARK, unmarked, timeout=2)
+            except Exception:
+                log.warning(
+                    "could not mark %d sent outbox rows; they will be sent again", len(unmarked)
+                )
+
     async def publish_pending(self, conn: asyncpg.Connection) -> int:
-        rows = await conn.fetch(
-            "SELECT id, topic, key, type, envelope::text AS envelope FROM outbox"
-            " WHERE published_at IS NULL ORDER BY id LIMIT $1",
-            self.batch_size,
-        )
+        """Send the next batch of committed rows in id order, then mark them sent.
+
+        When more rows are already waiting (a full batch, or a NOTIFY came while sending), the
+        mark rides in the next batch's SELECT, which comes at once: one statement per batch
+        under load instead of two. Either way a crash before the mark only sends the rows again.
+        """
+        if self._unmarked:
+            rows = await conn.fetch(_MARK_AND_FETCH, self.batch_size, self._unmarked)
+            self._unmarked = []
+        else:
+            rows = await conn.fetch(_FETCH, self.batch_size)
         if not rows:
             return 0
         assert self._producer is not None
@@ -228,11 +247,26 @@ class OutboxRelay:
             for row in rows
         ]
         await asyncio.gather(*futures)
-        await conn.execute(
-            "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
-            [row["id"] for row in rows],
-        )
+        sent = [row["id"] for row in rows]
+        if len(rows) == self.batch_size or self._wake.is_set():
+            self._unmarked = sent
+        else:
+            await conn.execute(_MARK, sent)
         return len(rows)
+
+
+_FETCH = (
+    "SELECT id, topic, key, type, envelope::text AS envelope FROM outbox"
+    " WHERE published_at IS NULL ORDER BY id LIMIT $1"
+)
+_MARK = "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])"
+# Both parts see the same snapshot: the SELECT still sees the rows being marked as unsent, so
+# it leaves them out by id.
+_MARK_AND_FETCH = (
+    "WITH marked AS (UPDATE outbox SET published_at = now() WHERE id = ANY($2::bigint[]))"
+    " SELECT id, topic, key, type, envelope::text AS envelope FROM outbox"
+    " WHERE published_at IS NULL AND id <> ALL($2::bigint[]) ORDER BY id LIMIT $1"
+)
 
 
 def encode_envelope(envelope: Envelope) -> bytes:
