@@ -87,8 +87,9 @@ async def add_message(
 
 # For a statement that writes its own state and queues its messages in one round trip: the
 # rows come from five parallel arrays (see `outbox_arrays`) at parameters $n..$n+4, in order.
-def outbox_insert(first_param: int) -> str:
-    """`INSERT INTO outbox ...` of the messages given as arrays from parameter `first_param` on.
+def outbox_insert(first_param: int, *, where: str = "TRUE") -> str:
+    """`INSERT INTO outbox ...` of the messages given as arrays from parameter `first_param` on,
+    if `where` holds.
 
     The caller NOTIFYs `NOTIFY_CHANNEL` in the same statement when it queues any."""
     m, t, k, y, e = (f"${first_param + i}" for i in range(5))
@@ -96,7 +97,7 @@ def outbox_insert(first_param: int) -> str:
         "INSERT INTO outbox (message_id, topic, key, type, envelope)"
         " SELECT q.m, q.t, q.k, q.y, q.e::jsonb"
         f" FROM unnest({m}::uuid[], {t}::text[], {k}::text[], {y}::text[], {e}::text[])"
-        " WITH ORDINALITY AS q(m, t, k, y, e, n) ORDER BY q.n"
+        f" WITH ORDINALITY AS q(m, t, k, y, e, n) WHERE {where} ORDER BY q.n"
     )
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+import asyncpg
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,6 +29,7 @@ from catalog.domain import (
     short_products,
 )
 from catalog.models import OrderSale, Reservation, Stock, StockReturn
+from contracts import Message
 from contracts.catalog import (
     CommitStock,
     ReleaseStock,
@@ -40,7 +42,13 @@ from contracts.catalog import (
     StockReturned,
 )
 from shopkit.db import driver, json_text
-from shopkit.outbox import add_message, outbox_table
+from shopkit.outbox import (
+    NOTIFY_CHANNEL,
+    add_message,
+    outbox_arrays,
+    outbox_insert,
+    outbox_table,
+)
 
 log = logging.getLogger("catalog.stock")
 
@@ -81,7 +89,19 @@ async def reserve_stock(
     }
     missing = sorted(set(wanted) - set(products))
     lines = [] if missing else _priced(wanted, products)
-    claimed = await _claim(
+    # The answer is known before the claim, so it is queued in the claim's statement (if the
+    # claim is ours). Everything else is written before the hot stock rows are touched: from
+    # their UPDATE to COMMIT nothing else runs, so a hot row stays locked as short as possible.
+    reply: StockReserved | StockReservationFailed = (
+        _reserve_reply_for(command, "PRODUCT_NOT_FOUND", missing)
+        if missing
+        else StockReserved(
+            order_id=command.order_id,
+            operation_id=command.operation_id,
+            lines=tuple(ReservedLine.model_validate(line) for line in lines),
+        )
+    )
+    queued = await _claim(
         session,
         command.operation_id,
         command.order_id,
@@ -90,25 +110,15 @@ async def reserve_stock(
         reason="PRODUCT_NOT_FOUND" if missing else None,
         failed_product_ids=missing,
         lines=lines,
+        reply=reply,
     )
-    if not claimed:
+    if queued is None:
         row = await session.get(Reservation, command.operation_id, populate_existing=True)
         assert row is not None
         await add_message(session, _reserve_reply(row))
         return None
     if missing:
-        await add_message(session, _reserve_reply_for(command, "PRODUCT_NOT_FOUND", missing))
         return Outcome(reason="PRODUCT_NOT_FOUND", product_ids=missing)
-    # Everything else is written before the hot stock rows are touched: from their UPDATE to
-    # COMMIT nothing else runs, so a hot row stays locked for as short a time as possible.
-    reply = await add_message(
-        session,
-        StockReserved(
-            order_id=command.order_id,
-            operation_id=command.operation_id,
-            lines=tuple(ReservedLine.model_validate(line) for line in lines),
-        ),
-    )
     reserve = {
         "conditional": _reserve_conditional,
         "pessimistic": _reserve_pessimistic,
@@ -117,7 +127,7 @@ async def reserve_stock(
     short, retries = await reserve(session, wanted)
     if not short:
         return Outcome(lines=lines, retries=retries)
-    await session.execute(delete(outbox_table).where(outbox_table.c.message_id == reply.message_id))
+    await session.execute(delete(outbox_table).where(outbox_table.c.message_id == queued))
     await session.execute(
         update(Reservation)
         .where(Reservation.operation_id == command.operation_id)
@@ -317,35 +327,41 @@ async def commit_stock(session: AsyncSession, *, command: CommitStock, now: date
     it (a commit of held units cannot fail), and a later ReturnStock of the same order comes
     after it on the same partition."""
     conn = await driver(session)  # once per order: straight through asyncpg
+    # The one transition that moves stock, taken in the statement that reads the row (a read
+    # FOR UPDATE and a write before); from any other status a commit changes nothing.
+    committed = on_commit(Status.RESERVED)
     row = await conn.fetchrow(
-        "SELECT order_id, status, lines FROM reservations WHERE operation_id = $1 FOR UPDATE",
+        "UPDATE reservations SET status = $2, updated_at = $3"
+        " WHERE operation_id = $1 AND status = $4 RETURNING order_id, lines",
         command.operation_id,
+        committed.status,
+        now,
+        Status.RESERVED,
     )
     if row is None:
+        await _commit_nothing(conn, command)
+        return
+    # Stock rows in product-id order, as a reservation locks them; each line's sale with it.
+    lines = sorted(row["lines"], key=lambda line: line["product_id"])
+    await conn.executemany(
+        "WITH sold AS (UPDATE stock SET reserved = reserved - $3, sold = sold + $3,"
+        " version = version + 1 WHERE product_id = $2)"
+        " INSERT INTO order_sales (order_id, product_id, sold) VALUES ($1, $2, $3)"
+        " ON CONFLICT (order_id, product_id) DO UPDATE"
+        " SET sold = order_sales.sold + EXCLUDED.sold",
+        [(row["order_id"], line["product_id"], line["quantity"]) for line in lines],
+    )
+
+
+async def _commit_nothing(conn: asyncpg.Connection, command: CommitStock) -> None:
+    """A commit of an operation that is not RESERVED changes nothing; only a repeat is normal."""
+    status = await conn.fetchval(
+        "SELECT status FROM reservations WHERE operation_id = $1", command.operation_id
+    )
+    if status is None:
         log.warning("commit of an unknown stock operation", extra={"fields": command.model_dump()})
-    else:
-        step = on_commit(Status(row["status"]))
-        if step.moves_stock:
-            lines = sorted(row["lines"], key=lambda line: line["product_id"])
-            await conn.executemany(
-                "UPDATE stock SET reserved = reserved - $2, sold = sold + $2,"
-                " version = version + 1 WHERE product_id = $1",
-                [(line["product_id"], line["quantity"]) for line in lines],
-            )
-            await conn.executemany(
-                "INSERT INTO order_sales (order_id, product_id, sold) VALUES ($1, $2, $3)"
-                " ON CONFLICT (order_id, product_id) DO UPDATE"
-                " SET sold = order_sales.sold + EXCLUDED.sold",
-                [(row["order_id"], line["product_id"], line["quantity"]) for line in lines],
-            )
-        elif row["status"] != Status.COMMITTED:
-            log.warning("commit of a %s stock operation", row["status"])
-        await conn.execute(
-            "UPDATE reservations SET status = $2, updated_at = $3 WHERE operation_id = $1",
-            command.operation_id,
-            step.status,
-            now,
-        )
+    elif status != Status.COMMITTED:
+        log.warning("commit of a %s stock operation", status)
 
 
 async def return_stock(session: AsyncSession, *, command: ReturnStock, now: datetime) -> None:
@@ -400,19 +416,31 @@ async def _claim(
     reason: str | None = None,
     failed_product_ids: list[str] | None = None,
     lines: list[dict[str, Any]] | None = None,
-) -> bool:
-    """Insert the operation's row; False when it exists (a concurrent claim waits for ours)."""
+    reply: Message | None = None,
+) -> Any:
+    """Insert the operation's row, and queue `reply` if it is ours to answer.
+
+    The claimed operation id (the queued reply's message id, when there is one); None when the
+    row exists (a concurrent claim waits for ours)."""
     conn = await driver(session)
-    claimed = await conn.fetchval(
-        "INSERT INTO reservations (operation_id, order_id, status, reason, failed_product_ids,"
-        " lines, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)"
-        " ON CONFLICT DO NOTHING RETURNING operation_id",
-        operation_id,
-        order_id,
-        status,
-        reason,
-        json_text(failed_product_ids or []),
-        json_text(lines or []),
-        now,
-    )
-    return claimed is not None
+    args = [
+        *(operation_id, order_id, status, reason, json_text(failed_product_ids or [])),
+        *(json_text(lines or []), now),
+    ]
+    if reply is None:
+        return await conn.fetchval(_CLAIM, *args)
+    outbox = outbox_arrays([reply])
+    claimed = await conn.fetchval(_CLAIM_AND_QUEUE, *args, *outbox)
+    return None if claimed is None else outbox[0][0]
+
+
+_CLAIM = (
+    "INSERT INTO reservations (operation_id, order_id, status, reason, failed_product_ids,"
+    " lines, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)"
+    " ON CONFLICT DO NOTHING RETURNING operation_id"
+)
+_CLAIM_AND_QUEUE = (
+    f"WITH claimed AS ({_CLAIM}),"
+    f" queued AS ({outbox_insert(8, where='EXISTS (SELECT 1 FROM claimed)')})"
+    f" SELECT operation_id, pg_notify('{NOTIFY_CHANNEL}', '') FROM claimed"
+)
