@@ -98,3 +98,16 @@ async def test_a_driver_statement_in_a_savepoint_rolls_back_with_the_savepoint(
             == 0
         )
     assert (await count(db, kept), await count(db, undone)) == (1, 0)
+
+
+async def test_a_raw_transaction_commits_or_rolls_back_and_speaks_json(db: Database) -> None:
+    kept, undone = uuid.uuid4(), uuid.uuid4()
+    async with db.raw_transaction() as conn:
+        assert conn.is_in_transaction()
+        await conn.execute("INSERT INTO notes VALUES ($1, $2)", kept, json_text({"a": [1]}))
+        assert await conn.fetchval("SELECT body FROM notes WHERE id = $1", kept) == {"a": [1]}
+    with pytest.raises(RuntimeError):
+        async with db.raw_transaction() as conn:
+            await conn.execute("INSERT INTO notes VALUES ($1, '{}')", undone)
+            raise RuntimeError("the state change failed")
+    assert (await count(db, kept), await count(db, undone)) == (1, 0)

@@ -179,8 +179,18 @@ async def test_under_load_a_batch_is_marked_with_the_next_fetch_and_sent_once(
     assert sent == [str(first.message_id), str(second.message_id)]
 
 
+async def record_effect_raw(
+    conn: asyncpg.Connection, message: BalanceCharged, env: Envelope
+) -> None:
+    """`record_effect` for a raw handler: on the poll transaction's plain connection."""
+    await conn.execute(
+        "INSERT INTO effects (message_id, user_id) VALUES ($1, $2)", env.message_id, message.user_id
+    )
+
+
+@pytest.mark.parametrize("raw", [False, True], ids=["session", "raw"])
 async def test_a_duplicate_delivery_is_applied_once(
-    db: Database, settings: ServiceSettings, kafka: KafkaProbe
+    db: Database, settings: ServiceSettings, kafka: KafkaProbe, raw: bool
 ) -> None:
     user_id = str(uuid.uuid4())
     first = charged(user_id)
@@ -188,8 +198,11 @@ async def test_a_duplicate_delivery_is_applied_once(
     await kafka.publish(first, envelope=envelope)  # the same message, delivered twice
     marker = await kafka.publish(charged(user_id))  # same key: same partition, after both
 
-    consumer = Consumer("kit-test-effects")
-    consumer.handles(BalanceCharged)(record_effect)
+    consumer = Consumer("kit-test-effects-raw" if raw else "kit-test-effects")
+    if raw:
+        consumer.handles_raw(BalanceCharged)(record_effect_raw)
+    else:
+        consumer.handles(BalanceCharged)(record_effect)
 
     broker = KafkaBroker(settings.kafka_bootstrap, logger=None)
     consumer.attach(broker, db, settings)

@@ -69,10 +69,8 @@ async def put_in_paying(db: Database, settings: Settings) -> str:
         transaction_id=str(uuid.uuid4()),
     )
     for reply in (reserved(oid), debited):
-        async with db.transaction() as session:
-            await service.apply_event(
-                session, settings=settings, order_id=oid, event=reply, now=now
-            )
+        async with db.raw_transaction() as conn:
+            await service.apply_event(conn, settings=settings, order_id=oid, event=reply, now=now)
     return oid
 
 

@@ -1,5 +1,6 @@
 """Async engine and sessions, the naming convention every service's Base uses, the kit's metadata."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -31,8 +32,11 @@ kit_metadata = MetaData(naming_convention=NAMING)
 class Database:
     """One engine and session factory per process, created in the app lifespan."""
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, raw_pool_size: int = 10) -> None:
         self.url = url
+        self.raw_pool_size = raw_pool_size
+        self._raw_pool: asyncpg.Pool | None = None
+        self._raw_lock = asyncio.Lock()
         self.engine: AsyncEngine = create_async_engine(
             # No pre-ping: it doubled the round trips of every transaction; a connection that
             # died is replaced after one failed attempt, which the callers retry.
@@ -53,6 +57,33 @@ class Database:
             yield session
 
     @asynccontextmanager
+    async def raw_transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        """A plain asyncpg connection inside one transaction: commit on success, roll back on
+        error. For the hottest transactions (a saga step, a consumer's poll): measured here, a
+        transaction of one statement costs ~0.2 ms of CPU this way against ~0.75 ms through a
+        session (its pool checkout, session and greenlet hops), for no ORM on the way.
+
+        The connections come from their own small pool (`raw_pool_size`), with the JSON codecs
+        the engine uses: JSONB parameters as JSON text (`json_text`), results decoded."""
+        pool = self._raw_pool or await self._open_raw_pool()
+        async with pool.acquire() as conn, conn.transaction():
+            yield conn
+
+    async def _open_raw_pool(self) -> asyncpg.Pool:
+        async with self._raw_lock:
+            if self._raw_pool is None:
+                self._raw_pool = await asyncpg.create_pool(
+                    asyncpg_dsn(self.url),
+                    min_size=0,
+                    max_size=self.raw_pool_size,
+                    init=_json_codecs,
+                    # A released connection is clean: every use is one transaction that has
+                    # ended (the default reset costs a round trip per use).
+                    reset=_rollback_if_open,
+                )
+        return self._raw_pool
+
+    @asynccontextmanager
     async def autocommit(self) -> AsyncIterator[asyncpg.Connection]:
         """A pooled asyncpg connection outside any transaction: each statement stands alone.
 
@@ -64,7 +95,22 @@ class Database:
             yield raw.driver_connection
 
     async def dispose(self) -> None:
+        if self._raw_pool is not None:
+            await self._raw_pool.close()
+            self._raw_pool = None
         await self.engine.dispose()
+
+
+async def _json_codecs(conn: asyncpg.Connection) -> None:
+    for name in ("json", "jsonb"):
+        await conn.set_type_codec(
+            name, schema="pg_catalog", encoder=str, decoder=orjson.loads, format="text"
+        )
+
+
+async def _rollback_if_open(conn: asyncpg.Connection) -> None:
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
 
 
 async def driver(session: AsyncSession) -> asyncpg.Connection:

@@ -2,8 +2,8 @@
 
 import uuid
 
+import asyncpg
 from sqlalchemy import Column, DateTime, String, Table, Uuid, func
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shopkit.db import driver, kit_metadata
@@ -20,7 +20,7 @@ inbox_table = Table(
 
 
 async def first_delivery(
-    session: AsyncSession,
+    db: AsyncSession | asyncpg.Connection,
     *,
     consumer: str,
     message_id: uuid.UUID,
@@ -28,23 +28,29 @@ async def first_delivery(
     outcome: str = "processed",
 ) -> bool:
     """Record the message; False when it was already recorded (a redelivery to skip)."""
-    result = await session.execute(
-        insert(inbox_table)
-        .values(consumer=consumer, message_id=message_id, type=type_, outcome=outcome)
-        .on_conflict_do_nothing()
-        .returning(inbox_table.c.message_id)
+    conn = db if isinstance(db, asyncpg.Connection) else await driver(db)
+    recorded = await conn.fetchval(
+        "INSERT INTO inbox (consumer, message_id, type, outcome) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT DO NOTHING RETURNING message_id",
+        consumer,
+        message_id,
+        type_,
+        outcome,
     )
-    return result.scalar_one_or_none() is not None
+    return recorded is not None
 
 
 async def first_deliveries(
-    session: AsyncSession, *, consumer: str, messages: list[tuple[uuid.UUID, str]]
+    db: AsyncSession | asyncpg.Connection,
+    *,
+    consumer: str,
+    messages: list[tuple[uuid.UUID, str]],
 ) -> set[uuid.UUID]:
     """Record many messages in one statement; the ids not recorded before (to be handled)."""
     if not messages:
         return set()
     # unnest keeps it one statement whatever the batch size; it runs once per poll.
-    conn = await driver(session)
+    conn = db if isinstance(db, asyncpg.Connection) else await driver(db)
     rows = await conn.fetch(
         "INSERT INTO inbox (consumer, message_id, type, outcome)"
         " SELECT $1, m, t, 'processed' FROM unnest($2::uuid[], $3::text[]) AS u(m, t)"

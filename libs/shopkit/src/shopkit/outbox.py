@@ -113,8 +113,19 @@ def outbox_arrays(messages: Sequence[Message]) -> list[list[Any]]:
     ]
 
 
+async def queue_message(conn: asyncpg.Connection, message: Message) -> Envelope:
+    """`add_message` on a plain asyncpg connection inside its transaction (`raw_transaction`)."""
+    envelope = envelope_for(message)
+    await queue_envelope(conn, message.TOPIC.name, envelope)
+    return envelope
+
+
 async def add_envelope(session: AsyncSession, topic: str, envelope: Envelope) -> None:
-    conn = await driver(session)  # several times per order: straight through asyncpg
+    # several times per order: straight through asyncpg
+    await queue_envelope(await driver(session), topic, envelope)
+
+
+async def queue_envelope(conn: asyncpg.Connection, topic: str, envelope: Envelope) -> None:
     # NOTIFY is delivered at commit, so the relay wakes exactly when there is something to send.
     # It rides in the INSERT's own statement: PostgreSQL delivers identical notifications of one
     # transaction once, and a separate `SELECT pg_notify` cost a round trip per transaction.

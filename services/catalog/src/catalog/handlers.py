@@ -1,5 +1,6 @@
-"""Saga commands the catalog consumes, each answered on catalog.replies."""
+"""Saga commands the catalog consumes; all but CommitStock are answered on catalog.replies."""
 
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from catalog import stock
@@ -21,9 +22,9 @@ async def on_release(session: AsyncSession, command: ReleaseStock, _: Envelope) 
     await stock.release_stock(session, command=command, now=system_clock())
 
 
-@consumer.handles(CommitStock)
-async def on_commit(session: AsyncSession, command: CommitStock, _: Envelope) -> None:
-    await stock.commit_stock(session, command=command, now=system_clock())
+@consumer.handles_raw(CommitStock)
+async def on_commit(conn: asyncpg.Connection, command: CommitStock, _: Envelope) -> None:
+    await stock.commit_stock(conn, command=command, now=system_clock())
 
 
 @consumer.handles(ReturnStock)

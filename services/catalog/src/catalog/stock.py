@@ -322,11 +322,11 @@ async def release_stock(session: AsyncSession, *, command: ReleaseStock, now: da
     )
 
 
-async def commit_stock(session: AsyncSession, *, command: CommitStock, now: datetime) -> None:
-    """Turn the operation's reserved units into sold, once. No reply: the saga does not wait for
-    it (a commit of held units cannot fail), and a later ReturnStock of the same order comes
-    after it on the same partition."""
-    conn = await driver(session)  # once per order: straight through asyncpg
+async def commit_stock(conn: asyncpg.Connection, *, command: CommitStock, now: datetime) -> None:
+    """Turn the operation's reserved units into sold, once, on the connection of the caller's
+    transaction (once per order: plain asyncpg). No reply: the saga does not wait for it (a
+    commit of held units cannot fail), and a later ReturnStock of the same order comes after it
+    on the same partition."""
     # The one transition that moves stock, taken in the statement that reads the row (a read
     # FOR UPDATE and a write before); from any other status a commit changes nothing.
     committed = on_commit(Status.RESERVED)

@@ -1,6 +1,6 @@
 """Replies from catalog, coupon and wallet: each one is fed to its order's saga."""
 
-from sqlalchemy.ext.asyncio import AsyncSession
+import asyncpg
 
 from contracts import Envelope
 from contracts.catalog import (
@@ -47,11 +47,11 @@ def make_consumer(settings: Settings, clock: Clock) -> Consumer:
     """The saga's consumer group: every reply type, one handler."""
     consumer = Consumer("order")
 
-    async def on_reply(session: AsyncSession, reply: Reply, _: Envelope) -> None:
+    async def on_reply(conn: asyncpg.Connection, reply: Reply, _: Envelope) -> None:
         await service.apply_event(
-            session, settings=settings, order_id=reply.order_id, event=reply, now=clock()
+            conn, settings=settings, order_id=reply.order_id, event=reply, now=clock()
         )
 
     for reply_type in REPLIES:
-        consumer.handles(reply_type)(on_reply)  # type: ignore[arg-type]
+        consumer.handles_raw(reply_type)(on_reply)  # type: ignore[arg-type]
     return consumer

@@ -13,8 +13,8 @@ from datetime import timedelta
 from typing import Any
 
 import aiohttp
+import asyncpg
 from fastapi import FastAPI
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from order import service
 from order.saga import (
@@ -171,15 +171,15 @@ class Results:
         while self._queued:
             batch, self._queued = sorted(self._queued, key=lambda r: r[0]), []
             try:
-                async with self.db.transaction() as session:
+                async with self.db.raw_transaction() as conn:
                     for order_id, event, _ in batch:
-                        await self._apply(session, order_id, event)
+                        await self._apply(conn, order_id, event)
             except Exception:
                 log.warning("applying %d provider results together failed", len(batch))
                 for order_id, event, done in batch:
                     try:
-                        async with self.db.transaction() as session:
-                            await self._apply(session, order_id, event)
+                        async with self.db.raw_transaction() as conn:
+                            await self._apply(conn, order_id, event)
                     except Exception as exc:
                         _settle(done, exc)
                     else:
@@ -188,9 +188,9 @@ class Results:
             for *_, done in batch:
                 _settle(done)
 
-    async def _apply(self, session: AsyncSession, order_id: str, event: Event) -> None:
+    async def _apply(self, conn: asyncpg.Connection, order_id: str, event: Event) -> None:
         await service.apply_event(
-            session, settings=self.settings, order_id=order_id, event=event, now=self.clock()
+            conn, settings=self.settings, order_id=order_id, event=event, now=self.clock()
         )
 
 

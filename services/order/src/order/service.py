@@ -1,8 +1,9 @@
 """Order use cases. Each function owns one transaction: saga row + history + outbox commit together.
 
-The saga's reads and writes are plain asyncpg statements on `OrderRow`s (through `driver`, inside
-the session's transaction): they run several times per order, and the ORM's unit of work and
-SQLAlchemy's per-statement cost were most of the service's CPU.
+The saga's reads and writes are plain asyncpg statements on `OrderRow`s, on the connection of
+the caller's transaction (`Database.raw_transaction`, or a session's through `driver`): they run
+several times per order, and the ORM's unit of work and SQLAlchemy's per-statement and
+per-transaction cost were most of the service's CPU.
 """
 
 import uuid
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import asyncpg
 from pydantic import TypeAdapter
 from sqlalchemy import Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -65,8 +67,7 @@ def changed_payload(row: OrderRow) -> str:
 _COLUMNS = "id, user_id, status, step, operation, saga, deadline, attempts, created_at, updated_at"
 
 
-async def _select(session: AsyncSession, order_id: str, *, lock: bool) -> OrderRow | None:
-    conn = await driver(session)
+async def _select(conn: asyncpg.Connection, order_id: str, *, lock: bool) -> OrderRow | None:
     found = await conn.fetchrow(
         f"SELECT {_COLUMNS} FROM orders WHERE id = $1{' FOR UPDATE' if lock else ''}", order_id
     )
@@ -123,33 +124,34 @@ async def place_order(
         created_at=now,
         updated_at=now,
     )
-    await _save(session, row, before=None, moved=start, settings=settings, now=now)
+    await _save(await driver(session), row, before=None, moved=start, settings=settings, now=now)
     return order_out(row)
 
 
 async def apply_event(
-    session: AsyncSession, *, settings: Settings, order_id: str, event: Event, now: datetime
+    conn: asyncpg.Connection, *, settings: Settings, order_id: str, event: Event, now: datetime
 ) -> Transition | None:
-    """Feed one reply or internal event to the order's saga; None when it changed nothing."""
-    row = await _select(session, order_id, lock=True)
+    """Feed one reply or internal event to the order's saga, inside the caller's transaction on
+    `conn`; None when it changed nothing."""
+    row = await _select(conn, order_id, lock=True)
     if row is None:
         return None  # a reply for an order this database never had (another namespace)
-    return await _apply(session, row, event, settings=settings, now=now)
+    return await _apply(conn, row, event, settings=settings, now=now)
 
 
 async def _apply(
-    session: AsyncSession, row: OrderRow, event: Event, *, settings: Settings, now: datetime
+    conn: asyncpg.Connection, row: OrderRow, event: Event, *, settings: Settings, now: datetime
 ) -> Transition | None:
     before = load(row)
     moved = advance(before, event, now)
     if not moved.applied:
         return None
-    await _save(session, row, before=before, moved=moved, settings=settings, now=now)
+    await _save(conn, row, before=before, moved=moved, settings=settings, now=now)
     return moved
 
 
 async def _save(
-    session: AsyncSession,
+    conn: asyncpg.Connection,
     row: OrderRow,
     *,
     before: Saga | None,
@@ -170,7 +172,6 @@ async def _save(
         _schedule(row, saga, settings=settings, now=now)
     # Every step of every order comes here: one statement writes the row, its history, its
     # messages and the NOTIFYs (five round trips or more before), straight through asyncpg.
-    conn = await driver(session)
     args = [
         *(row.id, row.status, row.step, row.operation, json_text(row.saga)),
         *(row.deadline, row.attempts, now),
@@ -254,10 +255,11 @@ async def run_deadlines(
             .with_for_update(skip_locked=True)
         )
         handled = 0
+        conn = await driver(session)
         for row in [OrderRow(**r._mapping) for r in found]:
             step = row.step
             event = DeadlinePassed(attempt=row.attempts, max_attempts=settings.max_step_attempts)
-            await _apply(session, row, event, settings=settings, now=now)
+            await _apply(conn, row, event, settings=settings, now=now)
             if row.step == step:
                 row.attempts += 1
                 backoff = settings.step_timeout_seconds * min(row.attempts, 6)
@@ -345,8 +347,10 @@ async def list_orders(
     return rows[:limit], next_cursor
 
 
-async def _locked(session: AsyncSession, order_id: str, user_id: str, is_admin: bool) -> OrderRow:
-    row = await _select(session, order_id, lock=True)
+async def _locked(
+    conn: asyncpg.Connection, order_id: str, user_id: str, is_admin: bool
+) -> OrderRow:
+    row = await _select(conn, order_id, lock=True)
     if row is None:
         raise Problem(404, "ORDER_NOT_FOUND", f"no order {order_id}")
     if not is_admin and row.user_id != user_id:
@@ -358,13 +362,13 @@ async def request_cancel(
     db: Database, *, settings: Settings, order_id: str, user_id: str, is_admin: bool, now: datetime
 ) -> OrderRow:
     """Start cancelling a PAID order; a cancel already running is joined, not repeated."""
-    async with db.transaction() as session:
-        row = await _locked(session, order_id, user_id, is_admin)
+    async with db.raw_transaction() as conn:
+        row = await _locked(conn, order_id, user_id, is_admin)
         if row.operation == "CANCEL":
             return row
         if row.status != "PAID" or row.operation is not None:
             raise Problem(409, "ORDER_NOT_CANCELLABLE", f"order is {row.status}")
-        await _apply(session, row, CancelRequested(), settings=settings, now=now)
+        await _apply(conn, row, CancelRequested(), settings=settings, now=now)
         return row
 
 
@@ -379,11 +383,11 @@ async def request_modify(
     now: datetime,
 ) -> tuple[OrderRow, int]:
     """Start replacing a PAID order's lines; the modify's sequence number."""
-    async with db.transaction() as session:
-        row = await _locked(session, order_id, user_id, is_admin)
+    async with db.raw_transaction() as conn:
+        row = await _locked(conn, order_id, user_id, is_admin)
         if row.status != "PAID" or row.operation is not None:
             raise Problem(409, "ORDER_NOT_MODIFIABLE", f"order is {row.status}")
-        await _apply(session, row, ModifyRequested(items=tuple(items)), settings=settings, now=now)
+        await _apply(conn, row, ModifyRequested(items=tuple(items)), settings=settings, now=now)
         return row, load(row).modify_seq
 
 

@@ -1,5 +1,6 @@
 """Saga commands the wallet consumes: debit and refund, each answered on wallet.replies."""
 
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import Envelope
@@ -11,9 +12,9 @@ from wallet import service
 consumer = Consumer("wallet")
 
 
-@consumer.handles(DebitWallet)
-async def on_debit(session: AsyncSession, command: DebitWallet, _: Envelope) -> None:
-    await service.debit(session, command=command, now=system_clock())
+@consumer.handles_raw(DebitWallet)
+async def on_debit(conn: asyncpg.Connection, command: DebitWallet, _: Envelope) -> None:
+    await service.debit(conn, command=command, now=system_clock())
 
 
 @consumer.handles(RefundWallet)

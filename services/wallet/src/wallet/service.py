@@ -4,6 +4,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+import asyncpg
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,9 +18,9 @@ from contracts.wallet import (
     WalletDebitFailed,
     WalletRefunded,
 )
-from shopkit.db import Database, driver
+from shopkit.db import Database
 from shopkit.errors import Problem
-from shopkit.outbox import add_message
+from shopkit.outbox import add_message, queue_message
 from shopkit.pagination import decode_cursor, encode_cursor
 from wallet.models import User, Wallet, WalletOperation, WalletTransaction
 from wallet.passwords import Passwords
@@ -164,12 +165,11 @@ async def list_transactions(
     return rows[:limit], next_cursor
 
 
-async def debit(session: AsyncSession, *, command: DebitWallet, now: datetime) -> None:
+async def debit(conn: asyncpg.Connection, *, command: DebitWallet, now: datetime) -> None:
     """Take the order's amount if the balance covers it; answer once per operation.
 
-    Runs once per order, so it goes straight through asyncpg (`driver`), in the session's
-    transaction."""
-    conn = await driver(session)
+    Runs once per order, so it is plain asyncpg statements on the connection of the caller's
+    transaction (the consumer's `raw_transaction`)."""
     found = await conn.fetchrow(
         "SELECT outcome, amount, balance, transaction_id FROM wallet_operations"
         " WHERE operation_id = $1 FOR UPDATE",
@@ -217,7 +217,7 @@ async def debit(session: AsyncSession, *, command: DebitWallet, now: datetime) -
                 outcome,
             )
             previous = WalletOperation(outcome=outcome, amount=0, balance=0, transaction_id=None)
-    await add_message(session, _debit_reply(previous, command))
+    await queue_message(conn, _debit_reply(previous, command))
 
 
 def _debit_reply(op: WalletOperation, command: DebitWallet) -> WalletDebited | WalletDebitFailed:
