@@ -55,9 +55,9 @@ async def paying_db(infra: Infra) -> AsyncIterator[Database]:
 async def put_in_paying(db: Database, settings: Settings) -> str:
     user = str(uuid.uuid4())
     now = system_clock()
-    async with db.transaction() as session:
+    async with db.raw_transaction() as conn:
         placed = await service.place_order(
-            session, settings=settings, user_id=user, items=[("p1", 2)], coupon_id=None, now=now
+            conn, settings=settings, user_id=user, items=[("p1", 2)], coupon_id=None, now=now
         )
     oid = str(placed.id)
     debited = WalletDebited(

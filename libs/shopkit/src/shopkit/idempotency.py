@@ -7,9 +7,11 @@ A claim left IN_PROGRESS by a crashed process is taken over after `stale_after` 
 
 import hashlib
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
+import asyncpg
 import orjson
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
@@ -17,7 +19,7 @@ from sqlalchemy import Column, DateTime, Integer, String, Table, delete, func, s
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shopkit.db import Database, kit_metadata
+from shopkit.db import Database, driver, json_text, kit_metadata
 from shopkit.errors import PROBLEM, Problem, problem_body
 
 STALE_AFTER = timedelta(seconds=60)
@@ -74,12 +76,21 @@ async def _claim(db: Database, scope: str, key: str, digest: str) -> JSONRespons
         return None
 
 
-async def _complete(session: AsyncSession, scope: str, key: str, status: int, body: Any) -> None:
-    await session.execute(
-        update(idempotency_table)
-        .where(T.scope == scope, T.key == key)
-        .values(status="DONE", response_status=status, response_body=body)
+async def _complete(
+    tx: AsyncSession | asyncpg.Connection, scope: str, key: str, status: int, body: Any
+) -> None:
+    conn = tx if isinstance(tx, asyncpg.Connection) else await driver(tx)
+    await conn.execute(
+        "UPDATE idempotency_keys SET status = 'DONE', response_status = $3, response_body = $4"
+        " WHERE scope = $1 AND key = $2",
+        scope,
+        key,
+        status,
+        json_text(body),
     )
+
+
+Tx = TypeVar("Tx", AsyncSession, asyncpg.Connection)
 
 
 async def run_idempotent(
@@ -89,12 +100,17 @@ async def run_idempotent(
     key: str | None,
     request: BaseModel | dict[str, Any],
     status_code: int,
-    work: Callable[[AsyncSession], Awaitable[BaseModel]],
+    work: Callable[[Tx], Awaitable[BaseModel]],
+    transaction: Callable[[], AbstractAsyncContextManager[Tx]] | None = None,
 ) -> JSONResponse:
-    """Run `work` in one transaction; with a key, at most once per (scope, key)."""
+    """Run `work` in one transaction; with a key, at most once per (scope, key).
+
+    `transaction` opens it: `db.transaction` (a session) unless given, e.g. `db.raw_transaction`
+    for work that is plain asyncpg statements."""
+    begin: Callable[[], AbstractAsyncContextManager[Any]] = transaction or db.transaction
     if key is None:
-        async with db.transaction() as session:
-            result = await work(session)
+        async with begin() as tx:
+            result = await work(tx)
         return JSONResponse(result.model_dump(mode="json"), status_code=status_code)
     if not 1 <= len(key) <= 200:
         raise Problem(422, "INVALID_IDEMPOTENCY_KEY", "Idempotency-Key must be 1..200 characters")
@@ -102,10 +118,10 @@ async def run_idempotent(
     if replay is not None:
         return replay
     try:
-        async with db.transaction() as session:
-            result = await work(session)
+        async with begin() as tx:
+            result = await work(tx)
             body = result.model_dump(mode="json")
-            await _complete(session, scope, key, status_code, body)
+            await _complete(tx, scope, key, status_code, body)
         return JSONResponse(body, status_code=status_code)
     except Problem as problem:
         # A refusal is an answer too: the same request must get the same refusal again.

@@ -3,9 +3,9 @@
 import json
 from typing import Annotated
 
+import asyncpg
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from order import service
 from order.schemas import HistoryOut, ModifyOrderIn, OrderOut, PlaceOrderIn
@@ -59,12 +59,12 @@ async def place(
 
     placed_now = False  # False when the answer is a replay of an earlier request
 
-    async def work(session: AsyncSession) -> OrderOut:
+    async def work(conn: asyncpg.Connection) -> OrderOut:
         nonlocal placed_now
         placed_now = True
         items = [(i.product_id, i.quantity) for i in body.items]
         return await service.place_order(
-            session,
+            conn,
             settings=settings,
             user_id=body.user_id,
             items=items,
@@ -74,7 +74,13 @@ async def place(
 
     scope = f"orders:{principal.user_id}"
     answer = await run_idempotent(
-        db, scope=scope, key=idempotency_key, request=body, status_code=202, work=work
+        db,
+        scope=scope,
+        key=idempotency_key,
+        request=body,
+        status_code=202,
+        work=work,
+        transaction=db.raw_transaction,
     )
     if not wait or answer.status_code != 202:
         return answer

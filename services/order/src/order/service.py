@@ -15,7 +15,6 @@ from typing import Any
 import asyncpg
 from pydantic import TypeAdapter
 from sqlalchemy import Table, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from order.models import Order, OrderHistory
 from order.saga import (
@@ -99,7 +98,7 @@ def order_out(row: OrderRow) -> OrderOut:
 
 
 async def place_order(
-    session: AsyncSession,
+    conn: asyncpg.Connection,
     *,
     settings: Settings,
     user_id: str,
@@ -124,7 +123,7 @@ async def place_order(
         created_at=now,
         updated_at=now,
     )
-    await _save(await driver(session), row, before=None, moved=start, settings=settings, now=now)
+    await _save(conn, row, before=None, moved=start, settings=settings, now=now)
     return order_out(row)
 
 
