@@ -1,6 +1,7 @@
-"""Kafka consumers: route by message type, one transaction per message, bounded retries.
+"""Kafka consumers: route by message type, one transaction per poll, bounded retries.
 
-A handler is a typed function `(session, message, envelope) -> None`. The consumer records the
+A handler is a typed function `(session, message, envelope) -> None`, or, registered with
+`handles_raw`, `(asyncpg connection, message, envelope) -> None`. The consumer records the
 message in the inbox in the same transaction as the handler's effect, so a redelivery is skipped.
 A whole poll is handled in one transaction; if anything in it fails, the poll is rolled back and
 handled again one message per transaction. The offset is committed only after that (NACK_ON_ERROR,
@@ -65,7 +66,7 @@ def long_poll(subscriber: Any, max_records: int, *, linger_ms: int = 0) -> None:
     """Make a batch subscriber poll again at once after an empty poll.
 
     FastStream's batch subscriber sleeps `batch_timeout_ms` after every empty poll, so a record
-    arriving meanwhile waited up to that long: with a long timeout an order (six hops) lost
+    arriving meanwhile waited up to that long: with a long timeout an order (five hops) lost
     hundreds of milliseconds, and with a short one every idle consumer woke ~50 times a second.
     A long poll that is simply repeated has neither cost.
 
