@@ -132,9 +132,9 @@ async def reservations(
             )
             started = time.perf_counter()
             try:
-                async with db.transaction() as session:
+                async with db.raw_transaction() as conn:
                     outcome = await stock.reserve_stock(
-                        session, command=command, now=now, strategy=strategy
+                        conn, command=command, now=now, strategy=strategy
                     )
             except stock.StockContention:
                 counts["gave_up"] += 1

@@ -119,9 +119,9 @@ async def test_every_locking_strategy_never_oversells(
     now = await pg.fetchval("SELECT now()")
 
     async def one() -> stock.Outcome | None:
-        async with db.transaction() as session:
+        async with db.raw_transaction() as conn:
             command = reserve(str(uuid.uuid4()), str(uuid.uuid4()), (product["id"], 1))
-            return await stock.reserve_stock(session, command=command, now=now, strategy=strategy)
+            return await stock.reserve_stock(conn, command=command, now=now, strategy=strategy)
 
     try:
         outcomes = await asyncio.gather(*[one() for _ in range(50)])
@@ -272,8 +272,8 @@ async def test_orders_sharing_products_in_any_line_order_never_deadlock(
         lines = [(a["id"], 1), (b["id"], 1)]
         # Half the orders list the lines the other way round.
         command = reserve(str(uuid.uuid4()), str(uuid.uuid4()), *(lines[::-1] if i % 2 else lines))
-        async with db.transaction() as session:
-            return await stock.reserve_stock(session, command=command, now=now, strategy=strategy)
+        async with db.raw_transaction() as conn:
+            return await stock.reserve_stock(conn, command=command, now=now, strategy=strategy)
 
     try:
         outcomes = await asyncio.gather(*[one(i) for i in range(40)])

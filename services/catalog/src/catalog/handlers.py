@@ -12,9 +12,9 @@ from shopkit.messaging import Consumer
 consumer = Consumer("catalog")
 
 
-@consumer.handles(ReserveStock)
-async def on_reserve(session: AsyncSession, command: ReserveStock, _: Envelope) -> None:
-    await stock.reserve_stock(session, command=command, now=system_clock())
+@consumer.handles_raw(ReserveStock)
+async def on_reserve(conn: asyncpg.Connection, command: ReserveStock, _: Envelope) -> None:
+    await stock.reserve_stock(conn, command=command, now=system_clock())
 
 
 @consumer.handles(ReleaseStock)

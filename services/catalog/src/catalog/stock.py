@@ -11,12 +11,14 @@ product and docs/catalog.md records why `STRATEGY` is the one the service uses.
 import asyncio
 import logging
 import random
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
 import asyncpg
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -47,7 +49,7 @@ from shopkit.outbox import (
     add_message,
     outbox_arrays,
     outbox_insert,
-    outbox_table,
+    queue_message,
 )
 
 log = logging.getLogger("catalog.stock")
@@ -72,15 +74,19 @@ class Outcome:
 
 
 async def reserve_stock(
-    session: AsyncSession, *, command: ReserveStock, now: datetime, strategy: Strategy = STRATEGY
+    conn: asyncpg.Connection,
+    *,
+    command: ReserveStock,
+    now: datetime,
+    strategy: Strategy = STRATEGY,
 ) -> Outcome | None:
-    """Reserve every line or none and answer; a known operation only repeats its answer."""
+    """Reserve every line or none and answer; a known operation only repeats its answer.
+
+    Once per order, so plain asyncpg statements on the connection of the caller's transaction
+    (the consumer's `raw_transaction`, or a session's through `driver`)."""
     wanted = merge_lines((line.product_id, line.quantity) for line in command.lines)
     # An id PostgreSQL cannot even hold (NUL) is simply not found, not a poison message.
     storable = [pid for pid in wanted if "\x00" not in pid]
-    # Once per order: the hot statements go straight through asyncpg (`driver`), in the
-    # session's transaction; through SQLAlchemy each cost three to five times the CPU.
-    conn = await driver(session)
     products = {
         p["id"]: p
         for p in await conn.fetch(
@@ -102,7 +108,7 @@ async def reserve_stock(
         )
     )
     queued = await _claim(
-        session,
+        conn,
         command.operation_id,
         command.order_id,
         now,
@@ -113,9 +119,13 @@ async def reserve_stock(
         reply=reply,
     )
     if queued is None:
-        row = await session.get(Reservation, command.operation_id, populate_existing=True)
+        row = await conn.fetchrow(
+            "SELECT order_id, operation_id, status, reason, failed_product_ids, lines"
+            " FROM reservations WHERE operation_id = $1",
+            command.operation_id,
+        )
         assert row is not None
-        await add_message(session, _reserve_reply(row))
+        await queue_message(conn, _reserve_reply(row))
         return None
     if missing:
         return Outcome(reason="PRODUCT_NOT_FOUND", product_ids=missing)
@@ -124,16 +134,18 @@ async def reserve_stock(
         "pessimistic": _reserve_pessimistic,
         "optimistic": _reserve_optimistic,
     }[strategy]
-    short, retries = await reserve(session, wanted)
+    short, retries = await reserve(conn, wanted)
     if not short:
         return Outcome(lines=lines, retries=retries)
-    await session.execute(delete(outbox_table).where(outbox_table.c.message_id == queued))
-    await session.execute(
-        update(Reservation)
-        .where(Reservation.operation_id == command.operation_id)
-        .values(status=Status.FAILED, reason="OUT_OF_STOCK", failed_product_ids=short, lines=[])
+    await conn.execute("DELETE FROM outbox WHERE message_id = $1", queued)
+    await conn.execute(
+        "UPDATE reservations SET status = $2, reason = 'OUT_OF_STOCK', failed_product_ids = $3,"
+        " lines = '[]' WHERE operation_id = $1",
+        command.operation_id,
+        Status.FAILED,
+        json_text(short),
     )
-    await add_message(session, _reserve_reply_for(command, "OUT_OF_STOCK", short))
+    await queue_message(conn, _reserve_reply_for(command, "OUT_OF_STOCK", short))
     return Outcome(reason="OUT_OF_STOCK", product_ids=short, retries=retries)
 
 
@@ -151,17 +163,20 @@ def _priced(wanted: dict[str, int], products: dict[str, Any]) -> list[dict[str, 
     ]
 
 
-def _reserve_reply(row: Reservation) -> StockReserved | StockReservationFailed:
-    if row.status in (Status.RESERVED, Status.RELEASED, Status.COMMITTED):
-        lines = tuple(ReservedLine.model_validate(line) for line in row.lines)
-        return StockReserved(order_id=row.order_id, operation_id=row.operation_id, lines=lines)
+def _reserve_reply(row: Mapping[str, Any]) -> StockReserved | StockReservationFailed:
+    """The answer a claimed operation gave (its `reservations` row), for a re-sent command."""
+    if row["status"] in (Status.RESERVED, Status.RELEASED, Status.COMMITTED):
+        lines = tuple(ReservedLine.model_validate(line) for line in row["lines"])
+        return StockReserved(
+            order_id=row["order_id"], operation_id=row["operation_id"], lines=lines
+        )
     # A VOIDED operation was released before it arrived: refused, and nothing is held.
-    reason = "PRODUCT_NOT_FOUND" if row.reason == "PRODUCT_NOT_FOUND" else "OUT_OF_STOCK"
+    reason = "PRODUCT_NOT_FOUND" if row["reason"] == "PRODUCT_NOT_FOUND" else "OUT_OF_STOCK"
     return StockReservationFailed(
-        order_id=row.order_id,
-        operation_id=row.operation_id,
+        order_id=row["order_id"],
+        operation_id=row["operation_id"],
         reason=reason,
-        product_ids=tuple(row.failed_product_ids),
+        product_ids=tuple(row["failed_product_ids"]),
     )
 
 
@@ -181,58 +196,54 @@ class _Short(Exception):
 
 
 async def _reserve_conditional(
-    session: AsyncSession, wanted: dict[str, int]
+    conn: asyncpg.Connection, wanted: dict[str, int]
 ) -> tuple[list[str], int]:
     """One `UPDATE ... WHERE available >= q` per line; a line that matches nothing is short."""
     try:
         # A single line needs no savepoint: its failed UPDATE changed nothing.
-        async with _savepoint(session, len(wanted) > 1):
+        async with _savepoint(conn, len(wanted) > 1):
             for pid, q in wanted.items():
-                if not await _take(session, pid, q, if_available=True):
+                if not await _take(conn, pid, q, if_available=True):
                     raise _Short
         return [], 0
     except _Short:
-        return await _short_now(session, wanted), 0
+        return await _short_now(conn, wanted), 0
 
 
 async def _reserve_pessimistic(
-    session: AsyncSession, wanted: dict[str, int]
+    conn: asyncpg.Connection, wanted: dict[str, int]
 ) -> tuple[list[str], int]:
     """Lock the stock rows (FOR UPDATE, id order), check them all, then update."""
-    rows = await session.execute(
-        select(Stock.product_id, Stock.available)
-        .where(Stock.product_id.in_(wanted))
-        .order_by(Stock.product_id)
-        .with_for_update()
+    rows = await conn.fetch(
+        "SELECT product_id, available FROM stock WHERE product_id = ANY($1::text[])"
+        " ORDER BY product_id FOR UPDATE",
+        list(wanted),
     )
-    short = short_products(wanted, {pid: available for pid, available in rows.all()})
+    short = short_products(wanted, {r["product_id"]: r["available"] for r in rows})
     if short:
         return short, 0
     for pid, q in wanted.items():
-        await _take(session, pid, q)
+        await _take(conn, pid, q)
     return [], 0
 
 
 async def _reserve_optimistic(
-    session: AsyncSession, wanted: dict[str, int]
+    conn: asyncpg.Connection, wanted: dict[str, int]
 ) -> tuple[list[str], int]:
     """Read without locks, then update only if each row's version is unchanged; else retry."""
     for attempt in range(OPTIMISTIC_ATTEMPTS):
-        rows = (
-            await session.execute(
-                select(Stock.product_id, Stock.available, Stock.version).where(
-                    Stock.product_id.in_(wanted)
-                )
-            )
-        ).all()
-        short = short_products(wanted, {r.product_id: r.available for r in rows})
+        rows = await conn.fetch(
+            "SELECT product_id, available, version FROM stock WHERE product_id = ANY($1::text[])",
+            list(wanted),
+        )
+        short = short_products(wanted, {r["product_id"]: r["available"] for r in rows})
         if short:
             return short, attempt
-        versions = {r.product_id: r.version for r in rows}
+        versions = {r["product_id"]: r["version"] for r in rows}
         try:
-            async with _savepoint(session, len(wanted) > 1):
+            async with _savepoint(conn, len(wanted) > 1):
                 for pid, q in wanted.items():
-                    if not await _take(session, pid, q, if_version=versions[pid]):
+                    if not await _take(conn, pid, q, if_version=versions[pid]):
                         raise _Short
             return [], attempt
         except _Short:
@@ -242,7 +253,7 @@ async def _reserve_optimistic(
 
 
 async def _take(
-    session: AsyncSession,
+    conn: asyncpg.Connection,
     product_id: str,
     quantity: int,
     *,
@@ -251,8 +262,7 @@ async def _take(
 ) -> bool:
     """Move `quantity` from available to reserved; False when a condition did not hold.
 
-    Once per line of every order, so straight through asyncpg, as one statement text."""
-    conn = await driver(session)
+    Once per line of every order: one statement text for every strategy."""
     taken = await conn.fetchval(
         "UPDATE stock SET available = available - $2, reserved = reserved + $2,"
         " version = version + 1 WHERE product_id = $1"
@@ -266,38 +276,25 @@ async def _take(
     return taken is not None
 
 
-async def _short_now(session: AsyncSession, wanted: dict[str, int]) -> list[str]:
-    rows = await session.execute(
-        select(Stock.product_id, Stock.available).where(Stock.product_id.in_(wanted))
+async def _short_now(conn: asyncpg.Connection, wanted: dict[str, int]) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT product_id, available FROM stock WHERE product_id = ANY($1::text[])",
+        list(wanted),
     )
     # Another order may have freed units since; still name at least the line that failed.
-    return short_products(wanted, {pid: a for pid, a in rows.all()}) or sorted(wanted)[:1]
+    available = {r["product_id"]: r["available"] for r in rows}
+    return short_products(wanted, available) or sorted(wanted)[:1]
 
 
-class _savepoint:
+def _savepoint(conn: asyncpg.Connection, needed: bool) -> AbstractAsyncContextManager[Any]:
     """A SAVEPOINT around a block when `needed`: a short line undoes the lines before it."""
-
-    def __init__(self, session: AsyncSession, needed: bool) -> None:
-        self.session, self.needed = session, needed
-        self._nested: Any = None
-
-    async def __aenter__(self) -> None:
-        if self.needed:
-            self._nested = await self.session.begin_nested()
-
-    async def __aexit__(self, exc_type: object, *_: object) -> None:
-        if self._nested is None:
-            return
-        if exc_type is None:
-            await self._nested.commit()
-        else:
-            await self._nested.rollback()
+    return conn.transaction() if needed else nullcontext()
 
 
 async def release_stock(session: AsyncSession, *, command: ReleaseStock, now: datetime) -> None:
     """Give the operation's reserved units back once; a Release before its Reserve voids it."""
     claimed = await _claim(
-        session, command.operation_id, command.order_id, now, status=Status.VOIDED
+        await driver(session), command.operation_id, command.order_id, now, status=Status.VOIDED
     )
     if not claimed:
         row = await session.get(
@@ -407,7 +404,7 @@ async def return_stock(session: AsyncSession, *, command: ReturnStock, now: date
 
 
 async def _claim(
-    session: AsyncSession,
+    conn: asyncpg.Connection,
     operation_id: str,
     order_id: str,
     now: datetime,
@@ -422,7 +419,6 @@ async def _claim(
 
     The claimed operation id (the queued reply's message id, when there is one); None when the
     row exists (a concurrent claim waits for ours)."""
-    conn = await driver(session)
     args = [
         *(operation_id, order_id, status, reason, json_text(failed_product_ids or [])),
         *(json_text(lines or []), now),
