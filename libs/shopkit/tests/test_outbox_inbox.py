@@ -2,6 +2,7 @@
 
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -83,6 +84,20 @@ async def effects_of(db: Database, user_id: str) -> list[str]:
             text("SELECT message_id::text FROM effects WHERE user_id = :u"), {"u": user_id}
         )
         return [r[0] for r in rows]
+
+
+@asynccontextmanager
+async def consuming(
+    consumer: Consumer, db: Database, settings: ServiceSettings
+) -> AsyncIterator[None]:
+    """`consumer` subscribed and running on a broker of its own for the block."""
+    broker = KafkaBroker(settings.kafka_bootstrap, logger=None)
+    consumer.attach(broker, db, settings)
+    await broker.start()
+    try:
+        yield
+    finally:
+        await broker.stop()
 
 
 async def publish_committed(db: Database, message: BalanceCharged) -> Envelope:
@@ -204,10 +219,7 @@ async def test_a_duplicate_delivery_is_applied_once(
     else:
         consumer.handles(BalanceCharged)(record_effect)
 
-    broker = KafkaBroker(settings.kafka_bootstrap, logger=None)
-    consumer.attach(broker, db, settings)
-    await broker.start()
-    try:
+    async with consuming(consumer, db, settings):
         # The marker comes after both copies in its partition, so once it is applied both
         # copies have been consumed.
         applied = await poll(
@@ -215,8 +227,6 @@ async def test_a_duplicate_delivery_is_applied_once(
             until=lambda ids: str(marker.message_id) in ids,
             message="marker applied",
         )
-    finally:
-        await broker.stop()
 
     assert sorted(applied) == sorted([str(envelope.message_id), str(marker.message_id)])
 
@@ -231,15 +241,10 @@ async def test_a_poll_is_handled_in_one_transaction(
     consumer = Consumer("kit-test-batch")
     consumer.handles(BalanceCharged)(record_effect)
 
-    broker = KafkaBroker(settings.kafka_bootstrap, logger=None)
-    consumer.attach(broker, db, settings)
-    await broker.start()
-    try:
+    async with consuming(consumer, db, settings):
         applied = await poll(
             lambda: effects_of(db, user_id), until=lambda ids: len(ids) >= len(sent)
         )
-    finally:
-        await broker.stop()
     assert sorted(applied) == sorted(str(e.message_id) for e in sent)
     async with db.sessions() as session:
         transactions = await session.execute(
@@ -342,10 +347,7 @@ async def test_a_poll_that_fails_is_delivered_again_and_its_offsets_committed_af
     consumer = LosesItsDatabaseOnce("kit-test-rewind")
     consumer.handles(BalanceCharged)(record_effect)
 
-    broker = KafkaBroker(settings.kafka_bootstrap, logger=None)
-    consumer.attach(broker, db, settings)
-    await broker.start()
-    try:
+    async with consuming(consumer, db, settings):
         applied = await poll(
             lambda: effects_of(db, user_id), until=lambda ids: len(ids) >= len(sent)
         )
@@ -372,7 +374,5 @@ async def test_a_poll_that_fails_is_delivered_again_and_its_offsets_committed_af
         finally:
             await admin.close()
             await probe.stop()
-    finally:
-        await broker.stop()
     assert consumer.failed == 1
     assert sorted(applied) == sorted(str(e.message_id) for e in sent)  # each exactly once

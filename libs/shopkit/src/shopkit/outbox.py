@@ -80,9 +80,10 @@ async def add_message(
     correlation_id: str | None = None,
 ) -> Envelope:
     """Queue `message` for publishing when (and only if) the session's transaction commits."""
-    envelope = envelope_for(message, causation_id=causation_id, correlation_id=correlation_id)
-    await add_envelope(session, message.TOPIC.name, envelope)
-    return envelope
+    # several times per order: straight through asyncpg
+    return await queue_message(
+        await driver(session), message, causation_id=causation_id, correlation_id=correlation_id
+    )
 
 
 # For a statement that writes its own state and queues its messages in one round trip: the
@@ -113,15 +114,20 @@ def outbox_arrays(messages: Sequence[Message]) -> list[list[Any]]:
     ]
 
 
-async def queue_message(conn: asyncpg.Connection, message: Message) -> Envelope:
+async def queue_message(
+    conn: asyncpg.Connection,
+    message: Message,
+    *,
+    causation_id: str | None = None,
+    correlation_id: str | None = None,
+) -> Envelope:
     """`add_message` on a plain asyncpg connection inside its transaction (`raw_transaction`)."""
-    envelope = envelope_for(message)
+    envelope = envelope_for(message, causation_id=causation_id, correlation_id=correlation_id)
     await queue_envelope(conn, message.TOPIC.name, envelope)
     return envelope
 
 
 async def add_envelope(session: AsyncSession, topic: str, envelope: Envelope) -> None:
-    # several times per order: straight through asyncpg
     await queue_envelope(await driver(session), topic, envelope)
 
 
