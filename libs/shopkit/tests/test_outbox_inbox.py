@@ -203,9 +203,19 @@ async def record_effect_raw(
     )
 
 
-@pytest.mark.parametrize("raw", [False, True], ids=["session", "raw"])
+async def record_effects(
+    conn: asyncpg.Connection, items: list[tuple[BalanceCharged, Envelope]]
+) -> None:
+    """`record_effect` for a batch handler: all of a poll's messages in one statement."""
+    await conn.executemany(
+        "INSERT INTO effects (message_id, user_id) VALUES ($1, $2)",
+        [(env.message_id, message.user_id) for message, env in items],
+    )
+
+
+@pytest.mark.parametrize("kind", ["session", "raw", "batch"])
 async def test_a_duplicate_delivery_is_applied_once(
-    db: Database, settings: ServiceSettings, kafka: KafkaProbe, raw: bool
+    db: Database, settings: ServiceSettings, kafka: KafkaProbe, kind: str
 ) -> None:
     user_id = str(uuid.uuid4())
     first = charged(user_id)
@@ -213,9 +223,11 @@ async def test_a_duplicate_delivery_is_applied_once(
     await kafka.publish(first, envelope=envelope)  # the same message, delivered twice
     marker = await kafka.publish(charged(user_id))  # same key: same partition, after both
 
-    consumer = Consumer("kit-test-effects-raw" if raw else "kit-test-effects")
-    if raw:
+    consumer = Consumer(f"kit-test-effects-{kind}")
+    if kind == "raw":
         consumer.handles_raw(BalanceCharged)(record_effect_raw)
+    elif kind == "batch":
+        consumer.handles_batch(BalanceCharged)(record_effects)
     else:
         consumer.handles(BalanceCharged)(record_effect)
 
@@ -255,6 +267,30 @@ async def test_a_poll_is_handled_in_one_transaction(
             {"ids": [e.message_id for e in sent]},
         )
         assert transactions.scalar_one() <= len(sent) // 3
+
+
+async def test_a_batch_handler_gets_a_polls_messages_in_one_call(
+    db: Database, settings: ServiceSettings, kafka: KafkaProbe
+) -> None:
+    user_id = str(uuid.uuid4())
+    sent = await kafka.publish_many([charged(user_id) for _ in range(30)])
+    calls: list[int] = []
+    consumer = Consumer("kit-test-batch-handler")
+
+    @consumer.handles_batch(BalanceCharged)
+    async def counted(conn: asyncpg.Connection, items: list[tuple[Any, Envelope]]) -> None:
+        # The topic holds other tests' messages too: count this test's.
+        calls.append(sum(message.user_id == user_id for message, _ in items))
+        await record_effects(conn, items)
+
+    async with consuming(consumer, db, settings):
+        applied = await poll(
+            lambda: effects_of(db, user_id), until=lambda ids: len(ids) >= len(sent)
+        )
+    assert sorted(applied) == sorted(str(e.message_id) for e in sent)
+    calls = [n for n in calls if n]
+    assert sum(calls) == len(sent)
+    assert len(calls) <= len(sent) // 3, calls
 
 
 async def test_a_rolled_back_transaction_publishes_nothing(

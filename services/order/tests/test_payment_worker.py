@@ -70,7 +70,9 @@ async def put_in_paying(db: Database, settings: Settings) -> str:
     )
     for reply in (reserved(oid), debited):
         async with db.raw_transaction() as conn:
-            await service.apply_event(conn, settings=settings, order_id=oid, event=reply, now=now)
+            await service.apply_events(
+                conn, settings=settings, events=[(oid, reply, None)], now=now
+            )
     return oid
 
 

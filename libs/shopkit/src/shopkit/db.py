@@ -87,12 +87,13 @@ class Database:
     async def autocommit(self) -> AsyncIterator[asyncpg.Connection]:
         """A pooled asyncpg connection outside any transaction: each statement stands alone.
 
-        For a single read: one round trip, where a session's transaction takes three (BEGIN,
-        the read, ROLLBACK).
+        For a single read, or a write that is one statement: one round trip, where a session's
+        transaction takes three (BEGIN, the statement, COMMIT or ROLLBACK). From the same pool
+        as `raw_transaction`, with the same JSON codecs.
         """
-        async with self.engine.connect() as connection:
-            raw = await connection.get_raw_connection()
-            yield raw.driver_connection
+        pool = self._raw_pool or await self._open_raw_pool()
+        async with pool.acquire() as conn:
+            yield conn
 
     async def dispose(self) -> None:
         if self._raw_pool is not None:

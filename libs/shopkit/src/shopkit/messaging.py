@@ -1,7 +1,9 @@
 """Kafka consumers: route by message type, one transaction per poll, bounded retries.
 
 A handler is a typed function `(session, message, envelope) -> None`, or, registered with
-`handles_raw`, `(asyncpg connection, message, envelope) -> None`. The consumer records the
+`handles_raw`, `(asyncpg connection, message, envelope) -> None`, or, registered with
+`handles_batch`, `(asyncpg connection, [(message, envelope), ...]) -> None` for a set-based
+handler that takes a poll's messages at once. The consumer records the
 message in the inbox in the same transaction as the handler's effect, so a redelivery is skipped.
 A whole poll is handled in one transaction; if anything in it fails, the poll is rolled back and
 handled again one message per transaction. The offset is committed only after that (NACK_ON_ERROR,
@@ -45,21 +47,33 @@ LONG_POLL_MS = 1000
 M = TypeVar("M", bound=Message)
 SessionFn = Callable[[AsyncSession, M, Envelope], Awaitable[None]]
 RawFn = Callable[[asyncpg.Connection, M, Envelope], Awaitable[None]]
+BatchFn = Callable[[asyncpg.Connection, list[tuple[Any, Envelope]]], Awaitable[None]]
 Transaction: TypeAlias = AsyncSession | asyncpg.Connection
 
 
 @dataclass(frozen=True)
 class Handler:
-    """A registered handler: `fn(session, message, envelope)`, or with `raw`,
-    `fn(connection, message, envelope)` on the transaction's plain asyncpg connection."""
+    """A registered handler: `fn(session, message, envelope)`; with `raw`,
+    `fn(connection, message, envelope)` on the transaction's plain asyncpg connection; with
+    `batch` (always raw), `fn(connection, [(message, envelope), ...])`."""
 
-    fn: Callable[[Any, Any, Envelope], Awaitable[None]]
+    fn: Callable[..., Awaitable[None]]
     raw: bool = False
+    batch: bool = False
 
     async def __call__(self, tx: Transaction, message: Message, envelope: Envelope) -> None:
+        await self.many(tx, [(message, envelope)])
+
+    async def many(self, tx: Transaction, items: list[tuple[Message, Envelope]]) -> None:
+        """Handle `items` in order: all in one call for a batch handler, else one by one."""
         if self.raw and isinstance(tx, AsyncSession):
             tx = await driver(tx)
-        await self.fn(tx, message, envelope)
+        if self.batch:
+            await self.fn(tx, items)
+            return
+        for message, envelope in items:
+            with correlated(envelope):
+                await self.fn(tx, message, envelope)
 
 
 def long_poll(subscriber: Any, max_records: int, *, linger_ms: int = 0) -> None:
@@ -152,6 +166,23 @@ class Consumer:
 
         return register
 
+    def handles_batch(self, *message_types: type[Message]) -> Callable[[BatchFn], BatchFn]:
+        """Register `fn(connection, [(message, envelope), ...])` for all of `message_types`.
+
+        A set-based handler: it gets every fresh message of a poll that it handles at once (a
+        run of them, when a poll mixes handlers), grouped by key and in poll order within a
+        key, on the poll transaction's plain asyncpg connection. It can then read and write
+        them in a few statements for all, not a few each. When a poll is retried one message
+        per transaction, it gets lists of one. Messages it writes to the outbox should take
+        each one's correlation id (`correlated`)."""
+
+        def register(fn: BatchFn) -> BatchFn:
+            for message_type in message_types:
+                self._register(message_type, Handler(fn, raw=True, batch=True))
+            return fn
+
+        return register
+
     def _register(self, message_type: type[Message], handler: Handler) -> None:
         self.handlers[message_type.type_name()] = (message_type, handler)
         self._topics.add(message_type.TOPIC.name)
@@ -223,12 +254,19 @@ class Consumer:
                     consumer=self.name,
                     messages=[(envelope.message_id, envelope.type) for _, envelope, _, _ in ready],
                 )
+                # Consecutive messages of one handler go to it together (one call for a batch
+                # handler); a message handled before, or a second copy in this very poll, is
+                # left out.
+                runs: list[tuple[Handler, list[tuple[Message, Envelope]]]] = []
                 for _, envelope, message, handler in ready:
                     if envelope.message_id not in fresh:
-                        continue  # handled before, or a second copy in this very poll
+                        continue
                     fresh.discard(envelope.message_id)
-                    with _correlated(envelope):
-                        await handler(tx, message, envelope)
+                    if not runs or runs[-1][0] != handler:
+                        runs.append((handler, []))
+                    runs[-1][1].append((message, envelope))
+                for handler, items in runs:
+                    await handler.many(tx, items)
             return
         except Exception as exc:
             log.warning(
@@ -242,7 +280,7 @@ class Consumer:
 
         async def in_order(chain: list[tuple[Polled, Envelope, Message, Handler]]) -> None:
             for item, envelope, message, handler in chain:
-                with _correlated(envelope):
+                with correlated(envelope):
                     await self._handle(
                         db, settings, item.topic, envelope, message, handler, item.body
                     )
@@ -355,8 +393,9 @@ async def dead_letter(
 
 
 @contextmanager
-def _correlated(envelope: Envelope) -> Iterator[None]:
-    """Log lines written while handling `envelope` carry its correlation id."""
+def correlated(envelope: Envelope) -> Iterator[None]:
+    """Log lines written and messages queued while handling `envelope` carry its correlation
+    id."""
     token = correlation_id.set(envelope.correlation_id)
     try:
         yield

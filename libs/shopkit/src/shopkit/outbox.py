@@ -104,7 +104,11 @@ def outbox_insert(first_param: int, *, where: str = "TRUE") -> str:
 
 def outbox_arrays(messages: Sequence[Message]) -> list[list[Any]]:
     """The parameters of `outbox_insert` for `messages` (envelopes made as `add_message` does)."""
-    envelopes = [(m.TOPIC.name, envelope_for(m)) for m in messages]
+    return envelope_arrays([(m.TOPIC.name, envelope_for(m)) for m in messages])
+
+
+def envelope_arrays(envelopes: Sequence[tuple[str, Envelope]]) -> list[list[Any]]:
+    """The parameters of `outbox_insert` for ready envelopes, each with its topic."""
     return [
         [e.message_id for _, e in envelopes],
         [topic for topic, _ in envelopes],

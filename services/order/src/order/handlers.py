@@ -44,14 +44,12 @@ Reply = (
 
 
 def make_consumer(settings: Settings, clock: Clock) -> Consumer:
-    """The saga's consumer group: every reply type, one handler."""
+    """The saga's consumer group: every reply type, one set-based handler for a whole poll."""
     consumer = Consumer("order")
 
-    async def on_reply(conn: asyncpg.Connection, reply: Reply, _: Envelope) -> None:
-        await service.apply_event(
-            conn, settings=settings, order_id=reply.order_id, event=reply, now=clock()
-        )
+    @consumer.handles_batch(*REPLIES)
+    async def on_replies(conn: asyncpg.Connection, replies: list[tuple[Reply, Envelope]]) -> None:
+        events = [(reply.order_id, reply, envelope.correlation_id) for reply, envelope in replies]
+        await service.apply_events(conn, settings=settings, events=events, now=clock())
 
-    for reply_type in REPLIES:
-        consumer.handles_raw(reply_type)(on_reply)  # type: ignore[arg-type]
     return consumer

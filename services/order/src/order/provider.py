@@ -172,14 +172,13 @@ class Results:
             batch, self._queued = sorted(self._queued, key=lambda r: r[0]), []
             try:
                 async with self.db.raw_transaction() as conn:
-                    for order_id, event, _ in batch:
-                        await self._apply(conn, order_id, event)
+                    await self._apply(conn, [(order_id, event) for order_id, event, _ in batch])
             except Exception:
                 log.warning("applying %d provider results together failed", len(batch))
                 for order_id, event, done in batch:
                     try:
                         async with self.db.raw_transaction() as conn:
-                            await self._apply(conn, order_id, event)
+                            await self._apply(conn, [(order_id, event)])
                     except Exception as exc:
                         _settle(done, exc)
                     else:
@@ -188,10 +187,9 @@ class Results:
             for *_, done in batch:
                 _settle(done)
 
-    async def _apply(self, conn: asyncpg.Connection, order_id: str, event: Event) -> None:
-        await service.apply_event(
-            conn, settings=self.settings, order_id=order_id, event=event, now=self.clock()
-        )
+    async def _apply(self, conn: asyncpg.Connection, results: list[tuple[str, Event]]) -> None:
+        events = [(order_id, event, None) for order_id, event in results]
+        await service.apply_events(conn, settings=self.settings, events=events, now=self.clock())
 
 
 def _settle(done: "asyncio.Future[None]", error: Exception | None = None) -> None:

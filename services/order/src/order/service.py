@@ -8,7 +8,7 @@ per-transaction cost were most of the service's CPU.
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,6 +16,7 @@ import asyncpg
 from pydantic import TypeAdapter
 from sqlalchemy import Table, select, update
 
+from contracts import Envelope
 from order.models import Order, OrderHistory
 from order.saga import (
     PROVIDER_STEPS,
@@ -32,7 +33,7 @@ from order.schemas import ItemOut, OrderOut
 from order.settings import Settings
 from shopkit.db import Database, driver, json_text
 from shopkit.errors import Problem
-from shopkit.outbox import NOTIFY_CHANNEL, outbox_arrays, outbox_insert
+from shopkit.outbox import NOTIFY_CHANNEL, envelope_arrays, envelope_for, outbox_insert
 from shopkit.pagination import decode_cursor, encode_cursor
 
 SAGA = TypeAdapter(Saga)
@@ -123,95 +124,161 @@ async def place_order(
         created_at=now,
         updated_at=now,
     )
-    await _save(conn, row, before=None, moved=start, settings=settings, now=now)
+    changes = _Changes(new=True)
+    changes.add(row, None, start, settings=settings, now=now)
+    await changes.save(conn, now=now)
     return order_out(row)
 
 
-async def apply_event(
-    conn: asyncpg.Connection, *, settings: Settings, order_id: str, event: Event, now: datetime
-) -> Transition | None:
-    """Feed one reply or internal event to the order's saga, inside the caller's transaction on
-    `conn`; None when it changed nothing."""
-    row = await _select(conn, order_id, lock=True)
-    if row is None:
-        return None  # a reply for an order this database never had (another namespace)
-    return await _apply(conn, row, event, settings=settings, now=now)
+async def apply_events(
+    conn: asyncpg.Connection,
+    *,
+    settings: Settings,
+    events: Sequence[tuple[str, Event, str | None]],
+    now: datetime,
+) -> None:
+    """Feed replies or internal events, each `(order id, event, correlation id)`, to their
+    orders' sagas in the given order, inside the caller's transaction on `conn`.
+
+    Set-based: the orders are locked (in id order, as every transaction here takes them) and
+    read in one statement and saved in one, however many events there are. An event the saga
+    does not expect changes nothing, and one for an order this database never had (another
+    namespace's) is skipped."""
+    found = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM orders WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE",
+        sorted({order_id for order_id, _, _ in events}),
+    )
+    rows = {r["id"]: OrderRow(**r) for r in found}
+    changes = _Changes()
+    for order_id, event, correlation in events:
+        if order_id in rows:
+            changes.advance(
+                rows[order_id], event, settings=settings, now=now, correlation=correlation
+            )
+    await changes.save(conn, now=now)
 
 
 async def _apply(
     conn: asyncpg.Connection, row: OrderRow, event: Event, *, settings: Settings, now: datetime
 ) -> Transition | None:
-    before = load(row)
-    moved = advance(before, event, now)
-    if not moved.applied:
-        return None
-    await _save(conn, row, before=before, moved=moved, settings=settings, now=now)
+    """Feed one event to the saga of `row` (locked by the caller) and save what it changed."""
+    changes = _Changes()
+    moved = changes.advance(row, event, settings=settings, now=now)
+    await changes.save(conn, now=now)
     return moved
 
 
-async def _save(
-    conn: asyncpg.Connection,
-    row: OrderRow,
-    *,
-    before: Saga | None,
-    moved: Transition,
-    settings: Settings,
-    now: datetime,
-) -> None:
-    """Write the moved saga to `row` and the database, with its history, messages and NOTIFYs."""
-    saga = moved.saga
-    row.saga = SAGA.dump_python(saga, mode="json")
-    row.status, row.step, row.operation, row.updated_at = (
-        saga.status,
-        saga.step,
-        saga.operation,
-        now,
-    )
-    if before is None or saga.step != before.step:
-        _schedule(row, saga, settings=settings, now=now)
-    # Every step of every order comes here: one statement writes the row, its history, its
-    # messages and the NOTIFYs (five round trips or more before), straight through asyncpg.
-    args = [
-        *(row.id, row.status, row.step, row.operation, json_text(row.saga)),
-        *(row.deadline, row.attempts, now),
-        [event for event, _ in moved.history],
-        [detail for _, detail in moved.history],
-        changed_payload(row),
-    ]
-    if before is None:
-        args.append(row.user_id)
-    if moved.messages:
-        args += outbox_arrays(moved.messages)
-    statement = _SAVE[before is None, saga.step in PROVIDER_STEPS, bool(moved.messages)]
-    await conn.execute(statement, *args)
+@dataclass
+class _Changes:
+    """Sagas moved in one transaction, saved together in one statement (`save`): each order's
+    final row, and every transition's history and messages in the order they happened."""
+
+    new: bool = False
+    rows: dict[str, OrderRow] = field(default_factory=dict)
+    sagas: dict[str, Saga] = field(default_factory=dict)
+    history: list[tuple[str, str, str, str, str]] = field(default_factory=list)
+    envelopes: list[tuple[str, Envelope]] = field(default_factory=list)
+
+    def advance(
+        self,
+        row: OrderRow,
+        event: Event,
+        *,
+        settings: Settings,
+        now: datetime,
+        correlation: str | None = None,
+    ) -> Transition | None:
+        """Apply `event` to the saga of `row` as changed so far; None when it changed nothing."""
+        before = self.sagas.get(row.id) or load(row)
+        moved = advance(before, event, now)
+        if not moved.applied:
+            return None
+        self.add(row, before, moved, settings=settings, now=now, correlation=correlation)
+        return moved
+
+    def add(
+        self,
+        row: OrderRow,
+        before: Saga | None,
+        moved: Transition,
+        *,
+        settings: Settings,
+        now: datetime,
+        correlation: str | None = None,
+    ) -> None:
+        saga = moved.saga
+        row.status, row.step, row.operation, row.updated_at = (
+            saga.status,
+            saga.step,
+            saga.operation,
+            now,
+        )
+        if before is None or saga.step != before.step:
+            _schedule(row, saga, settings=settings, now=now)
+        self.rows[row.id], self.sagas[row.id] = row, saga
+        self.history += [(row.id, row.status, row.step, e, d) for e, d in moved.history]
+        self.envelopes += [
+            (m.TOPIC.name, envelope_for(m, correlation_id=correlation)) for m in moved.messages
+        ]
+
+    async def save(self, conn: asyncpg.Connection, *, now: datetime) -> None:
+        """Write the rows, history, messages and NOTIFYs in one statement (five round trips or
+        more per order before), straight through asyncpg."""
+        if not self.rows:
+            return
+        rows = list(self.rows.values())
+        for row in rows:
+            row.saga = SAGA.dump_python(self.sagas[row.id], mode="json")
+        args: list[Any] = [
+            *([getattr(r, c) for r in rows] for c in ("id", "status", "step", "operation")),
+            [json_text(r.saga) for r in rows],
+            [r.deadline for r in rows],
+            [r.attempts for r in rows],
+            now,
+            *([h[i] for h in self.history] for i in range(5)),
+            [changed_payload(r) for r in rows],
+        ]
+        if self.new:
+            args.append([r.user_id for r in rows])
+        if self.envelopes:
+            args += envelope_arrays(self.envelopes)
+        wake = any(r.step in PROVIDER_STEPS for r in rows)
+        await conn.execute(_SAVE[self.new, wake, bool(self.envelopes)], *args)
 
 
 def _save_statement(*, new: bool, wake_worker: bool, queue: bool) -> str:
-    """Write the order row, append its history ($9 events, $10 details, in order), NOTIFY its
-    change ($11) and queue its messages in the outbox (five arrays after the rest), in one
-    statement. A new row also takes its user id ($12)."""
-    write = (
-        f"INSERT INTO orders ({_COLUMNS}) VALUES ($1, $12, $2, $3, $4, $5, $6, $7, $8, $8)"
-        if new
-        else "UPDATE orders SET status = $2, step = $3, operation = $4, saga = $5,"
-        " deadline = $6, attempts = $7, updated_at = $8 WHERE id = $1"
+    """Write orders from parallel arrays ($1-$7: id, status, step, operation, saga, deadline,
+    attempts; $8 now; a new row also its user id, $15), append their history ($9-$13: order id,
+    status, step, event, detail, in order), NOTIFY each order's change ($14) and queue the
+    messages in the outbox (five arrays after the rest), in one statement."""
+    rows = (
+        "unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
+        " $6::timestamptz[], $7::int[]{}) AS u(id, status, step, operation, saga, deadline,"
+        " attempts{})"
     )
-    notify = f"pg_notify('{CHANGED_CHANNEL}', $11)"
+    write = (
+        f"INSERT INTO orders ({_COLUMNS}) SELECT u.id, u.user_id, u.status, u.step, u.operation,"
+        f" u.saga::jsonb, u.deadline, u.attempts, $8, $8 FROM {rows.format(', $15::text[]', ', user_id')}"
+        if new
+        else "UPDATE orders o SET status = u.status, step = u.step, operation = u.operation,"
+        " saga = u.saga::jsonb, deadline = u.deadline, attempts = u.attempts, updated_at = $8"
+        f" FROM {rows.format('', '')} WHERE o.id = u.id"
+    )
+    notify = f"SELECT pg_notify('{CHANGED_CHANNEL}', p) FROM unnest($14::text[]) AS p"
     if wake_worker:
-        notify += f", pg_notify('{WORKER_CHANNEL}', '')"
+        notify += f" UNION ALL SELECT pg_notify('{WORKER_CHANNEL}', '')"
     queued = ""
     if queue:
-        # A saga is saved only with its row locked (loaded FOR UPDATE, or new): for one order,
-        # outbox id order is commit order.
-        queued = f", queued AS ({outbox_insert(13 if new else 12)})"
-        notify += f", pg_notify('{NOTIFY_CHANNEL}', '')"
+        # Sagas are saved only with their rows locked (loaded FOR UPDATE, or new): for one
+        # order, outbox id order is commit order.
+        queued = f", queued AS ({outbox_insert(16 if new else 15)})"
+        notify += f" UNION ALL SELECT pg_notify('{NOTIFY_CHANNEL}', '')"
     return (
-        f"WITH saved AS ({write} RETURNING id), history AS ("
+        f"WITH saved AS ({write}), history AS ("
         " INSERT INTO order_history (order_id, status, step, event, detail, at)"
-        " SELECT $1, $2, $3, h.event, h.detail, $8"
-        " FROM unnest($9::text[], $10::text[]) WITH ORDINALITY AS h(event, detail, n)"
-        f" ORDER BY h.n){queued}"
-        f" SELECT {notify} FROM saved"
+        " SELECT h.o, h.s, h.st, h.e, h.d, $8 FROM unnest($9::text[], $10::text[], $11::text[],"
+        " $12::text[], $13::text[]) WITH ORDINALITY AS h(o, s, st, e, d, n)"
+        f" ORDER BY h.n){queued} {notify}"
     )
 
 

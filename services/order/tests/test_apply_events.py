@@ -1,0 +1,101 @@
+"""Set-based saga steps against real PostgreSQL: many events, one read and one write."""
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from contracts.catalog import StockReservationFailed
+from contracts.wallet import WalletDebited
+from order import service
+from order.settings import Settings
+from shopkit.clock import system_clock
+from shopkit.db import Database
+from shopkit.testing import Infra, create_database, unique_name
+
+from .conftest import SERVICE_DIR
+from .test_order_saga import reserved
+
+
+@pytest.fixture
+async def own_db(infra: Infra) -> AsyncIterator[Database]:
+    """A database of its own: no running consumer or worker touches these orders."""
+    db = Database(await create_database(infra, SERVICE_DIR, unique_name("order")))
+    yield db
+    await db.dispose()
+
+
+async def placed(db: Database, settings: Settings) -> str:
+    async with db.raw_transaction() as conn:
+        out = await service.place_order(
+            conn,
+            settings=settings,
+            user_id=str(uuid.uuid4()),
+            items=[("p1", 2)],
+            coupon_id=None,
+            now=system_clock(),
+        )
+    return str(out.id)
+
+
+def debited(oid: str) -> WalletDebited:
+    return WalletDebited(
+        order_id=oid,
+        operation_id=f"{oid}:place:debit",
+        user_id="u",
+        amount=20_000,
+        balance=0,
+        transaction_id=str(uuid.uuid4()),
+    )
+
+
+async def test_a_batch_of_events_for_several_orders_is_applied_in_order(
+    own_db: Database, settings: Settings
+) -> None:
+    a, b, c = [await placed(own_db, settings) for _ in range(3)]
+    failed_c = StockReservationFailed(
+        order_id=c, operation_id=f"{c}:place:stock", reason="OUT_OF_STOCK", product_ids=("p1",)
+    )
+    events = [
+        (a, reserved(a), "corr-a"),
+        (a, debited(a), "corr-a"),  # the same order's second step, in the same batch
+        (b, reserved(b), "corr-b"),
+        (b, reserved(b), "corr-b"),  # a repeated reply: changes nothing
+        (c, debited(c), None),  # not what c waits for: changes nothing
+        (c, failed_c, None),
+        (str(uuid.uuid4()), reserved("x"), None),  # an order this database never had
+    ]
+    async with own_db.raw_transaction() as conn:
+        await service.apply_events(conn, settings=settings, events=events, now=system_clock())
+
+    async with own_db.autocommit() as conn:
+        rows = {
+            r["id"]: (r["status"], r["step"])
+            for r in await conn.fetch("SELECT id, status, step FROM orders")
+        }
+        history = await conn.fetch(
+            "SELECT order_id, status, step, event FROM order_history ORDER BY seq"
+        )
+        outbox = await conn.fetch(
+            "SELECT key, type, envelope->>'correlation_id' AS correlation FROM outbox"
+            " WHERE type <> 'ReserveStock' ORDER BY id"
+        )
+    assert rows == {
+        a: ("PENDING", "PAYING"),
+        b: ("PENDING", "DEBITING"),
+        c: ("FAILED", "DONE"),
+    }
+    # Every transition's history, in the order it happened, with the step it led to.
+    assert [(h["order_id"], h["step"], h["event"]) for h in history[3:]] == [
+        (a, "DEBITING", "StockReserved"),
+        (a, "PAYING", "WalletDebited"),
+        (b, "DEBITING", "StockReserved"),
+        (c, "DONE", "StockReservationFailed"),
+        (c, "DONE", "OrderFailed"),
+    ]
+    # Each message carries the correlation id of the event that caused it.
+    assert [(m["key"], m["type"], m["correlation"]) for m in outbox] == [
+        (a, "DebitWallet", "corr-a"),
+        (b, "DebitWallet", "corr-b"),
+        (c, "OrderFailed", None),
+    ]
