@@ -20,6 +20,7 @@ from contracts.catalog import (
     ReturnStock,
     StockLine,
 )
+from shopkit.clock import system_clock
 from shopkit.db import Database, asyncpg_dsn
 from shopkit.outbox import envelope_for
 from shopkit.testing import KafkaProbe, poll, serve
@@ -281,3 +282,35 @@ async def test_orders_sharing_products_in_any_line_order_never_deadlock(
         await db.dispose()
     assert sum(1 for o in outcomes if o and o.reason is None) == 10
     assert await quantities(pg, a["id"]) == await quantities(pg, b["id"]) == (0, 10, 0)
+
+
+async def test_a_poll_of_commits_sells_each_reservation_once(
+    create_product, pg: asyncpg.Connection, catalog_db: str
+) -> None:
+    """Commits taken together (set-based): every line of every reserved operation is sold once,
+    a repeat in the same batch or a commit of an operation never reserved changes nothing."""
+    pen, ink = (await create_product(stock=10))["id"], (await create_product(stock=10))["id"]
+    a, b = str(uuid.uuid4()), str(uuid.uuid4())
+    now = system_clock()
+    db = Database(catalog_db)  # the service's connections: JSON columns decoded
+    async with db.raw_transaction() as conn:
+        await stock.reserve_stock(conn, command=reserve(a, f"{a}:s", (pen, 2), (ink, 1)), now=now)
+        await stock.reserve_stock(conn, command=reserve(b, f"{b}:s", (pen, 3)), now=now)
+    assert await quantities(pg, pen) == (5, 5, 0)
+
+    commits = [
+        CommitStock(order_id=a, operation_id=f"{a}:s"),
+        CommitStock(order_id=b, operation_id=f"{b}:s"),
+        CommitStock(order_id=a, operation_id=f"{a}:s"),  # the same commit twice in one poll
+        CommitStock(order_id=a, operation_id=f"{a}:never-reserved"),
+    ]
+    async with db.raw_transaction() as conn:
+        await stock.commit_stock(conn, commands=commits, now=now)
+    await db.dispose()
+
+    assert await quantities(pg, pen) == (5, 0, 5)
+    assert await quantities(pg, ink) == (9, 0, 1)
+    sales = await pg.fetch(
+        "SELECT order_id, product_id, sold FROM order_sales WHERE order_id = ANY($1)", [a, b]
+    )
+    assert sorted(tuple(r) for r in sales) == sorted([(a, pen, 2), (a, ink, 1), (b, pen, 3)])

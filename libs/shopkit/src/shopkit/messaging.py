@@ -254,18 +254,13 @@ class Consumer:
                     consumer=self.name,
                     messages=[(envelope.message_id, envelope.type) for _, envelope, _, _ in ready],
                 )
-                # Consecutive messages of one handler go to it together (one call for a batch
-                # handler); a message handled before, or a second copy in this very poll, is
-                # left out.
-                runs: list[tuple[Handler, list[tuple[Message, Envelope]]]] = []
-                for _, envelope, message, handler in ready:
-                    if envelope.message_id not in fresh:
-                        continue
-                    fresh.discard(envelope.message_id)
-                    if not runs or runs[-1][0] != handler:
-                        runs.append((handler, []))
-                    runs[-1][1].append((message, envelope))
-                for handler, items in runs:
+                # A message handled before, or a second copy in this very poll, is left out.
+                todo = []
+                for item, envelope, message, handler in ready:
+                    if envelope.message_id in fresh:
+                        fresh.discard(envelope.message_id)
+                        todo.append((item.record.key, handler, message, envelope))
+                for handler, items in _runs(todo):
                     await handler.many(tx, items)
             return
         except Exception as exc:
@@ -352,6 +347,31 @@ class Consumer:
         await dead_letter(
             db, consumer=self.name, topic=topic, envelope=envelope, body=body, error=error
         )
+
+
+def _runs(
+    todo: list[tuple[Any, Handler, Message, Envelope]],
+) -> list[tuple[Handler, list[tuple[Message, Envelope]]]]:
+    """A poll's messages, `(record key, handler, message, envelope)` sorted by key, as calls to
+    their handlers: as few as key order allows.
+
+    Each key's messages are cut where the handler changes; the n-th such segment of every key
+    belongs to round n, and within a round all segments of one handler make one call (keys in
+    order). A key's messages thus stay in poll order, and a batch handler gets at once all it
+    can: a whole poll when it handles every type, as the order saga's does."""
+    rounds: list[dict[Handler, list[tuple[Message, Envelope]]]] = []
+    key: Any = object()
+    n = -1
+    previous: Handler | None = None
+    for record_key, handler, message, envelope in todo:
+        if record_key != key:
+            key, n, previous = record_key, -1, None
+        if handler != previous:
+            n, previous = n + 1, handler
+            if n == len(rounds):
+                rounds.append({})
+        rounds[n].setdefault(handler, []).append((message, envelope))
+    return [(handler, items) for calls in rounds for handler, items in calls.items()]
 
 
 async def dead_letter(

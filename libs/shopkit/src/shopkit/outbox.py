@@ -131,6 +131,18 @@ async def queue_message(
     return envelope
 
 
+async def queue_envelopes(
+    conn: asyncpg.Connection, envelopes: Sequence[tuple[str, Envelope]]
+) -> None:
+    """Queue many ready envelopes, each with its topic, in one statement (on a plain asyncpg
+    connection inside its transaction), in the order given."""
+    if envelopes:
+        await conn.execute(
+            f"WITH queued AS ({outbox_insert(1)}) SELECT pg_notify('{NOTIFY_CHANNEL}', '')",
+            *envelope_arrays(envelopes),
+        )
+
+
 async def add_envelope(session: AsyncSession, topic: str, envelope: Envelope) -> None:
     await queue_envelope(await driver(session), topic, envelope)
 

@@ -22,9 +22,11 @@ async def on_release(session: AsyncSession, command: ReleaseStock, _: Envelope) 
     await stock.release_stock(session, command=command, now=system_clock())
 
 
-@consumer.handles_raw(CommitStock)
-async def on_commit(conn: asyncpg.Connection, command: CommitStock, _: Envelope) -> None:
-    await stock.commit_stock(conn, command=command, now=system_clock())
+@consumer.handles_batch(CommitStock)
+async def on_commits(
+    conn: asyncpg.Connection, commands: list[tuple[CommitStock, Envelope]]
+) -> None:
+    await stock.commit_stock(conn, commands=[c for c, _ in commands], now=system_clock())
 
 
 @consumer.handles(ReturnStock)

@@ -11,7 +11,7 @@ product and docs/catalog.md records why `STRATEGY` is the one the service uses.
 import asyncio
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -319,46 +319,60 @@ async def release_stock(session: AsyncSession, *, command: ReleaseStock, now: da
     )
 
 
-async def commit_stock(conn: asyncpg.Connection, *, command: CommitStock, now: datetime) -> None:
-    """Turn the operation's reserved units into sold, once, on the connection of the caller's
-    transaction (once per order: plain asyncpg). No reply: the saga does not wait for it (a
-    commit of held units cannot fail), and a later ReturnStock of the same order comes after it
-    on the same partition."""
-    # The one transition that moves stock, taken in the statement that reads the row (a read
+async def commit_stock(
+    conn: asyncpg.Connection, *, commands: Sequence[CommitStock], now: datetime
+) -> None:
+    """Turn each operation's reserved units into sold, once, on the connection of the caller's
+    transaction. No reply: the saga does not wait for it (a commit of held units cannot fail),
+    and a later ReturnStock of the same order comes after it on the same partition.
+
+    Set-based, for a poll of commits: two statements however many there are."""
+    # The one transition that moves stock, taken in the statement that reads the rows (a read
     # FOR UPDATE and a write before); from any other status a commit changes nothing.
     committed = on_commit(Status.RESERVED)
-    row = await conn.fetchrow(
+    op_ids = sorted({command.operation_id for command in commands})
+    rows = await conn.fetch(
         "UPDATE reservations SET status = $2, updated_at = $3"
-        " WHERE operation_id = $1 AND status = $4 RETURNING order_id, lines",
-        command.operation_id,
+        " WHERE operation_id = ANY($1::text[]) AND status = $4"
+        " RETURNING operation_id, order_id, lines",
+        op_ids,
         committed.status,
         now,
         Status.RESERVED,
     )
-    if row is None:
-        await _commit_nothing(conn, command)
-        return
+    if len(rows) < len(op_ids):
+        await _commit_nothing(conn, set(op_ids) - {row["operation_id"] for row in rows})
     # Stock rows in product-id order, as a reservation locks them; each line's sale with it.
-    lines = sorted(row["lines"], key=lambda line: line["product_id"])
-    await conn.executemany(
-        "WITH sold AS (UPDATE stock SET reserved = reserved - $3, sold = sold + $3,"
-        " version = version + 1 WHERE product_id = $2)"
-        " INSERT INTO order_sales (order_id, product_id, sold) VALUES ($1, $2, $3)"
-        " ON CONFLICT (order_id, product_id) DO UPDATE"
-        " SET sold = order_sales.sold + EXCLUDED.sold",
-        [(row["order_id"], line["product_id"], line["quantity"]) for line in lines],
+    sold = sorted(
+        (line["product_id"], row["order_id"], line["quantity"])
+        for row in rows
+        for line in row["lines"]
     )
+    if sold:
+        await conn.executemany(
+            "WITH sold AS (UPDATE stock SET reserved = reserved - $3, sold = sold + $3,"
+            " version = version + 1 WHERE product_id = $2)"
+            " INSERT INTO order_sales (order_id, product_id, sold) VALUES ($1, $2, $3)"
+            " ON CONFLICT (order_id, product_id) DO UPDATE"
+            " SET sold = order_sales.sold + EXCLUDED.sold",
+            [(order_id, pid, quantity) for pid, order_id, quantity in sold],
+        )
 
 
-async def _commit_nothing(conn: asyncpg.Connection, command: CommitStock) -> None:
-    """A commit of an operation that is not RESERVED changes nothing; only a repeat is normal."""
-    status = await conn.fetchval(
-        "SELECT status FROM reservations WHERE operation_id = $1", command.operation_id
+async def _commit_nothing(conn: asyncpg.Connection, op_ids: set[str]) -> None:
+    """Commits of operations that are not RESERVED change nothing; only a repeat is normal."""
+    found = dict(
+        await conn.fetch(
+            "SELECT operation_id, status FROM reservations WHERE operation_id = ANY($1::text[])",
+            sorted(op_ids),
+        )
     )
-    if status is None:
-        log.warning("commit of an unknown stock operation", extra={"fields": command.model_dump()})
-    elif status != Status.COMMITTED:
-        log.warning("commit of a %s stock operation", status)
+    for op_id in sorted(op_ids):
+        status = found.get(op_id)
+        if status is None:
+            log.warning("commit of an unknown stock operation %s", op_id)
+        elif status != Status.COMMITTED:
+            log.warning("commit of a %s stock operation", status)
 
 
 async def return_stock(session: AsyncSession, *, command: ReturnStock, now: datetime) -> None:

@@ -12,9 +12,13 @@ from wallet import service
 consumer = Consumer("wallet")
 
 
-@consumer.handles_raw(DebitWallet)
-async def on_debit(conn: asyncpg.Connection, command: DebitWallet, _: Envelope) -> None:
-    await service.debit(conn, command=command, now=system_clock())
+@consumer.handles_batch(DebitWallet)
+async def on_debits(conn: asyncpg.Connection, commands: list[tuple[DebitWallet, Envelope]]) -> None:
+    await service.debit(
+        conn,
+        commands=[(c, envelope.correlation_id) for c, envelope in commands],
+        now=system_clock(),
+    )
 
 
 @consumer.handles(RefundWallet)

@@ -1,6 +1,7 @@
 """Wallet use cases. Balances change only by conditional UPDATEs inside one short transaction."""
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -20,7 +21,7 @@ from contracts.wallet import (
 )
 from shopkit.db import Database
 from shopkit.errors import Problem
-from shopkit.outbox import add_message, queue_message
+from shopkit.outbox import add_message, envelope_for, queue_envelopes
 from shopkit.pagination import decode_cursor, encode_cursor
 from wallet.models import User, Wallet, WalletOperation, WalletTransaction
 from wallet.passwords import Passwords
@@ -165,62 +166,100 @@ async def list_transactions(
     return rows[:limit], next_cursor
 
 
-async def debit(conn: asyncpg.Connection, *, command: DebitWallet, now: datetime) -> None:
-    """Take the order's amount if the balance covers it; answer once per operation.
+async def debit(
+    conn: asyncpg.Connection,
+    *,
+    commands: Sequence[tuple[DebitWallet, str | None]],
+    now: datetime,
+) -> None:
+    """Take each order's amount if the balance covers it; answer once per operation. Each
+    command comes with the correlation id its answer carries.
 
-    Runs once per order, so it is plain asyncpg statements on the connection of the caller's
-    transaction (the consumer's `raw_transaction`)."""
-    found = await conn.fetchrow(
-        "SELECT outcome, amount, balance, transaction_id FROM wallet_operations"
-        " WHERE operation_id = $1 FOR UPDATE",
-        command.operation_id,
-    )
-    if found is not None:
-        previous = WalletOperation(**found)
-    else:
-        # The balance, its ledger line and the operation's record, in one statement when the
-        # balance covers the amount (three round trips before).
-        tx_id = str(uuid.uuid4())
-        balance = await conn.fetchval(
-            "WITH taken AS (UPDATE wallets SET balance = balance - $2, updated_at = $3"
-            "  WHERE user_id = $1 AND balance >= $2 RETURNING balance),"
-            " ledger AS (INSERT INTO wallet_transactions"
-            "  (id, user_id, type, amount, balance_after, order_id, created_at)"
-            "  SELECT $4, $1, 'PAYMENT', -$2::bigint, balance, $5, $3 FROM taken),"
-            " operation AS (INSERT INTO wallet_operations (operation_id, order_id, user_id, kind,"
-            "  outcome, amount, refunded, balance, transaction_id)"
-            "  SELECT $6, $5, $1, 'DEBIT', 'DEBITED', $2, 0, balance, $4 FROM taken)"
-            " SELECT balance FROM taken",
-            command.user_id,
-            command.amount,
-            now,
-            tx_id,
-            command.order_id,
-            command.operation_id,
+    Set-based, for a poll of commands: the operations already answered are read (and locked)
+    in one statement, the new ones debited in one statement per round (one command per user a
+    round, as several orders of one user must see each other's debits: nearly always one
+    round), and every answer queued in one. Three statements per command before."""
+    op_ids = sorted({command.operation_id for command, _ in commands})
+    answered = {
+        row["operation_id"]: _Outcome(*row[1:])
+        for row in await conn.fetch(
+            "SELECT operation_id, outcome, amount, balance, transaction_id FROM wallet_operations"
+            " WHERE operation_id = ANY($1::text[]) ORDER BY operation_id FOR UPDATE",
+            op_ids,
         )
-        if balance is not None:
-            previous = WalletOperation(
-                outcome="DEBITED", amount=command.amount, balance=balance, transaction_id=tx_id
+    }
+    # A command re-sent while the first is still in this batch gets the first one's answer.
+    pending = list(
+        {c.operation_id: c for c, _ in commands if c.operation_id not in answered}.values()
+    )
+    while pending:
+        this_round: dict[str, DebitWallet] = {}
+        later: list[DebitWallet] = []
+        for command in pending:
+            if command.user_id in this_round:
+                later.append(command)
+            else:
+                this_round[command.user_id] = command
+        batch = list(this_round.values())
+        for row in await conn.fetch(
+            _DEBIT,
+            [c.user_id for c in batch],
+            [c.amount for c in batch],
+            [str(uuid.uuid4()) for _ in batch],
+            [c.order_id for c in batch],
+            [c.operation_id for c in batch],
+            now,
+        ):
+            answered[row["operation_id"]] = _Outcome(*row[1:])
+        pending = later
+    await queue_envelopes(
+        conn,
+        [
+            (
+                WalletDebited.TOPIC.name,
+                envelope_for(_debit_reply(answered[c.operation_id], c), correlation_id=correlation),
             )
-        else:
-            exists = await conn.fetchval(
-                "SELECT 1 FROM wallets WHERE user_id = $1", command.user_id
-            )
-            outcome = "INSUFFICIENT_BALANCE" if exists else "USER_NOT_FOUND"
-            await conn.execute(
-                "INSERT INTO wallet_operations (operation_id, order_id, user_id, kind, outcome,"
-                " amount, refunded, balance, transaction_id) VALUES ($1, $2, $3, 'DEBIT', $4, 0,"
-                " 0, 0, NULL)",
-                command.operation_id,
-                command.order_id,
-                command.user_id,
-                outcome,
-            )
-            previous = WalletOperation(outcome=outcome, amount=0, balance=0, transaction_id=None)
-    await queue_message(conn, _debit_reply(previous, command))
+            for c, correlation in commands
+        ],
+    )
 
 
-def _debit_reply(op: WalletOperation, command: DebitWallet) -> WalletDebited | WalletDebitFailed:
+@dataclass(frozen=True)
+class _Outcome:
+    """What a debit operation answered (as recorded in `wallet_operations`)."""
+
+    outcome: str
+    amount: int
+    balance: int
+    transaction_id: str | None
+
+
+# One round of debits, at most one per user, from parallel arrays ($1 user, $2 amount, $3 ledger
+# transaction id, $4 order, $5 operation; $6 now): the balances that cover their amount are
+# taken, with their ledger lines, and every operation's outcome is recorded and returned.
+_DEBIT = (
+    "WITH c AS (SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[],"
+    "  $5::text[]) AS c(user_id, amount, tx, order_id, op)),"
+    " taken AS (UPDATE wallets w SET balance = w.balance - c.amount, updated_at = $6 FROM c"
+    "  WHERE w.user_id = c.user_id AND w.balance >= c.amount RETURNING w.user_id, w.balance),"
+    " ledger AS (INSERT INTO wallet_transactions"
+    "  (id, user_id, type, amount, balance_after, order_id, created_at)"
+    "  SELECT c.tx, c.user_id, 'PAYMENT', -c.amount, t.balance, c.order_id, $6"
+    "  FROM c JOIN taken t USING (user_id))"
+    " INSERT INTO wallet_operations (operation_id, order_id, user_id, kind, outcome, amount,"
+    "  refunded, balance, transaction_id)"
+    " SELECT c.op, c.order_id, c.user_id, 'DEBIT',"
+    "  CASE WHEN t.user_id IS NOT NULL THEN 'DEBITED'"
+    "   WHEN EXISTS (SELECT 1 FROM wallets w WHERE w.user_id = c.user_id)"
+    "   THEN 'INSUFFICIENT_BALANCE' ELSE 'USER_NOT_FOUND' END,"
+    "  CASE WHEN t.user_id IS NOT NULL THEN c.amount ELSE 0 END, 0, coalesce(t.balance, 0),"
+    "  CASE WHEN t.user_id IS NOT NULL THEN c.tx END"
+    " FROM c LEFT JOIN taken t USING (user_id)"
+    " RETURNING operation_id, outcome, amount, balance, transaction_id"
+)
+
+
+def _debit_reply(op: "_Outcome", command: DebitWallet) -> WalletDebited | WalletDebitFailed:
     if op.outcome == "DEBITED":
         return WalletDebited(
             order_id=command.order_id,
