@@ -5,7 +5,7 @@ from typing import Annotated
 
 import asyncpg
 from fastapi import APIRouter, Depends, Header, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 from order import service
 from order.schemas import HistoryOut, ModifyOrderIn, OrderOut, PlaceOrderIn
@@ -29,14 +29,24 @@ async def get_waiters(request: Request) -> Waiters:
     return request.app.state.waiters
 
 
+async def get_placing(request: Request) -> service.Placing:
+    return request.app.state.placing
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 WaitersDep = Annotated[Waiters, Depends(get_waiters)]
+PlacingDep = Annotated[service.Placing, Depends(get_placing)]
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 Wait = Annotated[bool, Query(description="wait up to 10 s for the final state")]
 
 
-def _reply(row: OrderRow, status_code: int) -> JSONResponse:
-    return JSONResponse(service.order_out(row).model_dump(mode="json"), status_code=status_code)
+def _reply(row: OrderRow, status_code: int) -> Response:
+    return _json(service.order_out(row), status_code)
+
+
+def _json(order: OrderOut, status_code: int) -> Response:
+    # Serialized by pydantic straight to bytes (JSONResponse would go through a dict and json).
+    return Response(order.model_dump_json(), status_code=status_code, media_type="application/json")
 
 
 def _settled(row: Seen) -> bool:
@@ -51,42 +61,49 @@ async def place(
     clock: ClockDep,
     settings: SettingsDep,
     waiters: WaitersDep,
+    placing: PlacingDep,
     wait: Wait = False,
     idempotency_key: IdempotencyKey = None,
-) -> JSONResponse:
+) -> Response:
     """Place an order (202 PENDING); with ?wait=true, 200 once it is PAID or FAILED."""
     principal.require_self_or_admin(body.user_id)
 
-    placed_now = False  # False when the answer is a replay of an earlier request
-
-    async def work(conn: asyncpg.Connection) -> OrderOut:
-        nonlocal placed_now
-        placed_now = True
-        items = [(i.product_id, i.quantity) for i in body.items]
-        return await service.place_order(
-            conn,
-            settings=settings,
-            user_id=body.user_id,
-            items=items,
-            coupon_id=body.coupon_id,
-            now=clock(),
+    items = [(i.product_id, i.quantity) for i in body.items]
+    if idempotency_key is None:
+        # Saved with the orders of concurrent requests, in one statement and one commit.
+        placed = await placing.place(
+            user_id=body.user_id, items=items, coupon_id=body.coupon_id, now=clock()
         )
+        if not wait:
+            return _json(placed, 202)
+        order_id, placed_now = placed.id, True
+    else:
+        placed_now = False  # stays False when the answer is a replay of an earlier request
 
-    scope = f"orders:{principal.user_id}"
-    answer = await run_idempotent(
-        db,
-        scope=scope,
-        key=idempotency_key,
-        request=body,
-        status_code=202,
-        work=work,
-        # Placing is one statement (`service.place_order`): on its own it needs no BEGIN and
-        # COMMIT around it. With a key, the stored answer commits with it.
-        transaction=db.raw_transaction if idempotency_key else db.autocommit,
-    )
-    if not wait or answer.status_code != 202:
-        return answer
-    order_id = json.loads(bytes(answer.body))["id"]
+        async def work(conn: asyncpg.Connection) -> OrderOut:
+            nonlocal placed_now
+            placed_now = True
+            return await service.place_order(
+                conn,
+                settings=settings,
+                user_id=body.user_id,
+                items=items,
+                coupon_id=body.coupon_id,
+                now=clock(),
+            )
+
+        answer = await run_idempotent(
+            db,
+            scope=f"orders:{principal.user_id}",
+            key=idempotency_key,
+            request=body,
+            status_code=202,
+            work=work,
+            transaction=db.raw_transaction,  # the stored answer commits with the order
+        )
+        if not wait or answer.status_code != 202:
+            return answer
+        order_id = json.loads(bytes(answer.body))["id"]
     row, done = await waiters.wait(
         db, order_id, until=_settled, timeout=settings.wait_seconds, unmet=placed_now
     )
@@ -131,7 +148,7 @@ async def cancel(
     settings: SettingsDep,
     waiters: WaitersDep,
     wait: Wait = False,
-) -> JSONResponse:
+) -> Response:
     """Cancel a PAID order: refund, restock, coupon back; 409 ORDER_NOT_CANCELLABLE."""
     row = await service.request_cancel(
         db,
@@ -159,7 +176,7 @@ async def modify(
     settings: SettingsDep,
     waiters: WaitersDep,
     wait: Wait = False,
-) -> JSONResponse:
+) -> Response:
     """Replace a PAID order's lines; with ?wait=true, 409 with the reason if it cannot be done."""
     row, seq = await service.request_modify(
         db,

@@ -55,6 +55,7 @@ def build_app(settings: Settings | None = None, *, clock: Clock = system_clock) 
 
     async def prepare(app: FastAPI) -> None:
         app.state.waiters = Waiters()
+        app.state.placing = service.Placing(app.state.db, settings)
 
     return create_app(
         settings,

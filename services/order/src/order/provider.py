@@ -29,6 +29,7 @@ from order.settings import Settings
 from shopkit.auth import issue_token
 from shopkit.clock import Clock
 from shopkit.db import Database
+from shopkit.grouping import GroupCommit
 
 log = logging.getLogger("order.provider")
 
@@ -147,58 +148,22 @@ async def drive(
 
 
 class Results:
-    """Feeds provider results back to their sagas, many per transaction.
-
-    The first result that finds no transaction being written starts one; results arriving
-    while it commits wait for the next, which takes all of them. Rows are locked in order id
-    order (as the reply consumer does), so the two never deadlock each other. If a batch fails,
-    its results are applied one per transaction so one bad result cannot hold the others back.
-    """
+    """Feeds provider results back to their sagas, many per transaction (`GroupCommit`): the
+    results that arrive while one group is written go together in the next, in one read and
+    one write (`service.apply_events`)."""
 
     def __init__(self, db: Database, settings: Settings, clock: Clock) -> None:
-        self.db, self.settings, self.clock = db, settings, clock
-        self._queued: list[tuple[str, Event, asyncio.Future[None]]] = []
-        self._writer: asyncio.Task[None] | None = None
+        self.settings, self.clock = settings, clock
+        self._group: GroupCommit[tuple[str, Event]] = GroupCommit(
+            "provider-results", db.raw_transaction, self._apply
+        )
 
     async def apply(self, order_id: str, event: Event) -> None:
-        done = asyncio.get_running_loop().create_future()
-        self._queued.append((order_id, event, done))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write())
-        await done
-
-    async def _write(self) -> None:
-        while self._queued:
-            batch, self._queued = sorted(self._queued, key=lambda r: r[0]), []
-            try:
-                async with self.db.raw_transaction() as conn:
-                    await self._apply(conn, [(order_id, event) for order_id, event, _ in batch])
-            except Exception:
-                log.warning("applying %d provider results together failed", len(batch))
-                for order_id, event, done in batch:
-                    try:
-                        async with self.db.raw_transaction() as conn:
-                            await self._apply(conn, [(order_id, event)])
-                    except Exception as exc:
-                        _settle(done, exc)
-                    else:
-                        _settle(done)
-                continue
-            for *_, done in batch:
-                _settle(done)
+        await self._group.submit((order_id, event))
 
     async def _apply(self, conn: asyncpg.Connection, results: list[tuple[str, Event]]) -> None:
         events = [(order_id, event, None) for order_id, event in results]
         await service.apply_events(conn, settings=self.settings, events=events, now=self.clock())
-
-
-def _settle(done: "asyncio.Future[None]", error: Exception | None = None) -> None:
-    if done.done():
-        return  # its caller is gone (shutting down)
-    if error is None:
-        done.set_result(None)
-    else:
-        done.set_exception(error)
 
 
 async def handle_one(

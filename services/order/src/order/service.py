@@ -33,6 +33,7 @@ from order.schemas import ItemOut, OrderOut
 from order.settings import Settings
 from shopkit.db import Database, driver, json_text
 from shopkit.errors import Problem
+from shopkit.grouping import GroupCommit
 from shopkit.outbox import NOTIFY_CHANNEL, envelope_arrays, envelope_for, outbox_insert
 from shopkit.pagination import decode_cursor, encode_cursor
 
@@ -98,16 +99,14 @@ def order_out(row: OrderRow) -> OrderOut:
     )
 
 
-async def place_order(
-    conn: asyncpg.Connection,
+def _placed(
     *,
-    settings: Settings,
     user_id: str,
     items: Sequence[tuple[str, int]],
     coupon_id: str | None,
     now: datetime,
-) -> OrderOut:
-    """Record a PENDING order and ask the catalog for its stock, in one transaction."""
+) -> tuple[OrderRow, Transition]:
+    """A new PENDING order's row (saved by `_save_placed`) and its first transition."""
     order_id = str(uuid.uuid4())
     start = new_order(
         order_id=order_id, user_id=user_id, items=tuple(items), coupon_id=coupon_id, now=now
@@ -124,10 +123,62 @@ async def place_order(
         created_at=now,
         updated_at=now,
     )
+    return row, start
+
+
+async def _save_placed(
+    conn: asyncpg.Connection, placed: list[tuple[OrderRow, Transition]], *, settings: Settings
+) -> None:
     changes = _Changes(new=True)
-    changes.add(row, None, start, settings=settings, now=now)
-    await changes.save(conn, now=now)
+    for row, start in placed:
+        changes.add(row, None, start, settings=settings, now=row.created_at)
+    await changes.save(conn)
+
+
+async def place_order(
+    conn: asyncpg.Connection,
+    *,
+    settings: Settings,
+    user_id: str,
+    items: Sequence[tuple[str, int]],
+    coupon_id: str | None,
+    now: datetime,
+) -> OrderOut:
+    """Record a PENDING order and ask the catalog for its stock, in one statement on `conn`
+    (inside the caller's transaction, e.g. with its idempotency record)."""
+    row, start = _placed(user_id=user_id, items=items, coupon_id=coupon_id, now=now)
+    await _save_placed(conn, [(row, start)], settings=settings)
     return order_out(row)
+
+
+class Placing:
+    """Orders placed by concurrent requests, saved together: one statement and one commit (a
+    WAL flush) for every order that arrived while the previous group was being written, not
+    one each (`GroupCommit`). Under no load a group is one order."""
+
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.settings = settings
+        self._group: GroupCommit[tuple[OrderRow, Transition]] = GroupCommit(
+            "place", db.raw_transaction, self._write
+        )
+
+    async def place(
+        self,
+        *,
+        user_id: str,
+        items: Sequence[tuple[str, int]],
+        coupon_id: str | None,
+        now: datetime,
+    ) -> OrderOut:
+        """Record a PENDING order and ask the catalog for its stock; once committed, the order."""
+        row, start = _placed(user_id=user_id, items=items, coupon_id=coupon_id, now=now)
+        await self._group.submit((row, start))
+        return order_out(row)
+
+    async def _write(
+        self, conn: asyncpg.Connection, placed: list[tuple[OrderRow, Transition]]
+    ) -> None:
+        await _save_placed(conn, placed, settings=self.settings)
 
 
 async def apply_events(
@@ -155,7 +206,7 @@ async def apply_events(
             changes.advance(
                 rows[order_id], event, settings=settings, now=now, correlation=correlation
             )
-    await changes.save(conn, now=now)
+    await changes.save(conn)
 
 
 async def _apply(
@@ -164,7 +215,7 @@ async def _apply(
     """Feed one event to the saga of `row` (locked by the caller) and save what it changed."""
     changes = _Changes()
     moved = changes.advance(row, event, settings=settings, now=now)
-    await changes.save(conn, now=now)
+    await changes.save(conn)
     return moved
 
 
@@ -176,7 +227,7 @@ class _Changes:
     new: bool = False
     rows: dict[str, OrderRow] = field(default_factory=dict)
     sagas: dict[str, Saga] = field(default_factory=dict)
-    history: list[tuple[str, str, str, str, str]] = field(default_factory=list)
+    history: list[tuple[str, str, str, str, str, datetime]] = field(default_factory=list)
     envelopes: list[tuple[str, Envelope]] = field(default_factory=list)
 
     def advance(
@@ -216,12 +267,12 @@ class _Changes:
         if before is None or saga.step != before.step:
             _schedule(row, saga, settings=settings, now=now)
         self.rows[row.id], self.sagas[row.id] = row, saga
-        self.history += [(row.id, row.status, row.step, e, d) for e, d in moved.history]
+        self.history += [(row.id, row.status, row.step, e, d, now) for e, d in moved.history]
         self.envelopes += [
             (m.TOPIC.name, envelope_for(m, correlation_id=correlation)) for m in moved.messages
         ]
 
-    async def save(self, conn: asyncpg.Connection, *, now: datetime) -> None:
+    async def save(self, conn: asyncpg.Connection) -> None:
         """Write the rows, history, messages and NOTIFYs in one statement (five round trips or
         more per order before), straight through asyncpg."""
         if not self.rows:
@@ -234,8 +285,8 @@ class _Changes:
             [json_text(r.saga) for r in rows],
             [r.deadline for r in rows],
             [r.attempts for r in rows],
-            now,
-            *([h[i] for h in self.history] for i in range(5)),
+            [r.updated_at for r in rows],
+            *([h[i] for h in self.history] for i in range(6)),
             [changed_payload(r) for r in rows],
         ]
         if self.new:
@@ -247,37 +298,40 @@ class _Changes:
 
 
 def _save_statement(*, new: bool, wake_worker: bool, queue: bool) -> str:
-    """Write orders from parallel arrays ($1-$7: id, status, step, operation, saga, deadline,
-    attempts; $8 now; a new row also its user id, $15), append their history ($9-$13: order id,
-    status, step, event, detail, in order), NOTIFY each order's change ($14) and queue the
-    messages in the outbox (five arrays after the rest), in one statement."""
+    """Write orders from parallel arrays ($1-$8: id, status, step, operation, saga, deadline,
+    attempts, updated at; a new row also its user id, $16, and is created at its update time),
+    append their history ($9-$14: order id, status, step, event, detail, at, in order), NOTIFY
+    each order's change ($15) and queue the messages in the outbox (five arrays after the
+    rest), in one statement."""
     rows = (
         "unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
-        " $6::timestamptz[], $7::int[]{}) AS u(id, status, step, operation, saga, deadline,"
-        " attempts{})"
+        " $6::timestamptz[], $7::int[], $8::timestamptz[]{}) AS u(id, status, step, operation,"
+        " saga, deadline, attempts, at{})"
     )
     write = (
         f"INSERT INTO orders ({_COLUMNS}) SELECT u.id, u.user_id, u.status, u.step, u.operation,"
-        f" u.saga::jsonb, u.deadline, u.attempts, $8, $8 FROM {rows.format(', $15::text[]', ', user_id')}"
+        f" u.saga::jsonb, u.deadline, u.attempts, u.at, u.at"
+        f" FROM {rows.format(', $16::text[]', ', user_id')}"
         if new
         else "UPDATE orders o SET status = u.status, step = u.step, operation = u.operation,"
-        " saga = u.saga::jsonb, deadline = u.deadline, attempts = u.attempts, updated_at = $8"
+        " saga = u.saga::jsonb, deadline = u.deadline, attempts = u.attempts, updated_at = u.at"
         f" FROM {rows.format('', '')} WHERE o.id = u.id"
     )
-    notify = f"SELECT pg_notify('{CHANGED_CHANNEL}', p) FROM unnest($14::text[]) AS p"
+    notify = f"SELECT pg_notify('{CHANGED_CHANNEL}', p) FROM unnest($15::text[]) AS p"
     if wake_worker:
         notify += f" UNION ALL SELECT pg_notify('{WORKER_CHANNEL}', '')"
     queued = ""
     if queue:
         # Sagas are saved only with their rows locked (loaded FOR UPDATE, or new): for one
         # order, outbox id order is commit order.
-        queued = f", queued AS ({outbox_insert(16 if new else 15)})"
+        queued = f", queued AS ({outbox_insert(17 if new else 16)})"
         notify += f" UNION ALL SELECT pg_notify('{NOTIFY_CHANNEL}', '')"
     return (
         f"WITH saved AS ({write}), history AS ("
         " INSERT INTO order_history (order_id, status, step, event, detail, at)"
-        " SELECT h.o, h.s, h.st, h.e, h.d, $8 FROM unnest($9::text[], $10::text[], $11::text[],"
-        " $12::text[], $13::text[]) WITH ORDINALITY AS h(o, s, st, e, d, n)"
+        " SELECT h.o, h.s, h.st, h.e, h.d, h.at FROM unnest($9::text[], $10::text[],"
+        " $11::text[], $12::text[], $13::text[], $14::timestamptz[])"
+        " WITH ORDINALITY AS h(o, s, st, e, d, at, n)"
         f" ORDER BY h.n){queued} {notify}"
     )
 
