@@ -320,22 +320,34 @@ async def test_a_rolled_back_transaction_publishes_nothing(
         assert [r[0] for r in rows] == [committed.message_id]
 
 
+@pytest.mark.parametrize("kind", ["session", "batch"])
 async def test_a_poison_message_is_dead_lettered_and_the_partition_moves_on(
-    db: Database, settings: ServiceSettings, kafka: KafkaProbe
+    db: Database, settings: ServiceSettings, kafka: KafkaProbe, kind: str
 ) -> None:
+    """A batch handler's poison fails its whole poll; handled again one message per
+    transaction, the others are applied and only the poison is dead-lettered."""
     user_id = str(uuid.uuid4())
     poison = await kafka.publish(charged(user_id))
     after = await kafka.publish(charged(user_id))
-    consumer = Consumer("kit-test-poison")
+    consumer = Consumer(f"kit-test-poison-{kind}")
 
-    @consumer.handles(BalanceCharged)
-    async def fragile(session: AsyncSession, message: BalanceCharged, env: Envelope) -> None:
-        if env.message_id == poison.message_id:
-            raise ValueError("cannot handle this one")
-        await session.execute(
-            text("INSERT INTO effects (message_id, user_id) VALUES (:m, :u)"),
-            {"m": env.message_id, "u": message.user_id},
-        )
+    if kind == "batch":
+
+        @consumer.handles_batch(BalanceCharged)
+        async def fragile_batch(
+            conn: asyncpg.Connection, items: list[tuple[Any, Envelope]]
+        ) -> None:
+            if any(env.message_id == poison.message_id for _, env in items):
+                raise ValueError("cannot handle this one")
+            await record_effects(conn, items)
+
+    else:
+
+        @consumer.handles(BalanceCharged)
+        async def fragile(session: AsyncSession, message: BalanceCharged, env: Envelope) -> None:
+            if env.message_id == poison.message_id:
+                raise ValueError("cannot handle this one")
+            await record_effect(session, message, env)
 
     fast = settings.model_copy(update={"consumer_max_attempts": 2})
     broker = KafkaBroker(fast.kafka_bootstrap, logger=None)
@@ -357,7 +369,7 @@ async def test_a_poison_message_is_dead_lettered_and_the_partition_moves_on(
     finally:
         await relay.stop()
         await broker.stop()
-    assert dead[0]["payload"]["consumer"] == "kit-test-poison"
+    assert dead[0]["payload"]["consumer"] == f"kit-test-poison-{kind}"
     assert "cannot handle this one" in dead[0]["payload"]["error"]
 
 
