@@ -1,17 +1,20 @@
 """Set-based saga steps against real PostgreSQL: many events, one read and one write."""
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
+import asyncpg
 import pytest
 
-from contracts.catalog import StockReservationFailed
-from contracts.wallet import WalletDebited
+from contracts.catalog import StockReleased, StockReservationFailed
+from contracts.wallet import WalletDebited, WalletDebitFailed
 from order import service
 from order.settings import Settings
+from order.waiting import Waiters
 from shopkit.clock import system_clock
-from shopkit.db import Database
-from shopkit.testing import Infra, create_database, unique_name
+from shopkit.db import Database, asyncpg_dsn
+from shopkit.testing import Infra, create_database, poll, unique_name
 
 from .conftest import SERVICE_DIR
 from .test_order_saga import reserved
@@ -99,3 +102,64 @@ async def test_a_batch_of_events_for_several_orders_is_applied_in_order(
         (b, "DebitWallet", "corr-b"),
         (c, "OrderFailed", None),
     ]
+
+
+async def test_a_settled_order_is_notified_with_its_json_and_a_waiter_answers_with_it(
+    own_db: Database, settings: Settings
+) -> None:
+    oid = await placed(own_db, settings)
+    heard: list[str] = []
+    waiters = Waiters()
+
+    def on_changed(*args: object) -> None:  # as waiting.listen feeds a process's waiters
+        heard.append(str(args[3]))
+        waiters.changed(str(args[3]))
+
+    listener = await asyncpg.connect(asyncpg_dsn(own_db.url))
+    await listener.add_listener(service.CHANGED_CHANNEL, on_changed)
+    try:
+        waiting = asyncio.create_task(
+            waiters.wait(
+                own_db, oid, until=lambda seen: seen.status != "PENDING", timeout=5, unmet=True
+            )
+        )
+        async with own_db.raw_transaction() as conn:
+            await service.apply_events(
+                conn, settings=settings, events=[(oid, reserved(oid), None)], now=system_clock()
+            )
+        failed = StockReservationFailed(
+            order_id=oid, operation_id=f"{oid}:place:stock", reason="OUT_OF_STOCK", product_ids=()
+        )
+        # A reply the current step does not expect: it changes and notifies nothing.
+        async with own_db.raw_transaction() as conn:
+            await service.apply_events(
+                conn, settings=settings, events=[(oid, failed, None)], now=system_clock()
+            )
+        await poll(lambda: asyncio.sleep(0, len(heard)), until=lambda n: n >= 1)
+        assert heard[0] == f"{oid} PENDING -"  # a step in flight: no order in the payload
+        assert not waiting.done()
+
+        debit_failed = WalletDebitFailed(
+            order_id=oid,
+            operation_id=f"{oid}:place:debit",
+            user_id="u",
+            reason="INSUFFICIENT_BALANCE",
+        )
+        released = StockReleased(order_id=oid, operation_id=f"{oid}:place:stock")
+        async with own_db.raw_transaction() as conn:
+            await service.apply_events(
+                conn,
+                settings=settings,
+                events=[(oid, debit_failed, None), (oid, released, None)],
+                now=system_clock(),
+            )
+        waited = await asyncio.wait_for(waiting, timeout=5)
+    finally:
+        await listener.close()
+
+    row = await service.read_order(own_db, order_id=oid)
+    assert row is not None and row.status == "FAILED"
+    settled = service.order_out(row).model_dump_json()
+    assert heard[-1] == f"{oid} FAILED - {settled}"
+    # The waiter answered with the notification's order, not a row it read.
+    assert waited.done and waited.row is None and waited.order_json() == settled

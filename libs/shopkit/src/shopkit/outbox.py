@@ -8,6 +8,7 @@ between sending and marking re-sends the rows: consumers are idempotent (see inb
 """
 
 import asyncio
+import functools
 import logging
 import uuid
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ from typing import Any
 import asyncpg
 import orjson
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner, murmur2
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -164,6 +166,20 @@ async def queue_envelope(conn: asyncpg.Connection, topic: str, envelope: Envelop
     )
 
 
+@functools.lru_cache(maxsize=4096)
+def _key_hash(key: bytes) -> int:
+    return murmur2(key) & 0x7FFFFFFF
+
+
+def partition_for(key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+    """aiokafka's default partitioner (murmur2 of the key, as Java clients do), remembering each
+    key's hash: a saga sends several messages with one key (its order id), and aiokafka's
+    murmur2 is pure Python."""
+    if key is None:
+        return int(DefaultPartitioner()(key, all_partitions, available))
+    return all_partitions[_key_hash(key) % len(all_partitions)]
+
+
 class OutboxRelay:
     """Publishes committed outbox rows to Kafka in id order, one active relay per database."""
 
@@ -187,6 +203,7 @@ class OutboxRelay:
             acks="all",
             enable_idempotence=True,
             linger_ms=2,
+            partitioner=partition_for,
             client_id=f"{self.settings.service_name}-outbox",
         )
         await self._producer.start()

@@ -11,7 +11,7 @@ from order import service
 from order.schemas import HistoryOut, ModifyOrderIn, OrderOut, PlaceOrderIn
 from order.service import OrderRow
 from order.settings import Settings
-from order.waiting import Seen, Waiters
+from order.waiting import Seen, Waited, Waiters
 from shopkit.app import ClockDep, Db
 from shopkit.auth import CurrentPrincipal
 from shopkit.errors import Problem
@@ -42,6 +42,15 @@ Wait = Annotated[bool, Query(description="wait up to 10 s for the final state")]
 
 def _reply(row: OrderRow, status_code: int) -> Response:
     return _json(service.order_out(row), status_code)
+
+
+def _waited(waited: Waited) -> Response:
+    """200 with the order once the wait's condition held, 202 with it as it is if not."""
+    return Response(
+        waited.order_json(),
+        status_code=200 if waited.done else 202,
+        media_type="application/json",
+    )
 
 
 def _json(order: OrderOut, status_code: int) -> Response:
@@ -104,10 +113,10 @@ async def place(
         if not wait or answer.status_code != 202:
             return answer
         order_id = json.loads(bytes(answer.body))["id"]
-    row, done = await waiters.wait(
+    waited = await waiters.wait(
         db, order_id, until=_settled, timeout=settings.wait_seconds, unmet=placed_now
     )
-    return _reply(row, 200 if done else 202)
+    return _waited(waited)
 
 
 @router.get("/orders/{order_id}", response_model=OrderOut)
@@ -160,10 +169,10 @@ async def cancel(
     )
     if not wait:
         return _reply(row, 202)
-    row, done = await waiters.wait(
+    waited = await waiters.wait(
         db, order_id, until=lambda r: r.status == "CANCELLED", timeout=settings.wait_seconds
     )
-    return _reply(row, 200 if done else 202)
+    return _waited(waited)
 
 
 @router.patch("/orders/{order_id}", status_code=202, response_model=OrderOut)
@@ -189,10 +198,16 @@ async def modify(
     )
     if not wait:
         return _reply(row, 202)
-    row, done = await waiters.wait(
-        db, order_id, until=lambda r: r.operation != "MODIFY", timeout=settings.wait_seconds
+    waited = await waiters.wait(
+        db,
+        order_id,
+        until=lambda r: r.operation != "MODIFY",
+        timeout=settings.wait_seconds,
+        read=True,  # the modify's outcome is in the saga
     )
+    assert waited.row is not None
+    row = waited.row
     outcome = service.load(row).modify_outcome
-    if done and service.load(row).modify_seq == seq and outcome not in (None, "APPLIED"):
+    if waited.done and service.load(row).modify_seq == seq and outcome not in (None, "APPLIED"):
         raise Problem(409, outcome, "the order was left unchanged")
-    return _reply(row, 200 if done else 202)
+    return _reply(row, 200 if waited.done else 202)

@@ -60,9 +60,21 @@ class OrderRow:
     updated_at: datetime
 
 
-def changed_payload(row: OrderRow) -> str:
-    """What a saga change NOTIFYs: `<order id> <status> <operation or ->` (see waiting.py)."""
-    return f"{row.id} {row.status} {row.operation or '-'}"
+# PostgreSQL refuses a NOTIFY payload of 8000 bytes or more; an order of 50 lines is ~4 KB.
+_MAX_NOTIFY = 7900
+
+
+def changed_payload(row: OrderRow, saga: Saga) -> str:
+    """What a saga change NOTIFYs: `<order id> <status> <operation or -> [<order JSON>]`.
+
+    When nothing is in flight any more (the step is DONE), the order as clients see it comes
+    along if it fits: a request waiting for it then answers without reading it again (see
+    waiting.py)."""
+    head = f"{row.id} {row.status} {row.operation or '-'}"
+    if row.step != "DONE":
+        return head
+    payload = f"{head} {order_out(row, saga).model_dump_json()}"
+    return payload if len(payload.encode()) <= _MAX_NOTIFY else head
 
 
 _COLUMNS = "id, user_id, status, step, operation, saga, deadline, attempts, created_at, updated_at"
@@ -79,8 +91,9 @@ def load(row: OrderRow) -> Saga:
     return SAGA.validate_python(row.saga)
 
 
-def order_out(row: OrderRow) -> OrderOut:
-    saga = load(row)
+def order_out(row: OrderRow, saga: Saga | None = None) -> OrderOut:
+    """The order as clients see it; `saga` when the caller has it already (else `row`'s)."""
+    saga = saga or load(row)
     return OrderOut(
         id=row.id,
         user_id=row.user_id,
@@ -287,7 +300,7 @@ class _Changes:
             [r.attempts for r in rows],
             [r.updated_at for r in rows],
             *([h[i] for h in self.history] for i in range(6)),
-            [changed_payload(r) for r in rows],
+            [changed_payload(r, self.sagas[r.id]) for r in rows],
         ]
         if self.new:
             args.append([r.user_id for r in rows])

@@ -1,9 +1,11 @@
 """Waking up: `?wait=true` requests and the payment worker learn of saga changes by LISTEN.
 
-Every transaction that moves a saga NOTIFYs at commit with the order's new status and operation;
-one listening connection per process hands that to the requests waiting on that order, and only
-a request whose condition now holds reads the order again. A slow poll backs it up, so a lost
-notification only costs time.
+Every transaction that moves a saga NOTIFYs at commit with the order's new status and operation,
+and once nothing is in flight, the order itself as JSON; one listening connection per process
+hands that to the requests waiting on that order. A request whose condition now holds answers
+with the order from the notification, or reads it again when the notification did not carry it
+(or the request needs the whole saga). A slow poll backs it up, so a lost notification only
+costs time.
 """
 
 import asyncio
@@ -43,6 +45,23 @@ Until = Callable[[Seen], bool]
 class _Waiter:
     until: Until
     event: asyncio.Event = field(default_factory=asyncio.Event)
+    body: str | None = None  # the order as JSON, from a notification that met `until`
+
+
+@dataclass(frozen=True)
+class Waited:
+    """How a wait ended: `done` when the condition held; the order either as `body` (its JSON,
+    from the notification) or as `row` (read from the database)."""
+
+    done: bool
+    row: OrderRow | None = None
+    body: str | None = None
+
+    def order_json(self) -> str:
+        if self.body is not None:
+            return self.body
+        assert self.row is not None
+        return service.order_out(self.row).model_dump_json()
 
 
 class Waiters:
@@ -56,19 +75,29 @@ class Waiters:
         waiting = self._waiting.get(order_id)
         if not waiting:
             return
-        status, _, operation = rest.partition(" ")
+        status, _, rest = rest.partition(" ")
+        operation, _, body = rest.partition(" ")
         seen = Seen(status, None if operation in ("", "-") else operation)
         for waiter in waiting:
             if waiter.until(seen):
+                waiter.body = body or None
                 waiter.event.set()
 
     async def wait(
-        self, db: Database, order_id: str, *, until: Until, timeout: float, unmet: bool = False
-    ) -> tuple[OrderRow, bool]:
-        """The order once `until` holds (True), or as it is when `timeout` runs out (False).
+        self,
+        db: Database,
+        order_id: str,
+        *,
+        until: Until,
+        timeout: float,
+        unmet: bool = False,
+        read: bool = False,
+    ) -> Waited:
+        """The order once `until` holds (done), or as it is when `timeout` runs out.
 
         `unmet`: the caller has just seen `until` not hold (it placed the order a moment ago),
-        so the order is not read before the first notification."""
+        so the order is not read before the first notification. `read`: the caller needs the
+        row (the whole saga), not only the order's JSON, so it is always read."""
         waiter = _Waiter(until)
         self._waiting[order_id].add(waiter)
         loop = asyncio.get_running_loop()
@@ -77,14 +106,16 @@ class Waiters:
             if unmet:
                 await _woken(waiter, min(timeout, FALLBACK_SECONDS))
             while True:
+                if waiter.body is not None and not read:
+                    return Waited(done=True, body=waiter.body)
                 waiter.event.clear()
                 row = await service.read_order(db, order_id=order_id)
                 assert row is not None
                 if until(Seen.of(row)):
-                    return row, True
+                    return Waited(done=True, row=row)
                 left = deadline - loop.time()
                 if left <= 0:
-                    return row, False
+                    return Waited(done=False, row=row)
                 await _woken(waiter, min(left, FALLBACK_SECONDS))
         finally:
             self._waiting[order_id].discard(waiter)
