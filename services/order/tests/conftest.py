@@ -7,6 +7,7 @@ import pytest
 from order.main import build_app
 from order.settings import Settings
 from shopkit.auth import issue_token
+from shopkit.db import Database
 from shopkit.testing import (
     Infra,
     KafkaProbe,
@@ -34,6 +35,15 @@ def kafka(infra: Infra, kafka_namespace: str) -> KafkaProbe:
 @pytest.fixture(scope="session")
 async def order_db(infra: Infra) -> str:
     return await create_database(infra, SERVICE_DIR, unique_name("order"))
+
+
+@pytest.fixture
+async def own_db(infra: Infra) -> AsyncIterator[Database]:
+    """A database of its own: the module's running order app never consumes for, leases or
+    scans these orders."""
+    db = Database(await create_database(infra, SERVICE_DIR, unique_name("order")))
+    yield db
+    await db.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -2,10 +2,8 @@
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
 import asyncpg
-import pytest
 
 from contracts.catalog import StockReleased, StockReservationFailed
 from contracts.wallet import WalletDebited, WalletDebitFailed
@@ -14,18 +12,9 @@ from order.settings import Settings
 from order.waiting import Waiters
 from shopkit.clock import system_clock
 from shopkit.db import Database, asyncpg_dsn
-from shopkit.testing import Infra, create_database, poll, unique_name
+from shopkit.testing import poll
 
-from .conftest import SERVICE_DIR
 from .test_order_saga import reserved
-
-
-@pytest.fixture
-async def own_db(infra: Infra) -> AsyncIterator[Database]:
-    """A database of its own: no running consumer or worker touches these orders."""
-    db = Database(await create_database(infra, SERVICE_DIR, unique_name("order")))
-    yield db
-    await db.dispose()
 
 
 async def placed(db: Database, settings: Settings) -> str:

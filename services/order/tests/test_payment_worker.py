@@ -2,7 +2,6 @@
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from types import SimpleNamespace
 
 import pytest
@@ -16,9 +15,8 @@ from order.settings import Settings
 from order.waiting import Waiters
 from shopkit.clock import system_clock
 from shopkit.db import Database
-from shopkit.testing import Infra, create_database, poll, unique_name
+from shopkit.testing import poll
 
-from .conftest import SERVICE_DIR
 from .test_order_saga import reserved
 
 
@@ -42,14 +40,6 @@ class SilentProvider:
     async def __aexit__(self, *_: object) -> None:
         assert self.server is not None
         self.server.close()
-
-
-@pytest.fixture
-async def paying_db(infra: Infra) -> AsyncIterator[Database]:
-    """A database of its own, so the module's running order app never leases these orders."""
-    db = Database(await create_database(infra, SERVICE_DIR, unique_name("order")))
-    yield db
-    await db.dispose()
 
 
 async def put_in_paying(db: Database, settings: Settings) -> str:
@@ -78,7 +68,7 @@ async def put_in_paying(db: Database, settings: Settings) -> str:
 
 @pytest.mark.timeout(60)
 async def test_worker_at_capacity_keeps_the_event_loop_free(
-    settings: Settings, paying_db: Database
+    settings: Settings, own_db: Database
 ) -> None:
     """With every slot busy on a hanging provider, the worker waits instead of spinning.
 
@@ -91,11 +81,9 @@ async def test_worker_at_capacity_keeps_the_event_loop_free(
             update={"payment_url": url, "payment_concurrency": 2, "payment_timeout_seconds": 30}
         )
         for _ in range(3):
-            await put_in_paying(paying_db, conf)
+            await put_in_paying(own_db, conf)
         app = SimpleNamespace(
-            state=SimpleNamespace(
-                settings=conf, db=paying_db, clock=system_clock, waiters=Waiters()
-            )
+            state=SimpleNamespace(settings=conf, db=own_db, clock=system_clock, waiters=Waiters())
         )
         worker = asyncio.create_task(payment_worker(app))  # type: ignore[arg-type]
         try:
@@ -117,20 +105,20 @@ async def approve_all(results: Results, orders: list[str], *extra: str) -> list[
 
 
 async def test_results_are_applied_together_and_a_bad_one_holds_no_one_back(
-    settings: Settings, paying_db: Database
+    settings: Settings, own_db: Database
 ) -> None:
     """Provider results arriving together share a transaction; one that cannot be written (an
     order id PostgreSQL cannot hold) fails alone, and every other order moves on, once."""
-    results = Results(paying_db, settings, system_clock)
-    together = [await put_in_paying(paying_db, settings) for _ in range(8)]
+    results = Results(own_db, settings, system_clock)
+    together = [await put_in_paying(own_db, settings) for _ in range(8)]
     assert await approve_all(results, together) == [None] * len(together)
-    with_bad = [await put_in_paying(paying_db, settings) for _ in range(4)]
+    with_bad = [await put_in_paying(own_db, settings) for _ in range(4)]
     outcomes = await approve_all(results, with_bad, "bad\x00id")
     assert outcomes[:-1] == [None] * len(with_bad)
     assert isinstance(outcomes[-1], Exception)
 
     orders = together + with_bad
-    async with paying_db.sessions() as session:
+    async with own_db.sessions() as session:
         approved = await session.execute(
             text(
                 "SELECT order_id, count(*) FROM order_history WHERE event = 'PaymentApproved'"
