@@ -170,8 +170,8 @@ class Consumer:
         """Register `fn(connection, [(message, envelope), ...])` for all of `message_types`.
 
         A set-based handler: it gets every fresh message of a poll that it handles at once (a
-        run of them, when a poll mixes handlers), grouped by key and in poll order within a
-        key, on the poll transaction's plain asyncpg connection. It can then read and write
+        round of them when a poll mixes handlers, see `_runs`), grouped by key and in poll order
+        within a key, on the poll transaction's plain asyncpg connection. It can then read and write
         them in a few statements for all, not a few each. When a poll is retried one message
         per transaction, it gets lists of one. Messages it writes to the outbox should take
         each one's correlation id (`correlated`)."""
