@@ -1,12 +1,16 @@
 """Order throughput and latency through the gateway: orders/s and p50/p99 from POST to PAID.
 
 Usage: python bench/order_bench.py [GATEWAY_URL] [--orders N] [--concurrency C] [--warmup W]
+       python bench/order_bench.py [GATEWAY_URL] --sweep 5,10,25,50,100 [--orders N]
 Needs a running stack (`make dev`) and the admin password (SHOP_ADMIN_PASSWORD, default the
 local stack's). Creates its own users and products, fires W warm-up orders that are not counted
 (right after a restart, Kafka's JIT and every pool are cold: the first hundreds of orders cost
 up to twice the CPU), then N orders with ?wait=true from C concurrent clients, and stops.
 The orders are fired with aiohttp on uvloop, the cheapest client at hand, so that the load
 generator takes as little as possible of the CPU the stack runs on.
+
+With --sweep it runs N orders at each concurrency in turn (one warm-up first) and ends with a
+table of them all: where orders/s meets the p99 bound.
 
 It also prints where the CPU went while the orders were firing (Linux only, same machine):
 milliseconds of CPU per order for each process of the stack, found by its command line, and
@@ -88,7 +92,8 @@ def cpu_report(
     after: tuple[dict[str, int], int, int],
     orders: int,
     own: float,
-) -> None:
+) -> float:
+    """Print the CPU per order of each process; the whole machine's, in ms."""
     hz = os.sysconf("SC_CLK_TCK")
     ms = 1000 / hz / orders
     per_before, busy_before, idle_before = before
@@ -103,6 +108,7 @@ def cpu_report(
             print(f"  {name:<13} {used * ms:6.1f} ms")
     print(f"  {'load gen':<13} {own * 1000 / orders:6.1f} ms  (this script)")
     print(f"  {'whole machine':<13} {busy * ms:6.1f} ms")
+    return busy * ms
 
 
 def own_cpu() -> float:
@@ -117,9 +123,16 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=200, help="orders fired first, not counted")
+    parser.add_argument(
+        "--sweep",
+        type=lambda text: [int(c) for c in text.split(",")],
+        help="concurrency levels to run one after the other (e.g. 5,10,25,50,100), --orders each,"
+        " then a table of them all; overrides --concurrency",
+    )
     args = parser.parse_args()
+    levels: list[int] = args.sweep or [args.concurrency]
     password = os.environ.get("SHOP_ADMIN_PASSWORD", "admin-dev-password")
-    limits = httpx.Limits(max_connections=args.concurrency + 10)
+    limits = httpx.Limits(max_connections=max(levels) + 10)
     async with httpx.AsyncClient(base_url=args.url, timeout=30, limits=limits) as client:
         admin = await login(client, "admin@shop.local", password)
         products = []
@@ -138,12 +151,12 @@ async def main() -> None:
         latencies: list[float] = []
         statuses: dict[str, int] = {}
 
-        async def fire(count: int) -> float:
-            """Fire `count` orders from the clients; the seconds it took."""
+        async def fire(count: int, concurrency: int) -> float:
+            """Fire `count` orders from `concurrency` clients; the seconds it took."""
             queue: asyncio.Queue[int] = asyncio.Queue()
             for i in range(count):
                 queue.put_nowait(i)
-            connector = aiohttp.TCPConnector(limit=args.concurrency + 10)
+            connector = aiohttp.TCPConnector(limit=concurrency + 10)
             timeout = aiohttp.ClientTimeout(total=30)
             async with aiohttp.ClientSession(
                 args.url, connector=connector, timeout=timeout
@@ -170,31 +183,41 @@ async def main() -> None:
                         statuses[status] = statuses.get(status, 0) + 1
 
                 began = time.perf_counter()
-                await asyncio.gather(*[client_loop() for _ in range(args.concurrency)])
+                await asyncio.gather(*[client_loop() for _ in range(concurrency)])
                 return time.perf_counter() - began
 
         if args.warmup:
             print(f"warming up with {args.warmup} orders ...", flush=True)
-            await fire(args.warmup)
+            await fire(args.warmup, levels[0])
+        print(f"set up {len(users)} users and {len(products)} products", flush=True)
+        rows = []
+        for concurrency in levels:
             latencies.clear()
             statuses.clear()
-        print(
-            f"set up {len(users)} users and {len(products)} products;"
-            f" firing {args.orders} orders from {args.concurrency} clients ...",
-            flush=True,
-        )
-        cpu_before, own_before = (cpu_ticks() if ON_LINUX else None), own_cpu()
-        elapsed = await fire(args.orders)
-        cpu_after, own_used = (cpu_ticks() if ON_LINUX else None), own_cpu() - own_before
-    latencies.sort()
-    q = statistics.quantiles(latencies, n=100)
-    print(f"orders: {args.orders}  concurrency: {args.concurrency}  outcomes: {statuses}")
-    print(f"throughput: {args.orders / elapsed:.1f} orders/s over {elapsed:.1f} s")
-    print(
-        f"POST->final latency: p50 {q[49] * 1000:.0f} ms  p99 {q[98] * 1000:.0f} ms  max {latencies[-1] * 1000:.0f} ms"
-    )
-    if cpu_before is not None and cpu_after is not None:
-        cpu_report(cpu_before, cpu_after, args.orders, own_used)
+            print(f"firing {args.orders} orders from {concurrency} clients ...", flush=True)
+            cpu_before, own_before = (cpu_ticks() if ON_LINUX else None), own_cpu()
+            elapsed = await fire(args.orders, concurrency)
+            cpu_after, own_used = (cpu_ticks() if ON_LINUX else None), own_cpu() - own_before
+            latencies.sort()
+            q = statistics.quantiles(latencies, n=100)
+            print(f"orders: {args.orders}  concurrency: {concurrency}  outcomes: {statuses}")
+            print(f"throughput: {args.orders / elapsed:.1f} orders/s over {elapsed:.1f} s")
+            print(
+                f"POST->final latency: p50 {q[49] * 1000:.0f} ms  p99 {q[98] * 1000:.0f} ms"
+                f"  max {latencies[-1] * 1000:.0f} ms"
+            )
+            machine = None
+            if cpu_before is not None and cpu_after is not None:
+                machine = cpu_report(cpu_before, cpu_after, args.orders, own_used)
+            rows.append((concurrency, args.orders / elapsed, q[49], q[98], machine))
+    if len(rows) > 1:
+        print("\nclients  orders/s   p50 ms   p99 ms  CPU/order ms  p99 < 500 ms")
+        for concurrency, rate, p50, p99, machine in rows:
+            cpu = f"{machine:12.1f}" if machine is not None else f"{'-':>12}"
+            print(
+                f"{concurrency:7d} {rate:9.1f} {p50 * 1000:8.0f} {p99 * 1000:8.0f} {cpu}"
+                f"  {'yes' if p99 < 0.5 else 'no'}"
+            )
 
 
 if __name__ == "__main__":
