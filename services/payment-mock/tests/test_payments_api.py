@@ -99,6 +99,28 @@ async def test_a_key_reused_with_another_body_is_refused(
     assert [p["amount"] for p in await payments_of(payments, user, order_id)] == [100]
 
 
+async def test_concurrent_payments_recorded_together_each_get_their_own_answer(
+    payments: httpx.AsyncClient, user: dict[str, str]
+) -> None:
+    """Payments posted at once are recorded together; a key reused with another amount among
+    them is refused alone."""
+    orders = [str(uuid.uuid4()) for _ in range(10)]
+    order_id, key = str(uuid.uuid4()), str(uuid.uuid4())
+    answers = await asyncio.gather(
+        *(pay(payments, user, order_id=o, amount=1_000 + i) for i, o in enumerate(orders)),
+        pay(payments, user, order_id=order_id, key=key, amount=100),
+        pay(payments, user, order_id=order_id, key=key, amount=200),
+    )
+    assert [a.status_code for a in answers[:10]] == [201] * 10
+    assert [a.json()["amount"] for a in answers[:10]] == [1_000 + i for i in range(10)]
+    assert len({a.json()["payment_id"] for a in answers[:10]}) == 10
+    pair = sorted(a.status_code for a in answers[10:])
+    assert pair == [201, 422], [a.text for a in answers[10:]]
+    recorded = await payments_of(payments, user, order_id)
+    winner = next(a for a in answers[10:] if a.status_code == 201)
+    assert [p["amount"] for p in recorded] == [winner.json()["amount"]]
+
+
 async def test_bad_requests_get_stable_codes(
     payments: httpx.AsyncClient, user: dict[str, str]
 ) -> None:

@@ -27,6 +27,11 @@ class GroupCommit(Generic[T]):
     item and costs what writing it alone would. If a group fails, its items are written again
     one per transaction, so one bad item cannot fail the others: each submitter gets its own
     item's outcome (its exception, if it has one).
+
+    `transaction` opens what a group is written on: `Database.raw_transaction`, or
+    `Database.autocommit` when each of the writer's statements is atomic on its own. Then a
+    group that fails halfway may have written part of itself, and writing its items again
+    must find that harmless (the payment mock keeps each request's payment id for that).
     """
 
     def __init__(

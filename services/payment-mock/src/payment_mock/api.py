@@ -30,8 +30,13 @@ async def get_random(request: Request) -> service.Random:
     return request.app.state.random
 
 
+async def get_payments(request: Request) -> service.Payments:
+    return request.app.state.payments
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RandomDep = Annotated[service.Random, Depends(get_random)]
+PaymentsDep = Annotated[service.Payments, Depends(get_payments)]
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 
 
@@ -59,7 +64,7 @@ async def create_payment(
     body: PaymentIn,
     request: Request,
     response: Response,
-    db: Db,
+    payments: PaymentsDep,
     _: CurrentPrincipal,
     clock: ClockDep,
     settings: SettingsDep,
@@ -67,8 +72,7 @@ async def create_payment(
     idempotency_key: IdempotencyKey = None,
 ) -> PaymentOut:
     """Charge once per Idempotency-Key: 201 when recorded, 200 with the same payment on replay."""
-    charge = await service.create_payment(
-        db,
+    charge = await payments.create(
         key=_require_key(idempotency_key),
         order_id=body.order_id,
         amount=body.amount,

@@ -4,6 +4,7 @@ import random as _random
 
 from fastapi import FastAPI
 
+from payment_mock import service
 from payment_mock.api import router
 from payment_mock.service import Random
 from payment_mock.settings import Settings
@@ -15,6 +16,16 @@ def build_app(
     settings: Settings | None = None, *, clock: Clock = system_clock, random: Random | None = None
 ) -> FastAPI:
     settings = settings or Settings()
-    app = create_app(settings, title="Payment provider (mock)", routers=[router], clock=clock)
+
+    async def prepare(app: FastAPI) -> None:
+        app.state.payments = service.Payments(app.state.db)
+
+    app = create_app(
+        settings,
+        title="Payment provider (mock)",
+        routers=[router],
+        on_startup=[prepare],
+        clock=clock,
+    )
     app.state.random = random or _random.Random(settings.random_seed).random
     return app

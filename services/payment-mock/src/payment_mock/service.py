@@ -2,15 +2,17 @@
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+import asyncpg
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
 from payment_mock.models import Payment, ProviderBehavior
 from shopkit.db import Database
 from shopkit.errors import Problem
+from shopkit.grouping import GroupCommit
 from shopkit.pagination import decode_cursor, encode_cursor
 
 APPROVED, DECLINED, CANCELLED = "APPROVED", "DECLINED", "CANCELLED"
@@ -78,65 +80,115 @@ async def set_behavior(
     return ProviderBehavior(id=BEHAVIOR_ID, **values)
 
 
-async def create_payment(
-    db: Database,
-    *,
-    key: str,
-    order_id: str,
-    amount: int,
-    random: Random,
-    hang_seconds: float,
-    now: datetime,
-) -> Charge:
-    """Record one payment per Idempotency-Key; a replay returns the recorded one.
+@dataclass
+class ChargeRequest:
+    """One `POST /api/payments`, as `Payments` records it; `charge` is its answer once written."""
 
-    Once per order, so its statements go straight through asyncpg, each on its own: the
-    INSERT alone decides (atomically) whether this call records the payment, so a transaction
-    around them would only add BEGIN and COMMIT."""
-    async with db.autocommit() as conn:
-        behavior = await conn.fetchrow(
-            "SELECT decline_rate, timeout_rate, latency_ms FROM provider_behavior WHERE id = $1",
-            BEHAVIOR_ID,
-        )
-        outcome = draw(
-            decline_rate=behavior["decline_rate"] if behavior else 0.0,
-            timeout_rate=behavior["timeout_rate"] if behavior else 0.0,
-            random=random,
-        )
-        values = {
-            "id": str(uuid.uuid4()),
-            "idempotency_key": key,
-            "order_id": order_id,
-            "amount": amount,
-            "status": DECLINED if outcome.declined else APPROVED,
-            "created_at": now,
-        }
-        # A concurrent insert with the same key waits for the first to commit, then does nothing.
-        inserted = await conn.fetchval(
-            "INSERT INTO payments (id, idempotency_key, order_id, amount, status, created_at)"
-            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (idempotency_key) DO NOTHING"
-            " RETURNING seq",
-            *values.values(),
-        )
-        if inserted is not None:
-            payment, created = Payment(**values), True
-        else:
-            found = await conn.fetchrow(
-                "SELECT id, idempotency_key, order_id, amount, status, created_at, cancelled_at"
-                " FROM payments WHERE idempotency_key = $1",
-                key,
-            )
-            payment, created = Payment(**found), False
-            if (payment.order_id, payment.amount) != (order_id, amount):
-                raise Problem(
-                    422, "IDEMPOTENCY_KEY_REUSED", "this key was used with another order or amount"
-                )
-    delay = answer_delay(
-        latency_ms=behavior["latency_ms"] if behavior else 0,
-        times_out=outcome.times_out,
-        hang_seconds=hang_seconds,
+    key: str
+    order_id: str
+    amount: int
+    random: Random
+    hang_seconds: float
+    now: datetime
+    # The id its payment gets if this request records it: kept when the request is written
+    # again (see GroupCommit), so it still knows the payment for its own.
+    payment_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    charge: Charge | None = None
+    refused: Problem | None = None
+
+
+class Payments:
+    """Records one payment per Idempotency-Key; a replay gets the recorded one.
+
+    Payments requested concurrently are recorded together (`GroupCommit`): the behavior is read
+    once and every payment inserted in one statement, whose `ON CONFLICT DO NOTHING` on the key
+    alone decides (atomically) which call records it; replays then read theirs. Each statement
+    stands alone (autocommit): a transaction around them would only add BEGIN and COMMIT.
+    Under no load a group is one payment, two statements as before."""
+
+    def __init__(self, db: Database) -> None:
+        self._group: GroupCommit[ChargeRequest] = GroupCommit("payments", db.autocommit, _record)
+
+    async def create(
+        self,
+        *,
+        key: str,
+        order_id: str,
+        amount: int,
+        random: Random,
+        hang_seconds: float,
+        now: datetime,
+    ) -> Charge:
+        """The payment for `key` (recorded now, or before) and how to answer for it; 422
+        IDEMPOTENCY_KEY_REUSED when the key was used for another order or amount."""
+        request = ChargeRequest(key, order_id, amount, random, hang_seconds, now)
+        await self._group.submit(request)
+        if request.refused is not None:
+            raise request.refused
+        assert request.charge is not None
+        return request.charge
+
+
+async def _record(conn: asyncpg.Connection, requests: list[ChargeRequest]) -> None:
+    behavior = await conn.fetchrow(
+        "SELECT decline_rate, timeout_rate, latency_ms FROM provider_behavior WHERE id = $1",
+        BEHAVIOR_ID,
     )
-    return Charge(payment=payment, created=created, delay=delay)
+    decline_rate = behavior["decline_rate"] if behavior else 0.0
+    timeout_rate = behavior["timeout_rate"] if behavior else 0.0
+    latency_ms = behavior["latency_ms"] if behavior else 0
+    rows = []
+    for r in requests:
+        outcome = draw(decline_rate=decline_rate, timeout_rate=timeout_rate, random=r.random)
+        rows.append(
+            Payment(
+                id=r.payment_id,
+                idempotency_key=r.key,
+                order_id=r.order_id,
+                amount=r.amount,
+                status=DECLINED if outcome.declined else APPROVED,
+                created_at=r.now,
+            )
+        )
+        delay = answer_delay(
+            latency_ms=latency_ms, times_out=outcome.times_out, hang_seconds=r.hang_seconds
+        )
+        r.charge, r.refused = Charge(payment=rows[-1], created=True, delay=delay), None
+    # A concurrent insert with the same key waits for the first to commit, then does nothing;
+    # so does a second request for one key in this very group.
+    inserted = {
+        row[0]
+        for row in await conn.fetch(
+            "INSERT INTO payments (id, idempotency_key, order_id, amount, status, created_at)"
+            " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[],"
+            " $5::text[], $6::timestamptz[]) ON CONFLICT (idempotency_key) DO NOTHING"
+            " RETURNING id",
+            *([getattr(p, c) for p in rows] for c in ("id", "idempotency_key", "order_id")),
+            [p.amount for p in rows],
+            [p.status for p in rows],
+            [p.created_at for p in rows],
+        )
+    }
+    replays = [r for r in requests if r.payment_id not in inserted]
+    if not replays:
+        return
+    found = {
+        row["idempotency_key"]: Payment(**row)
+        for row in await conn.fetch(
+            "SELECT id, idempotency_key, order_id, amount, status, created_at, cancelled_at"
+            " FROM payments WHERE idempotency_key = ANY($1::text[])",
+            [r.key for r in replays],
+        )
+    }
+    for r in replays:
+        assert r.charge is not None
+        payment = found[r.key]
+        if (payment.order_id, payment.amount) != (r.order_id, r.amount):
+            r.refused = Problem(
+                422, "IDEMPOTENCY_KEY_REUSED", "this key was used with another order or amount"
+            )
+        # Recorded by this request when it was written before in a group that failed later.
+        r.charge = replace(r.charge, payment=payment, created=payment.id == r.payment_id)
 
 
 async def get_payment(db: Database, *, payment_id: str) -> Payment:
