@@ -314,3 +314,61 @@ async def test_a_poll_of_commits_sells_each_reservation_once(
         "SELECT order_id, product_id, sold FROM order_sales WHERE order_id = ANY($1)", [a, b]
     )
     assert sorted(tuple(r) for r in sales) == sorted([(a, pen, 2), (a, ink, 1), (b, pen, 3)])
+
+
+async def test_a_poll_of_reservations_is_claimed_together_and_taken_in_order(
+    create_product, pg: asyncpg.Connection, catalog_db: str
+) -> None:
+    """Reservations taken together (set-based): the first order gets the last units, the next
+    one is short and nothing of it is held; a repeat in the batch and one of an earlier
+    operation answer as their operation did; every answer carries its command's correlation."""
+    pen = (await create_product(stock=3))["id"]
+    a, b, c, d = (str(uuid.uuid4()) for _ in range(4))
+    now = system_clock()
+    db = Database(catalog_db)
+    async with db.raw_transaction() as conn:
+        await stock.reserve_stock(conn, command=reserve(d, f"{d}:s", (pen, 1)), now=now)
+    assert await quantities(pg, pen) == (2, 1, 0)
+
+    commands = [
+        (reserve(a, f"{a}:s", (pen, 2)), "c-a"),
+        (reserve(b, f"{b}:s", (pen, 1)), "c-b"),  # nothing left for it
+        (reserve(a, f"{a}:s", (pen, 2)), "c-a-again"),  # re-sent within the batch
+        (reserve(c, f"{c}:s", ("no-such-product", 1)), "c-c"),
+        (reserve(d, f"{d}:s", (pen, 1)), "c-d"),  # claimed before
+    ]
+    async with db.raw_transaction() as conn:
+        outcomes = await stock.reserve_stocks(conn, commands=commands, now=now)
+    await db.dispose()
+
+    assert await quantities(pg, pen) == (0, 3, 0)
+    assert [o.reason if o else None for o in outcomes] == [
+        None,
+        "OUT_OF_STOCK",
+        None,
+        "PRODUCT_NOT_FOUND",
+        None,
+    ]
+    assert outcomes[0] is not None and outcomes[0].lines
+    statuses = dict(
+        await pg.fetch(
+            "SELECT order_id, status FROM reservations WHERE order_id = ANY($1)", [a, b, c, d]
+        )
+    )
+    assert statuses == {a: "RESERVED", b: "FAILED", c: "FAILED", d: "RESERVED"}
+    replies = await pg.fetch(
+        "SELECT type, envelope->>'correlation_id' AS corr FROM outbox"
+        " WHERE envelope->>'correlation_id' LIKE 'c-%' AND key = ANY($1) ORDER BY id",
+        [a, b, c, d],
+    )
+    assert sorted((r["corr"], r["type"]) for r in replies) == sorted(
+        [
+            ("c-a", "StockReserved"),
+            ("c-b", "StockReservationFailed"),
+            ("c-a-again", "StockReserved"),
+            ("c-c", "StockReservationFailed"),
+            ("c-d", "StockReserved"),
+        ]
+    )
+    # One order's answers in the order its commands came.
+    assert [r["corr"] for r in replies if r["corr"].startswith("c-a")] == ["c-a", "c-a-again"]

@@ -12,9 +12,15 @@ from shopkit.messaging import Consumer
 consumer = Consumer("catalog")
 
 
-@consumer.handles_raw(ReserveStock)
-async def on_reserve(conn: asyncpg.Connection, command: ReserveStock, _: Envelope) -> None:
-    await stock.reserve_stock(conn, command=command, now=system_clock())
+@consumer.handles_batch(ReserveStock)
+async def on_reserves(
+    conn: asyncpg.Connection, commands: list[tuple[ReserveStock, Envelope]]
+) -> None:
+    await stock.reserve_stocks(
+        conn,
+        commands=[(c, envelope.correlation_id) for c, envelope in commands],
+        now=system_clock(),
+    )
 
 
 @consumer.handles(ReleaseStock)

@@ -31,7 +31,6 @@ from catalog.domain import (
     short_products,
 )
 from catalog.models import OrderSale, Reservation, Stock, StockReturn
-from contracts import Message
 from contracts.catalog import (
     CommitStock,
     ReleaseStock,
@@ -47,7 +46,8 @@ from shopkit.db import driver, json_text
 from shopkit.outbox import (
     NOTIFY_CHANNEL,
     add_message,
-    outbox_arrays,
+    envelope_arrays,
+    envelope_for,
     outbox_insert,
     queue_message,
 )
@@ -80,73 +80,147 @@ async def reserve_stock(
     now: datetime,
     strategy: Strategy = STRATEGY,
 ) -> Outcome | None:
-    """Reserve every line or none and answer; a known operation only repeats its answer.
+    """`reserve_stocks` of one command."""
+    [outcome] = await reserve_stocks(conn, commands=[(command, None)], now=now, strategy=strategy)
+    return outcome
 
-    Once per order, so plain asyncpg statements on the connection of the caller's transaction
-    (the consumer's `raw_transaction`, or a session's through `driver`)."""
-    wanted = merge_lines((line.product_id, line.quantity) for line in command.lines)
+
+@dataclass
+class _Claim:
+    """One command of a batch on its way: its merged lines, priced lines and answer."""
+
+    command: ReserveStock
+    correlation: str | None
+    wanted: dict[str, int]
+    missing: list[str]
+    lines: list[dict[str, Any]]
+    reply: StockReserved | StockReservationFailed
+    message_id: Any = None  # its queued answer's, once claimed
+
+
+async def reserve_stocks(
+    conn: asyncpg.Connection,
+    *,
+    commands: Sequence[tuple[ReserveStock, str | None]],
+    now: datetime,
+    strategy: Strategy = STRATEGY,
+) -> list[Outcome | None]:
+    """Reserve every line of each command or none, and answer each (with the correlation id
+    that comes with the command); a known operation only repeats its answer. Per command, its
+    outcome (None for a repeat).
+
+    Set-based where it can be, on the connection of the caller's transaction (the consumer's
+    `raw_transaction` for a poll): the products of all commands are read in one statement and
+    every operation claimed, with its answer queued, in one more. Only then are the hot stock
+    rows touched, each command's lines in turn with `strategy`: from their UPDATE to COMMIT
+    nothing but the next commands' UPDATEs runs, so a hot row stays locked as short as
+    possible. A command whose lines are short has its queued answer replaced."""
+    wanted = [merge_lines((x.product_id, x.quantity) for x in c.lines) for c, _ in commands]
     # An id PostgreSQL cannot even hold (NUL) is simply not found, not a poison message.
-    storable = [pid for pid in wanted if "\x00" not in pid]
+    storable = sorted({pid for w in wanted for pid in w if "\x00" not in pid})
     products = {
         p["id"]: p
         for p in await conn.fetch(
             "SELECT id, name, category, price FROM products WHERE id = ANY($1::text[])", storable
         )
     }
-    missing = sorted(set(wanted) - set(products))
-    lines = [] if missing else _priced(wanted, products)
-    # The answer is known before the claim, so it is queued in the claim's statement (if the
-    # claim is ours). Everything else is written before the hot stock rows are touched: from
-    # their UPDATE to COMMIT nothing else runs, so a hot row stays locked as short as possible.
-    reply: StockReserved | StockReservationFailed = (
-        _reserve_reply_for(command, "PRODUCT_NOT_FOUND", missing)
-        if missing
-        else StockReserved(
-            order_id=command.order_id,
-            operation_id=command.operation_id,
-            lines=tuple(ReservedLine.model_validate(line) for line in lines),
+    claims: dict[str, _Claim] = {}  # the first command of each operation
+    for (command, correlation), lines_wanted in zip(commands, wanted, strict=True):
+        if command.operation_id in claims:
+            continue  # re-sent within the batch: answered below as a repeat
+        missing = sorted(set(lines_wanted) - set(products))
+        lines = [] if missing else _priced(lines_wanted, products)
+        reply: StockReserved | StockReservationFailed = (
+            _reserve_reply_for(command, "PRODUCT_NOT_FOUND", missing)
+            if missing
+            else StockReserved(
+                order_id=command.order_id,
+                operation_id=command.operation_id,
+                lines=tuple(ReservedLine.model_validate(line) for line in lines),
+            )
         )
-    )
-    queued = await _claim(
-        conn,
-        command.operation_id,
-        command.order_id,
-        now,
-        status=Status.FAILED if missing else Status.RESERVED,
-        reason="PRODUCT_NOT_FOUND" if missing else None,
-        failed_product_ids=missing,
-        lines=lines,
-        reply=reply,
-    )
-    if queued is None:
-        row = await conn.fetchrow(
-            "SELECT order_id, operation_id, status, reason, failed_product_ids, lines"
-            " FROM reservations WHERE operation_id = $1",
-            command.operation_id,
+        claims[command.operation_id] = _Claim(
+            command, correlation, lines_wanted, missing, lines, reply
         )
-        assert row is not None
-        await queue_message(conn, _reserve_reply(row))
-        return None
-    if missing:
-        return Outcome(reason="PRODUCT_NOT_FOUND", product_ids=missing)
+    await _claim_all(conn, list(claims.values()), now)
+
+    outcomes: dict[str, Outcome] = {}
     reserve = {
         "conditional": _reserve_conditional,
         "pessimistic": _reserve_pessimistic,
         "optimistic": _reserve_optimistic,
     }[strategy]
-    short, retries = await reserve(conn, wanted)
-    if not short:
-        return Outcome(lines=lines, retries=retries)
-    await conn.execute("DELETE FROM outbox WHERE message_id = $1", queued)
-    await conn.execute(
-        "UPDATE reservations SET status = $2, reason = 'OUT_OF_STOCK', failed_product_ids = $3,"
-        " lines = '[]' WHERE operation_id = $1",
-        command.operation_id,
-        Status.FAILED,
-        json_text(short),
+    for claim in claims.values():
+        if claim.message_id is None:
+            continue  # claimed before: a repeat
+        op = claim.command.operation_id
+        if claim.missing:
+            outcomes[op] = Outcome(reason="PRODUCT_NOT_FOUND", product_ids=claim.missing)
+            continue
+        short, retries = await reserve(conn, claim.wanted)
+        if not short:
+            outcomes[op] = Outcome(lines=claim.lines, retries=retries)
+            continue
+        await conn.execute("DELETE FROM outbox WHERE message_id = $1", claim.message_id)
+        await conn.execute(
+            "UPDATE reservations SET status = $2, reason = 'OUT_OF_STOCK',"
+            " failed_product_ids = $3, lines = '[]' WHERE operation_id = $1",
+            op,
+            Status.FAILED,
+            json_text(short),
+        )
+        await queue_message(
+            conn,
+            _reserve_reply_for(claim.command, "OUT_OF_STOCK", short),
+            correlation_id=claim.correlation,
+        )
+        outcomes[op] = Outcome(reason="OUT_OF_STOCK", product_ids=short, retries=retries)
+
+    # Repeats (claimed before, or twice in this batch) answer what their operation answered,
+    # as it stands now.
+    answered: list[Outcome | None] = []
+    first = {op: claims[op].command for op in claims}
+    for command, correlation in commands:
+        op = command.operation_id
+        if op in outcomes and first[op] is command:
+            answered.append(outcomes[op])
+            continue
+        row = await conn.fetchrow(
+            "SELECT order_id, operation_id, status, reason, failed_product_ids, lines"
+            " FROM reservations WHERE operation_id = $1",
+            op,
+        )
+        assert row is not None
+        await queue_message(conn, _reserve_reply(row), correlation_id=correlation)
+        answered.append(None)
+    return answered
+
+
+async def _claim_all(conn: asyncpg.Connection, claims: list[_Claim], now: datetime) -> None:
+    """Insert every operation's row and queue its answer, in one statement, for those that are
+    ours (`message_id` set); an operation whose row exists is not (a concurrent claim waits
+    for ours)."""
+    outbox = envelope_arrays(
+        [(c.reply.TOPIC.name, envelope_for(c.reply, correlation_id=c.correlation)) for c in claims]
     )
-    await queue_message(conn, _reserve_reply_for(command, "OUT_OF_STOCK", short))
-    return Outcome(reason="OUT_OF_STOCK", product_ids=short, retries=retries)
+    failed = [c.missing for c in claims]
+    claimed = {
+        row[0]
+        for row in await conn.fetch(
+            _CLAIM_ALL_AND_QUEUE,
+            [c.command.operation_id for c in claims],
+            [c.command.order_id for c in claims],
+            [Status.FAILED if c.missing else Status.RESERVED for c in claims],
+            ["PRODUCT_NOT_FOUND" if c.missing else None for c in claims],
+            [json_text(f) for f in failed],
+            [json_text(c.lines) for c in claims],
+            now,
+            *outbox,
+        )
+    }
+    for claim, message_id in zip(claims, outbox[0], strict=True):
+        if claim.command.operation_id in claimed:
+            claim.message_id = message_id
 
 
 def _priced(wanted: dict[str, int], products: dict[str, Any]) -> list[dict[str, Any]]:
@@ -418,30 +492,14 @@ async def return_stock(session: AsyncSession, *, command: ReturnStock, now: date
 
 
 async def _claim(
-    conn: asyncpg.Connection,
-    operation_id: str,
-    order_id: str,
-    now: datetime,
-    *,
-    status: str,
-    reason: str | None = None,
-    failed_product_ids: list[str] | None = None,
-    lines: list[dict[str, Any]] | None = None,
-    reply: Message | None = None,
-) -> Any:
-    """Insert the operation's row, and queue `reply` if it is ours to answer.
-
-    The claimed operation id (the queued reply's message id, when there is one); None when the
-    row exists (a concurrent claim waits for ours)."""
-    args = [
-        *(operation_id, order_id, status, reason, json_text(failed_product_ids or [])),
-        *(json_text(lines or []), now),
-    ]
-    if reply is None:
-        return await conn.fetchval(_CLAIM, *args)
-    outbox = outbox_arrays([reply])
-    claimed = await conn.fetchval(_CLAIM_AND_QUEUE, *args, *outbox)
-    return None if claimed is None else outbox[0][0]
+    conn: asyncpg.Connection, operation_id: str, order_id: str, now: datetime, *, status: str
+) -> bool:
+    """Insert the operation's row with `status` and nothing held; False when it exists (a
+    concurrent claim waits for ours)."""
+    claimed = await conn.fetchval(
+        _CLAIM, operation_id, order_id, status, None, json_text([]), json_text([]), now
+    )
+    return claimed is not None
 
 
 _CLAIM = (
@@ -449,8 +507,16 @@ _CLAIM = (
     " lines, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)"
     " ON CONFLICT DO NOTHING RETURNING operation_id"
 )
-_CLAIM_AND_QUEUE = (
-    f"WITH claimed AS ({_CLAIM}),"
-    f" queued AS ({outbox_insert(8, where='EXISTS (SELECT 1 FROM claimed)')})"
+# The operations of a batch from parallel arrays ($1 operation, $2 order, $3 status, $4 reason,
+# $5 failed product ids, $6 lines, as JSON; $7 now), and each one's answer (the outbox arrays
+# from $8, one per operation, in the same order) queued only if its row is new.
+_CLAIM_ALL_AND_QUEUE = (
+    "WITH claimed AS (INSERT INTO reservations (operation_id, order_id, status, reason,"
+    " failed_product_ids, lines, created_at, updated_at)"
+    " SELECT o.op, o.order_id, o.status, o.reason, o.failed::jsonb, o.lines::jsonb, $7, $7"
+    " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])"
+    " AS o(op, order_id, status, reason, failed, lines)"
+    " ON CONFLICT DO NOTHING RETURNING operation_id),"
+    f" queued AS ({outbox_insert(8, where='($1::text[])[q.n] IN (SELECT operation_id FROM claimed)')})"
     f" SELECT operation_id, pg_notify('{NOTIFY_CHANNEL}', '') FROM claimed"
 )
