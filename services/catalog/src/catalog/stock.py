@@ -179,11 +179,10 @@ async def reserve_stocks(
     # Repeats (claimed before, or twice in this batch) answer what their operation answered,
     # as it stands now.
     answered: list[Outcome | None] = []
-    first = {op: claims[op].command for op in claims}
     for command, correlation in commands:
         op = command.operation_id
-        if op in outcomes and first[op] is command:
-            answered.append(outcomes[op])
+        if op in outcomes:
+            answered.append(outcomes.pop(op))  # the first command of its operation
             continue
         row = await conn.fetchrow(
             "SELECT order_id, operation_id, status, reason, failed_product_ids, lines"
