@@ -11,45 +11,59 @@ from shopkit.grouping import GroupCommit
 
 
 class Ledger:
-    """A stand-in transaction: what a group wrote is kept only if the block ends cleanly."""
+    """A stand-in transaction: what a group wrote is kept only if the block ends cleanly. A
+    write waits for `gate` (open unless a test closes it) and says it started on `writing`."""
 
     def __init__(self) -> None:
         self.committed: list[list[str]] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.writing = asyncio.Event()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[list[str]]:
         pending: list[str] = []
-        await asyncio.sleep(0)  # a round trip: lets other submitters queue meanwhile
         yield pending
         self.committed.append(pending)
 
+    async def write(self, pending: Any, items: list[str]) -> None:
+        self.writing.set()
+        await self.gate.wait()  # the statement's round trip
+        if "bad" in items:
+            raise ValueError("cannot write 'bad'")
+        pending.extend(items)
 
-async def write(pending: Any, items: list[str]) -> None:
-    await asyncio.sleep(0.01)  # the statement's round trip
-    if "bad" in items:
-        raise ValueError("cannot write 'bad'")
-    pending.extend(items)
+
+def grouped(ledger: Ledger) -> GroupCommit[str]:
+    return GroupCommit("test", ledger.transaction, ledger.write)  # type: ignore[arg-type]
 
 
 async def test_concurrent_submissions_are_written_in_few_groups() -> None:
     ledger = Ledger()
-    group: GroupCommit[str] = GroupCommit("test", ledger.transaction, write)  # type: ignore[arg-type]
+    group = grouped(ledger)
 
     await asyncio.gather(*(group.submit(f"item-{i}") for i in range(20)))
     # Submitted in one tick: all of them are queued before the writer starts.
     assert ledger.committed == [[f"item-{i}" for i in range(20)]]
 
     ledger.committed.clear()
+    ledger.gate.clear()
+    ledger.writing.clear()
     first = asyncio.create_task(group.submit("first"))
-    await asyncio.sleep(0.005)  # its group is being written
-    await asyncio.gather(first, *(group.submit(f"later-{i}") for i in range(5)))
+    await ledger.writing.wait()  # its group is being written
+    later = [asyncio.create_task(group.submit(f"later-{i}")) for i in range(5)]
+
+    async def open_gate() -> None:  # runs after the five submissions have queued (FIFO)
+        ledger.gate.set()
+
+    await asyncio.gather(first, *later, asyncio.create_task(open_gate()))
     # The items that came while a group was written went together in the next one.
     assert ledger.committed == [["first"], [f"later-{i}" for i in range(5)]]
 
 
 async def test_a_bad_item_fails_only_its_own_submitter() -> None:
     ledger = Ledger()
-    group: GroupCommit[str] = GroupCommit("test", ledger.transaction, write)  # type: ignore[arg-type]
+    group = grouped(ledger)
 
     outcomes = await asyncio.gather(
         *(group.submit(item) for item in ("first", "a", "bad", "b")), return_exceptions=True
@@ -62,6 +76,6 @@ async def test_a_bad_item_fails_only_its_own_submitter() -> None:
 
 
 async def test_a_lone_item_that_fails_raises_to_its_submitter() -> None:
-    group: GroupCommit[str] = GroupCommit("test", Ledger().transaction, write)  # type: ignore[arg-type]
+    group = grouped(Ledger())
     with pytest.raises(ValueError):
         await group.submit("bad")
