@@ -97,7 +97,8 @@ start() {
   format_storage
   log "starting on $SHOP_HOST:$SHOP_KAFKA_PORT ..."
   # only log lines written after this point count as "started"
-  local offset pid; offset=$(stat -c %s "$LOG" 2>/dev/null || echo 0)
+  local offset inode pid; offset=$(stat -c %s "$LOG" 2>/dev/null || echo 0)
+  inode=$(stat -c %i "$LOG" 2>/dev/null || echo 0)
   rm -f "$PIDFILE"
   # setsid: the broker must outlive the shell (and process group) that started it
   # shellcheck disable=SC2086,SC2016  # JAVA_HEAP is a word list; $$ is for the inner bash
@@ -113,7 +114,7 @@ start() {
     # process substitution, not a pipe: with pipefail, grep -q quitting early could
     # SIGPIPE tail and turn a match into a failure
     if port_open "$SHOP_HOST" "$SHOP_KAFKA_PORT" &&
-      grep -q 'Kafka Server started' < <(tail -c +"$((offset + 1))" "$LOG" 2>/dev/null); then
+      grep -q 'Kafka Server started' < <(logged_since "$offset" "$inode"); then
       break
     fi
     if ((SECONDS >= deadline)); then
@@ -128,6 +129,17 @@ start() {
     sleep 0.3
   done
   log "ready (pid $pid, bootstrap $SHOP_HOST:$SHOP_KAFKA_PORT)"
+}
+
+# What the broker logged after byte `offset` of the log file whose inode was `inode`. log4j
+# rolls the log at 20 MB (server.log -> server.log.1): a start that replays much data can roll
+# it, and then what came after `offset` is split between the rolled file and the new one.
+logged_since() {
+  if [[ $(stat -c %i "$LOG" 2>/dev/null) == "$2" ]]; then
+    tail -c +"$(($1 + 1))" "$LOG" 2>/dev/null
+  else
+    tail -c +"$(($1 + 1))" "$LOG.1" 2>/dev/null; cat "$LOG" 2>/dev/null
+  fi
 }
 
 stop() {
