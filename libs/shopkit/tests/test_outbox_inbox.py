@@ -26,8 +26,8 @@ class RelayCrash(Exception):
     pass
 
 
-class CrashesBeforeMarking:
-    """A relay connection that reads fine but dies when it would mark rows as sent."""
+class CrashesBeforeDeleting:
+    """A relay connection that reads fine but dies when it would delete the rows it sent."""
 
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
@@ -36,7 +36,7 @@ class CrashesBeforeMarking:
         return await self.conn.fetch(*args)
 
     async def execute(self, *args: Any) -> Any:
-        raise RelayCrash("killed between publishing and marking")
+        raise RelayCrash("killed between publishing and deleting")
 
 
 @pytest.fixture(scope="module")
@@ -109,13 +109,14 @@ async def ids_on_topic(kafka: KafkaProbe, user_id: str) -> list[str]:
     return [e["message_id"] for e in await kafka.read_all("wallet.events") if e["key"] == user_id]
 
 
-async def unpublished(db: Database) -> int:
+async def waiting(db: Database) -> int:
+    """Rows in the outbox: the relay deletes each one Kafka has."""
     async with db.sessions() as session:
-        query = select(func.count()).where(outbox_table.c.published_at.is_(None))
+        query = select(func.count()).select_from(outbox_table)
         return int((await session.execute(query)).scalar_one())
 
 
-async def test_a_message_survives_a_relay_dying_between_publish_and_mark(
+async def test_a_message_survives_a_relay_dying_between_publish_and_delete(
     db: Database, settings: ServiceSettings, kafka: KafkaProbe
 ) -> None:
     user_id = str(uuid.uuid4())
@@ -125,7 +126,7 @@ async def test_a_message_survives_a_relay_dying_between_publish_and_mark(
     conn = await asyncpg.connect(asyncpg_dsn(db.url))
     try:
         with pytest.raises(RelayCrash):
-            await crashing.publish_pending(CrashesBeforeMarking(conn))  # type: ignore[arg-type]
+            await crashing.publish_pending(CrashesBeforeDeleting(conn))  # type: ignore[arg-type]
     finally:
         await conn.close()
         await crashing.stop()
@@ -135,12 +136,12 @@ async def test_a_message_survives_a_relay_dying_between_publish_and_mark(
         message="the crashed relay's send on the topic",
     )
     assert sent_once == [str(envelope.message_id)]
-    assert await unpublished(db) >= 1
+    assert await waiting(db) >= 1
 
     relay = OutboxRelay(settings)
     await relay.start()
     try:
-        await poll(lambda: unpublished(db), until=lambda n: n == 0, message="outbox drained")
+        await poll(lambda: waiting(db), until=lambda n: n == 0, message="outbox drained")
     finally:
         await relay.stop()
 
@@ -153,22 +154,21 @@ async def test_a_message_survives_a_relay_dying_between_publish_and_mark(
     assert sent == [str(envelope.message_id)] * 2
 
 
-async def marked(db: Database, envelopes: list[Envelope]) -> list[bool]:
-    """For each envelope, in order: is its outbox row marked as sent?"""
+async def deleted(db: Database, envelopes: list[Envelope]) -> list[bool]:
+    """For each envelope, in order: is its outbox row gone (deleted as sent)?"""
     conn = await asyncpg.connect(asyncpg_dsn(db.url))
     try:
         rows = await conn.fetch(
-            "SELECT message_id, published_at IS NOT NULL AS sent FROM outbox"
-            " WHERE message_id = ANY($1::uuid[])",
+            "SELECT message_id FROM outbox WHERE message_id = ANY($1::uuid[])",
             [e.message_id for e in envelopes],
         )
     finally:
         await conn.close()
-    sent = {row["message_id"]: row["sent"] for row in rows}
-    return [sent[e.message_id] for e in envelopes]
+    left = {row["message_id"] for row in rows}
+    return [e.message_id not in left for e in envelopes]
 
 
-async def test_under_load_a_batch_is_marked_with_the_next_fetch_and_sent_once(
+async def test_under_load_a_batch_is_deleted_with_the_next_fetch_and_sent_once(
     db: Database, settings: ServiceSettings, kafka: KafkaProbe
 ) -> None:
     user_id = str(uuid.uuid4())
@@ -181,12 +181,12 @@ async def test_under_load_a_batch_is_marked_with_the_next_fetch_and_sent_once(
         # Rows left by other tests go first; send until ours is out, each batch a full one.
         while await relay.publish_pending(conn) and not await ids_on_topic(kafka, user_id):
             pass
-        assert await marked(db, [first, second]) == [False, False]  # its mark is deferred
-        await relay.publish_pending(conn)  # marks the first, sends the second
-        assert await marked(db, [first, second]) == [True, False]
+        assert await deleted(db, [first, second]) == [False, False]  # its delete is deferred
+        await relay.publish_pending(conn)  # deletes the first, sends the second
+        assert await deleted(db, [first, second]) == [True, False]
         while await relay.publish_pending(conn):
             pass
-        assert await marked(db, [first, second]) == [True, True]
+        assert await deleted(db, [first, second]) == [True, True]
     finally:
         await conn.close()
         await relay.stop()
@@ -302,6 +302,7 @@ async def test_a_rolled_back_transaction_publishes_nothing(
             await add_message(session, charged(user_id))
             raise RuntimeError("the state change failed")
     committed = await publish_committed(db, charged(user_id))
+    assert await queued_for(db, user_id) == [committed.message_id]
 
     relay = OutboxRelay(settings)
     await relay.start()
@@ -309,15 +310,20 @@ async def test_a_rolled_back_transaction_publishes_nothing(
         await kafka.wait_for(
             "wallet.events", lambda e: e["message_id"] == str(committed.message_id)
         )
+        await poll(lambda: queued_for(db, user_id), until=lambda ids: not ids)
     finally:
         await relay.stop()
 
     assert await ids_on_topic(kafka, user_id) == [str(committed.message_id)]
+
+
+async def queued_for(db: Database, user_id: str) -> list[uuid.UUID]:
+    """The ids of the outbox rows, still to send, about `user_id`."""
     async with db.sessions() as session:
         rows = await session.execute(
             select(outbox_table.c.message_id).where(outbox_table.c.key == user_id)
         )
-        assert [r[0] for r in rows] == [committed.message_id]
+        return [r[0] for r in rows]
 
 
 @pytest.mark.parametrize("kind", ["session", "batch"])

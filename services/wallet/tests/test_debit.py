@@ -9,6 +9,7 @@ import pytest
 from contracts.wallet import DebitWallet
 from shopkit.clock import system_clock
 from shopkit.db import Database
+from shopkit.testing import KafkaProbe
 from wallet import service
 
 
@@ -28,6 +29,9 @@ async def funded(register, wallet: httpx.AsyncClient, amount: int) -> str:
     return user_id
 
 
+CORRELATIONS = {"c1", "c2", "c3", "c3-again", "c4", "c5"}
+
+
 def debit(user_id: str, amount: int, order_id: str | None = None) -> DebitWallet:
     order_id = order_id or str(uuid.uuid4())
     return DebitWallet(
@@ -36,7 +40,7 @@ def debit(user_id: str, amount: int, order_id: str | None = None) -> DebitWallet
 
 
 async def test_a_batch_of_debits_takes_each_balance_once_and_answers_every_command(
-    register, wallet: httpx.AsyncClient, db: Database
+    register, wallet: httpx.AsyncClient, db: Database, kafka: KafkaProbe
 ) -> None:
     rich = await funded(register, wallet, 50_000)
     poor = await funded(register, wallet, 15_000)
@@ -68,17 +72,21 @@ async def test_a_batch_of_debits_takes_each_balance_once_and_answers_every_comma
             " WHERE user_id = ANY($1) AND type = 'PAYMENT'",
             [rich, poor],
         )
-        replies = await conn.fetch(
-            "SELECT type, envelope->'payload' AS payload, envelope->>'correlation_id' AS corr"
-            " FROM outbox WHERE topic = 'wallet.replies' AND envelope->>'correlation_id' LIKE 'c%'"
-            " ORDER BY id"
-        )
     assert balances == {rich: 50_000 - 1_000 - 20_000, poor: 15_000 - 10_000}
     assert sorted((p["user_id"], p["amount"], p["balance_after"]) for p in payments) == sorted(
         [(rich, -1_000, 49_000), (rich, -20_000, 29_000), (poor, -10_000, 5_000)]
     )
-    # One answer per command, in the commands' order, each with its command's correlation id.
-    assert [(r["corr"], r["type"]) for r in replies] == [
+    # One answer per command, each with its command's correlation id (the relay deletes what it
+    # sent: the answers are read where they went, on Kafka).
+    keys = {command.order_id for command, _ in commands}
+    replies = await kafka.wait_for(
+        "wallet.replies",
+        lambda e: e["key"] in keys and e["correlation_id"] in CORRELATIONS,
+        count=6,
+    )
+    by_correlation = {r["correlation_id"]: r for r in replies}
+    assert len(replies) == len(by_correlation) == 6
+    assert [(c, by_correlation[c]["type"]) for c in sorted(by_correlation)] == [
         ("c1", "WalletDebited"),
         ("c2", "WalletDebitFailed"),
         ("c3", "WalletDebited"),
@@ -86,7 +94,7 @@ async def test_a_batch_of_debits_takes_each_balance_once_and_answers_every_comma
         ("c4", "WalletDebited"),
         ("c5", "WalletDebitFailed"),
     ]
-    payloads = [r["payload"] for r in replies]
+    payloads = [by_correlation[c]["payload"] for c in sorted(by_correlation)]
     assert payloads[0]["balance"] == 5_000 and payloads[1]["reason"] == "INSUFFICIENT_BALANCE"
     assert payloads[2] == payloads[3] and payloads[2]["balance"] == 29_000
     assert payloads[4]["balance"] == 49_000  # the first answer again, not a second debit

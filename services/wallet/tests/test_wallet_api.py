@@ -87,7 +87,11 @@ async def test_unknown_fields_are_rejected(register, wallet: httpx.AsyncClient) 
 
 
 async def test_unknown_user_is_404_and_nothing_is_created(
-    register, wallet: httpx.AsyncClient, admin: dict[str, str], wallet_db: str
+    register,
+    wallet: httpx.AsyncClient,
+    admin: dict[str, str],
+    wallet_db: str,
+    kafka: KafkaProbe,
 ) -> None:
     ghost = str(uuid.uuid4())
 
@@ -110,6 +114,9 @@ async def test_unknown_user_is_404_and_nothing_is_created(
         assert await conn.fetchval("SELECT count(*) FROM outbox WHERE key = $1", ghost) == 0
     finally:
         await conn.close()
+    # A queued message is in the outbox until Kafka has it (then the relay deletes it): read
+    # after the outbox, the topic shows whatever the outbox no longer does.
+    assert [e for e in await kafka.read_all("wallet.events") if e["key"] == ghost] == []
 
 
 async def test_100_concurrent_charges_add_up_exactly(register, wallet: httpx.AsyncClient) -> None:

@@ -79,6 +79,21 @@ def create_kit_tables() -> None:
     )
 
 
+def outbox_deletes_sent_rows() -> None:
+    """The relay deletes what it sent (0002 in every service): sent rows and their mark go."""
+    op.execute("DELETE FROM outbox WHERE published_at IS NOT NULL")
+    op.drop_index("ix_outbox_unpublished", table_name="outbox")
+    op.drop_column("outbox", "published_at")
+
+
+def outbox_marks_sent_rows() -> None:
+    """Undo `outbox_deletes_sent_rows` (what was deleted stays gone; it is on Kafka)."""
+    op.add_column("outbox", sa.Column("published_at", sa.DateTime(timezone=True)))
+    op.create_index(
+        "ix_outbox_unpublished", "outbox", ["id"], postgresql_where=sa.text("published_at IS NULL")
+    )
+
+
 def drop_kit_tables() -> None:
     op.drop_table("idempotency_keys")
     op.drop_table("inbox")

@@ -1,10 +1,11 @@
 """Transactional outbox: messages are rows written in the same transaction as the state change.
 
 `add_message` is the only way a service publishes. The relay (one active per service database,
-elected by a Postgres advisory lock) sends rows in id order and marks them published. Id order
-is commit order for any one key as long as the transactions writing that key's messages hold
-the key's row lock (they do: stock, wallet, order and coupon rows are locked or updated first). A crash
-between sending and marking re-sends the rows: consumers are idempotent (see inbox.py).
+elected by a Postgres advisory lock) sends rows in id order and deletes them once Kafka has them,
+so the table holds only what is still to send. Id order is commit order for any one key as long
+as the transactions writing that key's messages hold the key's row lock (they do: stock, wallet,
+order and coupon rows are locked or updated first). A crash between sending and deleting re-sends
+the rows: consumers are idempotent (see inbox.py).
 """
 
 import asyncio
@@ -22,12 +23,10 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
-    Index,
     String,
     Table,
     Uuid,
     func,
-    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -54,8 +53,6 @@ outbox_table = Table(
     Column("type", String(100), nullable=False),
     Column("envelope", JSONB, nullable=False),
     Column("created_at", DateTime(timezone=True), server_default=func.now(), nullable=False),
-    Column("published_at", DateTime(timezone=True)),
-    Index("ix_outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),
 )
 
 
@@ -189,7 +186,7 @@ class OutboxRelay:
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
-        self._unmarked: list[int] = []  # sent, to be marked with the next SELECT
+        self._sent: list[int] = []  # sent, to be deleted with the next SELECT
         self.is_leader = False
 
     async def start(self) -> None:
@@ -237,8 +234,8 @@ class OutboxRelay:
     async def _lead(self) -> None:
         conn = await asyncpg.connect(
             asyncpg_dsn(self.settings.database_url),
-            # Marking rows as sent need not wait for the WAL flush: a mark lost in a crash only
-            # sends those rows again, as a crash between sending and marking does anyway. Saves
+            # Deleting sent rows need not wait for the WAL flush: a delete lost in a crash only
+            # sends those rows again, as a crash between sending and deleting does anyway. Saves
             # an fdatasync per batch, ~3 per order across the services.
             server_settings={"synchronous_commit": "off"},
         )
@@ -258,30 +255,31 @@ class OutboxRelay:
                         pass
         finally:
             self.is_leader = False
-            await self._mark_unmarked(conn)
+            await self._delete_sent(conn)
             await conn.close(timeout=2)
 
-    async def _mark_unmarked(self, conn: asyncpg.Connection) -> None:
-        """On the way out, mark what was sent (if it cannot, the next leader sends it again)."""
-        unmarked, self._unmarked = self._unmarked, []
-        if unmarked:
+    async def _delete_sent(self, conn: asyncpg.Connection) -> None:
+        """On the way out, delete what was sent (if it cannot, the next leader sends it again)."""
+        sent_rows, self._sent = self._sent, []
+        if sent_rows:
             try:
-                await conn.execute(_MARK, unmarked, timeout=2)
+                await conn.execute(_DELETE, sent_rows, timeout=2)
             except Exception:
                 log.warning(
-                    "could not mark %d sent outbox rows; they will be sent again", len(unmarked)
+                    "could not delete %d sent outbox rows; they will be sent again", len(sent_rows)
                 )
 
     async def publish_pending(self, conn: asyncpg.Connection) -> int:
-        """Send the next batch of committed rows in id order, then mark them sent.
+        """Send the next batch of committed rows in id order, then delete them.
 
         When more rows are already waiting (a full batch, or a NOTIFY came while sending), the
-        mark rides in the next batch's SELECT, which comes at once: one statement per batch
-        under load instead of two. Either way a crash before the mark only sends the rows again.
+        delete rides in the next batch's SELECT, which comes at once: one statement per batch
+        under load instead of two. Either way a crash before the delete only sends the rows
+        again.
         """
-        if self._unmarked:
-            rows = await conn.fetch(_MARK_AND_FETCH, self.batch_size, self._unmarked)
-            self._unmarked = []
+        if self._sent:
+            rows = await conn.fetch(_DELETE_AND_FETCH, self.batch_size, self._sent)
+            self._sent = []
         else:
             rows = await conn.fetch(_FETCH, self.batch_size)
         if not rows:
@@ -300,23 +298,22 @@ class OutboxRelay:
         await asyncio.gather(*futures)
         sent = [row["id"] for row in rows]
         if len(rows) == self.batch_size or self._wake.is_set():
-            self._unmarked = sent
+            self._sent = sent
         else:
-            await conn.execute(_MARK, sent)
+            await conn.execute(_DELETE, sent)
         return len(rows)
 
 
-_FETCH = (
-    "SELECT id, topic, key, type, envelope::text AS envelope FROM outbox"
-    " WHERE published_at IS NULL ORDER BY id LIMIT $1"
-)
-_MARK = "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])"
-# Both parts see the same snapshot: the SELECT still sees the rows being marked as unsent, so
-# it leaves them out by id.
-_MARK_AND_FETCH = (
-    "WITH marked AS (UPDATE outbox SET published_at = now() WHERE id = ANY($2::bigint[]))"
+# Sent rows are deleted, not marked: a delete writes no new row version and no index entries
+# (an UPDATE of the whole envelope did), and the table stays as small as what waits to be sent.
+_FETCH = "SELECT id, topic, key, type, envelope::text AS envelope FROM outbox ORDER BY id LIMIT $1"
+_DELETE = "DELETE FROM outbox WHERE id = ANY($1::bigint[])"
+# Both parts see the same snapshot: the SELECT still sees the rows being deleted, so it leaves
+# them out by id.
+_DELETE_AND_FETCH = (
+    "WITH sent AS (DELETE FROM outbox WHERE id = ANY($2::bigint[]))"
     " SELECT id, topic, key, type, envelope::text AS envelope FROM outbox"
-    " WHERE published_at IS NULL AND id <> ALL($2::bigint[]) ORDER BY id LIMIT $1"
+    " WHERE id <> ALL($2::bigint[]) ORDER BY id LIMIT $1"
 )
 
 
