@@ -237,7 +237,12 @@ class OutboxRelay:
             # Deleting sent rows need not wait for the WAL flush: a delete lost in a crash only
             # sends those rows again, as a crash between sending and deleting does anyway. Saves
             # an fdatasync per batch, ~3 per order across the services.
-            server_settings={"synchronous_commit": "off"},
+            # The table is a queue: between vacuums it holds many deleted rows and few live ones,
+            # and its statistics say it is nearly empty, so the planner picks a scan of every
+            # page plus a sort. The primary key walks from the oldest row and skips deleted ones
+            # (marked dead in the index by the first scan that meets them): measured with 5,000
+            # deleted rows, 0.04 ms against 0.15-0.75 ms. The relay runs only these statements.
+            server_settings={"synchronous_commit": "off", "enable_seqscan": "off"},
         )
         try:
             # The lock lives as long as this connection: a dead relay frees it for another replica.
