@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
+from fastapi.telemetry import TelemetryConfig
 from faststream.kafka import KafkaBroker
 from sqlalchemy import text
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -97,7 +98,8 @@ def create_app(
             await relay.stop()
             await db.dispose()
 
-    app = FastAPI(title=title, lifespan=lifespan)
+    telemetry: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
+    app = FastAPI(title=title, lifespan=lifespan, telemetry=None if settings.otel else telemetry)
     app.state.settings = settings
     app.state.clock = clock
     app.state.consumers = list(consumers)
