@@ -30,6 +30,9 @@ class ServiceSettings(BaseSettings):
     # providers are configured. Off, a request skips it; on but with no provider configured, it
     # asks three global providers per request for nothing (~7% of the HTTP work here).
     otel: bool = False
+    # Allocations (net) between two young-generation garbage collections; CPython's is 700.
+    # Objects alive at start-up are frozen out of collection (see shopkit.app).
+    gc_threshold: int = Field(default=10_000, ge=100)
     timezone: str = "Asia/Seoul"
 
     def topic(self, name: str) -> str:
