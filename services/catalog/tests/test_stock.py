@@ -288,7 +288,8 @@ async def test_a_poll_of_commits_sells_each_reservation_once(
     create_product, pg: asyncpg.Connection, catalog_db: str
 ) -> None:
     """Commits taken together (set-based): every line of every reserved operation is sold once,
-    a repeat in the same batch or a commit of an operation never reserved changes nothing."""
+    two operations of one order on one product add up, and a repeat in the same batch or a
+    commit of an operation never reserved changes nothing."""
     pen, ink = (await create_product(stock=10))["id"], (await create_product(stock=10))["id"]
     a, b = str(uuid.uuid4()), str(uuid.uuid4())
     now = system_clock()
@@ -296,24 +297,26 @@ async def test_a_poll_of_commits_sells_each_reservation_once(
     async with db.raw_transaction() as conn:
         await stock.reserve_stock(conn, command=reserve(a, f"{a}:s", (pen, 2), (ink, 1)), now=now)
         await stock.reserve_stock(conn, command=reserve(b, f"{b}:s", (pen, 3)), now=now)
-    assert await quantities(pg, pen) == (5, 5, 0)
+        await stock.reserve_stock(conn, command=reserve(a, f"{a}:m", (pen, 1)), now=now)
+    assert await quantities(pg, pen) == (4, 6, 0)
 
     commits = [
         CommitStock(order_id=a, operation_id=f"{a}:s"),
         CommitStock(order_id=b, operation_id=f"{b}:s"),
         CommitStock(order_id=a, operation_id=f"{a}:s"),  # the same commit twice in one poll
         CommitStock(order_id=a, operation_id=f"{a}:never-reserved"),
+        CommitStock(order_id=a, operation_id=f"{a}:m"),  # the order's second operation
     ]
     async with db.raw_transaction() as conn:
         await stock.commit_stock(conn, commands=commits, now=now)
     await db.dispose()
 
-    assert await quantities(pg, pen) == (5, 0, 5)
+    assert await quantities(pg, pen) == (4, 0, 6)
     assert await quantities(pg, ink) == (9, 0, 1)
     sales = await pg.fetch(
         "SELECT order_id, product_id, sold FROM order_sales WHERE order_id = ANY($1)", [a, b]
     )
-    assert sorted(tuple(r) for r in sales) == sorted([(a, pen, 2), (a, ink, 1), (b, pen, 3)])
+    assert sorted(tuple(r) for r in sales) == sorted([(a, pen, 3), (a, ink, 1), (b, pen, 3)])
 
 
 async def test_a_poll_of_reservations_is_claimed_together_and_taken_in_order(
