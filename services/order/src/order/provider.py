@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import orjson
 from fastapi import FastAPI
 
 from order import service
@@ -45,6 +46,10 @@ class PaymentResult:
     detail: str = ""
 
 
+def _json_text(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
 class PaymentProvider:
     """The provider's HTTP API. aiohttp rather than httpx: a call costs this process ~0.8 ms
     of CPU instead of ~2.8 ms (measured against the payment-mock on the development machine)."""
@@ -55,6 +60,7 @@ class PaymentProvider:
             settings.payment_url,
             timeout=aiohttp.ClientTimeout(total=settings.payment_timeout_seconds),
             connector=aiohttp.TCPConnector(limit=settings.payment_concurrency * 2),
+            json_serialize=_json_text,  # orjson both ways: ~15% of a call's CPU was json's
         )
         self._token: tuple[str, float] | None = None
 
@@ -76,7 +82,7 @@ class PaymentProvider:
             ) as response:
                 if response.status >= 500 or response.status in (409, 429):
                     raise ProviderUnavailable(f"HTTP {response.status}")
-                body: dict[str, Any] = await response.json()
+                body: dict[str, Any] = await response.json(loads=orjson.loads)
         except aiohttp.ConnectionTimeoutError as exc:  # never reached it: nothing was asked
             raise ProviderUnavailable(repr(exc)) from exc
         except TimeoutError:  # asked, no answer in time: it may have charged
@@ -105,7 +111,7 @@ class PaymentProvider:
                 ) as page:
                     if page.status != 200:
                         raise ProviderUnavailable(f"lookup HTTP {page.status}")
-                    found: dict[str, Any] = await page.json()
+                    found: dict[str, Any] = await page.json(loads=orjson.loads)
                 for payment in found["items"]:
                     if payment["status"] == "APPROVED":
                         async with self.client.post(
