@@ -317,15 +317,13 @@ def _modify_total(saga: Saga) -> int:
 
 def _enter(saga: Saga, step: Step, out: _Out) -> Saga:
     """Move to `step`, waiting for the replies to the commands it sends."""
-    saga = replace(saga, step=step, waiting=())
-    ops = _step_operations(saga)
-    saga = replace(saga, waiting=ops)
+    saga = replace(saga, step=step, waiting=_step_operations(saga, step))
     out.messages.extend(step_commands(saga))
     return saga
 
 
-def _step_operations(saga: Saga) -> tuple[str, ...]:
-    s = saga.step
+def _step_operations(saga: Saga, s: Step) -> tuple[str, ...]:
+    """The operations whose replies step `s` waits for (the saga's other fields as on entry)."""
     simple = {
         "RESERVING_STOCK": "place:stock",
         "RESERVING_COUPON": "place:coupon",
@@ -403,9 +401,8 @@ def _coupon_failed(saga: Saga, e: CouponReservationFailed, now: datetime, out: _
 
 
 def _debited(saga: Saga, e: WalletDebited, now: datetime, out: _Out) -> Saga:
-    saga = replace(saga, debits=(Debit(e.operation_id, e.amount),))
     out.history.append(("WalletDebited", f"{e.amount} taken"))
-    return replace(saga, step="PAYING", waiting=())
+    return replace(saga, debits=(Debit(e.operation_id, e.amount),), step="PAYING", waiting=())
 
 
 def _debit_failed(saga: Saga, e: WalletDebitFailed, now: datetime, out: _Out) -> Saga:
@@ -422,7 +419,9 @@ def _approved(saga: Saga, e: PaymentApproved, now: datetime, out: _Out) -> Saga:
     """Paid: the reserved units become sold by a one-way CommitStock (see `_commit_stock`)."""
     out.history.append(("PaymentApproved", e.payment_id))
     _commit_stock(saga.order_id, saga.op("place:stock"), "reserved units sold", out)
-    saga = replace(saga, payment_id=e.payment_id, status="PAID", step="DONE", paid_at=now)
+    saga = replace(
+        saga, payment_id=e.payment_id, status="PAID", step="DONE", paid_at=now, waiting=()
+    )
     out.history.append(("OrderPaid", f"total {saga.total}"))
     out.messages.append(
         OrderPaid(
@@ -435,7 +434,7 @@ def _approved(saga: Saga, e: PaymentApproved, now: datetime, out: _Out) -> Saga:
             paid_at=now,
         )
     )
-    return replace(saga, waiting=())
+    return saga
 
 
 def _commit_stock(order_id: str, operation_id: str, detail: str, out: _Out) -> None:
