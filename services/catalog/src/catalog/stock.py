@@ -399,8 +399,7 @@ async def commit_stock(
     transaction. No reply: the saga does not wait for it (a commit of held units cannot fail),
     and a later ReturnStock of the same order comes after it on the same partition.
 
-    Set-based, for a poll of commits: two statements however many there are (before, the
-    second was one execution per line)."""
+    Set-based, for a poll of commits: two statements however many there are."""
     # The one transition that moves stock, taken in the statement that reads the rows (a read
     # FOR UPDATE and a write before); from any other status a commit changes nothing.
     committed = on_commit(Status.RESERVED)
@@ -416,31 +415,21 @@ async def commit_stock(
     )
     if len(rows) < len(op_ids):
         await _commit_nothing(conn, set(op_ids) - {row["operation_id"] for row in rows})
-    sold = [
-        (row["order_id"], line["product_id"], line["quantity"])
+    # Stock rows in product-id order, as a reservation locks them; each line's sale with it.
+    sold = sorted(
+        (line["product_id"], row["order_id"], line["quantity"])
         for row in rows
         for line in row["lines"]
-    ]
+    )
     if sold:
-        await conn.execute(_SELL, *(list(column) for column in zip(*sold, strict=True)))
-
-
-# Every line of a poll's commits sold in one statement ($1 order ids, $2 product ids, $3
-# quantities): the stock rows locked in product-id order first, as a reservation locks them (the
-# locking CTE is materialized, and each row is updated only once the join has it, so locked), then
-# each product's units moved once and each order's sales recorded, summed per order and product.
-_SELL = (
-    "WITH s AS (SELECT * FROM unnest($1::text[], $2::text[], $3::int[]) AS s(o, p, q)),"
-    " locked AS (SELECT product_id FROM stock WHERE product_id IN (SELECT p FROM s)"
-    " ORDER BY product_id FOR UPDATE),"
-    " moved AS (UPDATE stock t SET reserved = t.reserved - g.q, sold = t.sold + g.q,"
-    " version = t.version + 1"
-    " FROM (SELECT p, sum(q)::int AS q FROM s GROUP BY p) g JOIN locked l ON l.product_id = g.p"
-    " WHERE t.product_id = g.p)"
-    " INSERT INTO order_sales (order_id, product_id, sold)"
-    " SELECT o, p, sum(q)::int FROM s GROUP BY o, p"
-    " ON CONFLICT (order_id, product_id) DO UPDATE SET sold = order_sales.sold + EXCLUDED.sold"
-)
+        await conn.executemany(
+            "WITH sold AS (UPDATE stock SET reserved = reserved - $3, sold = sold + $3,"
+            " version = version + 1 WHERE product_id = $2)"
+            " INSERT INTO order_sales (order_id, product_id, sold) VALUES ($1, $2, $3)"
+            " ON CONFLICT (order_id, product_id) DO UPDATE"
+            " SET sold = order_sales.sold + EXCLUDED.sold",
+            [(order_id, pid, quantity) for pid, order_id, quantity in sold],
+        )
 
 
 async def _commit_nothing(conn: asyncpg.Connection, op_ids: set[str]) -> None:
