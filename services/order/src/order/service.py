@@ -411,11 +411,14 @@ async def claim_provider_work(
     """Lease sagas waiting on the payment provider: (order id, step, saga, attempt).
 
     One statement, atomic on its own: no transaction around it (BEGIN and COMMIT were two of
-    its three round trips)."""
+    its three round trips). `step <> 'DONE'` is implied by the steps but written out: it is the
+    deadline index's condition, and only with it can a plan prepared once (for any steps) use
+    that index. Without it PostgreSQL planned the statement anew on every call (~0.3 ms)."""
     async with db.autocommit() as conn:
         rows = await conn.fetch(
             "UPDATE orders SET deadline = $1, attempts = attempts + 1 WHERE id IN ("
-            " SELECT id FROM orders WHERE step = ANY($2::text[]) AND deadline <= $3"
+            " SELECT id FROM orders WHERE step = ANY($2::text[]) AND step <> 'DONE'"
+            " AND deadline <= $3"
             " ORDER BY deadline LIMIT $4 FOR UPDATE SKIP LOCKED)"
             " RETURNING id, step, saga, attempts",
             now + timedelta(seconds=lease_seconds),
