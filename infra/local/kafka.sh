@@ -134,11 +134,13 @@ start() {
 # What the broker logged after byte `offset` of the log file whose inode was `inode`. log4j
 # rolls the log at 20 MB (server.log -> server.log.1): a start that replays much data can roll
 # it, and then what came after `offset` is split between the rolled file and the new one.
+# (Under `set -e` a missing file must not end the function early: hence `|| true`.)
 logged_since() {
   if [[ $(stat -c %i "$LOG" 2>/dev/null) == "$2" ]]; then
-    tail -c +"$(($1 + 1))" "$LOG" 2>/dev/null
+    tail -c +"$(($1 + 1))" "$LOG" 2>/dev/null || true
   else
-    tail -c +"$(($1 + 1))" "$LOG.1" 2>/dev/null; cat "$LOG" 2>/dev/null
+    tail -c +"$(($1 + 1))" "$LOG.1" 2>/dev/null || true
+    cat "$LOG" 2>/dev/null || true
   fi
 }
 
