@@ -68,9 +68,10 @@ PROCESSES = {
 }
 
 
-def cpu_ticks() -> tuple[dict[str, int], int, int]:
-    """CPU ticks used so far per stack process (by name), and the machine's busy and idle ticks."""
-    per: dict[str, int] = {}
+def cpu_ticks() -> tuple[dict[str, tuple[str, int]], int, int]:
+    """CPU ticks used so far by each stack process (pid: its name, ticks), and the machine's
+    busy and idle ticks."""
+    per: dict[str, tuple[str, int]] = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
@@ -81,7 +82,7 @@ def cpu_ticks() -> tuple[dict[str, int], int, int]:
             continue  # gone meanwhile
         for name, marker in PROCESSES.items():
             if marker in cmdline:
-                per[name] = per.get(name, 0) + int(fields[11]) + int(fields[12])
+                per[pid] = (name, int(fields[11]) + int(fields[12]))
                 break
     with open("/proc/stat") as f:
         ticks = [int(x) for x in f.readline().split()[1:]]
@@ -90,12 +91,16 @@ def cpu_ticks() -> tuple[dict[str, int], int, int]:
 
 
 def cpu_report(
-    before: tuple[dict[str, int], int, int],
-    after: tuple[dict[str, int], int, int],
+    before: tuple[dict[str, tuple[str, int]], int, int],
+    after: tuple[dict[str, tuple[str, int]], int, int],
     orders: int,
     own: float,
 ) -> float:
-    """Print the CPU per order of each process; the whole machine's, in ms."""
+    """Print the CPU per order of each process; the whole machine's, in ms.
+
+    A process counts what it used between the two snapshots (all of it if it started in
+    between). One that ended in between (an autovacuum worker, say) is left out: its last
+    ticks are gone with it; the whole machine's figure still has them."""
     hz = os.sysconf("SC_CLK_TCK")
     ms = 1000 / hz / orders
     per_before, busy_before, idle_before = before
@@ -104,10 +109,13 @@ def cpu_report(
     print(
         f"CPU per order while firing ({os.cpu_count()} cores, {100 * busy / max(busy + idle, 1):.0f}% busy):"
     )
+    used: dict[str, int] = {}
+    for pid, (name, ticks) in per_after.items():
+        earlier = per_before.get(pid)
+        used[name] = used.get(name, 0) + ticks - (earlier[1] if earlier else 0)
     for name in PROCESSES:
-        if name in per_after:
-            used = per_after[name] - per_before.get(name, 0)
-            print(f"  {name:<13} {used * ms:6.1f} ms")
+        if name in used:
+            print(f"  {name:<13} {used[name] * ms:6.1f} ms")
     print(f"  {'load gen':<13} {own * 1000 / orders:6.1f} ms  (this script)")
     print(f"  {'whole machine':<13} {busy * ms:6.1f} ms")
     return busy * ms
