@@ -59,4 +59,5 @@ async def first_deliveries(
         [m for m, _ in messages],
         [t for _, t in messages],
     )
-    return {uuid.UUID(bytes=row[0].bytes) for row in rows}
+    # asyncpg's UUIDs subclass uuid.UUID and hash and compare as it does: no copy needed.
+    return {row[0] for row in rows}

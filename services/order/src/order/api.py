@@ -80,12 +80,12 @@ async def place(
     items = [(i.product_id, i.quantity) for i in body.items]
     if idempotency_key is None:
         # Saved with the orders of concurrent requests, in one statement and one commit.
-        placed = await placing.place(
+        row, saga = await placing.place(
             user_id=body.user_id, items=items, coupon_id=body.coupon_id, now=clock()
         )
         if not wait:
-            return _json(placed, 202)
-        order_id, placed_now = placed.id, True
+            return _json(service.order_out(row, saga), 202)
+        order_id, placed_now = row.id, True
     else:
         placed_now = False  # stays False when the answer is a replay of an earlier request
 

@@ -182,11 +182,12 @@ class Placing:
         items: Sequence[tuple[str, int]],
         coupon_id: str | None,
         now: datetime,
-    ) -> OrderOut:
-        """Record a PENDING order and ask the catalog for its stock; once committed, the order."""
+    ) -> tuple[OrderRow, Saga]:
+        """Record a PENDING order and ask the catalog for its stock; once committed, its row and
+        saga (`order_out` of them is the order as clients see it)."""
         row, start = _placed(user_id=user_id, items=items, coupon_id=coupon_id, now=now)
         await self._group.submit((row, start))
-        return order_out(row)
+        return row, start.saga
 
     async def _write(
         self, conn: asyncpg.Connection, placed: list[tuple[OrderRow, Transition]]
