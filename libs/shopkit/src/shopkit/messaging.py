@@ -7,7 +7,7 @@ handler that takes a poll's messages at once. The consumer records the
 message in the inbox in the same transaction as the handler's effect, so a redelivery is skipped.
 A whole poll is handled in one transaction; if anything in it fails, the poll is rolled back and
 handled again one message per transaction. The offset is committed only after that (NACK_ON_ERROR,
-never ACK_FIRST). A message that keeps failing is retried a bounded number of times and then
+never ACK_FIRST; through `OffsetCommitter`, at most every `consumer_commit_interval_ms`). A message that keeps failing is retried a bounded number of times and then
 written to `<topic>.dlt` through the outbox, so it never blocks its partition and is never
 silently dropped.
 """
@@ -24,9 +24,10 @@ from typing import Any, Protocol, TypeAlias, TypeVar
 
 import asyncpg
 import orjson
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
+from faststream.kafka.message import KafkaAckableMessage, KafkaMessage
 from faststream.message import StreamMessage
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -104,6 +105,73 @@ def long_poll(subscriber: Any, max_records: int, *, linger_ms: int = 0) -> None:
         return records
 
     subscriber.get_msg = get_msg
+
+
+class OffsetCommitter:
+    """Commits what a consumer has handled at most every `interval` seconds, off its loop.
+
+    FastStream commits after every poll, and the consumer waits for the broker's answer before
+    it polls again: an offset commit (a request, a write to `__consumer_offsets`) per poll of
+    every consumer. Here a handled poll only records its offsets, and a task commits them
+    together at most `interval` seconds later. What is handled is still committed only after
+    its transaction (the offsets come from the poll's own records, never from the consumer's
+    position, which may already be past a poll being handled); a crash or a rebalance can only
+    deliver again what was handled in the last `interval`, which the inbox skips.
+    """
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._pending: dict[TopicPartition, int] = {}
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._last = 0.0
+
+    def handled(self, consumer: AIOKafkaConsumer, records: tuple[ConsumerRecord, ...]) -> None:
+        """The poll of `records` is handled: commit past them (soon)."""
+        for record in records:
+            partition = TopicPartition(record.topic, record.partition)
+            if record.offset >= self._pending.get(partition, -1):
+                self._pending[partition] = record.offset + 1
+        self._consumer = consumer
+        if self._pending and (self._task is None or self._task.done()):
+            delay = max(0.0, self._last + self.interval - time.monotonic())
+            self._task = asyncio.create_task(self._commit_after(delay), name="offset-commit")
+
+    async def _commit_after(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Commit what is pending now."""
+        pending, self._pending = self._pending, {}
+        if not pending or self._consumer is None:
+            return
+        self._last = time.monotonic()
+        try:
+            await self._consumer.commit(pending)
+        except Exception as exc:
+            log.warning(
+                "offset commit failed; what was handled since the last one will be delivered"
+                " again (and skipped by the inbox)",
+                extra={"fields": {"error": repr(exc)}},
+            )
+
+
+def lazy_commits(subscriber: Any, interval: float) -> OffsetCommitter:
+    """Make a batch subscriber (NACK_ON_ERROR) commit through an `OffsetCommitter`: a handled
+    poll is acknowledged without waiting for the broker. A failed one is still sought back to
+    its first record by FastStream, and nothing past it is committed."""
+    committer = OffsetCommitter(interval)
+
+    class LazyCommitMessage(KafkaAckableMessage):
+        async def ack(self) -> None:
+            if not self.committed:
+                raw = self.raw_message
+                committer.handled(self.consumer, raw if isinstance(raw, tuple) else (raw,))
+            await KafkaMessage.ack(self)  # the acknowledgement, without the commit's wait
+
+    subscriber.parser.msg_class = LazyCommitMessage
+    return committer
 
 
 async def raw_records(message: StreamMessage[Any]) -> list[ConsumerRecord]:
@@ -213,6 +281,7 @@ class Consumer:
             title=f"{self.name}:{','.join(self.topics)}",
         )
         long_poll(subscriber, settings.consumer_batch_size)
+        lazy_commits(subscriber, settings.consumer_commit_interval_ms / 1000)
 
         @subscriber(decoder=raw_records)
         async def consume(records: Any) -> None:

@@ -20,6 +20,8 @@ class ServiceSettings(BaseSettings):
     consumer_max_attempts: int = Field(default=5, ge=1)
     # Records per poll; one poll's keys are handled concurrently (see messaging.Consumer).
     consumer_batch_size: int = Field(default=100, ge=1, le=1000)
+    # Handled offsets are committed together at most this often (see messaging.OffsetCommitter).
+    consumer_commit_interval_ms: int = Field(default=200, ge=0, le=10_000)
     jwt_secret: str = "dev-only-secret-change-me-0123456789abcdef"
     jwt_issuer: str = "shop"
     jwt_audience: str = "shop-api"

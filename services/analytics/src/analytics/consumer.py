@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import Envelope, Message
 from shopkit.db import Database
-from shopkit.messaging import LONG_POLL_MS, dead_letter, long_poll, raw_records
+from shopkit.messaging import LONG_POLL_MS, dead_letter, lazy_commits, long_poll, raw_records
 from shopkit.settings import ServiceSettings
 
 log = logging.getLogger("analytics.consumer")
@@ -89,6 +89,7 @@ class BatchConsumer:
             title=f"{self.name}:{','.join(self.topics)}",
         )
         long_poll(subscriber, max_records, linger_ms=linger_ms)
+        lazy_commits(subscriber, settings.consumer_commit_interval_ms / 1000)
 
         @subscriber(decoder=raw_records)
         async def consume(records: Any) -> None:

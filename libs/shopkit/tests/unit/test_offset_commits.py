@@ -1,0 +1,66 @@
+"""OffsetCommitter: handled polls are committed together, past their own records, off the loop."""
+
+import asyncio
+import time
+from typing import Any
+
+from aiokafka import ConsumerRecord, TopicPartition
+
+from shopkit.messaging import OffsetCommitter
+
+
+class RecordingConsumer:
+    """Records the offsets it is asked to commit, and when."""
+
+    def __init__(self) -> None:
+        self.commits: list[tuple[float, dict[TopicPartition, int]]] = []
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        self.commits.append((time.monotonic(), dict(offsets)))
+
+    async def committed(self, count: int) -> None:
+        """Until `count` commits were made (a second at most)."""
+        deadline = time.monotonic() + 1.0
+        while len(self.commits) < count:
+            assert time.monotonic() < deadline, f"{count} commits expected, {self.commits}"
+            await asyncio.sleep(0.005)
+
+
+def record(partition: int, offset: int) -> Any:
+    return ConsumerRecord(
+        topic="t",
+        partition=partition,
+        offset=offset,
+        timestamp=0,
+        timestamp_type=0,
+        key=None,
+        value=b"{}",
+        checksum=None,
+        serialized_key_size=0,
+        serialized_value_size=2,
+        headers=(),
+    )
+
+
+async def test_polls_handled_within_the_interval_are_committed_together() -> None:
+    kafka = RecordingConsumer()
+    committer = OffsetCommitter(interval=0.1)
+
+    committer.handled(kafka, (record(0, 7), record(1, 3)))  # type: ignore[arg-type]
+    await kafka.committed(1)  # the first is due at once
+    committer.handled(kafka, (record(0, 8), record(0, 9)))  # type: ignore[arg-type]
+    committer.handled(kafka, (record(1, 4),))  # type: ignore[arg-type]
+    await kafka.committed(2)
+
+    (first_at, first), (second_at, second) = kafka.commits
+    assert first == {TopicPartition("t", 0): 8, TopicPartition("t", 1): 4}  # past the records
+    assert second == {TopicPartition("t", 0): 10, TopicPartition("t", 1): 5}  # both polls in one
+    assert second_at - first_at >= 0.09  # not before the interval is up
+
+
+async def test_nothing_handled_nothing_committed() -> None:
+    kafka = RecordingConsumer()
+    committer = OffsetCommitter(interval=0.01)
+    committer.handled(kafka, ())  # type: ignore[arg-type]
+    await committer.flush()
+    assert kafka.commits == []
