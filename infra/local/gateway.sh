@@ -51,7 +51,14 @@ start() {
   log "starting on $SHOP_HOST:$SHOP_GATEWAY_PORT ..."
   ngx 2>>"$NDIR/logs/error.log" || die_with_log "nginx failed to start" "$NDIR/logs/error.log"
   wait_for_port "$SHOP_HOST" "$SHOP_GATEWAY_PORT" 10 || die_with_log "not listening after 10s" "$NDIR/logs/error.log"
-  pid=$(pid_from_file "$PIDFILE" "nginx: master") || die_with_log "nginx exited" "$NDIR/logs/error.log"
+  # nginx listens before it daemonizes: the master writes its pid file and takes its
+  # "nginx: master" title a moment after the port opens.
+  local tries
+  for tries in {1..50}; do
+    pid=$(pid_from_file "$PIDFILE" "nginx: master") && break
+    ((tries < 50)) || die_with_log "nginx exited" "$NDIR/logs/error.log"
+    sleep 0.1
+  done
   log "ready (pid $pid, http://$SHOP_HOST:$SHOP_GATEWAY_PORT/health)"
 }
 
