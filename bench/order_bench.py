@@ -19,7 +19,6 @@ for the whole machine, load generator included. On two shared cores, that is wha
 
 import argparse
 import asyncio
-import gc
 import os
 import resource
 import statistics
@@ -30,6 +29,8 @@ import aiohttp
 import httpx
 import orjson
 import uvloop
+
+from shopkit.app import tune_garbage_collector
 
 
 async def login(client: httpx.AsyncClient, email: str, password: str) -> dict[str, str]:
@@ -160,11 +161,8 @@ async def main() -> None:
         users = await asyncio.gather(*[new_user(client, 10_000_000) for _ in range(args.users)])
         latencies: list[float] = []
         statuses: dict[str, int] = {}
-        # As the services do (shopkit.app.tune_garbage_collector): the load generator's own CPU
-        # is taken from the machine the stack runs on.
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(10_000, *gc.get_threshold()[1:])
+        # As the services do: the load generator's own CPU is taken from the stack's machine.
+        tune_garbage_collector(10_000)
 
         async def fire(count: int, concurrency: int) -> float:
             """Fire `count` orders from `concurrency` clients; the seconds it took."""

@@ -1,12 +1,12 @@
 """OffsetCommitter: handled polls are committed together, past their own records, off the loop."""
 
-import asyncio
 import time
 from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
 
 from shopkit.messaging import OffsetCommitter
+from shopkit.testing import poll
 
 
 class RecordingConsumer:
@@ -20,10 +20,11 @@ class RecordingConsumer:
 
     async def committed(self, count: int) -> None:
         """Until `count` commits were made (a second at most)."""
-        deadline = time.monotonic() + 1.0
-        while len(self.commits) < count:
-            assert time.monotonic() < deadline, f"{count} commits expected, {self.commits}"
-            await asyncio.sleep(0.005)
+
+        async def made() -> int:
+            return len(self.commits)
+
+        await poll(made, until=lambda n: n >= count, timeout=1.0, interval=0.005)
 
 
 def record(partition: int, offset: int) -> Any:
