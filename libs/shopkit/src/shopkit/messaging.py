@@ -15,7 +15,6 @@ silently dropped.
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,11 +32,10 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import Envelope, Message, Topic
-from shopkit.clock import system_clock
 from shopkit.db import Database, driver
+from shopkit.dead_letters import dead_letter
 from shopkit.inbox import first_deliveries, first_delivery
 from shopkit.logs import correlation_id
-from shopkit.outbox import add_envelope
 from shopkit.settings import ServiceSettings
 
 log = logging.getLogger("shopkit.messaging")
@@ -441,44 +439,6 @@ def _runs(
                 rounds.append({})
         rounds[n].setdefault(handler, []).append((message, envelope))
     return [(handler, items) for calls in rounds for handler, items in calls.items()]
-
-
-async def dead_letter(
-    db: Database,
-    *,
-    consumer: str,
-    topic: str,
-    envelope: Envelope | None,
-    body: Any,
-    error: Exception,
-) -> None:
-    """Write a message that cannot be handled to `<topic>.dlt` (via the outbox) and mark it
-    handled in the consumer's inbox, so its partition moves on and it is never silently lost."""
-    log.error("dead-lettering message", extra={"fields": {"topic": topic, "error": repr(error)}})
-    dead = Envelope(
-        message_id=uuid.uuid4(),
-        type="DeadLetter",
-        correlation_id=envelope.correlation_id if envelope else None,
-        causation_id=str(envelope.message_id) if envelope else None,
-        occurred_at=system_clock(),
-        key=envelope.key if envelope else "unknown",
-        payload={"consumer": consumer, "topic": topic, "error": repr(error), "message": body},
-    )
-    try:
-        async with db.transaction() as session:
-            if envelope is not None and not await first_delivery(
-                session,
-                consumer=consumer,
-                message_id=envelope.message_id,
-                type_=envelope.type,
-                outcome="dead-lettered",
-            ):
-                return  # dead-lettered (or applied) on an earlier delivery
-            await add_envelope(session, f"{topic}.dlt", dead)
-    except Exception:
-        # Even the dead letter cannot be written (database down?): let Kafka redeliver later.
-        await asyncio.sleep(1.0)
-        raise
 
 
 @contextmanager

@@ -99,3 +99,38 @@ def drop_kit_tables() -> None:
     op.drop_table("inbox")
     op.drop_index("ix_outbox_unpublished", table_name="outbox")
     op.drop_table("outbox")
+
+
+def create_dead_letters() -> None:
+    """Dead letters kept in the service's own database (0003 in every service): the `.dlt`
+    topics expire with Kafka's retention, an operator's queue must not."""
+    op.create_table(
+        "dead_letters",
+        sa.Column("id", sa.Uuid, primary_key=True),
+        sa.Column("consumer", sa.String(100), nullable=False),
+        sa.Column("topic", sa.String(200), nullable=False),
+        sa.Column("partition", sa.Integer),
+        sa.Column("offset", sa.BigInteger),
+        sa.Column("key", sa.String(200)),
+        sa.Column("message_id", sa.Uuid),
+        sa.Column("type", sa.String(100)),
+        sa.Column("payload", postgresql.JSONB, nullable=False),
+        sa.Column("error", sa.Text, nullable=False),
+        sa.Column("attempts", sa.Integer, nullable=False),
+        sa.Column(
+            "dead_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
+        ),
+        # DEAD (listed), REDRIVING (sent back, not yet handled), REDRIVEN (handled: gone from
+        # the list, kept for the record of who redrove it).
+        sa.Column("status", sa.String(20), nullable=False, server_default="DEAD"),
+        sa.Column("redriven_at", sa.DateTime(timezone=True)),
+        sa.Column("redriven_by", sa.String(100)),
+    )
+    op.create_index("ix_dead_letters_status_dead_at", "dead_letters", ["status", "dead_at"])
+    op.create_index(
+        "ix_dead_letters_consumer_message_id", "dead_letters", ["consumer", "message_id"]
+    )
+
+
+def drop_dead_letters() -> None:
+    op.drop_table("dead_letters")
