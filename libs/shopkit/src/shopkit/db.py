@@ -3,6 +3,7 @@
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -14,6 +15,9 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+
+from shopkit.faults import connection_lost
+from shopkit.settings import ServiceSettings
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -29,21 +33,71 @@ NAMING = {
 kit_metadata = MetaData(naming_convention=NAMING)
 
 
+@dataclass(frozen=True)
+class Timeouts:
+    """Bounds on every wait on the database, for each connection (see ServiceSettings.db_*)."""
+
+    connect: float = 5.0
+    command: float = 30.0
+    keepalive: int = 10
+    idle_in_transaction: float = 60.0
+
+    @classmethod
+    def of(cls, settings: ServiceSettings) -> "Timeouts":
+        return cls(
+            connect=settings.db_connect_timeout_s,
+            command=settings.db_command_timeout_s,
+            keepalive=settings.db_keepalive_s,
+            idle_in_transaction=settings.db_idle_in_transaction_s,
+        )
+
+    def server_settings(self) -> dict[str, str]:
+        """What the server enforces: asyncpg has no client-side keepalive, but the server's
+        keepalives end a session whose client vanished (freeing its locks, the relay's advisory
+        lock included), and a transaction left idle is ended too."""
+        return {
+            "tcp_keepalives_idle": str(self.keepalive),
+            "tcp_keepalives_interval": str(self.keepalive),
+            "tcp_keepalives_count": "3",
+            "idle_in_transaction_session_timeout": str(int(self.idle_in_transaction * 1000)),
+        }
+
+    def connect_args(self, **server_settings: str) -> dict[str, Any]:
+        """asyncpg.connect's keyword arguments: a connection attempt and every statement are
+        bounded on the client (a half-open connection fails instead of hanging)."""
+        return {
+            "timeout": self.connect,
+            "command_timeout": self.command,
+            "server_settings": {**self.server_settings(), **server_settings},
+        }
+
+
 class Database:
     """One engine and session factory per process, created in the app lifespan."""
 
-    def __init__(self, url: str, *, pool_size: int = 10, raw_pool_size: int = 10) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        raw_pool_size: int = 10,
+        timeouts: Timeouts | None = None,
+    ) -> None:
         self.url = url
         self.raw_pool_size = raw_pool_size
+        self.timeouts = timeouts or Timeouts()
         self._raw_pool: asyncpg.Pool | None = None
         self._raw_lock = asyncio.Lock()
         self.engine: AsyncEngine = create_async_engine(
-            # No pre-ping: it doubled the round trips of every transaction; a connection that
-            # died is replaced after one failed attempt, which the callers retry.
+            # No pre-ping: it doubled the round trips of every transaction. A connection found
+            # closed by its first statement (the server restarted or ended it) makes SQLAlchemy
+            # invalidate the whole pool: every connection opened before is replaced at its next
+            # checkout, so one failed transaction per outage, not one per pooled connection.
             url,
             pool_size=pool_size,
             max_overflow=pool_size // 2,
             pool_recycle=1800,
+            connect_args=self.timeouts.connect_args(),
             # JSONB columns (outbox envelopes, saga state) are written on every step.
             json_serializer=json_text,
             json_deserializer=orjson.loads,
@@ -64,10 +118,23 @@ class Database:
         session (its pool checkout, session and greenlet hops), for no ORM on the way.
 
         The connections come from their own small pool (`raw_pool_size`), with the JSON codecs
-        the engine uses: JSONB parameters as JSON text (`json_text`), results decoded."""
+        the engine uses: JSONB parameters as JSON text (`json_text`), results decoded. One that
+        failed at the connection level is terminated, never pooled again (`_drop_if_lost`)."""
         pool = self._raw_pool or await self._open_raw_pool()
-        async with pool.acquire() as conn, conn.transaction():
-            yield conn
+        async with pool.acquire() as conn:
+            transaction = conn.transaction()
+            try:
+                await transaction.start()
+                try:
+                    yield conn
+                except BaseException as exc:
+                    if not connection_lost(exc):  # nothing to roll back on a connection gone
+                        await transaction.rollback()
+                    raise
+                await transaction.commit()
+            except BaseException as exc:
+                _drop_if_lost(conn, exc)
+                raise
 
     async def _open_raw_pool(self) -> asyncpg.Pool:
         async with self._raw_lock:
@@ -80,6 +147,7 @@ class Database:
                     # A released connection is clean: every use is one transaction that has
                     # ended (the default reset costs a round trip per use).
                     reset=_rollback_if_open,
+                    **self.timeouts.connect_args(),
                 )
         return self._raw_pool
 
@@ -93,13 +161,26 @@ class Database:
         """
         pool = self._raw_pool or await self._open_raw_pool()
         async with pool.acquire() as conn:
-            yield conn
+            try:
+                yield conn
+            except BaseException as exc:
+                _drop_if_lost(conn, exc)
+                raise
 
     async def dispose(self) -> None:
         if self._raw_pool is not None:
             await self._raw_pool.close()
             self._raw_pool = None
         await self.engine.dispose()
+
+
+def _drop_if_lost(conn: asyncpg.Connection, exc: BaseException) -> None:
+    """Terminate `conn` when `exc` failed it at the connection level, so it is never pooled
+    again. asyncpg's pool replaces a connection it finds closed, but one whose statement timed
+    out (half-open: the server vanished without a word) would go back to the pool, try a
+    ROLLBACK on release and make its next user wait out the timeout again."""
+    if connection_lost(exc):
+        conn.terminate()
 
 
 async def _json_codecs(conn: asyncpg.Connection) -> None:

@@ -15,7 +15,7 @@ silently dropped.
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import chain
@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from contracts import Envelope, Message, Topic
 from shopkit.db import Database, driver
 from shopkit.dead_letters import dead_letter
+from shopkit.faults import Failed, Patience, StillUnavailable, bounded
 from shopkit.inbox import first_deliveries, first_delivery
 from shopkit.logs import correlation_id
 from shopkit.settings import ServiceSettings
@@ -299,13 +300,18 @@ class Consumer:
         """Handle a poll's messages (grouped by key, each key's in poll order) in one
         transaction with their inbox rows.
 
-        If any of them fails, that transaction is rolled back and the poll is handled again one
-        message per transaction: records of one key in order, one after the other; different
-        keys concurrently; the failing message retried, then dead-lettered.
+        A transient failure (the database or the broker away or busy) is waited out: the same
+        poll is tried again in place with capped backoff, nothing after it is taken, and past
+        `consumer_repoll_after_s` the poll is handed back (`StillUnavailable`: sought back and
+        polled again, which keeps the consumer in its group). Any other failure rolls the
+        transaction back and the poll is handled again one message per transaction: records of
+        one key in order, one after the other; different keys concurrently; a message that fails
+        the same way `consumer_max_attempts` times is dead-lettered.
         """
+        patience = Patience.for_poll(settings)
         ready: list[tuple[Polled, Envelope, Message, Handler]] = []
         for item in polled:
-            parsed = await self._parse(item, db=db)
+            parsed = await self._parse(item, db=db, patience=patience)
             if parsed is not None:
                 ready.append((item, *parsed))
         if not ready:
@@ -313,23 +319,13 @@ class Consumer:
         # Grouped by key, each key's records still in poll order: two transactions that lock
         # rows by key (an order's saga, say) then take them in the same order and never deadlock.
         ready.sort(key=lambda entry: entry[0].record.key or b"")
-        raw = all(handler.raw for _, _, _, handler in ready)
         try:
-            async with db.raw_transaction() if raw else db.transaction() as tx:
-                fresh = await first_deliveries(
-                    tx,
-                    consumer=self.name,
-                    messages=[(envelope.message_id, envelope.type) for _, envelope, _, _ in ready],
-                )
-                # A message handled before, or a second copy in this very poll, is left out.
-                todo = []
-                for item, envelope, message, handler in ready:
-                    if envelope.message_id in fresh:
-                        fresh.discard(envelope.message_id)
-                        todo.append((item.record.key, handler, message, envelope))
-                for handler, items in _runs(todo):
-                    await handler.many(tx, items)
+            await patience.until_done(
+                lambda: self._in_one_transaction(ready, db=db), consumer=self.name
+            )
             return
+        except StillUnavailable:
+            raise
         except Exception as exc:
             log.warning(
                 "poll failed as one transaction; handling its messages one by one",
@@ -343,39 +339,47 @@ class Consumer:
         async def in_order(chain: list[tuple[Polled, Envelope, Message, Handler]]) -> None:
             for item, envelope, message, handler in chain:
                 with correlated(envelope):
-                    await self._handle(
-                        db, settings, item.topic, envelope, message, handler, item.body
-                    )
+                    await self._handle(db, settings, patience, item, envelope, message, handler)
 
-        await asyncio.gather(*(in_order(chain) for chain in by_key.values()))
+        await _all_or_none([in_order(chain) for chain in by_key.values()])
+
+    async def _in_one_transaction(
+        self, ready: list[tuple["Polled", Envelope, Message, Handler]], *, db: Database
+    ) -> None:
+        raw = all(handler.raw for _, _, _, handler in ready)
+        async with db.raw_transaction() if raw else db.transaction() as tx:
+            fresh = await first_deliveries(
+                tx,
+                consumer=self.name,
+                messages=[(envelope.message_id, envelope.type) for _, envelope, _, _ in ready],
+            )
+            # A message handled before, or a second copy in this very poll, is left out.
+            todo = []
+            for item, envelope, message, handler in ready:
+                if envelope.message_id in fresh:
+                    fresh.discard(envelope.message_id)
+                    todo.append((item.record.key, handler, message, envelope))
+            for handler, items in _runs(todo):
+                await handler.many(tx, items)
 
     async def _parse(
-        self, item: "Polled", *, db: Database
+        self, item: "Polled", *, db: Database, patience: Patience
     ) -> tuple[Envelope, Message, Handler] | None:
         """The envelope, message and handler of a record; None when it is not ours to handle
-        (another consumer's type) or cannot be read at all (then it is dead-lettered)."""
+        (another consumer's type) or cannot be read at all (then it is dead-lettered).
+
+        Fields a newer producer added are ignored: contracts refuse unknown fields when a
+        message is made, not when it is read."""
+        envelope: Envelope | None = None
         try:
             envelope = Envelope.model_validate(item.body)
+            entry = self.handlers.get(envelope.type)
+            if entry is None:
+                return None  # another consumer's message on a shared topic
+            message_type, handler = entry
+            message = message_type.model_validate(envelope.payload, extra="ignore")
         except ValidationError as exc:
-            await dead_letter(
-                db, consumer=self.name, topic=item.topic, envelope=None, body=item.body, error=exc
-            )
-            return None
-        entry = self.handlers.get(envelope.type)
-        if entry is None:
-            return None  # another consumer's message on a shared topic
-        message_type, handler = entry
-        try:
-            message = message_type.model_validate(envelope.payload)
-        except ValidationError as exc:
-            await dead_letter(
-                db,
-                consumer=self.name,
-                topic=item.topic,
-                envelope=envelope,
-                body=item.body,
-                error=exc,
-            )
+            await self._dead_letter(db, patience, item, envelope, exc, attempts=1)
             return None
         return envelope, message, handler
 
@@ -383,37 +387,69 @@ class Consumer:
         self,
         db: Database,
         settings: ServiceSettings,
-        topic: str,
+        patience: Patience,
+        item: "Polled",
         envelope: Envelope,
         message: Message,
         handler: Handler,
-        body: dict[str, Any],
     ) -> None:
-        error: Exception | None = None
-        for attempt in range(1, settings.consumer_max_attempts + 1):
-            try:
-                async with db.raw_transaction() if handler.raw else db.transaction() as tx:
-                    if await first_delivery(
-                        tx,
-                        consumer=self.name,
-                        message_id=envelope.message_id,
-                        type_=envelope.type,
-                    ):
-                        await handler(tx, message, envelope)
-                return
-            except Exception as exc:
-                error = exc
-                log.warning(
-                    "handler failed",
-                    extra={
-                        "fields": {"type": envelope.type, "attempt": attempt, "error": repr(exc)}
-                    },
-                )
-                await asyncio.sleep(min(0.05 * 2**attempt, 2.0))
-        assert error is not None
-        await dead_letter(
-            db, consumer=self.name, topic=topic, envelope=envelope, body=body, error=error
+        async def once() -> None:
+            async with db.raw_transaction() if handler.raw else db.transaction() as tx:
+                if await first_delivery(
+                    tx, consumer=self.name, message_id=envelope.message_id, type_=envelope.type
+                ):
+                    await handler(tx, message, envelope)
+
+        outcome = await bounded(
+            once,
+            attempts=settings.consumer_max_attempts,
+            patience=patience,
+            consumer=self.name,
+            type=envelope.type,
         )
+        if isinstance(outcome, Failed):
+            await self._dead_letter(
+                db, patience, item, envelope, outcome.error, attempts=outcome.attempts
+            )
+
+    async def _dead_letter(
+        self,
+        db: Database,
+        patience: Patience,
+        item: "Polled",
+        envelope: Envelope | None,
+        error: Exception,
+        *,
+        attempts: int,
+    ) -> None:
+        """Dead-letter `item`; writing it waits out a transient failure like any other work."""
+        await patience.until_done(
+            lambda: dead_letter(
+                db,
+                consumer=self.name,
+                topic=item.topic,
+                envelope=envelope,
+                body=item.body,
+                error=error,
+                attempts=attempts,
+                partition=item.record.partition,
+                offset=item.record.offset,
+            ),
+            consumer=self.name,
+        )
+
+
+async def _all_or_none(work: list[Coroutine[Any, Any, None]]) -> None:
+    """Run `work` concurrently; when one fails, the others are cancelled (their transactions
+    roll back) before the failure is raised, so a poll handed back leaves nothing running."""
+    tasks = [asyncio.ensure_future(w) for w in work]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 def _runs(
