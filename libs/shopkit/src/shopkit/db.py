@@ -8,7 +8,8 @@ from typing import Any
 
 import asyncpg
 import orjson
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -89,10 +90,10 @@ class Database:
         self._raw_pool: asyncpg.Pool | None = None
         self._raw_lock = asyncio.Lock()
         self.engine: AsyncEngine = create_async_engine(
-            # No pre-ping: it doubled the round trips of every transaction. A connection found
-            # closed by its first statement (the server restarted or ended it) makes SQLAlchemy
-            # invalidate the whole pool: every connection opened before is replaced at its next
-            # checkout, so one failed transaction per outage, not one per pooled connection.
+            # No pre-ping: it doubled the round trips of every transaction. A connection the
+            # server closed is replaced at checkout without one (`_replace_if_closed`), and a
+            # disconnect found by a statement makes SQLAlchemy invalidate the whole pool: every
+            # connection opened before is replaced at its next checkout.
             url,
             pool_size=pool_size,
             max_overflow=pool_size // 2,
@@ -102,13 +103,21 @@ class Database:
             json_serializer=json_text,
             json_deserializer=orjson.loads,
         )
+        event.listen(self.engine.sync_engine, "checkout", _replace_if_closed)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session inside one transaction: commit on success, roll back on error."""
         async with self.sessions() as session, session.begin():
-            yield session
+            try:
+                yield session
+            except BaseException as exc:
+                # SQLAlchemy invalidates a connection that failed under it, but not one that
+                # failed under `driver()`'s statements: drop that one here.
+                if _DRIVER in session.info and connection_lost(exc):
+                    await (await session.connection()).invalidate(exc)
+                raise
 
     @asynccontextmanager
     async def raw_transaction(self) -> AsyncIterator[asyncpg.Connection]:
@@ -172,6 +181,14 @@ class Database:
             await self._raw_pool.close()
             self._raw_pool = None
         await self.engine.dispose()
+
+
+def _replace_if_closed(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    """A pooled connection the server closed (a restart, an admin's terminate) is replaced at
+    checkout, with no round trip: asyncpg already knows it is closed. Without this, one reached
+    through `driver()` failed every transaction it was lent to, and went back to the pool."""
+    if dbapi_connection.driver_connection.is_closed():
+        raise DisconnectionError("the server closed this connection")
 
 
 def _drop_if_lost(conn: asyncpg.Connection, exc: BaseException) -> None:

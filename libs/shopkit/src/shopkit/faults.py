@@ -63,7 +63,11 @@ def is_transient(exc: BaseException) -> bool:
         seen.add(id(current))
         if _transient_itself(current):
             return True
-        current = current.__cause__ or current.__context__
+        # As a traceback shows it: the cause, else the context unless `from None` hid it.
+        if current.__cause__ is not None or current.__suppress_context__:
+            current = current.__cause__
+        else:
+            current = current.__context__
     return False
 
 
@@ -136,6 +140,10 @@ class Patience:
         """Wait before try number `waited` + 2 after the transient failure `exc`."""
         delay = min(self.first * 2**waited, self.longest)
         if time.monotonic() + delay > self.until:
+            log.warning(
+                "dependency still unavailable; handing the work back to be tried again",
+                extra={"fields": {**context, "error": repr(exc)}},
+            )
             raise StillUnavailable(f"still unavailable: {exc!r}") from exc
         log.warning(
             "dependency unavailable; waiting",
