@@ -263,7 +263,7 @@ class FirstProducerBreaksForGood(OutboxRelay):
                 failed.set_exception(OutOfOrderSequenceNumber())
                 return failed
 
-            producer.send = broken_after_two  # type: ignore[method-assign]
+            producer.send = broken_after_two
         return producer
 
 
@@ -386,3 +386,23 @@ async def test_ready_is_false_while_the_outbox_falls_behind(
     finally:
         if not stuck.is_closed():
             await stuck.close()
+
+
+async def test_the_relay_reconnects_after_its_database_was_away_and_sends_what_came_since(
+    db: Database, settings: ServiceSettings, kafka: KafkaProbe, infra: Infra
+) -> None:
+    user = str(uuid.uuid4())
+    relay = OutboxRelay(settings)
+    await relay.start()
+    try:
+        await poll(lambda: asyncio.sleep(0, relay.is_leader), message="the relay leads")
+        async with database_refusing(infra.pg_admin_url, db.url):
+            await poll(lambda: asyncio.sleep(0, not relay.is_leader), message="it lost its lock")
+            await asyncio.sleep(1.0)
+        async with db.transaction() as session:
+            queued = await add_message(session, charged(user, 1))
+        await kafka.wait_for(
+            "wallet.events", lambda e: e["message_id"] == str(queued.message_id), timeout=10
+        )
+    finally:
+        await relay.stop()
