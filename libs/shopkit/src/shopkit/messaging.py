@@ -7,9 +7,12 @@ handler that takes a poll's messages at once. The consumer records the
 message in the inbox in the same transaction as the handler's effect, so a redelivery is skipped.
 A whole poll is handled in one transaction; if anything in it fails, the poll is rolled back and
 handled again one message per transaction. The offset is committed only after that (NACK_ON_ERROR,
-never ACK_FIRST; through `OffsetCommitter`, at most every `consumer_commit_interval_ms`). A message that keeps failing is retried a bounded number of times and then
-written to `<topic>.dlt` through the outbox, so it never blocks its partition and is never
-silently dropped.
+never ACK_FIRST; through `OffsetCommitter`, at most every `consumer_commit_interval_ms`).
+
+A failure that says the database or the broker is away or busy (`shopkit.faults`) is waited out
+with capped backoff, however long it lasts, and never dead-lettered; a message that keeps
+failing otherwise is retried a bounded number of times and then written to `<topic>.dlt`
+through the outbox, so it never blocks its partition and is never silently dropped.
 """
 
 import asyncio
