@@ -123,9 +123,6 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DBAPIError)
     async def _database(_: Request, exc: DBAPIError) -> JSONResponse:
-        # Text PostgreSQL cannot store (a NUL character) is the client's input, not our fault.
-        if isinstance(getattr(exc.orig, "__cause__", None), _UNSTORABLE_TEXT):
-            return problem_response(422, "INVALID_CHARACTER", "text contains a NUL character")
         return _dependency_failed(exc)
 
     # What a dependency raises when it is away: the database through asyncpg or the pools, the
@@ -157,9 +154,13 @@ async def _dependency_handler(_: Request, exc: Exception) -> JSONResponse:
 
 
 def _dependency_failed(exc: Exception) -> JSONResponse:
+    # Text PostgreSQL cannot store (a NUL character) is the client's input, not our fault.
+    cause = exc.orig.__cause__ if isinstance(exc, DBAPIError) and exc.orig else exc
+    if isinstance(cause, _UNSTORABLE_TEXT):
+        return problem_response(422, "INVALID_CHARACTER", "text contains a NUL character")
     if is_transient(exc):
         return unavailable(exc)
-    log.exception("database error", exc_info=exc)
+    log.exception("unhandled error", exc_info=exc)
     return problem_response(500, "INTERNAL_ERROR", "unexpected error; it has been logged")
 
 
