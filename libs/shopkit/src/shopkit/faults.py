@@ -8,7 +8,9 @@ Classifying costs nothing on the hot path: it runs only once something has alrea
 """
 
 import asyncio
+import errno
 import logging
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -71,11 +73,27 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
+def _network(exc: BaseException) -> bool:
+    """Refused, reset, unreachable, no answer in time (TimeoutError is an OSError), a name that
+    did not resolve; not a missing file or a permission, which are OSErrors too."""
+    if isinstance(exc, (ConnectionError, TimeoutError, socket.gaierror)):
+        return True
+    if isinstance(exc, OSError):
+        # asyncpg's "Multiple exceptions" (every address of a host failed) carries no errno.
+        return exc.errno in _NETWORK_ERRNOS or (type(exc) is OSError and exc.errno is None)
+    return False
+
+
+_NETWORK_ERRNOS = frozenset(
+    {errno.ENETDOWN, errno.ENETUNREACH, errno.EHOSTDOWN, errno.EHOSTUNREACH, errno.ETIMEDOUT}
+)
+
+
 def connection_lost(exc: BaseException) -> bool:
     """True when `exc` says the connection it came from cannot be trusted again (closed,
     reset, timed out mid-statement, or the server is shutting it down): drop it, do not pool it.
     A serialization failure or a deadlock leaves a healthy connection and is not one of these."""
-    if isinstance(exc, OSError):  # TimeoutError too: a statement cut short leaves it unknown
+    if _network(exc):  # TimeoutError too: a statement cut short leaves it unknown
         return True
     if isinstance(exc, asyncpg.InterfaceError):
         return "connection is closed" in str(exc)
@@ -88,8 +106,8 @@ def connection_lost(exc: BaseException) -> bool:
 def _transient_itself(exc: BaseException) -> bool:
     if isinstance(exc, StillUnavailable):
         return True
-    if isinstance(exc, (OSError, asyncio.TimeoutError, PoolTimeout)):
-        return True  # refused, reset, unreachable, or no answer in time
+    if _network(exc) or isinstance(exc, PoolTimeout):
+        return True
     if isinstance(exc, kafka_errors.KafkaError):
         # The bare class is what aiokafka raises when no broker answers a metadata request.
         return (

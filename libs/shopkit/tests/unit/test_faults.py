@@ -26,6 +26,8 @@ TRANSIENT = {
     "connection refused": ConnectionRefusedError(111, "Connect call failed"),
     "connection reset": ConnectionResetError(),
     "no answer in time": TimeoutError(),
+    "every address of the host failed": OSError("Multiple exceptions: [Errno 111] ..."),
+    "network unreachable": OSError(101, "Network is unreachable"),
     "closed in the middle of an operation": asyncpg.exceptions.ConnectionDoesNotExistError(
         "connection was closed in the middle of operation"
     ),
@@ -64,6 +66,7 @@ POISON = {
         'currval of sequence "s" is not yet defined in this session',
     ),
     "a record too large for the broker": kafka_errors.MessageSizeTooLargeError(),
+    "a missing file": FileNotFoundError(2, "No such file or directory"),
 }
 
 
