@@ -63,14 +63,22 @@ class Timeouts:
             "idle_in_transaction_session_timeout": str(int(self.idle_in_transaction * 1000)),
         }
 
-    def connect_args(self, **server_settings: str) -> dict[str, Any]:
-        """asyncpg.connect's keyword arguments: a connection attempt and every statement are
-        bounded on the client (a half-open connection fails instead of hanging)."""
-        return {
+    def connect_args(
+        self, *, per_statement: bool = False, **server_settings: str
+    ) -> dict[str, Any]:
+        """asyncpg.connect's keyword arguments: a connection attempt is bounded, and with
+        `per_statement` every statement too (asyncpg's `command_timeout`).
+
+        The pools bound each use of a connection instead (`Database`): `command_timeout` arms
+        a timer in every statement, BEGIN and COMMIT included; one per use costs a raw
+        transaction ~2 us of CPU instead of ~5-8 (docs/performance.md)."""
+        args: dict[str, Any] = {
             "timeout": self.connect,
-            "command_timeout": self.command,
             "server_settings": {**self.server_settings(), **server_settings},
         }
+        if per_statement:
+            args["command_timeout"] = self.command
+        return args
 
 
 class Database:
@@ -103,8 +111,22 @@ class Database:
             json_serializer=json_text,
             json_deserializer=orjson.loads,
         )
-        event.listen(self.engine.sync_engine, "checkout", _replace_if_closed)
+        event.listen(self.engine.sync_engine, "checkout", self._lend)
+        event.listen(self.engine.sync_engine, "checkin", _take_back)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    def _lend(self, dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        """A SQLAlchemy pool checkout.
+
+        A pooled connection the server closed (a restart, an admin's terminate) is replaced
+        here, with no round trip: asyncpg already knows it is closed. Without this, one reached
+        through `driver()` failed every transaction it was lent to, and went back to the pool.
+        A connection lent for longer than `timeouts.command` is terminated (see `Timeouts`)."""
+        connection = dbapi_connection.driver_connection
+        if connection.is_closed():
+            raise DisconnectionError("the server closed this connection")
+        loop = asyncio.get_running_loop()
+        record.info[_CUT_OFF] = loop.call_later(self.timeouts.command, connection.terminate)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -128,22 +150,21 @@ class Database:
 
         The connections come from their own small pool (`raw_pool_size`), with the JSON codecs
         the engine uses: JSONB parameters as JSON text (`json_text`), results decoded. One that
-        failed at the connection level is terminated, never pooled again (`_drop_if_lost`)."""
+        failed at the connection level is terminated, never pooled again (`_drop_if_lost`), and
+        so is one still in use after `timeouts.command` (a half-open connection: no answer,
+        ever), which fails what waits on it."""
         pool = self._raw_pool or await self._open_raw_pool()
         async with pool.acquire() as conn:
-            transaction = conn.transaction()
+            cut_off = asyncio.get_running_loop().call_later(self.timeouts.command, conn.terminate)
             try:
-                await transaction.start()
-                try:
+                # On a connection gone, its ROLLBACK fails at once (asyncpg knows it is closed).
+                async with conn.transaction():
                     yield conn
-                except BaseException as exc:
-                    if not connection_lost(exc):  # nothing to roll back on a connection gone
-                        await transaction.rollback()
-                    raise
-                await transaction.commit()
             except BaseException as exc:
                 _drop_if_lost(conn, exc)
                 raise
+            finally:
+                cut_off.cancel()
 
     async def _open_raw_pool(self) -> asyncpg.Pool:
         async with self._raw_lock:
@@ -170,11 +191,14 @@ class Database:
         """
         pool = self._raw_pool or await self._open_raw_pool()
         async with pool.acquire() as conn:
+            cut_off = asyncio.get_running_loop().call_later(self.timeouts.command, conn.terminate)
             try:
                 yield conn
             except BaseException as exc:
                 _drop_if_lost(conn, exc)
                 raise
+            finally:
+                cut_off.cancel()
 
     async def dispose(self) -> None:
         if self._raw_pool is not None:
@@ -183,12 +207,13 @@ class Database:
         await self.engine.dispose()
 
 
-def _replace_if_closed(dbapi_connection: Any, record: Any, proxy: Any) -> None:
-    """A pooled connection the server closed (a restart, an admin's terminate) is replaced at
-    checkout, with no round trip: asyncpg already knows it is closed. Without this, one reached
-    through `driver()` failed every transaction it was lent to, and went back to the pool."""
-    if dbapi_connection.driver_connection.is_closed():
-        raise DisconnectionError("the server closed this connection")
+def _take_back(dbapi_connection: Any, record: Any) -> None:
+    cut_off = record.info.pop(_CUT_OFF, None)
+    if cut_off is not None:
+        cut_off.cancel()
+
+
+_CUT_OFF = "shopkit.cut_off"
 
 
 def _drop_if_lost(conn: asyncpg.Connection, exc: BaseException) -> None:

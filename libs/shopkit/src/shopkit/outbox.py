@@ -284,6 +284,7 @@ class OutboxRelay:
         conn = await asyncpg.connect(
             asyncpg_dsn(self.settings.database_url),
             **self.timeouts.connect_args(
+                per_statement=True,
                 # Deleting sent rows need not wait for the WAL flush: a delete lost in a crash
                 # only sends those rows again, as a crash between sending and deleting does
                 # anyway. Saves an fdatasync per batch, ~3 per order across the services.

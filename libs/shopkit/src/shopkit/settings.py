@@ -30,9 +30,10 @@ class ServiceSettings(BaseSettings):
     consumer_retry_first_s: float = Field(default=0.1, gt=0)
     consumer_retry_max_s: float = Field(default=5.0, gt=0)
     consumer_repoll_after_s: float = Field(default=60.0, gt=0, le=240)
-    # Every database connection (pools and the relay's): connecting, and any one statement, give
-    # up after these (asyncpg waits 60 s to connect and forever for an answer by default), so a
-    # half-open connection fails instead of hanging. The server drops a session whose client
+    # Every database connection (pools and the relay's): connecting gives up after the first
+    # (asyncpg waits 60 s by default); a pooled connection lent for longer than the second (a
+    # transaction, or a statement outside one) is terminated, as is any one relay statement,
+    # so a half-open connection fails instead of hanging. The server drops a session whose client
     # vanished (TCP keepalives, `db_keepalive_s` idle then 3 probes that far apart) and ends a
     # transaction left idle longer than `db_idle_in_transaction_s`, releasing its locks.
     db_connect_timeout_s: float = Field(default=5.0, gt=0)
