@@ -2,8 +2,10 @@
 
 The kit's Consumer commits one transaction per message; a projection that only adds numbers
 goes much faster when a whole poll's worth of events shares one transaction and one upsert per
-table. When the batch transaction fails, its messages are applied one by one (with the kit's
-bounded retries), so a poison message is dead-lettered alone instead of blocking the batch.
+table. When the batch transaction fails because the database is away or busy, the batch waits
+and is tried again (the kit's rule, `shopkit.faults`: never dead-lettered for that); when it
+fails otherwise, its messages are applied one by one (with the kit's bounded retries), so a
+poison message is dead-lettered alone instead of blocking the batch.
 Offsets are committed after the transaction (NACK_ON_ERROR rewinds every partition otherwise).
 """
 
