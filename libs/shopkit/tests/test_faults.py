@@ -406,3 +406,28 @@ async def test_the_relay_reconnects_after_its_database_was_away_and_sends_what_c
         )
     finally:
         await relay.stop()
+
+
+async def test_a_consumer_waiting_out_an_outage_stops_at_once(
+    db: Database, settings: ServiceSettings, kafka: KafkaProbe
+) -> None:
+    """Shutting a service down does not wait for the dependency to come back."""
+    consumer = Consumer("kit-stops-while-waiting")
+    waiting = asyncio.Event()
+
+    @consumer.handles(BalanceCharged)
+    async def away(session: AsyncSession, message: BalanceCharged, env: Envelope) -> None:
+        waiting.set()
+        raise ConnectionRefusedError(111, "Connect call failed")
+
+    broker = KafkaBroker(settings.kafka_bootstrap, logger=None)
+    consumer.attach(broker, db, settings)
+    await broker.start()
+    try:
+        await kafka.publish(charged(str(uuid.uuid4()), 1))
+        await asyncio.wait_for(waiting.wait(), timeout=15)
+    finally:
+        started = asyncio.get_running_loop().time()
+        await asyncio.wait_for(broker.stop(), timeout=10)
+    assert asyncio.get_running_loop().time() - started < 5
+    assert await dead_letters(db, "kit-stops-while-waiting") == []

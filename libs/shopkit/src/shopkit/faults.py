@@ -140,18 +140,31 @@ class Patience:
     until: float
     first: float = 0.1
     longest: float = 5.0
+    # True once the work's owner is shutting down: a wait then ends at once (StillUnavailable),
+    # so stopping a service never waits for its database to come back.
+    stopping: Callable[[], bool] | None = None
 
     @classmethod
-    def of(cls, budget: float, *, first: float = 0.1, longest: float = 5.0) -> "Patience":
-        return cls(time.monotonic() + budget, first, longest)
+    def of(
+        cls,
+        budget: float,
+        *,
+        first: float = 0.1,
+        longest: float = 5.0,
+        stopping: Callable[[], bool] | None = None,
+    ) -> "Patience":
+        return cls(time.monotonic() + budget, first, longest, stopping)
 
     @classmethod
-    def for_poll(cls, settings: ServiceSettings) -> "Patience":
+    def for_poll(
+        cls, settings: ServiceSettings, stopping: Callable[[], bool] | None = None
+    ) -> "Patience":
         """How a consumer's poll waits (see ServiceSettings.consumer_retry_* and _repoll_*)."""
         return cls.of(
             settings.consumer_repoll_after_s,
             first=settings.consumer_retry_first_s,
             longest=settings.consumer_retry_max_s,
+            stopping=stopping,
         )
 
     async def wait(self, exc: BaseException, waited: int, **context: Any) -> None:
@@ -167,7 +180,11 @@ class Patience:
             "dependency unavailable; waiting",
             extra={"fields": {**context, "error": repr(exc), "wait_s": delay}},
         )
-        await asyncio.sleep(delay)
+        end = time.monotonic() + delay
+        while (left := end - time.monotonic()) > 0:
+            if self.stopping is not None and self.stopping():
+                raise StillUnavailable(f"stopping while unavailable: {exc!r}") from exc
+            await asyncio.sleep(min(left, 0.2))
 
     async def until_done(self, work: Callable[[], Awaitable[T]], **context: Any) -> T:
         """`work()` again and again while it fails transiently; any other failure is raised."""

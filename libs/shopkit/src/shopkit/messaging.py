@@ -159,6 +159,12 @@ class OffsetCommitter:
             )
 
 
+def stopping(subscriber: Any) -> Callable[[], bool]:
+    """True once `subscriber` is being stopped. FastStream then waits up to its graceful timeout
+    (15 s) for the poll in hand; a poll waiting out an outage hands itself back instead."""
+    return lambda: not subscriber.running
+
+
 def lazy_commits(subscriber: Any, interval: float) -> OffsetCommitter:
     """Make a batch subscriber (NACK_ON_ERROR) commit through an `OffsetCommitter`: a handled
     poll is acknowledged without waiting for the broker. A failed one is still sought back to
@@ -215,6 +221,7 @@ class Consumer:
         self.name = name
         self.handlers: dict[str, tuple[type[Message], Handler]] = {}
         self._topics = {t.name for t in topics}
+        self._stopping: Callable[[], bool] | None = None
 
     def handles(self, message_type: type[M]) -> Callable[[SessionFn[M]], SessionFn[M]]:
         """Register `fn(session, message, envelope)` for `message_type`."""
@@ -284,6 +291,7 @@ class Consumer:
         )
         long_poll(subscriber, settings.consumer_batch_size)
         lazy_commits(subscriber, settings.consumer_commit_interval_ms / 1000)
+        self._stopping = stopping(subscriber)
 
         @subscriber(decoder=raw_records)
         async def consume(records: Any) -> None:
@@ -311,7 +319,7 @@ class Consumer:
         one key in order, one after the other; different keys concurrently; a message that fails
         the same way `consumer_max_attempts` times is dead-lettered.
         """
-        patience = Patience.for_poll(settings)
+        patience = Patience.for_poll(settings, self._stopping)
         ready: list[tuple[Polled, Envelope, Message, Handler]] = []
         for item in polled:
             parsed = await self._parse(item, db=db, patience=patience)

@@ -203,3 +203,20 @@ async def test_a_cancelled_wait_is_not_swallowed() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_a_wait_ends_at_once_when_its_owner_stops() -> None:
+    stopped = False
+    patience = Patience.of(60, first=5, stopping=lambda: stopped)
+
+    async def away() -> None:
+        raise ConnectionRefusedError()
+
+    task = asyncio.ensure_future(patience.until_done(away))
+    await asyncio.sleep(0.05)
+    assert not task.done()
+    stopped = True
+    started = time.monotonic()
+    with pytest.raises(StillUnavailable):
+        await task
+    assert time.monotonic() - started < 1

@@ -24,7 +24,7 @@ from contracts import Envelope, Message
 from shopkit.db import Database
 from shopkit.dead_letters import dead_letter
 from shopkit.faults import Failed, Patience, StillUnavailable, bounded
-from shopkit.messaging import LONG_POLL_MS, lazy_commits, long_poll, raw_records
+from shopkit.messaging import LONG_POLL_MS, lazy_commits, long_poll, raw_records, stopping
 from shopkit.settings import ServiceSettings
 
 log = logging.getLogger("analytics.consumer")
@@ -74,6 +74,7 @@ class BatchConsumer:
         self.name = name
         self.types = {t.type_name(): t for t in handles}
         self.apply = apply
+        self._stopping: Callable[[], bool] | None = None
 
     @property
     def topics(self) -> list[str]:
@@ -108,6 +109,7 @@ class BatchConsumer:
         )
         long_poll(subscriber, max_records, linger_ms=linger_ms)
         lazy_commits(subscriber, settings.consumer_commit_interval_ms / 1000)
+        self._stopping = stopping(subscriber)
 
         @subscriber(decoder=raw_records)
         async def consume(records: Any) -> None:
@@ -135,7 +137,7 @@ class BatchConsumer:
         the batch applies its messages one by one, each dead-lettered alone after
         `consumer_max_attempts` failures.
         """
-        patience = Patience.for_poll(settings)
+        patience = Patience.for_poll(settings, self._stopping)
         deliveries: list[Delivery] = []
         for record in records:
             try:
