@@ -1,5 +1,6 @@
 """The batch consumer's own rules, on the real database: dedup inside a batch, poison isolation."""
 
+import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -7,13 +8,14 @@ import asyncpg
 import orjson
 import pytest
 
+from analytics.consumer import Record
 from analytics.handlers import consumer
 from analytics.settings import Settings
 from contracts import Envelope
 from contracts.order import OrderFailed, OrderPaid, SoldLine
 from shopkit.db import Database, asyncpg_dsn
 from shopkit.outbox import envelope_for
-from shopkit.testing import Infra, create_database, unique_name
+from shopkit.testing import Infra, create_database, database_refusing, unique_name
 
 SERVICE_DIR = Path(__file__).resolve().parents[1]
 
@@ -108,3 +110,58 @@ async def test_a_failing_event_is_dead_lettered_alone_and_the_rest_of_its_batch_
     finally:
         await conn.close()
     assert (outcome, dead) == ("dead-lettered", 1)
+
+
+async def dead_letters(database_url: str) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        return await conn.fetch("SELECT * FROM dead_letters ORDER BY dead_at")
+    finally:
+        await conn.close()
+
+
+async def test_a_dead_letter_says_where_its_record_was(scratch: Settings) -> None:
+    poison = envelope_for(paid("y" * 150, 1))  # refused by the database, every time
+    fast = scratch.model_copy(update={"consumer_max_attempts": 2})
+    db = Database(fast.database_url, pool_size=1)
+    try:
+        topic, value = record(poison)
+        await consumer.process([Record(topic, value, 3, 42)], db=db, settings=fast)
+    finally:
+        await db.dispose()
+    letter = next(
+        r for r in await dead_letters(fast.database_url) if r["message_id"] == poison.message_id
+    )
+    assert (letter["partition"], letter["offset"], letter["attempts"]) == (3, 42, 2)
+    assert letter["topic"] == "order.events"
+
+
+def test_an_event_from_a_newer_producer_with_fields_it_does_not_know_is_read() -> None:
+    event = paid("newer-producer", 2)
+    body = orjson.loads(orjson.dumps(envelope_for(event).model_dump(mode="json")))
+    body["payload"]["coupon_campaign"] = "spring"
+    body["payload"]["lines"][0]["warehouse"] = "east"
+    delivery = consumer.decode("order.events", orjson.dumps(body))
+    assert delivery is not None and delivery.message == event
+
+
+async def test_a_database_outage_is_waited_out_not_dead_lettered(
+    scratch: Settings, infra: Infra
+) -> None:
+    """The batch fails while the database refuses connections, and is applied once it is back."""
+    event = envelope_for(paid("through-the-outage", 4))
+    db = Database(scratch.database_url, pool_size=1)
+    try:
+        async with database_refusing(infra.pg_admin_url, scratch.database_url):
+            applying = asyncio.create_task(
+                consumer.process([record(event)], db=db, settings=scratch)
+            )
+            await asyncio.sleep(1.5)
+            assert not applying.done()
+        assert await asyncio.wait_for(applying, timeout=15) == 1
+    finally:
+        await db.dispose()
+    assert await sold(scratch.database_url, "through-the-outage") == 4
+    assert not [
+        r for r in await dead_letters(scratch.database_url) if r["message_id"] == event.message_id
+    ]

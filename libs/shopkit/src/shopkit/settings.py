@@ -22,6 +22,30 @@ class ServiceSettings(BaseSettings):
     consumer_batch_size: int = Field(default=100, ge=1, le=1000)
     # Handled offsets are committed together at most this often (see messaging.OffsetCommitter).
     consumer_commit_interval_ms: int = Field(default=200, ge=0, le=10_000)
+    # Transient failures (database or broker away or busy) are waited out, never dead-lettered:
+    # waits start at `consumer_retry_first_s` and double up to `consumer_retry_max_s`. A poll
+    # still waiting after `consumer_repoll_after_s` is handed back (sought back and polled
+    # again), so the consumer calls poll well within aiokafka's max_poll_interval_ms (300 s)
+    # and keeps its partitions however long the outage lasts.
+    consumer_retry_first_s: float = Field(default=0.1, gt=0)
+    consumer_retry_max_s: float = Field(default=5.0, gt=0)
+    consumer_repoll_after_s: float = Field(default=60.0, gt=0, le=240)
+    # Every database connection (pools and the relay's): connecting gives up after the first
+    # (asyncpg waits 60 s by default); a pooled connection lent for longer than the second (a
+    # transaction, or a statement outside one) is terminated, as is any one relay statement,
+    # so a half-open connection fails instead of hanging. The server drops a session whose client
+    # vanished (TCP keepalives, `db_keepalive_s` idle then 3 probes that far apart) and ends a
+    # transaction left idle longer than `db_idle_in_transaction_s`, releasing its locks.
+    db_connect_timeout_s: float = Field(default=5.0, gt=0)
+    db_command_timeout_s: float = Field(default=30.0, gt=0)
+    db_keepalive_s: int = Field(default=10, ge=1)
+    db_idle_in_transaction_s: float = Field(default=60.0, gt=0)
+    # The outbox relay: how long it waits for Kafka's acknowledgements of one batch (then it
+    # rebuilds its producer and sends the rows again), and for a producer to start.
+    relay_ack_timeout_s: float = Field(default=30.0, gt=0)
+    # /ready answers within this, and is false while the oldest unsent outbox row is older.
+    ready_timeout_s: float = Field(default=2.0, gt=0)
+    ready_max_outbox_age_s: float = Field(default=60.0, gt=0)
     jwt_secret: str = "dev-only-secret-change-me-0123456789abcdef"
     jwt_issuer: str = "shop"
     jwt_audience: str = "shop-api"

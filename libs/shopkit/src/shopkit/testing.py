@@ -296,3 +296,43 @@ class KafkaProbe:
 @pytest.fixture(scope="session")
 def kafka(infra: Infra, kafka_namespace: str) -> KafkaProbe:
     return KafkaProbe(infra.kafka_bootstrap, kafka_namespace)
+
+
+@asynccontextmanager
+async def database_refusing(admin_url: str, database_url: str) -> AsyncIterator[None]:
+    """For the block, the database of `database_url` is away for real, as during a restart but
+    without touching the server others share: it refuses new connections (ALLOW_CONNECTIONS
+    false) and every open one is terminated, again and again until the block ends."""
+    name = database_url.rsplit("/", 1)[1].split("?", 1)[0]
+    admin = await asyncpg.connect(admin_url)
+    await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+
+    async def terminate() -> None:
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = $1 AND pid <> pg_backend_pid()",
+            name,
+        )
+
+    async def keep_terminating() -> None:
+        while True:
+            await asyncio.sleep(0.2)
+            await terminate()
+
+    await terminate()
+    # Gone for real (a terminated backend exits a moment after the signal) before the block runs.
+    await poll(
+        lambda: admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE datname = $1", name),
+        until=lambda n: n == 0,
+        timeout=5,
+        interval=0.02,
+        message=f"connections to {name} terminated",
+    )
+    terminating = asyncio.create_task(keep_terminating())
+    try:
+        yield
+    finally:
+        terminating.cancel()
+        await asyncio.gather(terminating, return_exceptions=True)
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        await admin.close()
