@@ -343,9 +343,7 @@ class Consumer:
         async def in_order(chain: list[tuple[Polled, Envelope, Message, Handler]]) -> None:
             for item, envelope, message, handler in chain:
                 with correlated(envelope):
-                    await self._handle(
-                        db, settings, item.topic, envelope, message, handler, item.body
-                    )
+                    await self._handle(db, settings, item, envelope, message, handler)
 
         await asyncio.gather(*(in_order(chain) for chain in by_key.values()))
 
@@ -358,7 +356,14 @@ class Consumer:
             envelope = Envelope.model_validate(item.body)
         except ValidationError as exc:
             await dead_letter(
-                db, consumer=self.name, topic=item.topic, envelope=None, body=item.body, error=exc
+                db,
+                consumer=self.name,
+                topic=item.topic,
+                envelope=None,
+                body=item.body,
+                error=exc,
+                partition=item.record.partition,
+                offset=item.record.offset,
             )
             return None
         entry = self.handlers.get(envelope.type)
@@ -375,6 +380,8 @@ class Consumer:
                 envelope=envelope,
                 body=item.body,
                 error=exc,
+                partition=item.record.partition,
+                offset=item.record.offset,
             )
             return None
         return envelope, message, handler
@@ -383,11 +390,10 @@ class Consumer:
         self,
         db: Database,
         settings: ServiceSettings,
-        topic: str,
+        item: "Polled",
         envelope: Envelope,
         message: Message,
         handler: Handler,
-        body: dict[str, Any],
     ) -> None:
         error: Exception | None = None
         for attempt in range(1, settings.consumer_max_attempts + 1):
@@ -412,7 +418,15 @@ class Consumer:
                 await asyncio.sleep(min(0.05 * 2**attempt, 2.0))
         assert error is not None
         await dead_letter(
-            db, consumer=self.name, topic=topic, envelope=envelope, body=body, error=error
+            db,
+            consumer=self.name,
+            topic=item.topic,
+            envelope=envelope,
+            body=item.body,
+            error=error,
+            attempts=settings.consumer_max_attempts,
+            partition=item.record.partition,
+            offset=item.record.offset,
         )
 
 
