@@ -12,10 +12,12 @@ import httpx
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from contracts import Envelope
 from contracts.wallet import BalanceCharged
+from shopkit import dlq
 from shopkit.app import create_app
 from shopkit.auth import issue_token
 from shopkit.db import Database, kit_metadata
@@ -60,6 +62,7 @@ class Shop:
     `broken` until they are repaired; `bystander` applies everything (another group that
     must not apply a redriven message again)."""
 
+    app: FastAPI
     client: httpx.AsyncClient
     db: Database
     broken: set[str] = field(default_factory=set)
@@ -132,7 +135,7 @@ async def running_shop(db: Database, settings: ServiceSettings) -> AsyncIterator
 
     app: FastAPI = create_app(settings, title="kit dlq", routers=[], consumers=[fragile, bystander])
     async with serve(app) as client:
-        yield Shop(client=client, db=db, broken=broken)
+        yield Shop(app=app, client=client, db=db, broken=broken)
 
 
 ADMIN = "admin-7"
@@ -322,3 +325,83 @@ async def test_redrive_all_sends_back_every_dead_letter_of_the_service(
         )
         for poison in poisons:
             assert await shop.effects("kit-dlq-fragile", poison.message_id) == 1
+
+
+def gateway(service_app: FastAPI, settings: ServiceSettings, password: str) -> ASGIApp:
+    """The gateway's part the CLI relies on: the wallet's login, and /api/ops/order/... passed
+    to the service as /ops/... (as nginx does)."""
+    wallet = FastAPI()
+
+    @wallet.post("/api/auth/login")
+    async def login(body: dict[str, str]) -> dict[str, str]:
+        if body != {"email": "admin@shop.local", "password": password}:
+            raise HTTPException(401)
+        return {"access_token": issue_token(settings, user_id=ADMIN, role="admin")}
+
+    async def route(scope: Scope, receive: Receive, send: Send) -> None:
+        prefix = "/api/ops/order/"
+        if scope["type"] == "http" and scope["path"].startswith(prefix):
+            path = "/ops/" + scope["path"].removeprefix(prefix)
+            await service_app({**scope, "path": path, "raw_path": path.encode()}, receive, send)
+        else:
+            await wallet(scope, receive, send)
+
+    return route
+
+
+def json_of(out: str) -> Any:
+    """The JSON the CLI printed, among the service's log lines."""
+    start = out.index("{\n")
+    return orjson.loads(out[start : out.index("\n}", start) + 2])
+
+
+async def test_the_cli_lists_shows_and_redrives_over_the_admin_api(
+    db: Database,
+    settings: ServiceSettings,
+    kafka: KafkaProbe,
+    admin: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    user_id = str(uuid.uuid4())
+    monkeypatch.setenv("SHOP_ADMIN_PASSWORD", "cli-password")
+    async with running_shop(db, settings) as shop:
+        shop.broken.add(user_id)
+        poison = await kafka.publish(charged(user_id))
+        letter = await shop.letter_of(admin, poison)
+        transport = httpx.ASGITransport(app=gateway(shop.app, settings, "cli-password"))
+
+        async def cli(*argv: str) -> tuple[int, str]:
+            status = await dlq.run([*argv, "--url", "http://gateway"], transport=transport)
+            out, err = capsys.readouterr()
+            return status, out if status == 0 else err
+
+        status, table = await cli("list", "--service", "order")
+        assert status == 0, table
+        lines = table.splitlines()  # the service's own log lines go to stdout as well
+        start = next(i for i, line in enumerate(lines) if line.startswith("service"))
+        header, *rows = lines[start:]
+        assert header.split()[:4] == ["service", "id", "dead_at", "topic"]
+        (row,) = [line for line in rows if letter["id"] in line]
+        assert row.split()[0] == "order" and TOPIC in row and "BalanceCharged" in row
+
+        status, shown = await cli("show", letter["id"], "--service", "order")
+        assert status == 0
+        assert json_of(shown)["status"] == "DEAD"
+        assert json_of(shown)["payload"]["message_id"] == str(poison.message_id)
+
+        shop.broken.discard(user_id)
+        status, redriven = await cli("redrive", letter["id"], "--service", "order")
+        assert status == 0 and json_of(redriven)["status"] == "REDRIVING"
+        await poll(
+            lambda: shop.effects("kit-dlq-fragile", poison.message_id), until=lambda n: n == 1
+        )
+        status, refused = await cli("redrive", letter["id"], "--service", "order")
+        assert status == 1 and "DEAD_LETTER_NOT_DEAD" in refused  # a second redrive: nothing
+
+        status, answer = await cli("redrive", "--all", "--service", "order")
+        assert status == 0 and json_of(answer)["redriven"] == 0
+
+        monkeypatch.setenv("SHOP_ADMIN_PASSWORD", "wrong")
+        status, refused = await cli("list", "--service", "order")
+        assert status == 1 and "401" in refused

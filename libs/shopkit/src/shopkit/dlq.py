@@ -47,9 +47,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 async def run(
-    argv: list[str], *, transport: httpx.AsyncBaseTransport | None = None, out: TextIO = sys.stdout
+    argv: list[str], *, transport: httpx.AsyncBaseTransport | None = None, out: TextIO | None = None
 ) -> int:
     """Run one command; the exit status (0 done, 1 refused or not found)."""
+    out = out or sys.stdout
     args = parser().parse_args(argv)
     if args.command == "redrive" and bool(args.all) == bool(args.id):
         print("redrive takes either an ID or --all --service S", file=sys.stderr)
