@@ -5,6 +5,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -21,7 +22,9 @@ from shopkit import dlq
 from shopkit.app import create_app
 from shopkit.auth import issue_token
 from shopkit.db import Database, kit_metadata
+from shopkit.dead_letters import dead_letter
 from shopkit.messaging import Consumer
+from shopkit.outbox import envelope_for
 from shopkit.settings import ServiceSettings
 from shopkit.testing import _CREATED, Infra, KafkaProbe, poll, serve, unique_name
 
@@ -405,3 +408,67 @@ async def test_the_cli_lists_shows_and_redrives_over_the_admin_api(
         monkeypatch.setenv("SHOP_ADMIN_PASSWORD", "wrong")
         status, refused = await cli("list", "--service", "order")
         assert status == 1 and "401" in refused
+
+
+async def test_letters_that_cannot_be_redriven_say_why_and_pages_follow_the_cursor(
+    db: Database, settings: ServiceSettings, admin: dict[str, str]
+) -> None:
+    consumer = f"kit-dlq-odd-{uuid.uuid4().hex[:6]}"
+    # A record that is no envelope at all, delivered twice: one letter, by its position.
+    for _ in range(2):
+        await dead_letter(
+            db,
+            consumer=consumer,
+            topic=TOPIC,
+            envelope=None,
+            body={"undecodable": "%%%"},
+            error=ValueError("not an envelope"),
+            partition=3,
+            offset=41,
+        )
+    old = charged(str(uuid.uuid4()))
+    stale = envelope_for(old).model_copy(
+        update={"occurred_at": datetime.now(UTC) - timedelta(days=settings.inbox_retention_days)}
+    )
+    await dead_letter(
+        db,
+        consumer=consumer,
+        topic=TOPIC,
+        envelope=stale,
+        body=stale.model_dump(mode="json"),
+        error=ValueError("broken"),
+    )
+    app = create_app(settings, title="kit dlq", routers=[])
+    async with serve(app) as client:
+        pages, cursor = [], None
+        while True:
+            page = await client.get(
+                "/ops/dead-letters",
+                params={"limit": 1} | ({"cursor": cursor} if cursor else {}),
+                headers=admin,
+            )
+            pages.append(page.json()["items"])
+            cursor = page.json()["next_cursor"]
+            if cursor is None:
+                break
+        assert all(len(items) == 1 for items in pages)
+        listed = [items[0] for items in pages]
+        assert [one["dead_at"] for one in listed] == sorted(one["dead_at"] for one in listed)
+        mine = [one for one in listed if one["topic"] == TOPIC and one["key"] in (None, stale.key)]
+        unreadable = [one for one in mine if one["key"] is None and one["offset"] == 41]
+        assert len(unreadable) == 1
+
+        refused = await client.post(
+            f"/ops/dead-letters/{unreadable[0]['id']}/redrive", headers=admin
+        )
+        assert (refused.status_code, refused.json()["code"]) == (409, "DEAD_LETTER_NOT_REDRIVABLE")
+        (too_old,) = [one for one in mine if one["key"] == stale.key]
+        refused = await client.post(f"/ops/dead-letters/{too_old['id']}/redrive", headers=admin)
+        assert (refused.status_code, refused.json()["code"]) == (409, "DEAD_LETTER_TOO_OLD")
+
+        everything = await client.post("/ops/dead-letters/redrive", headers=admin)
+        skipped = {one["id"]: one["code"] for one in everything.json()["skipped"]}
+        assert skipped[unreadable[0]["id"]] == "DEAD_LETTER_NOT_REDRIVABLE"
+        assert skipped[too_old["id"]] == "DEAD_LETTER_TOO_OLD"
+        still = await client.get(f"/ops/dead-letters/{too_old['id']}", headers=admin)
+        assert still.json()["status"] == "DEAD"

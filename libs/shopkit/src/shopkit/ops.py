@@ -62,23 +62,32 @@ class RedriveAllOut(BaseModel):
     skipped: list[Skipped]
 
 
-def _problem(status: int, code: str, detail: str) -> dict[str, Any]:
-    return {
-        "description": detail,
-        "content": {
-            "application/problem+json": {
-                "example": {"status": status, "code": code, "title": code, "detail": detail}
+def _problem(status: int, description: str, **details: str) -> dict[str, Any]:
+    """An OpenAPI response of problem+json, one example per code (`CODE="detail"`)."""
+    examples = {
+        code: {
+            "value": {
+                "type": f"https://shop.local/problems/{code.lower().replace('_', '-')}",
+                "title": code.replace("_", " ").capitalize(),
+                "status": status,
+                "code": code,
+                "detail": detail,
             }
-        },
+        }
+        for code, detail in details.items()
+    }
+    return {
+        "description": description,
+        "content": {"application/problem+json": {"examples": examples}},
     }
 
 
 _ADMIN_ONLY: dict[int | str, dict[str, Any]] = {
-    401: _problem(401, "UNAUTHORIZED", "no or bad bearer token"),
-    403: _problem(403, "FORBIDDEN", "admin only"),
+    401: _problem(401, "no or bad bearer token", UNAUTHORIZED="missing bearer token"),
+    403: _problem(403, "not an admin", FORBIDDEN="admin only"),
 }
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: _problem(404, "DEAD_LETTER_NOT_FOUND", "no dead letter with this id")
+    404: _problem(404, "no such letter", DEAD_LETTER_NOT_FOUND="no dead letter with this id")
 }
 
 
@@ -175,10 +184,11 @@ async def redrive_all_dead_letters(request: Request, principal: AdminPrincipal) 
         **_NOT_FOUND,
         409: _problem(
             409,
-            "DEAD_LETTER_NOT_DEAD",
-            "not DEAD: redriven already (a second redrive does nothing); also"
-            " DEAD_LETTER_NOT_REDRIVABLE (the record was not an envelope) and DEAD_LETTER_TOO_OLD"
-            " (older than the inbox retention less a day)",
+            "not redriven: a second redrive does nothing",
+            DEAD_LETTER_NOT_DEAD="this letter is REDRIVING: it was redriven already",
+            DEAD_LETTER_NOT_REDRIVABLE="the record was not a message envelope at all",
+            DEAD_LETTER_TOO_OLD="its message is older than 13 days: other consumers of the"
+            " topic no longer remember it and would apply it again",
         ),
     },
 )
