@@ -51,7 +51,10 @@ async def ensure_topics(bootstrap: str, namespace: str = "", *, attempts: int = 
                 if name in existing
             ]
             if present:  # topics made before their retention was set here
-                await admin.alter_configs(present)
+                for response in await admin.alter_configs(present):
+                    refused = [r for r in response.resources if r[0] != 0]
+                    if refused:
+                        raise RuntimeError(f"topic configuration refused: {refused}")
             if missing:
                 try:
                     await admin.create_topics(missing)
