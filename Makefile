@@ -5,7 +5,7 @@ RUN := $(UV) run --frozen
 PYTEST_ARGS ?=
 
 .PHONY: help install dev test test-unit test-e2e lint fmt typecheck infra-up infra-down \
-        infra-status migrate up down bench bench-orders clean asyncapi docs analytics-rebuild
+        infra-status migrate up down bench bench-orders clean asyncapi docs analytics-rebuild dlq
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -60,6 +60,10 @@ docs: asyncapi  ## regenerate docs/generated (ERDs, topic map, saga state machin
 
 asyncapi:  ## regenerate services/*/asyncapi.json from the code (commit the diff)
 	@$(RUN) python scripts/asyncapi.py
+
+ARGS ?= list
+dlq:  ## dead letters through the gateway: make dlq ARGS="list --service order" (see docs/operations.md)
+	@$(RUN) python -m shopkit.dlq $(ARGS)
 
 ANALYTICS_DB ?= analytics
 PG_URL = postgresql+asyncpg://$${SHOP_PG_USER:-postgres}:$${SHOP_PG_PASSWORD:-postgres}@127.0.0.1:$${SHOP_PG_PORT:-5432}

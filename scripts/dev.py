@@ -137,6 +137,7 @@ def banner() -> None:
     OpenAPI docs      """
         + "  ".join(f"{s.name}: http://127.0.0.1:{port_of(s)}/docs" for s in SERVICES)
         + f"""
+    Dead letters      make dlq   ({GATEWAY}/api/ops/<service>/dead-letters, admin)
     Logs              {LOCAL / "logs"}/<service>.log
     Kafka             {KAFKA}      PostgreSQL  postgresql://{PG}/<service>
   Ctrl-C stops everything this run started; data stays in {LOCAL}.

@@ -1,7 +1,7 @@
 """The batch consumer's own rules, on the real database: dedup inside a batch, poison isolation."""
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -14,6 +14,7 @@ from analytics.settings import Settings
 from contracts import Envelope
 from contracts.order import OrderFailed, OrderPaid, SoldLine
 from shopkit.db import Database, asyncpg_dsn
+from shopkit.dead_letters import redrive
 from shopkit.outbox import envelope_for
 from shopkit.testing import Infra, create_database, database_refusing, unique_name
 
@@ -165,3 +166,36 @@ async def test_a_database_outage_is_waited_out_not_dead_lettered(
     assert not [
         r for r in await dead_letters(scratch.database_url) if r["message_id"] == event.message_id
     ]
+
+
+async def test_a_redriven_dead_letter_is_applied_once_after_the_fix(scratch: Settings) -> None:
+    settings = scratch.model_copy(update={"consumer_max_attempts": 2})
+    event = envelope_for(paid("redriven-product", 4))
+    conn = await asyncpg.connect(asyncpg_dsn(settings.database_url))
+    db = Database(settings.database_url, pool_size=1)
+    try:
+        # A fault only this product meets, until the operator repairs it.
+        await conn.execute(
+            "ALTER TABLE product_daily_sales ADD CONSTRAINT broken"
+            " CHECK (product_id <> 'redriven-product')"
+        )
+        assert await consumer.process([record(event)], db=db, settings=settings) == 0
+        letter = await conn.fetchval(
+            "SELECT id FROM dead_letters WHERE message_id = $1 AND status = 'DEAD'",
+            event.message_id,
+        )
+        assert letter is not None
+        await conn.execute("ALTER TABLE product_daily_sales DROP CONSTRAINT broken")
+
+        await redrive(
+            db, letter_id=letter, by="admin", now=datetime.now(UTC), window=timedelta(days=13)
+        )
+        # The redriven copy arrives (twice: a redelivery of it is skipped as any other).
+        applied = await consumer.process([record(event)], db=db, settings=settings)
+        again = await consumer.process([record(event)], db=db, settings=settings)
+        status = await conn.fetchval("SELECT status FROM dead_letters WHERE id = $1", letter)
+    finally:
+        await db.dispose()
+        await conn.close()
+    assert (applied, again, status) == (1, 0, "REDRIVEN")
+    assert await sold(settings.database_url, "redriven-product") == 4

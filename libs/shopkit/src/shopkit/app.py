@@ -21,7 +21,9 @@ from shopkit.db import Database, Timeouts
 from shopkit.errors import RETRY_AFTER_S, install_error_handlers, problem_response
 from shopkit.logs import configure_logging, correlation_id
 from shopkit.messaging import ConsumerGroup
+from shopkit.ops import router as ops_router
 from shopkit.outbox import OutboxRelay
+from shopkit.retention import prune_old_rows
 from shopkit.settings import ServiceSettings
 
 log = logging.getLogger("shopkit.app")
@@ -105,7 +107,8 @@ def create_app(
         await relay.start()
         if consumers:
             await broker.start()
-        tasks = [asyncio.create_task(job(app), name=job.__name__) for job in background]
+        jobs = (*background, prune_old_rows)
+        tasks = [asyncio.create_task(job(app), name=job.__name__) for job in jobs]
         tune_garbage_collector(settings.gc_threshold)
         log.info("started", extra={"fields": {"consumers": [c.name for c in consumers]}})
         try:
@@ -128,6 +131,7 @@ def create_app(
     app.add_middleware(CorrelationMiddleware)
     install_error_handlers(app)
     app.include_router(health_router())
+    app.include_router(ops_router)
     for router in routers:
         app.include_router(router)
     return app

@@ -60,6 +60,13 @@ class ServiceSettings(BaseSettings):
     # Objects alive at start-up are frozen out of collection (see shopkit.app).
     gc_threshold: int = Field(default=10_000, ge=100)
     timezone: str = "Asia/Seoul"
+    # Pruning (shopkit.retention). The inbox must remember a message longer than Kafka can
+    # deliver it again (topics keep records <= 8 days, see kafka_admin; docs/operations.md).
+    inbox_retention_days: int = Field(default=14, ge=1)
+    # A client retries a request within minutes; a day later the same key is a new request.
+    idempotency_retention_hours: int = Field(default=24, ge=1)
+    retention_interval_seconds: float = Field(default=600.0, gt=0)
+    retention_batch_size: int = Field(default=1000, ge=1, le=100_000)
 
     def topic(self, name: str) -> str:
         return f"{self.kafka_namespace}{name}"
