@@ -10,10 +10,10 @@ import asyncpg
 import httpx
 
 from contracts.catalog import StockReleased
-from contracts.wallet import WalletDebitFailed
+from contracts.wallet import WalletDebited, WalletDebitFailed, WalletRefunded
 from order import service
 from order.provider import PaymentProvider, Results, handle_one
-from order.saga import PaymentTimedOut
+from order.saga import PaymentApproved, PaymentsCancelled, PaymentTimedOut
 from order.settings import Settings
 from shopkit.clock import system_clock
 from shopkit.db import Database
@@ -254,3 +254,70 @@ async def test_a_corrupt_row_is_parked_by_the_payment_claim_and_by_replies(
         )
     assert (await parked_row(own_db, sound))["step"] == "DEBITING"
     assert (await parked_row(own_db, broken))["parked_at"] is not None
+
+
+async def test_a_parked_step_that_moves_on_without_changing_step_gets_its_deadline_back(
+    settings: Settings, own_db: Database
+) -> None:
+    """A cancel refunding two debits parks; one late refund reply unparks it (the step stays
+    CANCEL_REFUNDING), and its remaining refund is re-sent again on deadlines."""
+    now = system_clock()
+    oid = await put_in_paying(own_db, settings)
+    user = (await service.read_order(own_db, order_id=oid)).user_id  # type: ignore[union-attr]
+    async with own_db.raw_transaction() as conn:
+        await service.apply_events(
+            conn, settings=settings, events=[(oid, PaymentApproved("pay-1"), None)], now=now
+        )
+    await service.request_modify(
+        own_db,
+        settings=settings,
+        order_id=oid,
+        user_id=user,
+        is_admin=False,
+        items=[("p1", 3)],
+        now=now,
+    )
+    more = reserved(oid, qty=1).model_copy(update={"operation_id": f"{oid}:modify:1:stock"})
+    debit = WalletDebited(
+        order_id=oid,
+        operation_id=f"{oid}:modify:1:debit",
+        user_id=user,
+        amount=10_000,
+        balance=0,
+        transaction_id=str(uuid.uuid4()),
+    )
+    for event in (more, debit):
+        async with own_db.raw_transaction() as conn:
+            await service.apply_events(
+                conn, settings=settings, events=[(oid, event, None)], now=now
+            )
+    await service.request_cancel(
+        own_db, settings=settings, order_id=oid, user_id=user, is_admin=False, now=now
+    )
+    async with own_db.raw_transaction() as conn:
+        await service.apply_events(
+            conn, settings=settings, events=[(oid, PaymentsCancelled(("pay-1",)), None)], now=now
+        )
+    assert (await parked_row(own_db, oid))["step"] == "CANCEL_REFUNDING"
+    for minutes in (1, 2):  # one re-send, then parked
+        later = now + timedelta(minutes=minutes)
+        assert await service.run_deadlines(own_db, settings=settings, now=later) == 1
+    row = await parked_row(own_db, oid)
+    assert (row["status"], row["deadline"]) == ("PAID", None) and row["parked_at"] is not None
+
+    refund = WalletRefunded(
+        order_id=oid,
+        operation_id=f"{oid}:cancel:refund:0",
+        user_id=user,
+        amount=20_000,
+        balance=20_000,
+        transaction_id=str(uuid.uuid4()),
+    )
+    async with own_db.raw_transaction() as conn:
+        await service.apply_events(conn, settings=settings, events=[(oid, refund, None)], now=later)
+    row = await parked_row(own_db, oid)
+    assert row["step"] == "CANCEL_REFUNDING" and row["parked_at"] is None
+    assert row["deadline"] is not None
+    far = later + timedelta(minutes=5)
+    assert await service.run_deadlines(own_db, settings=settings, now=far) == 1
+    assert (await history_events(own_db, oid))[-1] == "CommandResent"

@@ -293,7 +293,9 @@ class _Changes:
             saga.operation,
             now,
         )
-        if before is None or saga.step != before.step:
+        # No deadline on a step in flight: it was parked and has just moved on (a late reply).
+        unparked = row.deadline is None and saga.step != "DONE"
+        if before is None or saga.step != before.step or unparked:
             _schedule(row, saga, settings=settings, now=now)
             if saga.step == "VOIDING_PAYMENT":
                 self.checks[row.id] = now + timedelta(seconds=settings.reconcile_delay_seconds)
