@@ -217,14 +217,18 @@ async def test_a_corrupt_row_is_parked_by_the_payment_claim_and_by_replies(
     settings: Settings, own_db: Database
 ) -> None:
     now = system_clock()
-    good, corrupt = [await put_in_paying(own_db, settings) for _ in range(2)]
+    good, corrupt, stuck = [await put_in_paying(own_db, settings) for _ in range(3)]
     async with own_db.autocommit() as conn:
         await conn.execute("UPDATE orders SET saga = '[]' WHERE id = $1", corrupt)
+        await conn.execute(
+            "UPDATE orders SET saga = jsonb_set(saga, '{step}', '\"DONE\"') WHERE id = $1", stuck
+        )
     claimed = await service.claim_provider_work(
         own_db, lease_seconds=30, now=system_clock(), limit=10
     )
     assert [c[0] for c in claimed] == [good]
     assert "ValidationError" in (await parked_row(own_db, corrupt))["last_error"]
+    assert "SagaStuck" in (await parked_row(own_db, stuck))["last_error"]
 
     # Replies for a broken saga and a sound one, in one transaction: the sound one moves on.
     placed = []

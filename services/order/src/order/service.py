@@ -498,11 +498,15 @@ async def claim_provider_work(
         )
         claimed = []
         for r in rows:
-            try:
-                claimed.append((r["id"], r["step"], SAGA.validate_python(r["saga"]), r["attempts"]))
-            except ValueError as exc:  # a saga that cannot be loaded holds no one else back
-                log.error("saga cannot be loaded; parked", extra={"fields": {"order_id": r["id"]}})
+            try:  # a saga that cannot be loaded, or is not at its row's step, holds no one back
+                saga = SAGA.validate_python(r["saga"])
+                if saga.step != r["step"]:
+                    raise SagaStuck(f"the saga is at {saga.step}, its row at {r['step']}")
+            except (ValueError, SagaStuck) as exc:
+                log.error("saga cannot be driven; parked", extra={"fields": {"order_id": r["id"]}})
                 await parking.park(conn, order_id=r["id"], error=parking.describe(exc), now=now)
+            else:
+                claimed.append((r["id"], r["step"], saga, r["attempts"]))
         return claimed
 
 
