@@ -27,6 +27,7 @@ from shopkit.clock import system_clock
 from shopkit.db import Database
 from shopkit.testing import Infra, KafkaProbe, create_database, poll, unique_name
 
+from .conftest import headers_for
 from .test_order_saga import place, reserved, status_of
 from .test_parking import history_events
 from .test_payment_worker import put_in_paying
@@ -93,6 +94,9 @@ async def test_a_full_coupon_pays_the_order_without_wallet_or_provider(
     history = (await order.get(f"/api/orders/{oid}/history", headers=_admin(settings))).json()
     events = [h["event"] for h in history]
     assert "PaymentSkipped" in events and "PaymentApproved" not in events
+    mine = await order.get(f"/api/users/{user}/orders", headers=headers_for(settings, user))
+    assert mine.status_code == 200, mine.text
+    assert [(o["id"], o["total"]) for o in mine.json()["items"]] == [(oid, 0)]
 
 
 def _admin(settings: Settings) -> dict[str, str]:

@@ -542,7 +542,8 @@ async def list_orders(
 ) -> tuple[list[OrderRow], str | None]:
     """A page of the user's orders, newest first (ties by id)."""
     after = decode_cursor(cursor, size=2)
-    query = select(ORDERS).where(ORDERS.c.user_id == user_id)
+    columns = [ORDERS.c[name] for name in _COLUMNS.split(", ")]  # an OrderRow's, no more
+    query = select(*columns).where(ORDERS.c.user_id == user_id)
     if after is not None:
         try:
             at = datetime.fromisoformat(str(after[0]))
