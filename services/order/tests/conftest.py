@@ -56,6 +56,7 @@ def settings(infra: Infra, kafka_namespace: str, order_db: str) -> Settings:
         payment_url="http://127.0.0.1:9",
         step_timeout_seconds=3.0,
         max_step_attempts=2,
+        max_compensation_attempts=2,
         scan_interval_seconds=0.2,
         log_json=False,
     )

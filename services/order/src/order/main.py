@@ -9,10 +9,11 @@ from contracts.catalog import CommitStock, ReleaseStock, ReserveStock, ReturnSto
 from contracts.coupon import ReleaseCoupon, ReserveCoupon
 from contracts.order import OrderCancelled, OrderFailed, OrderModified, OrderPaid
 from contracts.wallet import DebitWallet, RefundWallet
-from order import service
+from order import ops, service
 from order.api import router
 from order.handlers import make_consumer
 from order.provider import payment_worker
+from order.reconcile import reconciler
 from order.settings import Settings
 from order.waiting import Waiters, listen
 from shopkit.app import create_app
@@ -60,10 +61,10 @@ def build_app(settings: Settings | None = None, *, clock: Clock = system_clock) 
     return create_app(
         settings,
         title="Shop orders",
-        routers=[router],
+        routers=[router, ops.router],
         consumers=[make_consumer(settings, clock)],
         publishes=PUBLISHES,
         on_startup=[prepare],
-        background=[listen, deadline_scanner, payment_worker],
+        background=[listen, deadline_scanner, payment_worker, reconciler],
         clock=clock,
     )
