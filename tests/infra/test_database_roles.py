@@ -7,6 +7,7 @@ local stack and hands over databases an older run made while every service was t
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -170,3 +171,18 @@ async def test_postgres_sh_hands_a_database_of_an_older_run_to_its_role(
         await server.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await server.execute(f'DROP ROLE IF EXISTS "{role}"')
         await server.close()
+
+
+def test_compose_connects_every_service_as_its_role_with_a_required_password() -> None:
+    """docker-compose.yml: no service is the superuser, and each role's password must be set
+    (compose refuses to start naming the variable) for both the server and the service."""
+    compose = (ROOT / "docker-compose.yml").read_text()
+    assert "POSTGRES_PASSWORD: ${SHOP_PG_PASSWORD:?" in compose
+    urls = re.findall(r"SHOP_DATABASE_URL: (.+)$", compose, re.MULTILINE)
+    assert len(urls) == 6
+    for url in urls:
+        database = url.rsplit("/", 1)[1]
+        variable = f"SHOP_{database.upper()}_DB_PASSWORD"
+        required = "${" + variable + ":?"
+        assert url.startswith(f"postgresql+asyncpg://shop_{database}:{required}"), url
+        assert f"{variable}: {required}" in compose  # the server creates the role with it
