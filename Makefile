@@ -66,12 +66,13 @@ dlq:  ## dead letters through the gateway: make dlq ARGS="list --service order" 
 	@$(RUN) python -m shopkit.dlq $(ARGS)
 
 ANALYTICS_DB ?= analytics
-PG_URL = postgresql+asyncpg://$${SHOP_PG_USER:-postgres}:$${SHOP_PG_PASSWORD:-postgres}@127.0.0.1:$${SHOP_PG_PORT:-5432}
+# ANALYTICS_DB as its own role (shop_<ANALYTICS_DB>), which postgres.sh creates with the database
+PG_URL = $$(bash infra/local/postgres.sh url $(ANALYTICS_DB))
 
 analytics-rebuild: infra-up  ## replay order and catalog events into ANALYTICS_DB (stop analytics first)
 	@SHOP_PG_DATABASES=$(ANALYTICS_DB) bash infra/local/postgres.sh start
-	@cd services/analytics && SHOP_DATABASE_URL=$(PG_URL)/$(ANALYTICS_DB) $(RUN) alembic upgrade head
-	@SHOP_DATABASE_URL=$(PG_URL)/$(ANALYTICS_DB) $(RUN) python -m analytics.rebuild --truncate
+	@url=$(PG_URL) && cd services/analytics && SHOP_DATABASE_URL=$$url $(RUN) alembic upgrade head
+	@SHOP_DATABASE_URL=$(PG_URL) $(RUN) python -m analytics.rebuild --truncate
 
 up:  ## the whole shop with Docker Compose (machines with a Docker engine)
 	docker compose up -d --build

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 
 from shopkit.kafka_admin import ensure_topics
-from shopkit.stack import SERVICES, ServiceProcess, migrate, port_of
+from shopkit.stack import SERVICES, ServiceProcess, local_database_url, migrate, port_of
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCAL = Path(os.environ.get("SHOP_LOCAL_DIR", ROOT / ".local"))
@@ -49,7 +49,7 @@ def running(component: str) -> bool:
 def start_services() -> list[ServiceProcess]:
     processes = []
     for spec in SERVICES:
-        url = f"postgresql+asyncpg://{PG}/{spec.database}"
+        url = local_database_url(LOCAL, spec)  # the service's own role, not the superuser
         print(f"[dev] migrating {spec.name} ...", flush=True)
         migrate(ROOT, spec, url)
         process = ServiceProcess(
@@ -140,6 +140,7 @@ def banner() -> None:
     Dead letters      make dlq   ({GATEWAY}/api/ops/<service>/dead-letters, admin)
     Logs              {LOCAL / "logs"}/<service>.log
     Kafka             {KAFKA}      PostgreSQL  postgresql://{PG}/<service>
+    Database roles    shop_<database>, passwords in {LOCAL / "secrets"}/db-shop_<database>.password
   Ctrl-C stops everything this run started; data stays in {LOCAL}.
 """,
         flush=True,
@@ -171,6 +172,8 @@ def main() -> None:
     try:
         for component in ("postgres", "kafka"):
             start_infra(component, started_infra)
+        if infra("postgres", "databases") != 0:  # a server started before: roles may be missing
+            sys.exit("[dev] could not create the service databases and roles")
         asyncio.run(ensure_topics(KAFKA))
         processes = start_services()
         start_infra("gateway", started_infra)

@@ -4,11 +4,12 @@ Infrastructure is chosen in this order: SHOP_TEST_PG_ADMIN_URL / SHOP_TEST_KAFKA
 the environment; testcontainers when a Docker engine answers; otherwise the repo's own scripts
 under infra/local (which start Kafka and PostgreSQL on this machine, idempotently).
 Every session gets its own Kafka namespace (topic and group prefix) and every service its own
-fresh database, so runs never see each other's messages or rows.
+fresh database, owned by its own login role, so runs never see each other's messages or rows.
 """
 
 import asyncio
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -48,8 +49,13 @@ class Infra:
     pg_admin_url: str  # postgresql://user:pass@host:port/postgres
     kafka_bootstrap: str
 
-    def database_url(self, name: str, *, driver: str = "postgresql+asyncpg") -> str:
+    def database_url(
+        self, name: str, *, driver: str = "postgresql+asyncpg", role: tuple[str, str] | None = None
+    ) -> str:
+        """The URL of database `name`, as the admin or as `role` (user, password)."""
         base = self.pg_admin_url.rsplit("/", 1)[0].split("://", 1)[1]
+        if role is not None:
+            base = f"{role[0]}:{role[1]}@{base.rsplit('@', 1)[1]}"
         return f"{driver}://{base}/{name}"
 
 
@@ -147,6 +153,10 @@ def drop_test_databases() -> Iterator[None]:
             conn = await asyncpg.connect(admin_url)
             try:
                 await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                try:  # create_database's role; cleanup must never fail a green run
+                    await conn.execute(f'DROP ROLE IF EXISTS "{name}"')
+                except asyncpg.PostgresError as exc:
+                    print(f"[shopkit.testing] could not drop role {name}: {exc!r}")
             finally:
                 await conn.close()
 
@@ -155,15 +165,31 @@ def drop_test_databases() -> Iterator[None]:
 
 
 async def create_database(infra: Infra, service_dir: Path, name: str) -> str:
-    """A fresh database named `name` with the service's migrations applied; its asyncpg URL."""
+    """A fresh database named `name`, owned by a fresh login role of the same name (no other
+    rights, as in the local stack), with the service's migrations applied as that role; the
+    role's asyncpg URL."""
     _CREATED.append((infra.pg_admin_url, name))
+    password = secrets.token_hex(16)
     conn = await asyncpg.connect(infra.pg_admin_url)
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{name}"')
+        await conn.execute(f'DROP ROLE IF EXISTS "{name}"')
+        await conn.execute(
+            f"CREATE ROLE \"{name}\" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD '{password}'"
+        )
+        await conn.execute(f'CREATE DATABASE "{name}" OWNER "{name}"')
+        await conn.execute(f'REVOKE ALL ON DATABASE "{name}" FROM PUBLIC')
+        await conn.execute(f'GRANT CONNECT, TEMPORARY ON DATABASE "{name}" TO "{name}"')
     finally:
         await conn.close()
-    url = infra.database_url(name)
+    # PostgreSQL 15+ gives public to the database owner already; older servers need this.
+    conn = await asyncpg.connect(infra.database_url(name, driver="postgresql"))
+    try:
+        await conn.execute(f'ALTER SCHEMA public OWNER TO "{name}"')
+        await conn.execute("REVOKE ALL ON SCHEMA public FROM PUBLIC")
+    finally:
+        await conn.close()
+    url = infra.database_url(name, role=(name, password))
     env = {**os.environ, "SHOP_DATABASE_URL": url}
     alembic = Path(sys.executable).parent / "alembic"
     result = await asyncio.to_thread(
