@@ -22,7 +22,6 @@ class ServiceSettings(BaseSettings):
     consumer_batch_size: int = Field(default=100, ge=1, le=1000)
     # Handled offsets are committed together at most this often (see messaging.OffsetCommitter).
     consumer_commit_interval_ms: int = Field(default=200, ge=0, le=10_000)
-    jwt_secret: str = "dev-only-secret-change-me-0123456789abcdef"
     jwt_issuer: str = "shop"
     jwt_audience: str = "shop-api"
     jwt_ttl_seconds: int = 3600
@@ -36,6 +35,9 @@ class ServiceSettings(BaseSettings):
     # Objects alive at start-up are frozen out of collection (see shopkit.app).
     gc_threshold: int = Field(default=10_000, ge=100)
     timezone: str = "Asia/Seoul"
+    # The wallet's Ed25519 public keys (JSON list, base64url or PEM): tokens are verified with
+    # the one their `kid` names. Two during a rotation. No default: a service refuses to start.
+    jwt_public_keys: list[str] = []
 
     def topic(self, name: str) -> str:
         return f"{self.kafka_namespace}{name}"
