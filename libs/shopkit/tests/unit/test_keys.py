@@ -12,10 +12,12 @@ from shopkit.keys import (
     KeyRefused,
     b64url,
     check_secret,
-    generate_private_key as new_key,
     key_id,
     load_private_key,
     load_public_keys,
+)
+from shopkit.keys import (
+    generate_private_key as new_key,
 )
 
 OLD_DEFAULT = "dev-only-secret-change-me-0123456789abcdef"
