@@ -16,8 +16,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 # SHA-256 of every secret written in this repository, now or in its history: the HS256 key the
-# services once shared by default and the local stack's and tests' old fixed passwords.
-# tests/security/test_published_keys.py fails when another key-like string is committed.
+# services once shared by default, the local stack's and tests' old fixed passwords and secrets,
+# and RFC 8037's example Ed25519 key (its private half is in the RFC). tests/e2e/test_secrets.py
+# fails when another key-like string is committed and not refused.
 PUBLISHED = frozenset(
     {
         "bc586500685fe849de5194fa14effec739345b892b48f656221f22ed25cb38ef",
@@ -25,6 +26,10 @@ PUBLISHED = frozenset(
         "41bd876b085d6031cb0e04de35b88d77f83a4ba39f879fee40805ac19e356023",
         "7450a422c0b85ecb81d05ea243addf56ad5fa1e77948a21a59f3c3ec8c013260",
         "fac2c5a0c1246a6bb19d9df37f019917456c19a9964cd01004be9c4e0556f8bb",
+        "b8dfec35d4c808b0c5b0b66fa49fc47da9f632fec4e69d1599820ce48d3158f8",
+        "e3cacd5c2d931295a64f6c3bb3f6ea58c3a9b253b990e32c5abce43c2f94c564",
+        "190edf59d5736c3b3ea6bb36d57f5eb415a9b79f3201b381b8f3cb089135981f",
+        "f3705484ae9568320b5539fe6d4838e9fe0e003b72eac646c1b41dfb5cd866c4",
     }
 )
 

@@ -118,3 +118,12 @@ def test_published_passwords_are_refused_however_long() -> None:
 def test_a_random_secret_passes() -> None:
     value = base64.urlsafe_b64encode(bytes(range(40))).decode()
     assert check_secret(value, variable="V") == value
+
+
+def test_the_rfc_8037_example_key_is_refused() -> None:
+    """Its private half is printed in the RFC: anyone could sign with it."""
+    private = base64.urlsafe_b64decode("nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A=")
+    key = Ed25519PrivateKey.from_private_bytes(private)
+    public = b64url(key.public_key().public_bytes_raw())
+    assert "published" in refused(load_public_keys, [public], variable="V")
+    assert "published" in refused(load_private_key, b64url(private), variable="V")
