@@ -76,6 +76,8 @@ class Stack:
     ) -> None:
         self.client = client
         self.admin = admin
+        # The shop's credential at the payment provider, as the order service sends it.
+        self.merchant = {"X-Merchant-Key": session_keys().merchant_key}
         self.processes = processes
         self.namespace = namespace
         self.infra = infra

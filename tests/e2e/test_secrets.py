@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -100,7 +101,7 @@ async def test_a_service_with_a_repository_or_short_key_exits_with_a_clear_error
                 assert secret not in output.replace(json.dumps([secret]), ""), "key echoed"
 
 
-def compose() -> dict:  # type: ignore[type-arg]
+def compose() -> dict[str, Any]:
     return yaml.safe_load((repo_root() / "docker-compose.yml").read_text())
 
 

@@ -17,7 +17,7 @@ from payment_mock.models import Payment, ProviderBehavior
 from payment_mock.schemas import BehaviorIn, BehaviorOut, PaymentIn, PaymentOut
 from payment_mock.settings import Settings
 from shopkit.app import ClockDep, Db
-from shopkit.auth import AdminPrincipal, current_principal
+from shopkit.auth import AdminPrincipal, Credentials, admin_bearer, bearer, principal_of
 from shopkit.errors import VALIDATION_CODES, Problem
 from shopkit.pagination import Cursor, Limit, Page
 
@@ -41,7 +41,12 @@ async def get_payments(request: Request) -> service.Payments:
 
 
 # The merchant API's credential: the key the provider gave the shop, sent in its own header.
-merchant_key_header = APIKeyHeader(name="X-Merchant-Key", auto_error=False)
+merchant_key_header = APIKeyHeader(
+    name="X-Merchant-Key",
+    scheme_name="MerchantKey",
+    auto_error=False,
+    description="The shop's merchant credential",
+)
 SentMerchantKey = Annotated[str | None, Depends(merchant_key_header)]
 
 
@@ -59,16 +64,21 @@ async def merchant_only(request: Request, sent: SentMerchantKey) -> None:
     """Charges and cancels: the merchant key only. A shop token, even an admin's, gets 403."""
     if _is_merchant(request, sent):
         return
-    if "authorization" not in request.headers:
+    credentials = await bearer(request)
+    if credentials is None:
         raise Problem(401, "UNAUTHORIZED", "send the merchant key in X-Merchant-Key")
-    await current_principal(request)  # a bad token is still a 401
+    principal_of(request, credentials)  # a bad token is still a 401
     raise Problem(403, "FORBIDDEN", "merchant API: only the merchant key may do this")
 
 
-async def merchant_or_admin(request: Request, sent: SentMerchantKey) -> None:
+async def merchant_or_admin(
+    request: Request,
+    sent: SentMerchantKey,
+    credentials: Annotated[Credentials, Depends(admin_bearer)],
+) -> None:
     """Look-ups: the merchant key, or the shop's admin (support); a shopper gets 403."""
     if not _is_merchant(request, sent):
-        (await current_principal(request)).require_admin()
+        principal_of(request, credentials).require_admin()
 
 
 Merchant = Annotated[None, Depends(merchant_only)]
