@@ -82,6 +82,13 @@ def seed(credentials: dict[str, str]) -> None:
         admin = {"Authorization": f"Bearer {login.json()['access_token']}"}
         if client.get("/api/products", params={"limit": 1}).json()["items"]:
             print("[dev] demo data already there", flush=True)
+            demo = {"email": "demo@shop.local", "password": credentials["SHOP_DEMO_PASSWORD"]}
+            if client.post("/api/auth/login", json=demo).status_code == 401:
+                print(
+                    "[dev] demo@shop.local predates .local/secrets: it keeps the password it was"
+                    " created with (make clean starts afresh)",
+                    flush=True,
+                )
             return
         products = [
             ("Galaxy Book 5", "ELECTRONICS", 1_590_000, 20),
