@@ -33,7 +33,8 @@ def verifier(*signers: TokenSigner) -> TokenVerifier:
     return TokenVerifier(keys, issuer=ISSUER, audience=AUDIENCE)
 
 
-SIGNER = signer()
+KEY = Ed25519PrivateKey.generate()
+SIGNER = TokenSigner(KEY, issuer=ISSUER, audience=AUDIENCE, ttl_seconds=60)
 VERIFIER = verifier(SIGNER)
 
 
@@ -60,7 +61,7 @@ def claims(**changes: Any) -> dict[str, Any]:
 def signed(payload: dict[str, Any], *, key: Ed25519PrivateKey | None = None, kid: str = "") -> str:
     """A token signed like the wallet's, with SIGNER's kid unless told otherwise."""
     return jwt.encode(
-        payload, key or SIGNER._key, algorithm="EdDSA", headers={"kid": kid or SIGNER.kid}
+        payload, key or KEY, algorithm="EdDSA", headers={"kid": kid or SIGNER.kid}
     )
 
 
@@ -151,7 +152,7 @@ def test_only_eddsa_with_a_known_kid_is_accepted() -> None:
         hs256(claims(), SIGNER.public_key.public_bytes_raw(), SIGNER.kid),
         signed(claims(), key=Ed25519PrivateKey.generate()),  # the right kid, another key
         signed(claims(), key=Ed25519PrivateKey.generate(), kid="another"),
-        jwt.encode(claims(), SIGNER._key, algorithm="EdDSA"),  # no kid
+        jwt.encode(claims(), KEY, algorithm="EdDSA"),  # no kid
         "not.a.token",
         "",
     ]
