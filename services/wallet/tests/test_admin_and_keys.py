@@ -1,11 +1,13 @@
 """The admin's password follows the configuration; the wallet starts only with usable keys."""
 
 import secrets
+import uuid
 
 import httpx
+import jwt
 import pytest
 
-from shopkit.keys import KeyRefused, generate_private_key
+from shopkit.keys import KeyRefused, generate_private_key, key_id, load_private_key, public_text
 from shopkit.testing import Infra, new_namespace, serve, session_keys
 from wallet.main import build_app
 from wallet.settings import Settings
@@ -53,6 +55,36 @@ async def test_a_new_admin_password_takes_over_at_the_next_start(
         build_app(settings_for(infra, wallet_db, namespace, admin_password=ADMIN_PASSWORD))
     ) as again:
         assert await login(again, ADMIN_PASSWORD) == 200
+
+
+async def test_a_rotation_keeps_old_tokens_valid_until_the_old_key_goes(
+    infra: Infra, wallet_db: str, namespace: str
+) -> None:
+    new_private = generate_private_key()
+    new_key = load_private_key(new_private, variable="test").public_key()
+    new_public, old_public = public_text(new_key), session_keys().public_keys[0]
+    old_token = session_keys().headers("someone", "admin")
+    nobody = f"/api/users/{uuid.uuid4()}/balance"  # 404 once the admin's token is accepted
+    rotating = settings_for(
+        infra,
+        wallet_db,
+        namespace,
+        jwt_private_key=new_private,
+        jwt_public_keys=[new_public, old_public],
+        admin_password=ADMIN_PASSWORD,
+    )
+    async with serve(build_app(rotating)) as wallet:
+        login = await wallet.post(
+            "/api/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
+        )
+        new_token = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        assert jwt.get_unverified_header(login.json()["access_token"])["kid"] == key_id(new_key)
+        for headers in (new_token, old_token):
+            assert (await wallet.get(nobody, headers=headers)).status_code == 404
+    done = rotating.model_copy(update={"jwt_public_keys": [new_public]})
+    async with serve(build_app(done)) as wallet:
+        assert (await wallet.get(nobody, headers=new_token)).status_code == 404
+        assert (await wallet.get(nobody, headers=old_token)).status_code == 401
 
 
 @pytest.mark.parametrize(
