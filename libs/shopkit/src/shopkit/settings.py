@@ -1,7 +1,24 @@
 """Settings every service shares; each service subclasses ServiceSettings with its own fields."""
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import json
+import re
+from typing import Annotated
+
+from pydantic import BeforeValidator, Field
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _key_list(value: object) -> object:
+    """A JSON list, or keys separated by commas or spaces (a PEM needs the JSON form)."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        return json.loads(text)
+    return [key for key in re.split(r"[\s,]+", text) if key]
+
+
+KeyList = Annotated[list[str], NoDecode, BeforeValidator(_key_list)]
 
 
 class ServiceSettings(BaseSettings):
@@ -35,9 +52,10 @@ class ServiceSettings(BaseSettings):
     # Objects alive at start-up are frozen out of collection (see shopkit.app).
     gc_threshold: int = Field(default=10_000, ge=100)
     timezone: str = "Asia/Seoul"
-    # The wallet's Ed25519 public keys (JSON list, base64url or PEM): tokens are verified with
-    # the one their `kid` names. Two during a rotation. No default: a service refuses to start.
-    jwt_public_keys: list[str] = []
+    # The wallet's Ed25519 public keys (base64url or PEM; a JSON list, or separated by commas):
+    # a token is verified with the one its `kid` names. Two during a rotation. No default: a
+    # service refuses to start without one.
+    jwt_public_keys: KeyList = []
 
     def topic(self, name: str) -> str:
         return f"{self.kafka_namespace}{name}"

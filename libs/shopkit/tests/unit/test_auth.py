@@ -60,9 +60,7 @@ def claims(**changes: Any) -> dict[str, Any]:
 
 def signed(payload: dict[str, Any], *, key: Ed25519PrivateKey | None = None, kid: str = "") -> str:
     """A token signed like the wallet's, with SIGNER's kid unless told otherwise."""
-    return jwt.encode(
-        payload, key or KEY, algorithm="EdDSA", headers={"kid": kid or SIGNER.kid}
-    )
+    return jwt.encode(payload, key or KEY, algorithm="EdDSA", headers={"kid": kid or SIGNER.kid})
 
 
 def b64(data: bytes) -> str:

@@ -19,6 +19,7 @@ from shopkit.keys import (
 from shopkit.keys import (
     generate_private_key as new_key,
 )
+from shopkit.settings import ServiceSettings
 
 OLD_DEFAULT = "dev-only-secret-change-me-0123456789abcdef"
 
@@ -127,3 +128,13 @@ def test_the_rfc_8037_example_key_is_refused() -> None:
     public = b64url(key.public_key().public_bytes_raw())
     assert "published" in refused(load_public_keys, [public], variable="V")
     assert "published" in refused(load_private_key, b64url(private), variable="V")
+
+
+@pytest.mark.parametrize("env", ['["k1", "k2"]', "k1,k2", "k1, k2", " k1 k2 "])
+def test_public_keys_are_read_as_a_json_list_or_separated(
+    env: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SHOP_JWT_PUBLIC_KEYS", env)
+    assert ServiceSettings().jwt_public_keys == ["k1", "k2"]
+    monkeypatch.setenv("SHOP_JWT_PUBLIC_KEYS", "")
+    assert ServiceSettings().jwt_public_keys == []
