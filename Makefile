@@ -5,7 +5,8 @@ RUN := $(UV) run --frozen
 PYTEST_ARGS ?=
 
 .PHONY: help install dev test test-unit test-e2e lint fmt typecheck infra-up infra-down \
-        infra-status migrate up down bench bench-orders clean asyncapi docs analytics-rebuild dlq
+        infra-status migrate up down bench bench-orders clean asyncapi docs analytics-rebuild \
+        secrets rotate-keys dlq
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -74,11 +75,19 @@ analytics-rebuild: infra-up  ## replay order and catalog events into ANALYTICS_D
 	@url=$(PG_URL) && cd services/analytics && SHOP_DATABASE_URL=$$url $(RUN) alembic upgrade head
 	@SHOP_DATABASE_URL=$(PG_URL) $(RUN) python -m analytics.rebuild --truncate
 
-up:  ## the whole shop with Docker Compose (machines with a Docker engine)
-	docker compose up -d --build
+secrets:  ## make the local keys and passwords if missing (.local/secrets/shop.env, mode 0600)
+	@$(RUN) python -m shopkit.local_secrets
+
+rotate-keys:  ## sign tokens with a new key from the next start; the current one still verifies
+	@$(RUN) python -m shopkit.local_secrets rotate
+
+COMPOSE := docker compose --env-file $${SHOP_LOCAL_DIR:-.local}/secrets/shop.env
+
+up: secrets  ## the whole shop with Docker Compose (machines with a Docker engine)
+	$(COMPOSE) up -d --build
 
 down:  ## stop the Docker Compose stack
-	docker compose down
+	$(COMPOSE) down
 
 bench: infra-up  ## every benchmark (slow; prints figures), see docs/performance.md
 	@for b in catalog coupon analytics; do echo "== bench/$${b}_bench.py"; \

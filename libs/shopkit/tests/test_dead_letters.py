@@ -20,13 +20,12 @@ from contracts import Envelope
 from contracts.wallet import BalanceCharged
 from shopkit import dlq
 from shopkit.app import create_app
-from shopkit.auth import issue_token
 from shopkit.db import Database, kit_metadata
 from shopkit.dead_letters import dead_letter
 from shopkit.messaging import Consumer
 from shopkit.outbox import envelope_for
 from shopkit.settings import ServiceSettings
-from shopkit.testing import _CREATED, Infra, KafkaProbe, poll, serve, unique_name
+from shopkit.testing import _CREATED, Infra, KafkaProbe, poll, serve, session_keys, unique_name
 
 TOPIC = "wallet.events"
 
@@ -56,6 +55,7 @@ def settings(db: Database, infra: Infra, kafka_namespace: str) -> ServiceSetting
         kafka_namespace=kafka_namespace,
         log_json=False,
         consumer_max_attempts=2,
+        jwt_public_keys=session_keys().public_keys,
     )
 
 
@@ -146,13 +146,12 @@ ADMIN = "admin-7"
 
 @pytest.fixture(scope="module")
 def admin(settings: ServiceSettings) -> dict[str, str]:
-    return {"Authorization": f"Bearer {issue_token(settings, user_id=ADMIN, role='admin')}"}
+    return session_keys().headers(ADMIN, "admin")
 
 
 @pytest.fixture(scope="module")
 def shopper(settings: ServiceSettings) -> dict[str, str]:
-    token = issue_token(settings, user_id=str(uuid.uuid4()), role="user")
-    return {"Authorization": f"Bearer {token}"}
+    return session_keys().headers(str(uuid.uuid4()))
 
 
 def charged(user_id: str) -> BalanceCharged:
@@ -339,7 +338,7 @@ def gateway(service_app: FastAPI, settings: ServiceSettings, password: str) -> A
     async def login(body: dict[str, str]) -> dict[str, str]:
         if body != {"email": "admin@shop.local", "password": password}:
             raise HTTPException(401)
-        return {"access_token": issue_token(settings, user_id=ADMIN, role="admin")}
+        return {"access_token": session_keys().signer().issue(user_id=ADMIN, role="admin")}
 
     async def route(scope: Scope, receive: Receive, send: Send) -> None:
         prefix = "/api/ops/order/"

@@ -32,6 +32,7 @@ from shopkit.testing import (
     database_refusing,
     poll,
     serve,
+    session_keys,
     unique_name,
 )
 
@@ -64,6 +65,7 @@ def settings(db: Database, infra: Infra, kafka_namespace: str) -> ServiceSetting
         kafka_bootstrap=infra.kafka_bootstrap,
         kafka_namespace=kafka_namespace,
         log_json=False,
+        jwt_public_keys=session_keys().public_keys,
     )
 
 

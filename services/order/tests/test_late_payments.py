@@ -22,10 +22,9 @@ from order.saga import PaymentsCancelled, PaymentTimedOut
 from order.settings import Settings
 from payment_mock.main import build_app as build_provider
 from payment_mock.settings import Settings as ProviderSettings
-from shopkit.auth import issue_token
 from shopkit.clock import system_clock
 from shopkit.db import Database
-from shopkit.testing import Infra, KafkaProbe, create_database, poll, unique_name
+from shopkit.testing import Infra, KafkaProbe, create_database, poll, session_keys, unique_name
 
 from .conftest import headers_for
 from .test_order_saga import place, reserved, status_of
@@ -43,6 +42,8 @@ async def provider_url(infra: Infra, kafka_namespace: str) -> AsyncIterator[str]
         kafka_bootstrap=infra.kafka_bootstrap,
         kafka_namespace=kafka_namespace,
         log_json=False,
+        jwt_public_keys=session_keys().public_keys,
+        merchant_key=session_keys().merchant_key,
     )
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -100,7 +101,7 @@ async def test_a_full_coupon_pays_the_order_without_wallet_or_provider(
 
 
 def _admin(settings: Settings) -> dict[str, str]:
-    return {"Authorization": f"Bearer {issue_token(settings, user_id='ops', role='admin')}"}
+    return headers_for(settings, "ops", "admin")
 
 
 class FailingFor(PaymentProvider):

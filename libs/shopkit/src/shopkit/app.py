@@ -16,6 +16,7 @@ from sqlalchemy import text
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from contracts import Message
+from shopkit.auth import TokenVerifier
 from shopkit.clock import Clock, system_clock
 from shopkit.db import Database, Timeouts
 from shopkit.errors import RETRY_AFTER_S, install_error_handlers, problem_response
@@ -94,6 +95,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.service_name, settings.log_level, json=settings.log_json)
+        app.state.verifier = TokenVerifier.from_settings(settings)  # no usable key, no start
         db = Database(
             settings.database_url, pool_size=settings.db_pool_size, timeouts=Timeouts.of(settings)
         )

@@ -5,8 +5,8 @@
     python -m shopkit.dlq redrive ID [--service order]
     python -m shopkit.dlq redrive --all --service order
 
-It logs in as `--email` (admin@shop.local) with the password in SHOP_ADMIN_PASSWORD, or asks
-for it. `--url` is the gateway (SHOP_GATEWAY_URL, else http://127.0.0.1:$SHOP_GATEWAY_PORT).
+It logs in as `--email` (admin@shop.local) with the password in SHOP_ADMIN_PASSWORD, else the
+one `make dev` made (.local/secrets/shop.env), else asks for it. `--url` is the gateway (SHOP_GATEWAY_URL, else http://127.0.0.1:$SHOP_GATEWAY_PORT).
 """
 
 import argparse
@@ -15,9 +15,12 @@ import getpass
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any, TextIO
 
 import httpx
+
+from shopkit.local_secrets import ADMIN_PASSWORD, read, secrets_file
 
 SERVICES = ("wallet", "catalog", "order", "coupon", "payment", "analytics")
 COLUMNS = ("service", "id", "dead_at", "topic", "partition", "offset", "type", "attempts", "error")
@@ -80,8 +83,14 @@ async def run(
     return 0
 
 
+def _local_admin_password() -> str | None:
+    file = secrets_file(Path(os.environ.get("SHOP_LOCAL_DIR", ".local")))
+    return read(file).get(ADMIN_PASSWORD) if file.exists() else None
+
+
 async def login(client: httpx.AsyncClient, email: str) -> str:
-    password = os.environ.get("SHOP_ADMIN_PASSWORD") or getpass.getpass(f"password of {email}: ")
+    password = os.environ.get(ADMIN_PASSWORD) or _local_admin_password()
+    password = password or getpass.getpass(f"password of {email}: ")
     token = await call(client, "POST", "/api/auth/login", {"email": email, "password": password})
     return str(token["access_token"])
 

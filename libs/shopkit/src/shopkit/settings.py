@@ -1,7 +1,24 @@
 """Settings every service shares; each service subclasses ServiceSettings with its own fields."""
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import json
+import re
+from typing import Annotated
+
+from pydantic import BeforeValidator, Field
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _key_list(value: object) -> object:
+    """A JSON list, or keys separated by commas or spaces (a PEM needs the JSON form)."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        return json.loads(text)
+    return [key for key in re.split(r"[\s,]+", text) if key]
+
+
+KeyList = Annotated[list[str], NoDecode, BeforeValidator(_key_list)]
 
 
 class ServiceSettings(BaseSettings):
@@ -46,7 +63,6 @@ class ServiceSettings(BaseSettings):
     # /ready answers within this, and is false while the oldest unsent outbox row is older.
     ready_timeout_s: float = Field(default=2.0, gt=0)
     ready_max_outbox_age_s: float = Field(default=60.0, gt=0)
-    jwt_secret: str = "dev-only-secret-change-me-0123456789abcdef"
     jwt_issuer: str = "shop"
     jwt_audience: str = "shop-api"
     jwt_ttl_seconds: int = 3600
@@ -67,6 +83,10 @@ class ServiceSettings(BaseSettings):
     idempotency_retention_hours: int = Field(default=24, ge=1)
     retention_interval_seconds: float = Field(default=600.0, gt=0)
     retention_batch_size: int = Field(default=1000, ge=1, le=100_000)
+    # The wallet's Ed25519 public keys (base64url or PEM; a JSON list, or separated by commas):
+    # a token is verified with the one its `kid` names. Two during a rotation. No default: a
+    # service refuses to start without one.
+    jwt_public_keys: KeyList = []
 
     def topic(self, name: str) -> str:
         return f"{self.kafka_namespace}{name}"

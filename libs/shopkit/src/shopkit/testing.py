@@ -18,6 +18,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,10 +31,43 @@ from aiokafka.admin import AIOKafkaAdminClient
 from fastapi import FastAPI
 
 from contracts import Envelope, Message
+from shopkit.auth import Role, TokenSigner
 from shopkit.kafka_admin import ensure_topics
+from shopkit.keys import generate_private_key, load_private_key, public_text
 from shopkit.outbox import envelope_for
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class SessionKeys:
+    """Credentials made for one test session and written nowhere: the wallet's Ed25519 key
+    pair (base64url) and the shop's merchant key for the payment provider."""
+
+    private_key: str
+    public_key: str
+    merchant_key: str
+
+    @property
+    def public_keys(self) -> list[str]:
+        """What SHOP_JWT_PUBLIC_KEYS holds for the services under test."""
+        return [self.public_key]
+
+    def signer(self, *, ttl_seconds: int = 3600) -> TokenSigner:
+        key = load_private_key(self.private_key, variable="test key")
+        return TokenSigner(key, issuer="shop", audience="shop-api", ttl_seconds=ttl_seconds)
+
+    def headers(self, user_id: str, role: Role = "user") -> dict[str, str]:
+        """Authorization headers with a token the wallet could have issued."""
+        return {"Authorization": f"Bearer {self.signer().issue(user_id=user_id, role=role)}"}
+
+
+@lru_cache(maxsize=1)
+def session_keys() -> SessionKeys:
+    """This test session's credentials, made on first use."""
+    private = generate_private_key()
+    public = public_text(load_private_key(private, variable="test key").public_key())
+    return SessionKeys(private, public, secrets.token_urlsafe(32))
 
 
 def repo_root() -> Path:

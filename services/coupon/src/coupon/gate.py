@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from coupon.line import Lines
 from coupon.schemas import user_coupon_out
-from shopkit.auth import verify_token
+from shopkit.auth import TokenVerifier
 from shopkit.errors import PROBLEM, Problem, problem_body
 
 log = logging.getLogger("coupon.gate")
@@ -62,8 +62,9 @@ def _plain_request(scope: Scope, body: bytes) -> str | None:
     token = _bearer(scope)
     if user_id is None or token is None:
         return None
+    verifier: TokenVerifier = scope["app"].state.verifier
     try:
-        principal = verify_token(scope["app"].state.settings, token)
+        principal = verifier.verify(token)
     except Problem:
         return None
     return user_id if principal.user_id == user_id else None

@@ -12,7 +12,7 @@ from contracts.wallet import DebitWallet, RefundWallet
 from order import ops, service
 from order.api import router
 from order.handlers import make_consumer
-from order.provider import payment_worker
+from order.provider import merchant_headers, payment_worker
 from order.reconcile import reconciler
 from order.settings import Settings
 from order.waiting import Waiters, listen
@@ -55,6 +55,7 @@ def build_app(settings: Settings | None = None, *, clock: Clock = system_clock) 
     settings = settings or Settings()
 
     async def prepare(app: FastAPI) -> None:
+        merchant_headers(settings)  # no usable merchant key, no start
         app.state.waiters = Waiters()
         app.state.placing = service.Placing(app.state.db, settings)
 

@@ -7,7 +7,6 @@ back to the saga in a new transaction.
 
 import asyncio
 import logging
-import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -28,11 +27,11 @@ from order.saga import (
     Saga,
 )
 from order.settings import Settings
-from shopkit.auth import issue_token
 from shopkit.clock import Clock
 from shopkit.db import Database
 from shopkit.faults import is_transient
 from shopkit.grouping import GroupCommit
+from shopkit.keys import check_secret
 
 log = logging.getLogger("order.provider")
 
@@ -46,6 +45,12 @@ class PaymentResult:
     status: str  # APPROVED | DECLINED | TIMEOUT
     payment_id: str = ""
     detail: str = ""
+
+
+def merchant_headers(settings: Settings) -> dict[str, str]:
+    """How the shop authenticates to the provider: its merchant key, never a shop token."""
+    key = settings.merchant_key.get_secret_value() if settings.merchant_key else None
+    return {"X-Merchant-Key": check_secret(key, variable="SHOP_MERCHANT_KEY")}
 
 
 def _json_text(value: Any) -> str:
@@ -64,15 +69,10 @@ class PaymentProvider:
             connector=aiohttp.TCPConnector(limit=settings.payment_concurrency * 2),
             json_serialize=_json_text,  # orjson both ways: ~15% of a call's CPU was json's
         )
-        self._token: tuple[str, float] | None = None
+        self._auth = merchant_headers(settings)
 
     def _headers(self) -> dict[str, str]:
-        # One token for a while rather than signing one per call; renewed well before it expires.
-        now = time.monotonic()
-        if self._token is None or now >= self._token[1]:
-            token = issue_token(self.settings, user_id="order-service", role="admin")
-            self._token = (token, now + self.settings.jwt_ttl_seconds / 2)
-        return {"Authorization": f"Bearer {self._token[0]}"}
+        return self._auth
 
     async def pay(self, *, order_id: str, amount: int) -> PaymentResult:
         """Ask for the payment once, with the order id as idempotency key."""

@@ -1,3 +1,5 @@
+from pydantic import SecretStr
+
 from shopkit.settings import ServiceSettings
 
 
@@ -25,3 +27,5 @@ class Settings(ServiceSettings):
     reconcile_interval_seconds: float = 10.0
     scan_interval_seconds: float = 0.5
     wait_seconds: float = 10.0
+    # The merchant credential the payment provider gave the shop (SHOP_MERCHANT_KEY).
+    merchant_key: SecretStr | None = None

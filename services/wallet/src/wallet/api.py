@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Header, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shopkit.app import ClockDep, Db
-from shopkit.auth import CurrentPrincipal, issue_token
+from shopkit.auth import CurrentPrincipal
 from shopkit.errors import VALIDATION_CODES
 from shopkit.idempotency import run_idempotent
 from shopkit.pagination import Cursor, Limit, Page
@@ -23,6 +23,7 @@ from wallet.schemas import (
     UserOut,
 )
 from wallet.settings import Settings
+from wallet.tokens import issue_token
 
 VALIDATION_CODES["amount"] = "INVALID_AMOUNT"
 

@@ -11,7 +11,8 @@ from contracts.wallet import (
 )
 from shopkit.app import create_app
 from shopkit.clock import Clock, system_clock
-from wallet import service
+from shopkit.keys import MIN_PASSWORD_LENGTH, check_secret
+from wallet import service, tokens
 from wallet.api import router
 from wallet.handlers import consumer
 from wallet.passwords import Passwords
@@ -22,15 +23,20 @@ def build_app(settings: Settings | None = None, *, clock: Clock = system_clock) 
     settings = settings or Settings()
 
     async def seed_admin(app: FastAPI) -> None:
+        tokens.check_signer(settings, app.state.verifier)
         app.state.passwords = Passwords(
             time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib
         )
-        if settings.admin_password:
+        if settings.admin_password is not None:
             await service.ensure_admin(
                 app.state.db,
                 passwords=app.state.passwords,
                 email=settings.admin_email,
-                password=settings.admin_password,
+                password=check_secret(
+                    settings.admin_password,
+                    variable="SHOP_ADMIN_PASSWORD",
+                    min_length=MIN_PASSWORD_LENGTH,
+                ),
                 now=clock(),
             )
 
