@@ -17,7 +17,7 @@ from shopkit.idempotency import idempotency_table
 from shopkit.kafka_admin import RETENTION_MS, SEGMENT_MS, ensure_topics
 from shopkit.retention import prune
 from shopkit.settings import ServiceSettings
-from shopkit.testing import _CREATED, Infra, new_namespace, poll, serve, unique_name
+from shopkit.testing import _CREATED, Infra, new_namespace, poll, serve, session_keys, unique_name
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -43,6 +43,7 @@ def settings_for(db: Database, infra: Infra, **extra: object) -> ServiceSettings
         database_url=db.url,
         kafka_bootstrap=infra.kafka_bootstrap,
         log_json=False,
+        jwt_public_keys=session_keys().public_keys,
         **extra,  # type: ignore[arg-type]
     )
 

@@ -16,7 +16,7 @@ from contracts.catalog import StockReleased
 from contracts.coupon import CouponReserved
 from contracts.wallet import WalletRefunded
 from order import service
-from order.provider import PaymentProvider, ProviderUnavailable
+from order.provider import PaymentProvider, ProviderUnavailable, merchant_headers
 from order.reconcile import reconcile_payments
 from order.saga import PaymentsCancelled, PaymentTimedOut
 from order.settings import Settings
@@ -150,7 +150,7 @@ async def test_a_late_approval_for_a_failed_order_is_cancelled_by_reconciliation
     conf = settings.model_copy(update={"payment_url": provider_url, "reconcile_batch": 1})
     oid = await failed_after_timeout(own_db, conf)
     # The provider records the order's payment only now, long after the void looked for it.
-    async with httpx.AsyncClient(base_url=provider_url, headers=_admin(conf)) as client:
+    async with httpx.AsyncClient(base_url=provider_url, headers=merchant_headers(conf)) as client:
         r = await client.post(
             "/api/payments",
             json={"order_id": oid, "amount": 20_000},
