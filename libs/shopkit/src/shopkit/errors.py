@@ -44,6 +44,7 @@ class Problem(Exception):
         *,
         title: str | None = None,
         extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(detail or code)
         self.status = status
@@ -51,6 +52,7 @@ class Problem(Exception):
         self.detail = detail
         self.title = title or code.replace("_", " ").capitalize()
         self.extra = extra or {}
+        self.headers = headers or {}  # e.g. Retry-After on 429 and 503
 
 
 def problem_body(
@@ -93,7 +95,9 @@ def _validation_code(errors: list[dict[str, Any]]) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(_: Request, exc: Problem) -> JSONResponse:
-        return problem_response(exc.status, exc.code, exc.detail, title=exc.title, **exc.extra)
+        response = problem_response(exc.status, exc.code, exc.detail, title=exc.title, **exc.extra)
+        response.headers.update(exc.headers)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -36,6 +36,9 @@ class ServiceSettings(BaseSettings):
     # Objects alive at start-up are frozen out of collection (see shopkit.app).
     gc_threshold: int = Field(default=10_000, ge=100)
     timezone: str = "Asia/Seoul"
+    # Abuse limits per account and client address (shopkit.limits; each service names its own
+    # rules). SHOP_RATE_LIMITS=off turns them all off, for load tests only.
+    rate_limits: bool = True
 
     def topic(self, name: str) -> str:
         return f"{self.kafka_namespace}{name}"
