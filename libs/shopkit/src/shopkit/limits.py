@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator
+from pydantic_settings import NoDecode
 
 from shopkit.clock import Clock, system_clock
 from shopkit.errors import Problem
@@ -53,7 +54,7 @@ class Rule:
 
 
 # A settings field type: SHOP_LIMIT_... = "5/60" or "5/300/30".
-RuleSetting = Annotated[Rule, BeforeValidator(Rule.parse)]
+RuleSetting = Annotated[Rule, NoDecode, BeforeValidator(Rule.parse)]
 
 
 @dataclass

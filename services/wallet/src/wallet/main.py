@@ -12,7 +12,7 @@ from contracts.wallet import (
 from shopkit.app import create_app
 from shopkit.clock import Clock, system_clock
 from wallet import service
-from wallet.api import router
+from wallet.api import limiter, router
 from wallet.handlers import consumer
 from wallet.passwords import Passwords
 from wallet.settings import Settings
@@ -21,9 +21,15 @@ from wallet.settings import Settings
 def build_app(settings: Settings | None = None, *, clock: Clock = system_clock) -> FastAPI:
     settings = settings or Settings()
 
+    async def open_limits(app: FastAPI) -> None:
+        app.state.limits = limiter(settings, clock)
+
     async def seed_admin(app: FastAPI) -> None:
         app.state.passwords = Passwords(
-            time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib
+            time_cost=settings.argon2_time_cost,
+            memory_kib=settings.argon2_memory_kib,
+            concurrency=settings.hash_concurrency,
+            queue=settings.hash_queue,
         )
         if settings.admin_password:
             await service.ensure_admin(
@@ -46,6 +52,6 @@ def build_app(settings: Settings | None = None, *, clock: Clock = system_clock) 
             WalletDebitFailed,
             WalletRefunded,
         ),
-        on_startup=[seed_admin],
+        on_startup=[open_limits, seed_admin],
         clock=clock,
     )
