@@ -17,6 +17,7 @@ from order.settings import Settings
 from order.waiting import Waiters, listen
 from shopkit.app import create_app
 from shopkit.clock import Clock, system_clock
+from shopkit.limits import Limiter
 
 log = logging.getLogger("order.main")
 
@@ -54,7 +55,10 @@ def build_app(settings: Settings | None = None, *, clock: Clock = system_clock) 
     settings = settings or Settings()
 
     async def prepare(app: FastAPI) -> None:
-        app.state.waiters = Waiters()
+        app.state.waiters = Waiters(settings.max_waiters)
+        app.state.limits = Limiter(
+            {"order": settings.limit_orders_per_user}, enabled=settings.rate_limits, clock=clock
+        )
         app.state.placing = service.Placing(app.state.db, settings)
 
     return create_app(

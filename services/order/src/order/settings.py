@@ -1,3 +1,4 @@
+from shopkit.limits import Rule, RuleSetting
 from shopkit.settings import ServiceSettings
 
 
@@ -15,3 +16,7 @@ class Settings(ServiceSettings):
     max_step_attempts: int = 4
     scan_interval_seconds: float = 0.5
     wait_seconds: float = 10.0
+    # `?wait=true` requests waiting at once in one process; beyond it they answer 202 at once.
+    max_waiters: int = 500
+    # Orders a user may place (COUNT/SECONDS, per replica; see shopkit.limits).
+    limit_orders_per_user: RuleSetting = Rule(30, 60)

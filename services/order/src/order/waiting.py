@@ -5,7 +5,8 @@ and once nothing is in flight, the order itself as JSON; one listening connectio
 hands that to the requests waiting on that order. A request whose condition now holds answers
 with the order from the notification, or reads it again when the notification did not carry it
 (or the request needs the whole saga). A slow poll backs it up, so a lost notification only
-costs time.
+costs time. At most `limit` requests wait in one process: beyond that a request answers at once
+with the order as it is (202 while PENDING), so a flood of `?wait=true` cannot pile up.
 """
 
 import asyncio
@@ -65,8 +66,10 @@ class Waited:
 
 
 class Waiters:
-    def __init__(self) -> None:
+    def __init__(self, limit: int) -> None:
         self._waiting: dict[str, set[_Waiter]] = defaultdict(set)
+        self._limit = limit
+        self._count = 0
         self.worker = asyncio.Event()
 
     def changed(self, payload: str) -> None:
@@ -97,9 +100,15 @@ class Waiters:
 
         `unmet`: the caller has just seen `until` not hold (it placed the order a moment ago),
         so the order is not read before the first notification. `read`: the caller needs the
-        row (the whole saga), not only the order's JSON, so it is always read."""
+        row (the whole saga), not only the order's JSON, so it is always read. When `limit`
+        requests wait already, the order is read once and returned as it is."""
+        if self._count >= self._limit:
+            row = await service.read_order(db, order_id=order_id)
+            assert row is not None
+            return Waited(done=until(Seen.of(row)), row=row)
         waiter = _Waiter(until)
         self._waiting[order_id].add(waiter)
+        self._count += 1
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         try:
@@ -118,6 +127,7 @@ class Waiters:
                     return Waited(done=False, row=row)
                 await _woken(waiter, min(left, FALLBACK_SECONDS))
         finally:
+            self._count -= 1
             self._waiting[order_id].discard(waiter)
             if not self._waiting[order_id]:
                 del self._waiting[order_id]
