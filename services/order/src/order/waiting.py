@@ -10,20 +10,18 @@ with the order as it is (202 while PENDING), so a flood of `?wait=true` cannot p
 """
 
 import asyncio
-import logging
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-import asyncpg
 from fastapi import FastAPI
 
 from order import service
 from order.service import OrderRow
-from shopkit.db import Database, asyncpg_dsn
+from shopkit import notifications
+from shopkit.db import Database
 
-log = logging.getLogger("order.waiting")
 # A waiter re-reads its order this often even without a notification (LISTEN reconnecting).
 FALLBACK_SECONDS = 2.0
 
@@ -144,27 +142,12 @@ async def _woken(waiter: _Waiter, timeout: float) -> None:
 async def listen(app: FastAPI) -> None:
     """Background job: one LISTEN connection feeding the process's waiters."""
     waiters: Waiters = app.state.waiters
-    url = asyncpg_dsn(app.state.settings.database_url)
+    await notifications.listen(
+        app.state.settings.database_url,
+        {service.CHANGED_CHANNEL: waiters.changed, service.WORKER_CHANNEL: _wake(waiters.worker)},
+        on_connect=waiters.worker.set,  # anything missed while not listening
+    )
 
-    def on_changed(*args: Any) -> None:
-        waiters.changed(args[3])  # (connection, pid, channel, payload)
 
-    def on_worker(*_: Any) -> None:
-        waiters.worker.set()
-
-    while True:
-        try:
-            conn = await asyncpg.connect(url)
-            try:
-                await conn.add_listener(service.CHANGED_CHANNEL, on_changed)
-                await conn.add_listener(service.WORKER_CHANNEL, on_worker)
-                waiters.worker.set()  # anything missed while not listening
-                while not conn.is_closed():
-                    await asyncio.sleep(1.0)
-            finally:
-                await conn.close(timeout=2)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("listener failed; reconnecting")
-            await asyncio.sleep(1.0)
+def _wake(event: asyncio.Event) -> Callable[[str], None]:
+    return lambda _: event.set()
