@@ -104,6 +104,14 @@ async def test_a_login_burst_locks_the_account_until_the_window_passes(
     assert (await login(wallet, email, "wrong", address())).status_code == 401
 
 
+async def test_a_concurrent_burst_on_one_account_gets_only_the_rules_count_checked(
+    wallet: httpx.AsyncClient,
+) -> None:
+    _, email = await register(wallet)
+    answers = await asyncio.gather(*[login(wallet, email, "wrong", address()) for _ in range(10)])
+    assert sorted(a.status_code for a in answers) == [401] * 3 + [429] * 7
+
+
 async def test_each_lockout_of_an_account_is_longer_than_the_last(
     wallet: httpx.AsyncClient, clock: FrozenClock
 ) -> None:
