@@ -76,7 +76,7 @@ down:  ## stop the Docker Compose stack
 	docker compose down
 
 bench: infra-up  ## every benchmark (slow; prints figures), see docs/performance.md
-	@for b in catalog coupon analytics; do echo "== bench/$${b}_bench.py"; \
+	@for b in catalog coupon analytics register; do echo "== bench/$${b}_bench.py"; \
 	  $(RUN) python bench/$${b}_bench.py || exit 1; done
 	@$(MAKE) --no-print-directory bench-orders
 
