@@ -2,8 +2,9 @@
 
 Usage: python bench/order_bench.py [GATEWAY_URL] [--orders N] [--concurrency C] [--warmup W]
        python bench/order_bench.py [GATEWAY_URL] --sweep 5,10,25,50,100 [--orders N]
-Needs a running stack (`make dev`) and the admin password (SHOP_ADMIN_PASSWORD, else the
-local stack's, from .local/secrets/shop.env). Creates its own users and products, fires W warm-up orders that are not counted
+Needs a running stack started with SHOP_RATE_LIMITS=off (`make bench-orders` does that: its
+users and orders from one address are what the abuse limits refuse) and the admin password
+(SHOP_ADMIN_PASSWORD, else the local stack's, from .local/secrets/shop.env). Creates its own users and products, fires W warm-up orders that are not counted
 (right after a restart, Kafka's JIT and every pool are cold: the first hundreds of orders cost
 up to twice the CPU), then N orders with ?wait=true from C concurrent clients, and stops.
 The orders are fired with aiohttp on uvloop, the cheapest client at hand, so that the load

@@ -49,6 +49,7 @@ class Problem(Exception):
         *,
         title: str | None = None,
         extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(detail or code)
         self.status = status
@@ -56,6 +57,7 @@ class Problem(Exception):
         self.detail = detail
         self.title = title or code.replace("_", " ").capitalize()
         self.extra = extra or {}
+        self.headers = headers or {}  # e.g. Retry-After on 429 and 503
 
 
 def problem_body(
@@ -99,7 +101,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(_: Request, exc: Problem) -> JSONResponse:
         response = problem_response(exc.status, exc.code, exc.detail, title=exc.title, **exc.extra)
-        if exc.status == 503:
+        response.headers.update(exc.headers)
+        if exc.status == 503 and "Retry-After" not in exc.headers:
             response.headers["Retry-After"] = str(RETRY_AFTER_S)
         return response
 

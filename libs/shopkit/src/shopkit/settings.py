@@ -87,6 +87,9 @@ class ServiceSettings(BaseSettings):
     # a token is verified with the one its `kid` names. Two during a rotation. No default: a
     # service refuses to start without one.
     jwt_public_keys: KeyList = []
+    # Abuse limits per account and client address (shopkit.limits; each service names its own
+    # rules). SHOP_RATE_LIMITS=off turns them all off, for load tests only.
+    rate_limits: bool = True
 
     def topic(self, name: str) -> str:
         return f"{self.kafka_namespace}{name}"

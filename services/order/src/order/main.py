@@ -18,6 +18,7 @@ from order.settings import Settings
 from order.waiting import Waiters, listen
 from shopkit.app import create_app
 from shopkit.clock import Clock, system_clock
+from shopkit.limits import Limiter
 
 log = logging.getLogger("order.main")
 
@@ -56,7 +57,10 @@ def build_app(settings: Settings | None = None, *, clock: Clock = system_clock) 
 
     async def prepare(app: FastAPI) -> None:
         merchant_headers(settings)  # no usable merchant key, no start
-        app.state.waiters = Waiters()
+        app.state.waiters = Waiters(settings.max_waiters)
+        app.state.limits = Limiter(
+            {"order": settings.limit_orders_per_user}, enabled=settings.rate_limits, clock=clock
+        )
         app.state.placing = service.Placing(app.state.db, settings)
 
     return create_app(

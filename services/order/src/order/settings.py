@@ -1,5 +1,5 @@
 from pydantic import SecretStr
-
+from shopkit.limits import Rule, RuleSetting
 from shopkit.settings import ServiceSettings
 
 
@@ -29,3 +29,7 @@ class Settings(ServiceSettings):
     wait_seconds: float = 10.0
     # The merchant credential the payment provider gave the shop (SHOP_MERCHANT_KEY).
     merchant_key: SecretStr | None = None
+    # `?wait=true` requests waiting at once in one process; beyond it they answer 202 at once.
+    max_waiters: int = 500
+    # Orders a user may place (COUNT/SECONDS, per replica; see shopkit.limits).
+    limit_orders_per_user: RuleSetting = Rule(30, 60)
