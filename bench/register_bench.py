@@ -18,7 +18,9 @@ registrations' rate and 503s, and the orders completed meanwhile with their late
 
 import argparse
 import asyncio
+import json
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -32,12 +34,21 @@ import asyncpg
 import httpx
 from aiokafka.admin import AIOKafkaAdminClient
 
+from shopkit import local_secrets
 from shopkit.kafka_admin import ensure_topics
 from shopkit.stack import SERVICES, ServiceProcess, migrate
+from shopkit.testing import session_keys
 
 ROOT = Path(__file__).resolve().parents[1]
 STARTED = ("wallet", "catalog", "order", "payment-mock")
-ADMIN_PASSWORD = "bench-admin-" + uuid.uuid4().hex[:8]
+ADMIN_PASSWORD = secrets.token_urlsafe(18)
+_KEYS = session_keys()  # made for this run, written nowhere
+CREDENTIALS = {
+    local_secrets.PRIVATE_KEY: _KEYS.private_key,
+    local_secrets.PUBLIC_KEYS: json.dumps(_KEYS.public_keys),
+    local_secrets.MERCHANT_KEY: _KEYS.merchant_key,
+    local_secrets.ADMIN_PASSWORD: ADMIN_PASSWORD,
+}
 
 
 def free_port() -> int:
@@ -95,8 +106,6 @@ class Stack:
         common = {
             "SHOP_KAFKA_BOOTSTRAP": self.kafka,
             "SHOP_KAFKA_NAMESPACE": self.namespace,
-            "SHOP_JWT_SECRET": "bench-" + uuid.uuid4().hex,
-            "SHOP_ADMIN_PASSWORD": ADMIN_PASSWORD,
             "SHOP_PAYMENT_URL": f"http://127.0.0.1:{self.ports['payment-mock']}",
             "SHOP_RATE_LIMITS": "off",
             "SHOP_LOG_LEVEL": "WARNING",
@@ -112,7 +121,11 @@ class Stack:
                 self.processes[spec.name] = ServiceProcess(
                     spec=spec,
                     port=self.ports[spec.name],
-                    env={**common, "SHOP_DATABASE_URL": url},
+                    env={
+                        **common,
+                        **local_secrets.service_env(spec.name, CREDENTIALS),
+                        "SHOP_DATABASE_URL": url,
+                    },
                     log_path=self.dir / f"{spec.name}.log",
                 )
         finally:

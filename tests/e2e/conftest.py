@@ -11,6 +11,7 @@ import os
 import secrets
 import socket
 import subprocess
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -90,14 +91,24 @@ class Stack:
         """The asyncpg-style URL (postgresql+asyncpg://) of a service's database."""
         return self._db_urls[name]
 
+    async def _patiently(self, path: str, body: dict[str, str]) -> httpx.Response:
+        """POST as a well-behaved client: a 503 (the wallet's password hashing is full when
+        many shoppers sign up at once) is retried after its Retry-After, within a deadline."""
+        deadline = time.monotonic() + 60
+        while True:
+            answer = await self.client.post(path, json=body)
+            if answer.status_code != 503 or time.monotonic() > deadline:
+                return answer
+            await asyncio.sleep(float(answer.headers.get("Retry-After", "1")))
+
     async def new_user(self, *, balance: int = 0, name: str = "Shopper") -> User:
         email = f"{name.lower()}-{uuid.uuid4().hex[:10]}@example.com"
-        created = await self.client.post(
-            "/api/users", json={"name": name, "email": email, "password": "e2e-password"}
+        created = await self._patiently(
+            "/api/users", {"name": name, "email": email, "password": "e2e-password"}
         )
         assert created.status_code == 201, created.text
-        login = await self.client.post(
-            "/api/auth/login", json={"email": email, "password": "e2e-password"}
+        login = await self._patiently(
+            "/api/auth/login", {"email": email, "password": "e2e-password"}
         )
         assert login.status_code == 200, login.text
         user = User(

@@ -16,17 +16,23 @@ from coupon.main import build_app
 from coupon.settings import Settings
 from coupon.waiting import SETTLED_CHANNEL, Settlements
 from shopkit import notifications
-from shopkit.auth import issue_token
 from shopkit.db import Database
 from shopkit.limits import Rule
-from shopkit.testing import Infra, create_database, new_namespace, poll, serve, unique_name
+from shopkit.testing import (
+    Infra,
+    create_database,
+    new_namespace,
+    poll,
+    serve,
+    session_keys,
+    unique_name,
+)
 
 from .conftest import SERVICE_DIR, NewCoupon, Query
 
 
 def headers(settings: Settings, user_id: str, role: str = "user") -> dict[str, str]:
-    token = issue_token(settings, user_id=user_id, role=role)  # type: ignore[arg-type]
-    return {"Authorization": f"Bearer {token}"}
+    return session_keys().headers(user_id, role)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")

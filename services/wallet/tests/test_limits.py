@@ -13,7 +13,7 @@ from shopkit.clock import FrozenClock
 from shopkit.db import asyncpg_dsn
 from shopkit.errors import Problem
 from shopkit.limits import Rule
-from shopkit.testing import Infra, create_database, new_namespace, serve, unique_name
+from shopkit.testing import Infra, create_database, new_namespace, serve, session_keys, unique_name
 from wallet.main import build_app
 from wallet.passwords import Passwords
 from wallet.settings import Settings
@@ -37,6 +37,8 @@ async def settings(infra: Infra, limited_db: str) -> Settings:
         argon2_time_cost=1,
         argon2_memory_kib=1024,
         log_json=False,
+        jwt_public_keys=session_keys().public_keys,
+        jwt_private_key=session_keys().private_key,
         rate_limits=True,
         limit_login_failures_per_account=Rule(3, 60, lockout=30),
         limit_login_failures_per_address=Rule(6, 60, lockout=30),

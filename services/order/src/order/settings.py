@@ -1,4 +1,5 @@
 from pydantic import SecretStr
+
 from shopkit.limits import Rule, RuleSetting
 from shopkit.settings import ServiceSettings
 
