@@ -1,0 +1,55 @@
+"""The per-run table a person reads at the end of `make chaos`."""
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from chaos.runner import RunResult
+
+
+def _seconds(value: float | None) -> str:
+    return "never" if value is None else f"{value:.1f}"
+
+
+def table(results: "list[RunResult]", *, details: bool = False) -> str:
+    """One line per run; with `details`, each run's faults and violations under it."""
+    head = (
+        f"{'seed':>6} {'result':6} {'faults':>6} {'PAID':>6} {'FAILED':>6} {'CANCEL':>6}"
+        f" {'other':>5} {'viol.':>5} {'worst rec. s':>12} {'500s':>5} {'503s':>5}"
+        f" {'settled s':>9} {'time s':>6}"
+    )
+    lines = [head, "-" * len(head)]
+    for r in results:
+        counted = ("PAID", "FAILED", "CANCELLED")
+        other = sum(n for s, n in r.orders.items() if s not in counted)
+        recoveries = [f["recovery_s"] for f in r.faults]
+        worst = None if None in recoveries else max(recoveries, default=0.0)
+        lines.append(
+            f"{r.seed:>6} {'ok' if r.ok else 'FAIL':6} {len(r.faults):>6}"
+            f" {r.orders.get('PAID', 0):>6} {r.orders.get('FAILED', 0):>6}"
+            f" {r.orders.get('CANCELLED', 0):>6} {other:>5} {len(r.violations):>5}"
+            f" {_seconds(worst) if r.faults else '-':>12} {r.http_status.get(500, 0):>5}"
+            f" {r.http_status.get(503, 0):>5} {_seconds(r.settled_after_s):>9}"
+            f" {r.duration_s:>6.0f}"
+        )
+        if details:
+            lines += _details(r)
+    return "\n".join(lines)
+
+
+def _details(r: "RunResult") -> list[str]:
+    lines = []
+    for f in r.faults:
+        boot = "" if f["boot_s"] is None else f", boot {f['boot_s']:.1f} s"
+        lines.append(
+            f"         {f['name']:<28} down {f['down_s']:5.1f} s{boot}, reads back after"
+            f" {_seconds(f['recovery_s'])} s ({f['failed_rounds']} failing probe rounds)"
+        )
+    lines += [f"       ! {v}" for v in r.violations]
+    lines += [f"       500: {e}" for e in r.server_errors[:5]]
+    lines += [f"       dead letter: {d}" for d in r.dead_letter_samples]
+    if r.transport_errors:
+        lines.append(f"         transport errors: {r.transport_errors}")
+    if not r.drained:
+        lines.append("         (outboxes/analytics had not drained when the books were read)")
+    lines.append(f"         logs: {r.log_dir}")
+    return lines
