@@ -4,6 +4,7 @@ the run's dead-letter topics. Nothing here judges; `checker` does."""
 import asyncio
 import json
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -96,6 +97,7 @@ class Read:
     """What the auditor read, in the shapes the checker takes."""
 
     orders: list[OrderRow] = field(default_factory=list)
+    failure_codes: Counter[str] = field(default_factory=Counter)
     wallets: dict[str, LedgerSums] = field(default_factory=dict)
     stock: dict[str, StockRow] = field(default_factory=dict)
     coupons: dict[str, CouponRow] = field(default_factory=dict)
@@ -131,6 +133,9 @@ async def read_books(shop: Shop) -> Read:
     async with snapshot(shop, "order") as conn:
         rows = await conn.fetch("SELECT id, user_id, status, step, saga::text AS saga FROM orders")
         read.orders = [_order(r) for r in rows]
+        read.failure_codes = Counter(
+            str(json.loads(r["saga"]).get("failure_code")) for r in rows if r["status"] == "FAILED"
+        )
     async with snapshot(shop, "wallet") as conn:
         for r in await conn.fetch(
             "SELECT w.user_id, w.balance,"

@@ -5,7 +5,8 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import httpx
 
@@ -25,11 +26,21 @@ class FaultRecord:
     down_s: float = 0.0  # how long it was away (for a kill: until the new process was ready)
     boot_s: float | None = None  # a restarted service: from its start to its /ready
     error: str | None = None  # the fault could not be undone (a violation of its own)
-    recovery_s: float | None = None  # filled in after the run from the probe's rounds
+    at: str = ""  # wall-clock start, to find it in the services' logs
+    # Filled in after the run from the probe's rounds and the load's answers:
+    recovery_s: float | None = None  # from `ended` until the reads answered 2xx for good
+    outage_s: float | None = None  # what a shopper saw: from `started` until then
     failed_rounds: int = 0  # probe rounds with a read not answering 2xx, fault to recovery
+    failed_reads: dict[str, int] = field(default_factory=dict)  # "balance 503" -> rounds
+    http_500: int = 0  # load answers 500 from this fault's start to the next fault's
+    http_503: int = 0
 
 
 Inject = Callable[[Shop, httpx.AsyncClient, dict[str, str]], Awaitable[FaultRecord]]
+
+
+def begin(name: str) -> FaultRecord:
+    return FaultRecord(name, time.monotonic(), at=datetime.now(UTC).isoformat(timespec="seconds"))
 
 
 @dataclass(frozen=True)
@@ -42,7 +53,7 @@ def kill(*names: str, pause: float) -> Fault:
     """kill -9 the services, leave them dead for `pause` seconds, then start them again."""
 
     async def inject(shop: Shop, client: httpx.AsyncClient, admin: dict[str, str]) -> FaultRecord:
-        record = FaultRecord(f"kill -9 {'+'.join(names)}", time.monotonic())
+        record = begin(f"kill -9 {'+'.join(names)}")
         await asyncio.gather(*[shop.kill(n) for n in names])
         await asyncio.sleep(pause)
         try:
@@ -61,7 +72,7 @@ def restart(component: str, *, pause: float) -> Fault:
     """Stop Kafka or PostgreSQL with its script, keep it down `pause` seconds, start it."""
 
     async def inject(shop: Shop, client: httpx.AsyncClient, admin: dict[str, str]) -> FaultRecord:
-        record = FaultRecord(f"{component} restart", time.monotonic())
+        record = begin(f"{component} restart")
         try:
             await shop.infra.run(component, "stop")
             await asyncio.sleep(pause)
@@ -101,7 +112,7 @@ def slow_provider(*, hold: float, timeout_rate: float) -> Fault:
     recorded APPROVED: the approval arrives late) and answers the rest slowly."""
 
     async def inject(shop: Shop, client: httpx.AsyncClient, admin: dict[str, str]) -> FaultRecord:
-        record = FaultRecord("provider timeouts", time.monotonic())
+        record = begin("provider timeouts")
         bad = {"decline_rate": 0.0, "timeout_rate": timeout_rate, "latency_ms": 300}
         good = {"decline_rate": 0.0, "timeout_rate": 0.0, "latency_ms": 0}
         record.error = await _behave(client, admin, bad, time.monotonic() + 15)

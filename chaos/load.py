@@ -92,7 +92,9 @@ async def set_up(client: httpx.AsyncClient, rng: random.Random, *, shoppers: int
     products: dict[str, int] = {}
     start_stock: dict[str, int] = {}
     for i in range(rng.randint(6, 9)):
-        price, stock = rng.randrange(1_000, 60_000, 100), rng.randint(120, 400)
+        # Plenty of stock, but one product scarce: some orders fail OUT_OF_STOCK on purpose.
+        price = rng.randrange(1_000, 20_000, 100)
+        stock = rng.randint(150, 250) if i == 0 else rng.randint(3_000, 6_000)
         body = {
             "name": f"Chaos product {i}",
             "category": rng.choice(CATEGORIES),
@@ -103,7 +105,13 @@ async def set_up(client: httpx.AsyncClient, rng: random.Random, *, shoppers: int
         created = _ok(await client.post("/api/products", json=body, headers=admin), 201)
         products[created["id"]] = price
         start_stock[created["id"]] = stock
-    balances = [rng.randrange(500_000, 3_000_000, 1_000) for _ in range(shoppers)]
+    # Most shoppers can pay for a whole run; a few run dry and see INSUFFICIENT_BALANCE.
+    balances = [
+        rng.randrange(100_000, 300_000, 1_000)
+        if i % 8 == 0
+        else rng.randrange(8_000_000, 10_000_000, 1_000)
+        for i in range(shoppers)
+    ]
     people = list(await asyncio.gather(*[_shopper(client, admin, balance) for balance in balances]))
     charged = {s.id: b for s, b in zip(people, balances, strict=True)}
     coupons = []
@@ -160,6 +168,7 @@ class Traffic:
     """What the load sent and what it got back."""
 
     status: Counter[int] = field(default_factory=Counter)  # HTTP status -> count
+    failures: list[tuple[float, int]] = field(default_factory=list)  # (monotonic, 5xx status)
     by_op: Counter[str] = field(default_factory=Counter)  # "place 202" -> count
     errors: Counter[str] = field(default_factory=Counter)  # transport errors by kind
     server_errors: list[str] = field(default_factory=list)  # examples of 5xx but 503
@@ -225,6 +234,8 @@ class Load:
             code = response.status_code
             self.traffic.status[code] += 1
             self.traffic.by_op[f"{call.op} {code}"] += 1
+            if code >= 500:
+                self.traffic.failures.append((time.monotonic(), code))
             if code >= 500 and code != 503 and len(self.traffic.server_errors) < 20:
                 self.traffic.server_errors.append(
                     f"{time.strftime('%H:%M:%S')} {call.method} {call.path} {code}"
@@ -258,7 +269,7 @@ class Load:
             return Call("modify", "PATCH", f"/api/orders/{order_id}", shopper, body)
         shopper = self.rng.choice(self.setup.shoppers)
         order: dict[str, Any] = {"user_id": shopper.id, "items": self._items()}
-        if shopper.coupons and self.rng.random() < 0.3:
+        if shopper.coupons and self.rng.random() < 0.15:
             order["coupon_id"] = self.rng.choice(shopper.coupons)
         key = {"Idempotency-Key": str(uuid.UUID(int=self.rng.getrandbits(128)))}
         return Call("place", "POST", "/api/orders", shopper, order, key)
@@ -277,6 +288,7 @@ class Call:
 @dataclass(frozen=True)
 class Sample:
     at: float  # time.monotonic() when the round began
+    done: float  # and when its last answer came
     failed: tuple[str, ...]  # the reads that did not answer 2xx in time, with what they got
 
 
@@ -316,7 +328,7 @@ class Probe:
         while not self._stop.is_set():
             began = time.monotonic()
             results = await asyncio.gather(*[self._read(n, p) for n, p in self.reads.items()])
-            self.samples.append(Sample(began, tuple(r for r in results if r)))
+            self.samples.append(Sample(began, time.monotonic(), tuple(r for r in results if r)))
             rest = self.INTERVAL_S - (time.monotonic() - began)
             if rest > 0:
                 try:
@@ -332,8 +344,9 @@ class Probe:
 
 def recovery(samples: list[Sample], ended: float, until: float) -> float | None:
     """Seconds after `ended` from which every read answered 2xx up to `until`; None if the
-    last round before `until` still failed (or none was made)."""
-    window = [s for s in samples if ended <= s.at < until]
+    last round before `until` still failed (or none was made). A round still waiting for an
+    answer at `until` is left out: the next fault may have broken it."""
+    window = [s for s in samples if ended <= s.at and s.done < until]
     if not window or window[-1].failed:
         return None
     failed = [s for s in window if s.failed]

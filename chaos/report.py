@@ -39,11 +39,19 @@ def table(results: "list[RunResult]", *, details: bool = False) -> str:
 def _details(r: "RunResult") -> list[str]:
     lines = []
     for f in r.faults:
-        boot = "" if f["boot_s"] is None else f", boot {f['boot_s']:.1f} s"
+        boot = "" if f["boot_s"] is None else f" (boot {f['boot_s']:.1f})"
         lines.append(
-            f"         {f['name']:<28} down {f['down_s']:5.1f} s{boot}, reads back after"
-            f" {_seconds(f['recovery_s'])} s ({f['failed_rounds']} failing probe rounds)"
+            f"         {f['at'][11:19]} {f['name']:<24} down {f['down_s']:5.1f} s{boot:<11}"
+            f" reads 2xx {_seconds(f['recovery_s']):>5} s after, {_seconds(f['outage_s']):>5} s"
+            f" after start; load 500 x {f['http_500']}, 503 x {f['http_503']}"
         )
+        if f["recovery_s"] is None or f["recovery_s"] > 0:
+            lines.append(f"           failing reads: {f['failed_reads']}")
+    if r.failure_codes:
+        lines.append(f"         FAILED by code: {r.failure_codes}")
+    noisy = {s: c for s, c in r.logged.items() if c}
+    if noisy:
+        lines.append(f"         logged: {noisy}")
     lines += [f"       ! {v}" for v in r.violations]
     lines += [f"       500: {e}" for e in r.server_errors[:5]]
     lines += [f"       dead letter: {d}" for d in r.dead_letter_samples]

@@ -27,7 +27,7 @@ class Pace:
     recovery_wait_s: float = 10.0  # at most this long for the reads to answer 2xx again
 
 
-SMOKE = Pace(rate=25, shoppers=24, warmup_s=5, gap_s=2, tail_s=3)
+SMOKE = Pace(rate=20, shoppers=24, warmup_s=4, gap_s=2, tail_s=3, recovery_wait_s=8)
 FULL = Pace(rate=30, shoppers=40, warmup_s=10, gap_s=6, tail_s=8)
 
 
@@ -37,6 +37,7 @@ class RunResult:
     ok: bool
     duration_s: float
     orders: dict[str, int]
+    failure_codes: dict[str, int]
     faults: list[dict[str, Any]]
     violations: list[str]
     http_status: dict[int, int]
@@ -47,6 +48,7 @@ class RunResult:
     settled_after_s: float | None
     drained: bool
     dead_letter_samples: list[str]
+    logged: dict[str, dict[str, int]]  # service -> notable log lines (diagnostics, not rules)
     namespace: str
     log_dir: str
     error: str | None = None
@@ -74,15 +76,21 @@ async def _inject_all(
     return records
 
 
-def _score(records: list[faults.FaultRecord], probe: Probe, observed_until: float) -> None:
-    """Each fault's recovery: from its end to the last failing read before the next fault."""
+def _score(
+    records: list[faults.FaultRecord], probe: Probe, load: Load, observed_until: float
+) -> None:
+    """Each fault's recovery (from its end to the last failing read before the next fault),
+    and the 5xx the load got from its start to the next fault's."""
     for i, record in enumerate(records):
         until = records[i + 1].started if i + 1 < len(records) else observed_until
         record.recovery_s = recovery(probe.samples, record.ended, until)
-        stop = record.ended + (record.recovery_s or 0.0) if record.recovery_s is not None else until
-        record.failed_rounds = sum(
-            1 for s in probe.samples if record.started <= s.at < stop and s.failed
-        )
+        back = until if record.recovery_s is None else record.ended + record.recovery_s
+        record.outage_s = None if record.recovery_s is None else back - record.started
+        failing = [s for s in probe.samples if record.started <= s.at < back and s.failed]
+        record.failed_rounds = len(failing)
+        record.failed_reads = dict(Counter(f for s in failing for f in s.failed))
+        codes = Counter(c for at, c in load.traffic.failures if record.started <= at < until)
+        record.http_500, record.http_503 = codes[500], codes[503]
 
 
 async def run_once(infra: Infra, seed: int, *, smoke: bool, run_dir: Path) -> RunResult:
@@ -123,7 +131,7 @@ async def run_once(infra: Infra, seed: int, *, smoke: bool, run_dir: Path) -> Ru
             drained = await audit.wait_for_drain(shop, timeout=30)
             probe.stop()
             await asyncio.gather(*tasks)
-            _score(records, probe, time.monotonic())
+            _score(records, probe, load, time.monotonic())
             read = await audit.read_books(shop)
     finally:
         for task in tasks:
@@ -159,6 +167,7 @@ async def run_once(infra: Infra, seed: int, *, smoke: bool, run_dir: Path) -> Ru
         ok=not violations,
         duration_s=round(time.monotonic() - began, 1),
         orders=dict(Counter(o.status for o in read.orders)),
+        failure_codes=dict(read.failure_codes),
         faults=[_fault_json(r) for r in records],
         violations=violations,
         http_status=dict(sorted(traffic.status.items())),
@@ -169,13 +178,37 @@ async def run_once(infra: Infra, seed: int, *, smoke: bool, run_dir: Path) -> Ru
         settled_after_s=None if settled is None else round(settled, 1),
         drained=drained,
         dead_letter_samples=read.dead_letter_samples,
+        logged=notable_log_lines(run_dir / "logs"),
         namespace=shop.namespace,
         log_dir=str(run_dir / "logs"),
     )
+
+
+NOTABLE = {
+    "dead-lettering": "dead-lettering message",
+    "500 tracebacks": "Exception in ASGI application",
+    "kafka connect errors": "Unable connect to node",
+}
+
+
+def notable_log_lines(log_dir: Path) -> dict[str, dict[str, int]]:
+    """How often each service logged what tells a fault's story: dead-lettering attempts
+    (also those whose own write failed, which leave no row), unhandled errors, reconnects."""
+    found: dict[str, dict[str, int]] = {}
+    for path in sorted(log_dir.glob("*.log")):
+        counts = Counter[str]()
+        with path.open(errors="replace") as lines:
+            for line in lines:
+                for name, needle in NOTABLE.items():
+                    if needle in line:
+                        counts[name] += 1
+        found[path.stem] = dict(counts)
+    return found
 
 
 def _fault_json(record: faults.FaultRecord) -> dict[str, Any]:
     out = asdict(record)
     for key in ("started", "ended"):
         out.pop(key)
+    out["down_s"] = record.down_s
     return {k: round(v, 2) if isinstance(v, float) else v for k, v in out.items()}

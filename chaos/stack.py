@@ -28,6 +28,10 @@ ADMIN_PASSWORD = "admin-chaos-password"
 DB_PREFIX = "chaos_"
 
 
+# Every service process any run started, so that an interrupted run still stops them all.
+STARTED: list[ServiceProcess] = []
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -106,7 +110,10 @@ class Infra:
             raise RuntimeError(f"{component}.sh {command} failed:\n{out.decode(errors='replace')}")
 
     def stop_all(self) -> None:
-        """Stop the gateway, Kafka and PostgreSQL of the suite (blocking: used in cleanup)."""
+        """Stop every service process, the gateway, Kafka and PostgreSQL of the suite (blocking:
+        the last cleanup, also after an interrupt)."""
+        for process in STARTED:
+            process.stop(kill=True)
         for component in ("gateway", "kafka", "postgres"):
             subprocess.run(
                 ["bash", str(INFRA / f"{component}.sh"), "stop"],
@@ -196,6 +203,9 @@ def service_env(infra: Infra, spec: ServiceSpec, database: str, namespace: str) 
         "SHOP_PAYMENT_URL": f"http://127.0.0.1:{infra.service_ports['payment-mock']}",
         "SHOP_RATE_LIMITS": "off",
         "SHOP_LOG_LEVEL": "INFO",
+        # Restarts should measure the shop's recovery, not CPython compiling every module from
+        # source again: let the first start write bytecode (a sandbox may switch it off).
+        "PYTHONDONTWRITEBYTECODE": "",
     }
 
 
@@ -214,6 +224,7 @@ async def start_shop(infra: Infra, run_dir: Path, seed: int) -> Shop:
         for spec in SERVICES
     }
     shop = Shop(infra=infra, namespace=namespace, processes=processes, databases=databases)
+    STARTED.extend(processes.values())
     try:
         for process in processes.values():
             process.start()
