@@ -36,7 +36,7 @@ fmt:  ## format and autofix
 	@$(RUN) ruff check --fix .
 
 typecheck:  ## mypy over the libraries and services
-	@$(RUN) mypy libs/contracts/src libs/shopkit/src services/*/src
+	@$(RUN) mypy libs/contracts/src libs/shopkit/src services/*/src chaos
 
 infra-up: install  ## start PostgreSQL and Kafka locally and create the topics
 	@bash infra/local/postgres.sh start

@@ -6,6 +6,7 @@ timing still varies from run to run).
 """
 
 import asyncio
+import bisect
 import random
 import time
 import uuid
@@ -174,7 +175,9 @@ class Traffic:
     server_errors: list[str] = field(default_factory=list)  # examples of 5xx but 503
     skipped: int = 0  # ticks with every slot busy: the shop was not keeping up
     accepted: set[str] = field(default_factory=set)  # order ids answered 202
-    placed_at: dict[str, tuple[float, Shopper]] = field(default_factory=dict)
+    # Orders placed, oldest first (times ascending), for cancels and modifies to pick from.
+    placed: list[tuple[float, str, Shopper]] = field(default_factory=list)
+    cancelled: set[str] = field(default_factory=set)
 
 
 class Load:
@@ -244,7 +247,7 @@ class Load:
             if call.op == "place" and code == 202:
                 order_id = response.json()["id"]
                 self.traffic.accepted.add(order_id)
-                self.traffic.placed_at[order_id] = (time.monotonic(), call.shopper)
+                self.traffic.placed.append((time.monotonic(), order_id, call.shopper))
         finally:
             self._slots.release()
 
@@ -255,18 +258,17 @@ class Load:
     def _next(self) -> "Call":
         """The next request: mostly orders; cancels and modifies of orders placed a while ago."""
         roll = self.rng.random()
-        now = time.monotonic()
-        settled = [oid for oid, (at, _) in self.traffic.placed_at.items() if now - at > 2]
-        if roll < 0.15 and settled:
-            order_id = self.rng.choice(settled)
+        placed = self.traffic.placed
+        older = bisect.bisect_left(placed, time.monotonic() - 2.0, key=lambda p: p[0])
+        if roll < 0.30 and older:
+            _, order_id, shopper = placed[self.rng.randrange(older)]
             # A cancelled order is not picked again: a second cancel is a plain 409.
-            shopper = self.traffic.placed_at.pop(order_id)[1]
-            return Call("cancel", "POST", f"/api/orders/{order_id}/cancel", shopper)
-        if roll < 0.30 and settled:
-            order_id = self.rng.choice(settled)
-            shopper = self.traffic.placed_at[order_id][1]
-            body = {"items": self._items()}
-            return Call("modify", "PATCH", f"/api/orders/{order_id}", shopper, body)
+            if roll < 0.15 and order_id not in self.traffic.cancelled:
+                self.traffic.cancelled.add(order_id)
+                return Call("cancel", "POST", f"/api/orders/{order_id}/cancel", shopper)
+            if order_id not in self.traffic.cancelled:
+                body = {"items": self._items()}
+                return Call("modify", "PATCH", f"/api/orders/{order_id}", shopper, body)
         shopper = self.rng.choice(self.setup.shoppers)
         order: dict[str, Any] = {"user_id": shopper.id, "items": self._items()}
         if shopper.coupons and self.rng.random() < 0.15:

@@ -14,7 +14,7 @@ def table(results: "list[RunResult]", *, details: bool = False) -> str:
     """One line per run; with `details`, each run's faults and violations under it."""
     head = (
         f"{'seed':>6} {'result':6} {'faults':>6} {'PAID':>6} {'FAILED':>6} {'CANCEL':>6}"
-        f" {'other':>5} {'viol.':>5} {'worst rec. s':>12} {'500s':>5} {'503s':>5}"
+        f" {'other':>5} {'viol.':>5} {'worst rec. s':>12} {'outage s':>8} {'500s':>5} {'503s':>5}"
         f" {'settled s':>9} {'time s':>6}"
     )
     lines = [head, "-" * len(head)]
@@ -23,11 +23,14 @@ def table(results: "list[RunResult]", *, details: bool = False) -> str:
         other = sum(n for s, n in r.orders.items() if s not in counted)
         recoveries = [f["recovery_s"] for f in r.faults]
         worst = None if None in recoveries else max(recoveries, default=0.0)
+        outages = [f["outage_s"] for f in r.faults]
+        outage = None if None in outages else max(outages, default=0.0)
         lines.append(
             f"{r.seed:>6} {'ok' if r.ok else 'FAIL':6} {len(r.faults):>6}"
             f" {r.orders.get('PAID', 0):>6} {r.orders.get('FAILED', 0):>6}"
             f" {r.orders.get('CANCELLED', 0):>6} {other:>5} {len(r.violations):>5}"
-            f" {_seconds(worst) if r.faults else '-':>12} {r.http_status.get(500, 0):>5}"
+            f" {_seconds(worst) if r.faults else '-':>12}"
+            f" {_seconds(outage) if r.faults else '-':>8} {r.http_status.get(500, 0):>5}"
             f" {r.http_status.get(503, 0):>5} {_seconds(r.settled_after_s):>9}"
             f" {r.duration_s:>6.0f}"
         )
