@@ -168,3 +168,45 @@ def test_recovery_is_measured_to_the_last_failing_read() -> None:
     assert recovery(samples, ended=13.0, until=16.0) == 0.0
     assert recovery(samples, ended=10.0, until=12.5) is None  # still failing when watched last
     assert recovery(samples, ended=20.0, until=25.0) is None  # never watched
+
+
+def test_the_table_shows_each_run_and_its_violations() -> None:
+    from chaos.report import table
+    from chaos.runner import RunResult
+
+    result = RunResult(
+        seed=7,
+        ok=False,
+        duration_s=120.0,
+        orders={"PAID": 3, "FAILED": 1},
+        failure_codes={"OUT_OF_STOCK": 1},
+        faults=[
+            {
+                "name": "postgres restart",
+                "at": "2026-12-02T20:00:00+00:00",
+                "down_s": 4.5,
+                "boot_s": None,
+                "recovery_s": 0.0,
+                "outage_s": 4.5,
+                "failed_rounds": 3,
+                "failed_reads": {"balance 503": 3},
+                "http_500": 2,
+                "http_503": 1,
+                "error": None,
+            }
+        ],
+        violations=["no HTTP 500: 1 - HTTP 500 x 2"],
+        http_status={202: 10, 500: 2, 503: 1},
+        requests={},
+        transport_errors={},
+        server_errors=[],
+        skipped_ticks=0,
+        settled_after_s=6.0,
+        drained=True,
+        dead_letter_samples=[],
+        logged={},
+        namespace="c7x.",
+        log_dir="/tmp/logs",
+    )
+    text = table([result], details=True)
+    assert "FAIL" in text and "postgres restart" in text and "! no HTTP 500" in text
