@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 
 .PHONY: help install dev test test-unit test-e2e lint fmt typecheck infra-up infra-down \
         infra-status migrate up down bench bench-orders clean asyncapi docs analytics-rebuild \
-        chaos chaos-smoke
+        secrets rotate-keys dlq chaos chaos-smoke
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -62,22 +62,35 @@ docs: asyncapi  ## regenerate docs/generated (ERDs, topic map, saga state machin
 asyncapi:  ## regenerate services/*/asyncapi.json from the code (commit the diff)
 	@$(RUN) python scripts/asyncapi.py
 
+ARGS ?= list
+dlq:  ## dead letters through the gateway: make dlq ARGS="list --service order" (see docs/operations.md)
+	@$(RUN) python -m shopkit.dlq $(ARGS)
+
 ANALYTICS_DB ?= analytics
-PG_URL = postgresql+asyncpg://$${SHOP_PG_USER:-postgres}:$${SHOP_PG_PASSWORD:-postgres}@127.0.0.1:$${SHOP_PG_PORT:-5432}
+# ANALYTICS_DB as its own role (shop_<ANALYTICS_DB>), which postgres.sh creates with the database
+PG_URL = $$(bash infra/local/postgres.sh url $(ANALYTICS_DB))
 
 analytics-rebuild: infra-up  ## replay order and catalog events into ANALYTICS_DB (stop analytics first)
 	@SHOP_PG_DATABASES=$(ANALYTICS_DB) bash infra/local/postgres.sh start
-	@cd services/analytics && SHOP_DATABASE_URL=$(PG_URL)/$(ANALYTICS_DB) $(RUN) alembic upgrade head
-	@SHOP_DATABASE_URL=$(PG_URL)/$(ANALYTICS_DB) $(RUN) python -m analytics.rebuild --truncate
+	@url=$(PG_URL) && cd services/analytics && SHOP_DATABASE_URL=$$url $(RUN) alembic upgrade head
+	@SHOP_DATABASE_URL=$(PG_URL) $(RUN) python -m analytics.rebuild --truncate
 
-up:  ## the whole shop with Docker Compose (machines with a Docker engine)
-	docker compose up -d --build
+secrets:  ## make the local keys and passwords if missing (.local/secrets/shop.env, mode 0600)
+	@$(RUN) python -m shopkit.local_secrets
+
+rotate-keys:  ## sign tokens with a new key from the next start; the current one still verifies
+	@$(RUN) python -m shopkit.local_secrets rotate
+
+COMPOSE := docker compose --env-file $${SHOP_LOCAL_DIR:-.local}/secrets/shop.env
+
+up: secrets  ## the whole shop with Docker Compose (machines with a Docker engine)
+	$(COMPOSE) up -d --build
 
 down:  ## stop the Docker Compose stack
-	docker compose down
+	$(COMPOSE) down
 
 bench: infra-up  ## every benchmark (slow; prints figures), see docs/performance.md
-	@for b in catalog coupon analytics; do echo "== bench/$${b}_bench.py"; \
+	@for b in catalog coupon analytics register; do echo "== bench/$${b}_bench.py"; \
 	  $(RUN) python bench/$${b}_bench.py || exit 1; done
 	@$(MAKE) --no-print-directory bench-orders
 
@@ -85,8 +98,10 @@ bench: infra-up  ## every benchmark (slow; prints figures), see docs/performance
 # (a freshly started stack, and a fresh Kafka most of all, needs minutes of load to be warm).
 BENCH_ARGS ?= --sweep 70,70,70 --orders 3000 --warmup 20000
 
+# 50 users placing thousands of orders a minute from one address are what the abuse limits
+# refuse: the stack a benchmark starts runs with SHOP_RATE_LIMITS=off (README "Abuse limits").
 bench-orders: install  ## the order benchmark through the gateway of a local stack it starts and stops
-	@mkdir -p .local; $(RUN) python scripts/dev.py > .local/bench-dev.log 2>&1 & dev=$$!; \
+	@mkdir -p .local; SHOP_RATE_LIMITS=off $(RUN) python scripts/dev.py > .local/bench-dev.log 2>&1 & dev=$$!; \
 	  trap 'kill -INT $$dev; wait $$dev' EXIT; \
 	  for i in $$(seq 240); do grep -q "The shop is running" .local/bench-dev.log && break; \
 	    kill -0 $$dev 2>/dev/null || { tail -20 .local/bench-dev.log; exit 1; }; sleep 1; done; \

@@ -33,6 +33,7 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from faststream.kafka import KafkaBroker
 
 from analytics.api import router
@@ -46,6 +47,7 @@ from shopkit.app import create_app
 from shopkit.clock import FrozenClock
 from shopkit.db import Database
 from shopkit.kafka_admin import ensure_topics
+from shopkit.keys import public_text
 from shopkit.messaging import Consumer
 from shopkit.stack import SERVICES, migrate
 from shopkit.testing import KafkaProbe
@@ -320,7 +322,12 @@ async def main() -> None:
         filled = await fill_year(url.replace("+asyncpg", ""), args.products, args.days)
         print(f"filled {filled:,} product-day rows in {time.perf_counter() - started:.1f}s")
         settings = Settings(
-            database_url=url, kafka_bootstrap=bootstrap, log_json=False, log_level="WARNING"
+            database_url=url,
+            kafka_bootstrap=bootstrap,
+            log_json=False,
+            log_level="WARNING",
+            # Reads are public; the app still starts only with a key to verify tokens with.
+            jwt_public_keys=[public_text(Ed25519PrivateKey.generate().public_key())],
         )
         print(f"{'query':<38} {'n':>4} {'p50 ms':>8} {'p99 ms':>8}")
         for query, n, p50, p99 in await time_queries(settings, args.queries):

@@ -2,7 +2,10 @@
 
 By default it starts what it measures and stops it afterwards: a fresh database and Kafka
 namespace, the coupon service as `uvicorn --workers N`, and the nginx gateway in front of it.
-With `--url` it targets a running stack instead (tokens are minted with SHOP_JWT_SECRET).
+With `--url` it targets a running stack instead (tokens are minted with the local stack's
+signing key, SHOP_JWT_PRIVATE_KEY or .local/secrets/shop.env); start that stack with
+SHOP_RATE_LIMITS=off, as the stack this starts is: 10,000 requests a second from one address
+are exactly what the gateway's per-address limits refuse.
 
     .venv/bin/python bench/coupon_bench.py                 # 10,000 requests, 1,000 clients, 100
     .venv/bin/python bench/coupon_bench.py --workers 1     # compare worker counts
@@ -42,13 +45,20 @@ import asyncpg
 import httpx
 import orjson
 
-from shopkit.auth import issue_token
+from shopkit import local_secrets
+from shopkit.auth import TokenSigner
 from shopkit.kafka_admin import ensure_topics
-from shopkit.settings import ServiceSettings
+from shopkit.keys import generate_private_key, load_private_key, public_text
 from shopkit.stack import SERVICES, migrate
 
 ROOT = Path(__file__).resolve().parents[1]
 COUPON = next(s for s in SERVICES if s.name == "coupon")
+
+
+def signer_of(private_key: str) -> TokenSigner:
+    """Tokens as the wallet would sign them (the bench plays the wallet's login)."""
+    key = load_private_key(private_key, variable=local_secrets.PRIVATE_KEY)
+    return TokenSigner(key, issuer="shop", audience="shop-api", ttl_seconds=3600)
 
 
 def free_port() -> int:
@@ -187,7 +197,7 @@ class OwnStack:
         self.db_name = f"bench_coupon_{uuid.uuid4().hex[:8]}"
         self.dir = Path(tempfile.mkdtemp(prefix="coupon-bench-"))
         self.port, self.gateway_port = free_port(), free_port()
-        self.secret = "bench-" + uuid.uuid4().hex
+        self.private_key = generate_private_key()  # this run's wallet key, written nowhere
         self.process: subprocess.Popen[bytes] | None = None
         base = pg_admin_url.rsplit("/", 1)[0].split("://", 1)[1]
         self.database_url = f"postgresql+asyncpg://{base}/{self.db_name}"
@@ -195,6 +205,9 @@ class OwnStack:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.gateway_port}"
+
+    def signer(self) -> TokenSigner:
+        return signer_of(self.private_key)
 
     def _gateway_env(self) -> dict[str, str]:
         ports = {f"SHOP_{s.name.split('-')[0].upper()}_PORT": str(free_port()) for s in SERVICES}
@@ -204,6 +217,7 @@ class OwnStack:
             "SHOP_COUPON_PORT": str(self.port),
             "SHOP_GATEWAY_PORT": str(self.gateway_port),
             "SHOP_LOCAL_DIR": str(self.dir),
+            "SHOP_RATE_LIMITS": "off",  # a load test from one address (see the docstring)
         }
 
     async def __aenter__(self) -> "OwnStack":
@@ -228,8 +242,9 @@ class OwnStack:
             "SHOP_DATABASE_URL": self.database_url,
             "SHOP_KAFKA_BOOTSTRAP": self.kafka,
             "SHOP_KAFKA_NAMESPACE": namespace,
-            "SHOP_JWT_SECRET": self.secret,
+            "SHOP_JWT_PUBLIC_KEYS": orjson.dumps([public_text(self.signer().public_key)]).decode(),
             "SHOP_LOG_LEVEL": "WARNING",
+            "SHOP_RATE_LIMITS": "off",
         }
         log = (self.dir / "coupon.log").open("ab")
         command = [
@@ -247,7 +262,6 @@ class OwnStack:
         )
         if self.upstream_keepalive:
             await self._raise_upstream_keepalive(self.upstream_keepalive)
-        os.environ["SHOP_JWT_SECRET"] = self.secret
         return self
 
     async def _raise_upstream_keepalive(self, keepalive: int) -> None:
@@ -494,10 +508,16 @@ async def main() -> None:
         base_url = args.url or (own.url if own else "")
         if own and args.no_gateway:
             base_url = f"http://127.0.0.1:{own.port}"
-        settings = ServiceSettings()
-        admin = {
-            "Authorization": f"Bearer {issue_token(settings, user_id='bench-admin', role='admin')}"
-        }
+        signer = (
+            own.signer()
+            if own
+            else signer_of(
+                local_secrets.ensure(Path(os.environ.get("SHOP_LOCAL_DIR", ROOT / ".local")))[
+                    local_secrets.PRIVATE_KEY
+                ]
+            )
+        )
+        admin = {"Authorization": f"Bearer {signer.issue(user_id='bench-admin', role='admin')}"}
         client = await stack.enter_async_context(httpx.AsyncClient(base_url=base_url, timeout=30))
         created = await client.post(
             "/api/coupons",
@@ -512,7 +532,7 @@ async def main() -> None:
         created.raise_for_status()
         coupon_id = created.json()["id"]
         users = [str(uuid.uuid4()) for _ in range(args.requests)]
-        tokens = [(u, issue_token(settings, user_id=u, role="user")) for u in users]
+        tokens = [(u, signer.issue(user_id=u, role="user")) for u in users]
 
         results, elapsed = await burst(base_url, coupon_id, tokens, args.clients)
         places = sum(r.status == 202 for r in results)

@@ -2,8 +2,9 @@
 
 Usage: python bench/order_bench.py [GATEWAY_URL] [--orders N] [--concurrency C] [--warmup W]
        python bench/order_bench.py [GATEWAY_URL] --sweep 5,10,25,50,100 [--orders N]
-Needs a running stack (`make dev`) and the admin password (SHOP_ADMIN_PASSWORD, default the
-local stack's). Creates its own users and products, fires W warm-up orders that are not counted
+Needs a running stack started with SHOP_RATE_LIMITS=off (`make bench-orders` does that: its
+users and orders from one address are what the abuse limits refuse) and the admin password
+(SHOP_ADMIN_PASSWORD, else the local stack's, from .local/secrets/shop.env). Creates its own users and products, fires W warm-up orders that are not counted
 (right after a restart, Kafka's JIT and every pool are cold: the first hundreds of orders cost
 up to twice the CPU), then N orders with ?wait=true from C concurrent clients, and stops.
 The orders are fired with aiohttp on uvloop, the cheapest client at hand, so that the load
@@ -24,13 +25,17 @@ import resource
 import statistics
 import time
 import uuid
+from pathlib import Path
 
 import aiohttp
 import httpx
 import orjson
 import uvloop
 
+from shopkit import local_secrets
 from shopkit.app import tune_garbage_collector
+
+LOCAL = Path(os.environ.get("SHOP_LOCAL_DIR", Path(__file__).resolve().parents[1] / ".local"))
 
 
 async def login(client: httpx.AsyncClient, email: str, password: str) -> dict[str, str]:
@@ -142,7 +147,7 @@ async def main() -> None:
     )
     args = parser.parse_args()
     levels: list[int] = args.sweep or [args.concurrency]
-    password = os.environ.get("SHOP_ADMIN_PASSWORD", "admin-dev-password")
+    password = local_secrets.ensure(LOCAL)[local_secrets.ADMIN_PASSWORD]
     limits = httpx.Limits(max_connections=max(levels) + 10)
     async with httpx.AsyncClient(base_url=args.url, timeout=30, limits=limits) as client:
         admin = await login(client, "admin@shop.local", password)

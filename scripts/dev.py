@@ -16,8 +16,9 @@ from pathlib import Path
 
 import httpx
 
+from shopkit import local_secrets
 from shopkit.kafka_admin import ensure_topics
-from shopkit.stack import SERVICES, ServiceProcess, migrate, port_of
+from shopkit.stack import SERVICES, ServiceProcess, local_database_url, migrate, port_of
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCAL = Path(os.environ.get("SHOP_LOCAL_DIR", ROOT / ".local"))
@@ -30,7 +31,6 @@ KAFKA = os.environ.get(
     "SHOP_KAFKA_BOOTSTRAP", f"127.0.0.1:{os.environ.get('SHOP_KAFKA_PORT', '9092')}"
 )
 GATEWAY = f"http://127.0.0.1:{os.environ.get('SHOP_GATEWAY_PORT', '8000')}"
-ADMIN_PASSWORD = os.environ.setdefault("SHOP_ADMIN_PASSWORD", "admin-dev-password")
 
 
 def infra(component: str, command: str) -> int:
@@ -46,10 +46,10 @@ def running(component: str) -> bool:
     )
 
 
-def start_services() -> list[ServiceProcess]:
+def start_services(credentials: dict[str, str]) -> list[ServiceProcess]:
     processes = []
     for spec in SERVICES:
-        url = f"postgresql+asyncpg://{PG}/{spec.database}"
+        url = local_database_url(LOCAL, spec)  # the service's own role, not the superuser
         print(f"[dev] migrating {spec.name} ...", flush=True)
         migrate(ROOT, spec, url)
         process = ServiceProcess(
@@ -59,6 +59,7 @@ def start_services() -> list[ServiceProcess]:
                 "SHOP_DATABASE_URL": url,
                 "SHOP_KAFKA_BOOTSTRAP": KAFKA,
                 "SHOP_PAYMENT_URL": f"http://127.0.0.1:{port_of(SERVICES[4])}",
+                **local_secrets.service_env(spec.name, credentials),
             },
             log_path=LOCAL / "logs" / f"{spec.name}.log",
         )
@@ -70,16 +71,24 @@ def start_services() -> list[ServiceProcess]:
     return processes
 
 
-def seed() -> None:
+def seed(credentials: dict[str, str]) -> None:
     """Demo data through the public API; skipped when the catalog already has products."""
     with httpx.Client(base_url=GATEWAY, timeout=30) as client:
         login = client.post(
-            "/api/auth/login", json={"email": "admin@shop.local", "password": ADMIN_PASSWORD}
+            "/api/auth/login",
+            json={"email": "admin@shop.local", "password": credentials["SHOP_ADMIN_PASSWORD"]},
         )
         login.raise_for_status()
         admin = {"Authorization": f"Bearer {login.json()['access_token']}"}
         if client.get("/api/products", params={"limit": 1}).json()["items"]:
             print("[dev] demo data already there", flush=True)
+            demo = {"email": "demo@shop.local", "password": credentials["SHOP_DEMO_PASSWORD"]}
+            if client.post("/api/auth/login", json=demo).status_code == 401:
+                print(
+                    "[dev] demo@shop.local predates .local/secrets: it keeps the password it was"
+                    " created with (make clean starts afresh)",
+                    flush=True,
+                )
             return
         products = [
             ("Galaxy Book 5", "ELECTRONICS", 1_590_000, 20),
@@ -105,7 +114,11 @@ def seed() -> None:
                     "description": f"Demo product: {name}",
                 },
             ).raise_for_status()
-        demo = {"name": "Demo Shopper", "email": "demo@shop.local", "password": "demo-password"}
+        demo = {
+            "name": "Demo Shopper",
+            "email": "demo@shop.local",
+            "password": credentials["SHOP_DEMO_PASSWORD"],
+        }
         created = client.post("/api/users", json=demo)
         if created.status_code == 201:
             client.post(
@@ -127,18 +140,21 @@ def seed() -> None:
         print(f"[dev] seeded {len(products)} products, demo user and a coupon", flush=True)
 
 
-def banner() -> None:
+def banner(credentials: dict[str, str]) -> None:
     print(
         f"""
   The shop is running.
     Gateway           {GATEWAY}/api/...   (try: curl {GATEWAY}/api/products)
-    Admin             admin@shop.local / {ADMIN_PASSWORD}
-    Demo user         demo@shop.local / demo-password (balance 500,000 KRW)
+    Admin             admin@shop.local / {credentials["SHOP_ADMIN_PASSWORD"]}
+    Demo user         demo@shop.local / {credentials["SHOP_DEMO_PASSWORD"]} (balance 500,000 KRW)
+    Credentials       {local_secrets.secrets_file(LOCAL)} (keys, merchant key, passwords)
     OpenAPI docs      """
         + "  ".join(f"{s.name}: http://127.0.0.1:{port_of(s)}/docs" for s in SERVICES)
         + f"""
+    Dead letters      make dlq   ({GATEWAY}/api/ops/<service>/dead-letters, admin)
     Logs              {LOCAL / "logs"}/<service>.log
     Kafka             {KAFKA}      PostgreSQL  postgresql://{PG}/<service>
+    Database roles    shop_<database>, passwords in {LOCAL / "secrets"}/db-shop_<database>.password
   Ctrl-C stops everything this run started; data stays in {LOCAL}.
 """,
         flush=True,
@@ -167,14 +183,17 @@ def main() -> None:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
+    credentials = local_secrets.ensure(LOCAL)
     try:
         for component in ("postgres", "kafka"):
             start_infra(component, started_infra)
+        if infra("postgres", "databases") != 0:  # a server started before: roles may be missing
+            sys.exit("[dev] could not create the service databases and roles")
         asyncio.run(ensure_topics(KAFKA))
-        processes = start_services()
+        processes = start_services(credentials)
         start_infra("gateway", started_infra)
-        seed()
-        banner()
+        seed(credentials)
+        banner(credentials)
         while not stop:
             for process in processes:
                 if process.process and process.process.poll() is not None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from sqlalchemy import MetaData, Table
 from sqlalchemy.dialects import postgresql
 
+import shopkit.dead_letters
 import shopkit.idempotency
 import shopkit.inbox
 import shopkit.outbox  # noqa: F401

@@ -1,17 +1,14 @@
-"""`make migrate`: apply every service's migrations to its local database."""
+"""`make migrate`: apply every service's migrations to its local database, as its own role."""
 
 import os
 from pathlib import Path
 
-from shopkit.stack import SERVICES, migrate
+from shopkit.stack import SERVICES, local_database_url, migrate
 
 ROOT = Path(__file__).resolve().parents[1]
-PG = (
-    f"{os.environ.get('SHOP_PG_USER', 'postgres')}:{os.environ.get('SHOP_PG_PASSWORD', 'postgres')}"
-    f"@127.0.0.1:{os.environ.get('SHOP_PG_PORT', '5432')}"
-)
+LOCAL = Path(os.environ.get("SHOP_LOCAL_DIR", ROOT / ".local"))
 
 if __name__ == "__main__":
     for spec in SERVICES:
-        migrate(ROOT, spec, f"postgresql+asyncpg://{PG}/{spec.database}")
+        migrate(ROOT, spec, local_database_url(LOCAL, spec))
         print(f"[migrate] {spec.name}: at head")

@@ -33,6 +33,10 @@ render() {
     [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a port number, got '${!v}'"
     args+=(-e "s/\\\${$v}/${!v}/g")
   done
+  # Abuse limits per client address, on unless SHOP_RATE_LIMITS says off (load tests).
+  local limits=${SHOP_RATE_LIMITS:-on}
+  case "${limits,,}" in off | false | 0 | no) limits=off ;; *) limits=on ;; esac
+  args+=(-e "s/\\\${SHOP_RATE_LIMITS}/$limits/g")
   mkdir -p "$NDIR/logs" "$NDIR/temp"
   sed "${args[@]}" "$TEMPLATE" >"$CONF.new"
   ! grep -nE '\$\{SHOP_[A-Z_]+\}' "$CONF.new" >&2 || die "unknown placeholder left in $TEMPLATE"

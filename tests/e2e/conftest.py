@@ -6,7 +6,9 @@ tests of the same pytest session, so no consumer group is shared with them. Only
 """
 
 import asyncio
+import json
 import os
+import secrets
 import socket
 import subprocess
 import uuid
@@ -18,11 +20,29 @@ from typing import Any
 import httpx
 import pytest
 
+from shopkit import local_secrets
 from shopkit.stack import SERVICES, ServiceProcess, ServiceSpec
-from shopkit.testing import Infra, create_database, new_namespace, repo_root, unique_name
+from shopkit.testing import (
+    Infra,
+    create_database,
+    new_namespace,
+    repo_root,
+    session_keys,
+    unique_name,
+)
 
-ADMIN_PASSWORD = "admin-e2e-password"
-JWT_SECRET = "e2e-secret-" + uuid.uuid4().hex
+ADMIN_PASSWORD = secrets.token_urlsafe(18)
+
+
+def credentials() -> dict[str, str]:
+    """The stack's keys and passwords, made for this session (as make dev makes its own)."""
+    keys = session_keys()
+    return {
+        local_secrets.PRIVATE_KEY: keys.private_key,
+        local_secrets.PUBLIC_KEYS: json.dumps(keys.public_keys),
+        local_secrets.MERCHANT_KEY: keys.merchant_key,
+        local_secrets.ADMIN_PASSWORD: ADMIN_PASSWORD,
+    }
 
 
 def free_port() -> int:
@@ -56,6 +76,8 @@ class Stack:
     ) -> None:
         self.client = client
         self.admin = admin
+        # The shop's credential at the payment provider, as the order service sends it.
+        self.merchant = {"X-Merchant-Key": session_keys().merchant_key}
         self.processes = processes
         self.namespace = namespace
         self.infra = infra
@@ -164,8 +186,6 @@ async def stack(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Async
     common = {
         "SHOP_KAFKA_BOOTSTRAP": infra.kafka_bootstrap,
         "SHOP_KAFKA_NAMESPACE": namespace,
-        "SHOP_JWT_SECRET": JWT_SECRET,
-        "SHOP_ADMIN_PASSWORD": ADMIN_PASSWORD,
         "SHOP_ARGON2_TIME_COST": "1",
         "SHOP_ARGON2_MEMORY_KIB": "1024",
         "SHOP_PAYMENT_URL": f"http://127.0.0.1:{ports.get('payment-mock', 0)}",
@@ -175,7 +195,11 @@ async def stack(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Async
         s.name: ServiceProcess(
             spec=s,
             port=ports[s.name],
-            env={**common, "SHOP_DATABASE_URL": urls[s.name]},
+            env={
+                **common,
+                "SHOP_DATABASE_URL": urls[s.name],
+                **local_secrets.service_env(s.name, credentials()),
+            },
             log_path=workdir / f"{s.name}.log",
         )
         for s in specs

@@ -10,10 +10,8 @@ import asyncpg
 import httpx
 import pytest
 
-from shopkit.auth import issue_token
 from shopkit.db import asyncpg_dsn
-from shopkit.settings import ServiceSettings
-from shopkit.testing import poll
+from shopkit.testing import poll, session_keys
 
 from .conftest import Stack, User, log_tail
 
@@ -22,8 +20,7 @@ pytestmark = pytest.mark.e2e
 
 def headers_for(stack: Stack, user_id: str) -> dict[str, str]:
     """A signed token for any user id: the coupon service trusts the token's own subject."""
-    settings = ServiceSettings(jwt_secret=stack.process("coupon").env["SHOP_JWT_SECRET"])
-    return {"Authorization": f"Bearer {issue_token(settings, user_id=user_id, role='user')}"}
+    return session_keys().headers(user_id)
 
 
 async def new_coupon(stack: Stack, **fields: Any) -> dict[str, Any]:

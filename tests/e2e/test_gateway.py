@@ -34,3 +34,22 @@ async def test_invalid_charge_through_the_gateway_is_a_clear_422(stack: Stack) -
     )
     assert (response.status_code, response.json()["code"]) == (422, "INVALID_AMOUNT")
     assert await stack.balance(user) == 0
+
+
+@pytest.mark.parametrize(
+    "service", ["wallet", "catalog", "order", "coupon", "payment", "analytics"]
+)
+async def test_the_gateway_serves_each_services_dead_letters_to_admins_only(
+    stack: Stack, service: str
+) -> None:
+    shopper = await stack.new_user()
+    path = f"/api/ops/{service}/dead-letters"
+
+    listed = await stack.client.get(path, headers=stack.admin)
+    refused = await stack.client.get(path, headers=shopper.headers)
+    anonymous = await stack.client.get(path)
+    missing = await stack.client.get(f"{path}/{uuid.uuid4()}", headers=stack.admin)
+
+    assert listed.status_code == 200 and set(listed.json()) == {"items", "next_cursor"}
+    assert (refused.status_code, anonymous.status_code) == (403, 401)
+    assert (missing.status_code, missing.json()["code"]) == (404, "DEAD_LETTER_NOT_FOUND")

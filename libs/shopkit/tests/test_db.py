@@ -1,5 +1,6 @@
 """`driver()`: raw asyncpg statements inside a session's transaction, against real PostgreSQL."""
 
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -7,7 +8,8 @@ import asyncpg
 import pytest
 from sqlalchemy import text
 
-from shopkit.db import Database, driver, json_text
+from shopkit.db import Database, Timeouts, driver, json_text
+from shopkit.faults import is_transient
 from shopkit.testing import _CREATED, Infra, unique_name
 
 
@@ -111,3 +113,43 @@ async def test_a_raw_transaction_commits_or_rolls_back_and_speaks_json(db: Datab
             await conn.execute("INSERT INTO notes VALUES ($1, '{}')", undone)
             raise RuntimeError("the state change failed")
     assert (await count(db, kept), await count(db, undone)) == (1, 0)
+
+
+async def test_a_connection_lent_past_its_timeout_is_cut_off_and_never_lent_again(
+    db: Database,
+) -> None:
+    """What a half-open connection would do (no answer, ever) is bounded: the connection is
+    terminated, what waited on it fails as transient, and the pools lend a new one."""
+    short = Database(db.url, raw_pool_size=1, timeouts=Timeouts(command=0.3))
+    try:
+        async with short.autocommit() as conn:
+            before = await conn.fetchval("SELECT pg_backend_pid()")
+        started = time.monotonic()
+        with pytest.raises(Exception) as raised:
+            async with short.raw_transaction() as conn:
+                await conn.execute("SELECT pg_sleep(5)")
+        assert time.monotonic() - started < 2
+        assert is_transient(raised.value), repr(raised.value)
+        async with short.autocommit() as conn:
+            assert await conn.fetchval("SELECT pg_backend_pid()") != before
+        started = time.monotonic()
+        with pytest.raises(Exception) as raised:
+            async with short.transaction() as session:
+                await session.execute(text("SELECT pg_sleep(5)"))
+        assert time.monotonic() - started < 2
+        assert is_transient(raised.value), repr(raised.value)
+        async with short.transaction() as session:  # the session's pool lends a new one
+            assert (await session.execute(text("SELECT 1"))).scalar_one() == 1
+    finally:
+        await short.dispose()
+
+
+async def test_every_connection_asks_the_server_to_watch_for_a_vanished_client(
+    db: Database,
+) -> None:
+    async with db.autocommit() as conn:
+        idle = await conn.fetchval("SHOW idle_in_transaction_session_timeout")
+        keepalive = await conn.fetchval("SHOW tcp_keepalives_idle")
+    async with db.transaction() as session:
+        through_orm = (await session.execute(text("SHOW tcp_keepalives_count"))).scalar_one()
+    assert (idle, keepalive, through_orm) == ("1min", "10", "3")

@@ -15,7 +15,15 @@ from contracts import Envelope
 from contracts.order import OrderPaid, SoldLine
 from shopkit.clock import FrozenClock
 from shopkit.db import asyncpg_dsn
-from shopkit.testing import Infra, KafkaProbe, create_database, poll, serve, unique_name
+from shopkit.testing import (
+    Infra,
+    KafkaProbe,
+    create_database,
+    poll,
+    serve,
+    session_keys,
+    unique_name,
+)
 
 SERVICE_DIR = Path(__file__).resolve().parents[1]
 SEOUL = ZoneInfo("Asia/Seoul")
@@ -40,6 +48,7 @@ def settings(infra: Infra, kafka_namespace: str, analytics_db: str) -> Settings:
         kafka_namespace=kafka_namespace,
         batch_linger_ms=50,
         log_json=False,
+        jwt_public_keys=session_keys().public_keys,
     )
 
 

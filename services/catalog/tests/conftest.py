@@ -9,9 +9,8 @@ import pytest
 
 from catalog.main import build_app
 from catalog.settings import Settings
-from shopkit.auth import issue_token
 from shopkit.clock import FrozenClock
-from shopkit.testing import Infra, create_database, serve, unique_name
+from shopkit.testing import Infra, create_database, serve, session_keys, unique_name
 
 SERVICE_DIR = Path(__file__).resolve().parents[1]
 
@@ -28,6 +27,7 @@ def catalog_settings(infra: Infra, kafka_namespace: str, catalog_db: str) -> Set
         kafka_bootstrap=infra.kafka_bootstrap,
         kafka_namespace=kafka_namespace,
         log_json=False,
+        jwt_public_keys=session_keys().public_keys,
     )
 
 
@@ -45,15 +45,13 @@ async def catalog(
 
 
 @pytest.fixture(scope="session")
-def admin(catalog_settings: Settings) -> dict[str, str]:
-    token = issue_token(catalog_settings, user_id=str(uuid.uuid4()), role="admin")
-    return {"Authorization": f"Bearer {token}"}
+def admin() -> dict[str, str]:
+    return session_keys().headers(str(uuid.uuid4()), "admin")
 
 
 @pytest.fixture(scope="session")
-def user(catalog_settings: Settings) -> dict[str, str]:
-    token = issue_token(catalog_settings, user_id=str(uuid.uuid4()), role="user")
-    return {"Authorization": f"Bearer {token}"}
+def user() -> dict[str, str]:
+    return session_keys().headers(str(uuid.uuid4()))
 
 
 CreateProduct = Callable[..., Awaitable[dict[str, Any]]]

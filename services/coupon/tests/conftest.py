@@ -10,10 +10,9 @@ import pytest
 
 from coupon.main import build_app
 from coupon.settings import Settings
-from shopkit.auth import issue_token
 from shopkit.clock import FrozenClock
 from shopkit.db import asyncpg_dsn
-from shopkit.testing import Infra, create_database, serve, unique_name
+from shopkit.testing import Infra, create_database, serve, session_keys, unique_name
 
 SERVICE_DIR = Path(__file__).resolve().parents[1]
 
@@ -32,6 +31,7 @@ def settings(infra: Infra, kafka_namespace: str, coupon_db: str) -> Settings:
         user_wait_seconds=0.5,
         log_json=False,
         log_level="WARNING",
+        jwt_public_keys=session_keys().public_keys,
     )
 
 
@@ -48,12 +48,8 @@ async def coupons(settings: Settings, clock: FrozenClock) -> AsyncIterator[httpx
 
 
 @pytest.fixture(scope="session")
-def token_for(settings: Settings) -> Callable[..., dict[str, str]]:
-    def headers(user_id: str, role: str = "user") -> dict[str, str]:
-        token = issue_token(settings, user_id=user_id, role=role)  # type: ignore[arg-type]
-        return {"Authorization": f"Bearer {token}"}
-
-    return headers
+def token_for() -> Callable[..., dict[str, str]]:
+    return session_keys().headers
 
 
 @pytest.fixture(scope="session")

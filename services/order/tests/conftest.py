@@ -6,7 +6,7 @@ import pytest
 
 from order.main import build_app
 from order.settings import Settings
-from shopkit.auth import issue_token
+from shopkit.auth import Role
 from shopkit.db import Database
 from shopkit.testing import (
     Infra,
@@ -14,6 +14,7 @@ from shopkit.testing import (
     create_database,
     new_namespace,
     serve,
+    session_keys,
     unique_name,
 )
 
@@ -56,8 +57,11 @@ def settings(infra: Infra, kafka_namespace: str, order_db: str) -> Settings:
         payment_url="http://127.0.0.1:9",
         step_timeout_seconds=3.0,
         max_step_attempts=2,
+        max_compensation_attempts=2,
         scan_interval_seconds=0.2,
         log_json=False,
+        jwt_public_keys=session_keys().public_keys,
+        merchant_key=session_keys().merchant_key,
     )
 
 
@@ -67,5 +71,5 @@ async def order(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-def headers_for(settings: Settings, user_id: str, role: str = "user") -> dict[str, str]:
-    return {"Authorization": f"Bearer {issue_token(settings, user_id=user_id, role=role)}"}  # type: ignore[arg-type]
+def headers_for(settings: Settings, user_id: str, role: Role = "user") -> dict[str, str]:
+    return session_keys().headers(user_id, role)

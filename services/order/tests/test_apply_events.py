@@ -98,7 +98,7 @@ async def test_a_settled_order_is_notified_with_its_json_and_a_waiter_answers_wi
 ) -> None:
     oid = await placed(own_db, settings)
     heard: list[str] = []
-    waiters = Waiters()
+    waiters = Waiters(100)
 
     def on_changed(*args: object) -> None:  # as waiting.listen feeds a process's waiters
         heard.append(str(args[3]))

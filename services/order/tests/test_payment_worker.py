@@ -83,7 +83,9 @@ async def test_worker_at_capacity_keeps_the_event_loop_free(
         for _ in range(3):
             await put_in_paying(own_db, conf)
         app = SimpleNamespace(
-            state=SimpleNamespace(settings=conf, db=own_db, clock=system_clock, waiters=Waiters())
+            state=SimpleNamespace(
+                settings=conf, db=own_db, clock=system_clock, waiters=Waiters(100)
+            )
         )
         worker = asyncio.create_task(payment_worker(app))  # type: ignore[arg-type]
         try:

@@ -6,8 +6,7 @@ import pytest
 
 from payment_mock.main import build_app
 from payment_mock.settings import Settings
-from shopkit.auth import issue_token
-from shopkit.testing import Infra, create_database, serve, unique_name
+from shopkit.testing import Infra, create_database, serve, session_keys, unique_name
 
 SERVICE_DIR = Path(__file__).resolve().parents[1]
 DEFAULTS = {"decline_rate": 0, "timeout_rate": 0, "latency_ms": 0}
@@ -27,6 +26,8 @@ def settings(infra: Infra, kafka_namespace: str, payment_db: str) -> Settings:
         timeout_hang_seconds=1.0,
         random_seed=7,
         log_json=False,
+        jwt_public_keys=session_keys().public_keys,
+        merchant_key=session_keys().merchant_key,
     )
 
 
@@ -37,13 +38,19 @@ async def payments(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture(scope="session")
-def admin(settings: Settings) -> dict[str, str]:
-    return {"Authorization": f"Bearer {issue_token(settings, user_id='order-svc', role='admin')}"}
+def merchant() -> dict[str, str]:
+    """The shop's merchant credential: what the order service sends."""
+    return {"X-Merchant-Key": session_keys().merchant_key}
 
 
 @pytest.fixture(scope="session")
-def user(settings: Settings) -> dict[str, str]:
-    return {"Authorization": f"Bearer {issue_token(settings, user_id='kim', role='user')}"}
+def admin() -> dict[str, str]:
+    return session_keys().headers("shop-admin", "admin")
+
+
+@pytest.fixture(scope="session")
+def user() -> dict[str, str]:
+    return session_keys().headers("kim")
 
 
 @pytest.fixture

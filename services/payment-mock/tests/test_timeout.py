@@ -39,7 +39,7 @@ async def _ready(server: uvicorn.Server) -> bool:
 async def test_a_timeout_records_the_payment_but_does_not_answer_in_time(
     replica: tuple[str, uvicorn.Server],
     payments: httpx.AsyncClient,
-    user: dict[str, str],
+    merchant: dict[str, str],
     behave: Behave,
 ) -> None:
     url, _ = replica
@@ -52,24 +52,26 @@ async def test_a_timeout_records_the_payment_but_does_not_answer_in_time(
             await client.post(
                 "/api/payments",
                 json={"order_id": order_id, "amount": 5_000},
-                headers={**user, "Idempotency-Key": str(uuid.uuid4())},
+                headers={**merchant, "Idempotency-Key": str(uuid.uuid4())},
             )
         assert time.monotonic() - started < 2
 
         async def lookup() -> list[dict[str, object]]:
-            found = await client.get("/api/payments", params={"order_id": order_id}, headers=user)
+            found = await client.get(
+                "/api/payments", params={"order_id": order_id}, headers=merchant
+            )
             return found.json()["items"]
 
         found = await poll(lookup, until=lambda items: len(items) == 1, timeout=5)
         assert found[0]["status"] == "APPROVED"
         cancelled = await client.post(
-            f"/api/payments/{found[0]['payment_id']}/cancel", headers=user
+            f"/api/payments/{found[0]['payment_id']}/cancel", headers=merchant
         )
         assert cancelled.json()["status"] == "CANCELLED"
 
 
 async def test_a_hung_answer_ends_when_the_client_hangs_up(
-    replica: tuple[str, uvicorn.Server], user: dict[str, str], behave: Behave
+    replica: tuple[str, uvicorn.Server], merchant: dict[str, str], behave: Behave
 ) -> None:
     url, server = replica
     await behave(timeout_rate=1)
@@ -78,7 +80,7 @@ async def test_a_hung_answer_ends_when_the_client_hangs_up(
             await client.post(
                 "/api/payments",
                 json={"order_id": str(uuid.uuid4()), "amount": 5_000},
-                headers={**user, "Idempotency-Key": str(uuid.uuid4())},
+                headers={**merchant, "Idempotency-Key": str(uuid.uuid4())},
             )
 
     async def running_requests() -> int:

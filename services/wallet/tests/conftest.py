@@ -1,3 +1,4 @@
+import secrets
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -5,13 +6,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shopkit.testing import Infra, create_database, serve, unique_name
+from shopkit.testing import Infra, create_database, serve, session_keys, unique_name
 from wallet.main import build_app
 from wallet.settings import Settings
 
 SERVICE_DIR = Path(__file__).resolve().parents[1]
 ADMIN_EMAIL = "admin@shop.local"
-ADMIN_PASSWORD = "admin-test-password"
+ADMIN_PASSWORD = secrets.token_urlsafe(16)
 
 
 @pytest.fixture(scope="session")
@@ -31,6 +32,8 @@ async def wallet(
         argon2_time_cost=1,
         argon2_memory_kib=1024,
         log_json=False,
+        jwt_public_keys=session_keys().public_keys,
+        jwt_private_key=session_keys().private_key,
     )
     async with serve(build_app(settings)) as client:
         yield client

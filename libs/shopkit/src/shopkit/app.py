@@ -16,12 +16,15 @@ from sqlalchemy import text
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from contracts import Message
+from shopkit.auth import TokenVerifier
 from shopkit.clock import Clock, system_clock
-from shopkit.db import Database
-from shopkit.errors import install_error_handlers, problem_response
+from shopkit.db import Database, Timeouts
+from shopkit.errors import RETRY_AFTER_S, install_error_handlers, problem_response
 from shopkit.logs import configure_logging, correlation_id
 from shopkit.messaging import ConsumerGroup
+from shopkit.ops import router as ops_router
 from shopkit.outbox import OutboxRelay
+from shopkit.retention import prune_old_rows
 from shopkit.settings import ServiceSettings
 
 log = logging.getLogger("shopkit.app")
@@ -92,7 +95,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.service_name, settings.log_level, json=settings.log_json)
-        db = Database(settings.database_url, pool_size=settings.db_pool_size)
+        app.state.verifier = TokenVerifier.from_settings(settings)  # no usable key, no start
+        db = Database(
+            settings.database_url, pool_size=settings.db_pool_size, timeouts=Timeouts.of(settings)
+        )
         relay = OutboxRelay(settings)
         broker = KafkaBroker(settings.kafka_bootstrap, client_id=settings.service_name, logger=None)
         app.state.db, app.state.relay, app.state.broker = db, relay, broker
@@ -103,7 +109,8 @@ def create_app(
         await relay.start()
         if consumers:
             await broker.start()
-        tasks = [asyncio.create_task(job(app), name=job.__name__) for job in background]
+        jobs = (*background, prune_old_rows)
+        tasks = [asyncio.create_task(job(app), name=job.__name__) for job in jobs]
         tune_garbage_collector(settings.gc_threshold)
         log.info("started", extra={"fields": {"consumers": [c.name for c in consumers]}})
         try:
@@ -126,6 +133,7 @@ def create_app(
     app.add_middleware(CorrelationMiddleware)
     install_error_handlers(app)
     app.include_router(health_router())
+    app.include_router(ops_router)
     for router in routers:
         app.include_router(router)
     return app
@@ -141,18 +149,34 @@ def health_router() -> APIRouter:
 
     @router.get("/ready", response_model=None)
     async def ready(request: Request) -> JSONResponse | dict[str, str]:
-        """Ready: the database and Kafka are reachable."""
+        """Ready: the database and Kafka answer, and the outbox is not falling behind."""
         state = request.app.state
+        settings = state.settings
         try:
-            async with asyncio.timeout(2):
+            async with asyncio.timeout(settings.ready_timeout_s):
                 async with state.db.engine.connect() as conn:
-                    await conn.execute(text("SELECT 1"))
+                    age = (await conn.execute(_OLDEST_OUTBOX_AGE)).scalar()
                 await state.relay.ping()
         except Exception as exc:  # any failure means not ready, whatever it is
-            return problem_response(503, "NOT_READY", repr(exc))
+            return not_ready(repr(exc))
+        if age is not None and age > settings.ready_max_outbox_age_s:
+            return not_ready(f"the oldest unsent outbox message is {age:.0f} s old")
         return {"status": "ready"}
 
     return router
+
+
+# The oldest row by id (the primary key, no scan): the relay sends in id order.
+_OLDEST_OUTBOX_AGE = text(
+    "SELECT extract(epoch FROM clock_timestamp() - created_at)::float8 FROM outbox"
+    " ORDER BY id LIMIT 1"
+)
+
+
+def not_ready(detail: str) -> JSONResponse:
+    response = problem_response(503, "NOT_READY", detail)
+    response.headers["Retry-After"] = str(RETRY_AFTER_S)
+    return response
 
 
 async def get_db(request: Request) -> Database:

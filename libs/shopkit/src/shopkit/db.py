@@ -3,17 +3,22 @@
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 import orjson
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+
+from shopkit.faults import connection_lost
+from shopkit.settings import ServiceSettings
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -29,32 +34,112 @@ NAMING = {
 kit_metadata = MetaData(naming_convention=NAMING)
 
 
+@dataclass(frozen=True)
+class Timeouts:
+    """Bounds on every wait on the database, for each connection (see ServiceSettings.db_*)."""
+
+    connect: float = 5.0
+    command: float = 30.0
+    keepalive: int = 10
+    idle_in_transaction: float = 60.0
+
+    @classmethod
+    def of(cls, settings: ServiceSettings) -> "Timeouts":
+        return cls(
+            connect=settings.db_connect_timeout_s,
+            command=settings.db_command_timeout_s,
+            keepalive=settings.db_keepalive_s,
+            idle_in_transaction=settings.db_idle_in_transaction_s,
+        )
+
+    def server_settings(self) -> dict[str, str]:
+        """What the server enforces: asyncpg has no client-side keepalive, but the server's
+        keepalives end a session whose client vanished (freeing its locks, the relay's advisory
+        lock included), and a transaction left idle is ended too."""
+        return {
+            "tcp_keepalives_idle": str(self.keepalive),
+            "tcp_keepalives_interval": str(self.keepalive),
+            "tcp_keepalives_count": "3",
+            "idle_in_transaction_session_timeout": str(int(self.idle_in_transaction * 1000)),
+        }
+
+    def connect_args(
+        self, *, per_statement: bool = False, **server_settings: str
+    ) -> dict[str, Any]:
+        """asyncpg.connect's keyword arguments: a connection attempt is bounded, and with
+        `per_statement` every statement too (asyncpg's `command_timeout`).
+
+        The pools bound each use of a connection instead (`Database`): `command_timeout` arms
+        a timer in every statement, BEGIN and COMMIT included; one per use costs a raw
+        transaction ~2 us of CPU instead of ~5-8 (docs/performance.md)."""
+        args: dict[str, Any] = {
+            "timeout": self.connect,
+            "server_settings": {**self.server_settings(), **server_settings},
+        }
+        if per_statement:
+            args["command_timeout"] = self.command
+        return args
+
+
 class Database:
     """One engine and session factory per process, created in the app lifespan."""
 
-    def __init__(self, url: str, *, pool_size: int = 10, raw_pool_size: int = 10) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        raw_pool_size: int = 10,
+        timeouts: Timeouts | None = None,
+    ) -> None:
         self.url = url
         self.raw_pool_size = raw_pool_size
+        self.timeouts = timeouts or Timeouts()
         self._raw_pool: asyncpg.Pool | None = None
         self._raw_lock = asyncio.Lock()
         self.engine: AsyncEngine = create_async_engine(
-            # No pre-ping: it doubled the round trips of every transaction; a connection that
-            # died is replaced after one failed attempt, which the callers retry.
+            # No pre-ping: it doubled the round trips of every transaction. A connection the
+            # server closed is replaced at checkout without one (`_replace_if_closed`), and a
+            # disconnect found by a statement makes SQLAlchemy invalidate the whole pool: every
+            # connection opened before is replaced at its next checkout.
             url,
             pool_size=pool_size,
             max_overflow=pool_size // 2,
             pool_recycle=1800,
+            connect_args=self.timeouts.connect_args(),
             # JSONB columns (outbox envelopes, saga state) are written on every step.
             json_serializer=json_text,
             json_deserializer=orjson.loads,
         )
+        event.listen(self.engine.sync_engine, "checkout", self._lend)
+        event.listen(self.engine.sync_engine, "checkin", _take_back)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    def _lend(self, dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        """A SQLAlchemy pool checkout.
+
+        A pooled connection the server closed (a restart, an admin's terminate) is replaced
+        here, with no round trip: asyncpg already knows it is closed. Without this, one reached
+        through `driver()` failed every transaction it was lent to, and went back to the pool.
+        A connection lent for longer than `timeouts.command` is terminated (see `Timeouts`)."""
+        connection = dbapi_connection.driver_connection
+        if connection.is_closed():
+            raise DisconnectionError("the server closed this connection")
+        loop = asyncio.get_running_loop()
+        record.info[_CUT_OFF] = loop.call_later(self.timeouts.command, connection.terminate)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session inside one transaction: commit on success, roll back on error."""
         async with self.sessions() as session, session.begin():
-            yield session
+            try:
+                yield session
+            except BaseException as exc:
+                # SQLAlchemy invalidates a connection that failed under it, but not one that
+                # failed under `driver()`'s statements: drop that one here.
+                if _DRIVER in session.info and connection_lost(exc):
+                    await (await session.connection()).invalidate(exc)
+                raise
 
     @asynccontextmanager
     async def raw_transaction(self) -> AsyncIterator[asyncpg.Connection]:
@@ -64,10 +149,22 @@ class Database:
         session (its pool checkout, session and greenlet hops), for no ORM on the way.
 
         The connections come from their own small pool (`raw_pool_size`), with the JSON codecs
-        the engine uses: JSONB parameters as JSON text (`json_text`), results decoded."""
+        the engine uses: JSONB parameters as JSON text (`json_text`), results decoded. One that
+        failed at the connection level is terminated, never pooled again (`_drop_if_lost`), and
+        so is one still in use after `timeouts.command` (a half-open connection: no answer,
+        ever), which fails what waits on it."""
         pool = self._raw_pool or await self._open_raw_pool()
-        async with pool.acquire() as conn, conn.transaction():
-            yield conn
+        async with pool.acquire() as conn:
+            cut_off = asyncio.get_running_loop().call_later(self.timeouts.command, conn.terminate)
+            try:
+                # On a connection gone, its ROLLBACK fails at once (asyncpg knows it is closed).
+                async with conn.transaction():
+                    yield conn
+            except BaseException as exc:
+                _drop_if_lost(conn, exc)
+                raise
+            finally:
+                cut_off.cancel()
 
     async def _open_raw_pool(self) -> asyncpg.Pool:
         async with self._raw_lock:
@@ -80,6 +177,7 @@ class Database:
                     # A released connection is clean: every use is one transaction that has
                     # ended (the default reset costs a round trip per use).
                     reset=_rollback_if_open,
+                    **self.timeouts.connect_args(),
                 )
         return self._raw_pool
 
@@ -93,13 +191,38 @@ class Database:
         """
         pool = self._raw_pool or await self._open_raw_pool()
         async with pool.acquire() as conn:
-            yield conn
+            cut_off = asyncio.get_running_loop().call_later(self.timeouts.command, conn.terminate)
+            try:
+                yield conn
+            except BaseException as exc:
+                _drop_if_lost(conn, exc)
+                raise
+            finally:
+                cut_off.cancel()
 
     async def dispose(self) -> None:
         if self._raw_pool is not None:
             await self._raw_pool.close()
             self._raw_pool = None
         await self.engine.dispose()
+
+
+def _take_back(dbapi_connection: Any, record: Any) -> None:
+    cut_off = record.info.pop(_CUT_OFF, None)
+    if cut_off is not None:
+        cut_off.cancel()
+
+
+_CUT_OFF = "shopkit.cut_off"
+
+
+def _drop_if_lost(conn: asyncpg.Connection, exc: BaseException) -> None:
+    """Terminate `conn` when `exc` failed it at the connection level, so it is never pooled
+    again. asyncpg's pool replaces a connection it finds closed, but one whose statement timed
+    out (half-open: the server vanished without a word) would go back to the pool, try a
+    ROLLBACK on release and make its next user wait out the timeout again."""
+    if connection_lost(exc):
+        conn.terminate()
 
 
 async def _json_codecs(conn: asyncpg.Connection) -> None:

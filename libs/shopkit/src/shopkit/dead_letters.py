@@ -1,20 +1,33 @@
 """Dead letters: messages a consumer could not handle, kept in the service's own database.
 
-The `.dlt` topics expire with Kafka's retention; an operator's queue must not, so every dead
-letter is also a row here (migration 0003 of every service), listable and redrivable.
+Every dead letter is a row here (migration 0003 of every service), listable and redrivable by
+an operator (shopkit.ops), and a copy on `<topic>.dlt` (kept forever, see kafka_admin).
+
+A letter is DEAD (listed), REDRIVING (sent back to its topic, not yet handled) or REDRIVEN
+(handled: gone from the list, kept with who redrove it). One message has one letter per
+consumer: failing again after a redrive puts the same letter back to DEAD.
+
+Redrive is exactly once by way of the inbox: it marks the consumer's inbox row of the message
+`redriving` and queues the original envelope (same message id, same key) on its original topic,
+all in one transaction. The inbox lets a `redriving` message through once (shopkit.inbox), and
+that same transaction marks the letter REDRIVEN; other consumer groups of the topic skip it as
+the duplicate it is for them.
 """
 
 import logging
 import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
+import asyncpg
+from pydantic import ValidationError
 from sqlalchemy import BigInteger, Column, DateTime, Integer, String, Table, Text, Uuid, func
 from sqlalchemy.dialects.postgresql import JSONB
 
 from contracts import Envelope
 from shopkit.clock import system_clock
 from shopkit.db import Database, json_text, kit_metadata
-from shopkit.inbox import first_delivery
+from shopkit.errors import Problem
 from shopkit.outbox import queue_envelope
 
 log = logging.getLogger("shopkit.dead_letters")
@@ -39,6 +52,8 @@ dead_letters_table = Table(
     Column("redriven_by", String(100)),
 )
 
+DEAD, REDRIVING, REDRIVEN = "DEAD", "REDRIVING", "REDRIVEN"
+
 
 async def dead_letter(
     db: Database,
@@ -55,7 +70,8 @@ async def dead_letter(
     """Keep a message that cannot be handled: a row here, a copy on `<topic>.dlt` (via the
     outbox), and its inbox entry marked dead-lettered, all in one transaction, so its
     partition moves on and it is never silently lost. Nothing happens when the message was
-    already dead-lettered (or applied) on an earlier delivery."""
+    already dead-lettered (or applied) on an earlier delivery; a redriven message that fails
+    again puts its letter back to DEAD (attempts added up, the new error)."""
     log.error(
         "dead-lettering message",
         extra={"fields": {"consumer": consumer, "topic": topic, "error": repr(error)}},
@@ -70,12 +86,34 @@ async def dead_letter(
         payload={"consumer": consumer, "topic": topic, "error": repr(error), "message": body},
     )
     async with db.raw_transaction() as conn:
-        if envelope is not None and not await first_delivery(
-            conn,
-            consumer=consumer,
-            message_id=envelope.message_id,
-            type_=envelope.type,
-            outcome="dead-lettered",
+        if envelope is None:
+            # No message id to record in the inbox: the record's position tells a redelivery.
+            if partition is not None and await conn.fetchval(
+                "SELECT 1 FROM dead_letters WHERE consumer = $1 AND topic = $2"
+                ' AND partition = $3 AND "offset" = $4',
+                consumer,
+                topic,
+                partition,
+                offset,
+            ):
+                return
+        elif await conn.fetchval(_FAILED_AGAIN, consumer, envelope.message_id):
+            await conn.execute(
+                "UPDATE dead_letters SET status = 'DEAD', error = $3, attempts = attempts + $4,"
+                " dead_at = now() WHERE consumer = $1 AND message_id = $2",
+                consumer,
+                envelope.message_id,
+                repr(error),
+                attempts,
+            )
+            await queue_envelope(conn, f"{topic}.dlt", dead)
+            return
+        elif not await conn.fetchval(
+            "INSERT INTO inbox (consumer, message_id, type, outcome)"
+            " VALUES ($1, $2, $3, 'dead-lettered') ON CONFLICT DO NOTHING RETURNING true",
+            consumer,
+            envelope.message_id,
+            envelope.type,
         ):
             return
         await conn.execute(
@@ -95,3 +133,136 @@ async def dead_letter(
             attempts,
         )
         await queue_envelope(conn, f"{topic}.dlt", dead)
+
+
+# A redriven message that failed again: its inbox row goes back to dead-lettered.
+_FAILED_AGAIN = (
+    "UPDATE inbox SET outcome = 'dead-lettered', processed_at = now()"
+    " WHERE consumer = $1 AND message_id = $2 AND outcome = 'redriving' RETURNING true"
+)
+
+LETTER_COLUMNS = (
+    'id, consumer, topic, partition, "offset", key, message_id, type, payload, error,'
+    " attempts, dead_at, status, redriven_at, redriven_by"
+)
+
+
+async def list_letters(
+    conn: asyncpg.Connection,
+    *,
+    status: str,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """Letters in `status`, oldest first (the order they died in), from after `after`."""
+    if after is None:
+        return await conn.fetch(
+            f"SELECT {LETTER_COLUMNS} FROM dead_letters WHERE status = $1"
+            " ORDER BY dead_at, id LIMIT $2",
+            status,
+            limit,
+        )
+    return await conn.fetch(
+        f"SELECT {LETTER_COLUMNS} FROM dead_letters WHERE status = $1"
+        " AND (dead_at, id) > ($3, $4) ORDER BY dead_at, id LIMIT $2",
+        status,
+        limit,
+        *after,
+    )
+
+
+async def get_letter(conn: asyncpg.Connection, letter_id: uuid.UUID) -> asyncpg.Record:
+    """One letter; 404 DEAD_LETTER_NOT_FOUND."""
+    row = await conn.fetchrow(f"SELECT {LETTER_COLUMNS} FROM dead_letters WHERE id = $1", letter_id)
+    if row is None:
+        raise Problem(404, "DEAD_LETTER_NOT_FOUND", "no dead letter with this id")
+    return row
+
+
+async def redrive(
+    db: Database,
+    *,
+    letter_id: uuid.UUID,
+    by: str,
+    now: datetime,
+    window: timedelta,
+) -> asyncpg.Record:
+    """Send a DEAD letter's message back to its topic, to be handled again exactly once.
+
+    409 DEAD_LETTER_NOT_DEAD when it is not DEAD (a second redrive does nothing);
+    409 DEAD_LETTER_NOT_REDRIVABLE when the record was not an envelope at all;
+    409 DEAD_LETTER_TOO_OLD when its message is older than `window`: other consumer groups
+    of the topic may have pruned their inbox row of it and would apply it a second time."""
+    async with db.raw_transaction() as conn:
+        letter = await conn.fetchrow(
+            f"SELECT {LETTER_COLUMNS} FROM dead_letters WHERE id = $1 FOR UPDATE", letter_id
+        )
+        if letter is None:
+            raise Problem(404, "DEAD_LETTER_NOT_FOUND", "no dead letter with this id")
+        if letter["status"] != DEAD:
+            raise Problem(
+                409,
+                "DEAD_LETTER_NOT_DEAD",
+                f"this letter is {letter['status']}: it was redriven already",
+            )
+        envelope = _envelope_of(letter)
+        if now - envelope.occurred_at > window:
+            raise Problem(
+                409,
+                "DEAD_LETTER_TOO_OLD",
+                f"its message is older than {window.days} days: other consumers of the topic no"
+                " longer remember it and would apply it again",
+            )
+        redriven = await conn.fetchrow(
+            "UPDATE dead_letters SET status = 'REDRIVING', redriven_at = $2, redriven_by = $3"
+            f" WHERE id = $1 RETURNING {LETTER_COLUMNS}",
+            letter_id,
+            now,
+            by,
+        )
+        # The inbox lets this message through once (shopkit.inbox.first_deliveries).
+        await conn.execute(
+            "INSERT INTO inbox (consumer, message_id, type, outcome)"
+            " VALUES ($1, $2, $3, 'redriving')"
+            " ON CONFLICT (consumer, message_id) DO UPDATE SET outcome = 'redriving'",
+            letter["consumer"],
+            envelope.message_id,
+            envelope.type,
+        )
+        await queue_envelope(conn, letter["topic"], envelope)
+    log.warning(
+        "dead letter redriven",
+        extra={
+            "fields": {
+                "letter": str(letter_id),
+                "by": by,
+                "consumer": letter["consumer"],
+                "topic": letter["topic"],
+                "message_id": str(envelope.message_id),
+            }
+        },
+    )
+    return redriven
+
+
+def _envelope_of(letter: asyncpg.Record) -> Envelope:
+    if letter["message_id"] is None:
+        raise Problem(
+            409, "DEAD_LETTER_NOT_REDRIVABLE", "the record was not a message envelope at all"
+        )
+    try:
+        return Envelope.model_validate(letter["payload"])
+    except ValidationError as exc:
+        raise Problem(
+            409, "DEAD_LETTER_NOT_REDRIVABLE", "the record was not a message envelope at all"
+        ) from exc
+
+
+async def dead_ids(db: Database, *, limit: int) -> list[uuid.UUID]:
+    """The ids of up to `limit` DEAD letters, oldest first."""
+    async with db.autocommit() as conn:
+        rows = await conn.fetch(
+            "SELECT id FROM dead_letters WHERE status = 'DEAD' ORDER BY dead_at, id LIMIT $1",
+            limit,
+        )
+    return [row["id"] for row in rows]

@@ -4,15 +4,20 @@ import logging
 from typing import Any
 
 import asyncpg
+from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shopkit.faults import StillUnavailable, is_transient
 
 log = logging.getLogger("shopkit.errors")
 
 PROBLEM = "application/problem+json"
+# What a 503 asks a client to wait: a database restart or a broker election takes seconds.
+RETRY_AFTER_S = 2
 
 _UNSTORABLE_TEXT = (
     asyncpg.exceptions.CharacterNotInRepertoireError,
@@ -44,6 +49,7 @@ class Problem(Exception):
         *,
         title: str | None = None,
         extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(detail or code)
         self.status = status
@@ -51,6 +57,7 @@ class Problem(Exception):
         self.detail = detail
         self.title = title or code.replace("_", " ").capitalize()
         self.extra = extra or {}
+        self.headers = headers or {}  # e.g. Retry-After on 429 and 503
 
 
 def problem_body(
@@ -93,7 +100,11 @@ def _validation_code(errors: list[dict[str, Any]]) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(_: Request, exc: Problem) -> JSONResponse:
-        return problem_response(exc.status, exc.code, exc.detail, title=exc.title, **exc.extra)
+        response = problem_response(exc.status, exc.code, exc.detail, title=exc.title, **exc.extra)
+        response.headers.update(exc.headers)
+        if exc.status == 503 and "Retry-After" not in exc.headers:
+            response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -115,13 +126,53 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DBAPIError)
     async def _database(_: Request, exc: DBAPIError) -> JSONResponse:
-        # Text PostgreSQL cannot store (a NUL character) is the client's input, not our fault.
-        if isinstance(getattr(exc.orig, "__cause__", None), _UNSTORABLE_TEXT):
-            return problem_response(422, "INVALID_CHARACTER", "text contains a NUL character")
-        log.exception("database error", exc_info=exc)
-        return problem_response(500, "INTERNAL_ERROR", "unexpected error; it has been logged")
+        return _dependency_failed(exc)
+
+    # What a dependency raises when it is away: the database through asyncpg or the pools, the
+    # network, the broker. Each is a 503 when it is transient, else a bug (500). Handled here,
+    # not by the catch-all below, which Starlette re-raises to the server after answering.
+    for dependency_error in _DEPENDENCY_ERRORS:
+        app.add_exception_handler(dependency_error, _dependency_handler)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        if is_transient(exc):  # e.g. wrapped by code on the way up
+            return unavailable(exc)
         log.exception("unhandled error", exc_info=exc)
         return problem_response(500, "INTERNAL_ERROR", "unexpected error; it has been logged")
+
+
+_DEPENDENCY_ERRORS: tuple[type[Exception], ...] = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    SQLAlchemyError,
+    OSError,  # refused, reset, timed out (TimeoutError is one)
+    KafkaError,
+    StillUnavailable,
+)
+
+
+async def _dependency_handler(_: Request, exc: Exception) -> JSONResponse:
+    return _dependency_failed(exc)
+
+
+def _dependency_failed(exc: Exception) -> JSONResponse:
+    # Text PostgreSQL cannot store (a NUL character) is the client's input, not our fault.
+    cause = exc.orig.__cause__ if isinstance(exc, DBAPIError) and exc.orig else exc
+    if isinstance(cause, _UNSTORABLE_TEXT):
+        return problem_response(422, "INVALID_CHARACTER", "text contains a NUL character")
+    if is_transient(exc):
+        return unavailable(exc)
+    log.exception("unhandled error", exc_info=exc)
+    return problem_response(500, "INTERNAL_ERROR", "unexpected error; it has been logged")
+
+
+def unavailable(exc: BaseException) -> JSONResponse:
+    """503 SERVICE_UNAVAILABLE with Retry-After: the database or the broker is away or busy
+    for a moment, and the same request will work again once it answers."""
+    log.warning("dependency unavailable", extra={"fields": {"error": repr(exc)}})
+    response = problem_response(
+        503, "SERVICE_UNAVAILABLE", "a dependency is unavailable for a moment; retry shortly"
+    )
+    response.headers["Retry-After"] = str(RETRY_AFTER_S)
+    return response

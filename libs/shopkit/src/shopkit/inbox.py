@@ -1,4 +1,9 @@
-"""Idempotent consumers: a message's id is recorded in the same transaction as its effect."""
+"""Idempotent consumers: a message's id is recorded in the same transaction as its effect.
+
+A row's outcome is `processed`, `dead-lettered` (shopkit.dead_letters), `redriving` (an
+operator sent the dead letter back: the next delivery is let through once) or `redriven`
+(that delivery was handled; the letter is marked REDRIVEN in the same transaction).
+"""
 
 import uuid
 
@@ -37,7 +42,7 @@ async def first_delivery(
         type_,
         outcome,
     )
-    return recorded is not None
+    return recorded is not None or bool(await _redriven(conn, consumer, [message_id]))
 
 
 async def first_deliveries(
@@ -60,4 +65,28 @@ async def first_deliveries(
         [t for _, t in messages],
     )
     # asyncpg's UUIDs subclass uuid.UUID and hash and compare as it does: no copy needed.
+    fresh = {row[0] for row in rows}
+    if len(fresh) < len(messages):
+        # Only a poll with redeliveries in it pays this statement: the hot path stays one.
+        seen = list({m for m, _ in messages if m not in fresh})
+        fresh |= await _redriven(conn, consumer, seen)
+    return fresh
+
+
+async def _redriven(
+    conn: asyncpg.Connection, consumer: str, message_ids: list[uuid.UUID]
+) -> set[uuid.UUID]:
+    """Of `message_ids` (already in the inbox), those an operator redrove: let through once,
+    and their dead letters marked REDRIVEN in the same transaction."""
+    rows = await conn.fetch(
+        "WITH redriven AS (UPDATE inbox SET outcome = 'redriven', processed_at = now()"
+        " WHERE consumer = $1 AND message_id = ANY($2::uuid[]) AND outcome = 'redriving'"
+        " RETURNING message_id),"
+        " letters AS (UPDATE dead_letters SET status = 'REDRIVEN'"
+        " WHERE consumer = $1 AND message_id IN (SELECT message_id FROM redriven)"
+        " AND status = 'REDRIVING')"
+        " SELECT message_id FROM redriven",
+        consumer,
+        message_ids,
+    )
     return {row[0] for row in rows}

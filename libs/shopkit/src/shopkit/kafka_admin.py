@@ -1,28 +1,60 @@
-"""Creating the topics from libs/contracts, with their partition counts, explicitly."""
+"""Creating the topics from libs/contracts, with their partition counts, explicitly.
+
+Retention is set here, not left to the broker's defaults, because the inbox's retention is
+reasoned against it (docs/operations.md): a record lives at most RETENTION_MS + SEGMENT_MS
+(Kafka deletes whole segments, and a segment rolls after SEGMENT_MS), 8 days, well inside the
+inbox's 14. Dead-letter topics are never deleted by retention: they are the copy of an
+operator's queue (each service's `dead_letters` table is the queue itself).
+"""
 
 import asyncio
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from contracts import ALL_TOPICS
 
+DAY_MS = 24 * 3600 * 1000
+RETENTION_MS = 7 * DAY_MS
+SEGMENT_MS = DAY_MS
+TOPIC_CONFIG = {"retention.ms": str(RETENTION_MS), "segment.ms": str(SEGMENT_MS)}
+DEAD_LETTER_CONFIG = {"retention.ms": "-1", "retention.bytes": "-1"}
+
+
+def topic_configs(namespace: str = "") -> dict[str, tuple[int, dict[str, str]]]:
+    """Every topic's name with its partition count and configuration."""
+    wanted = {f"{namespace}{t.name}": (t.partitions, TOPIC_CONFIG) for t in ALL_TOPICS}
+    wanted |= {f"{namespace}{t.dead_letter}": (1, DEAD_LETTER_CONFIG) for t in ALL_TOPICS}
+    return wanted
+
 
 async def ensure_topics(bootstrap: str, namespace: str = "", *, attempts: int = 30) -> list[str]:
-    """Create every contract topic and its dead-letter topic if missing; return the names."""
-    wanted = {f"{namespace}{t.name}": t.partitions for t in ALL_TOPICS}
-    wanted |= {f"{namespace}{t.dead_letter}": 1 for t in ALL_TOPICS}
+    """Create every contract topic and its dead-letter topic if missing, and set the retention
+    of those that exist; return the names."""
+    configs = topic_configs(namespace)
+    wanted = {name: n for name, (n, _) in configs.items()}
     for attempt in range(attempts):
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
         try:
             await admin.start()
             existing = set(await admin.list_topics())
             missing = [
-                NewTopic(name, num_partitions=n, replication_factor=1)
-                for name, n in wanted.items()
+                NewTopic(name, num_partitions=n, replication_factor=1, topic_configs=config)
+                for name, (n, config) in configs.items()
                 if name not in existing
             ]
+            present = [
+                ConfigResource(ConfigResourceType.TOPIC, name, config)
+                for name, (_, config) in configs.items()
+                if name in existing
+            ]
+            if present:  # topics made before their retention was set here
+                for response in await admin.alter_configs(present):
+                    refused = [r for r in response.resources if r[0] != 0]
+                    if refused:
+                        raise RuntimeError(f"topic configuration refused: {refused}")
             if missing:
                 try:
                     await admin.create_topics(missing)

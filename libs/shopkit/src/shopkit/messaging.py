@@ -7,15 +7,18 @@ handler that takes a poll's messages at once. The consumer records the
 message in the inbox in the same transaction as the handler's effect, so a redelivery is skipped.
 A whole poll is handled in one transaction; if anything in it fails, the poll is rolled back and
 handled again one message per transaction. The offset is committed only after that (NACK_ON_ERROR,
-never ACK_FIRST; through `OffsetCommitter`, at most every `consumer_commit_interval_ms`). A message that keeps failing is retried a bounded number of times and then
-written to `<topic>.dlt` through the outbox, so it never blocks its partition and is never
-silently dropped.
+never ACK_FIRST; through `OffsetCommitter`, at most every `consumer_commit_interval_ms`).
+
+A failure that says the database or the broker is away or busy (`shopkit.faults`) is waited out
+with capped backoff, however long it lasts, and never dead-lettered; a message that keeps
+failing otherwise is retried a bounded number of times and then written to `<topic>.dlt`
+through the outbox, so it never blocks its partition and is never silently dropped.
 """
 
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import chain
@@ -34,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from contracts import Envelope, Message, Topic
 from shopkit.db import Database, driver
 from shopkit.dead_letters import dead_letter
+from shopkit.faults import Failed, Patience, StillUnavailable, bounded
 from shopkit.inbox import first_deliveries, first_delivery
 from shopkit.logs import correlation_id
 from shopkit.settings import ServiceSettings
@@ -155,6 +159,12 @@ class OffsetCommitter:
             )
 
 
+def stopping(subscriber: Any) -> Callable[[], bool]:
+    """True once `subscriber` is being stopped. FastStream then waits up to its graceful timeout
+    (15 s) for the poll in hand; a poll waiting out an outage hands itself back instead."""
+    return lambda: not subscriber.running
+
+
 def lazy_commits(subscriber: Any, interval: float) -> OffsetCommitter:
     """Make a batch subscriber (NACK_ON_ERROR) commit through an `OffsetCommitter`: a handled
     poll is acknowledged without waiting for the broker. A failed one is still sought back to
@@ -211,6 +221,7 @@ class Consumer:
         self.name = name
         self.handlers: dict[str, tuple[type[Message], Handler]] = {}
         self._topics = {t.name for t in topics}
+        self._stopping: Callable[[], bool] | None = None
 
     def handles(self, message_type: type[M]) -> Callable[[SessionFn[M]], SessionFn[M]]:
         """Register `fn(session, message, envelope)` for `message_type`."""
@@ -280,6 +291,7 @@ class Consumer:
         )
         long_poll(subscriber, settings.consumer_batch_size)
         lazy_commits(subscriber, settings.consumer_commit_interval_ms / 1000)
+        self._stopping = stopping(subscriber)
 
         @subscriber(decoder=raw_records)
         async def consume(records: Any) -> None:
@@ -299,13 +311,18 @@ class Consumer:
         """Handle a poll's messages (grouped by key, each key's in poll order) in one
         transaction with their inbox rows.
 
-        If any of them fails, that transaction is rolled back and the poll is handled again one
-        message per transaction: records of one key in order, one after the other; different
-        keys concurrently; the failing message retried, then dead-lettered.
+        A transient failure (the database or the broker away or busy) is waited out: the same
+        poll is tried again in place with capped backoff, nothing after it is taken, and past
+        `consumer_repoll_after_s` the poll is handed back (`StillUnavailable`: sought back and
+        polled again, which keeps the consumer in its group). Any other failure rolls the
+        transaction back and the poll is handled again one message per transaction: records of
+        one key in order, one after the other; different keys concurrently; a message that fails
+        the same way `consumer_max_attempts` times is dead-lettered.
         """
+        patience = Patience.for_poll(settings, self._stopping)
         ready: list[tuple[Polled, Envelope, Message, Handler]] = []
         for item in polled:
-            parsed = await self._parse(item, db=db)
+            parsed = await self._parse(item, db=db, patience=patience)
             if parsed is not None:
                 ready.append((item, *parsed))
         if not ready:
@@ -313,23 +330,13 @@ class Consumer:
         # Grouped by key, each key's records still in poll order: two transactions that lock
         # rows by key (an order's saga, say) then take them in the same order and never deadlock.
         ready.sort(key=lambda entry: entry[0].record.key or b"")
-        raw = all(handler.raw for _, _, _, handler in ready)
         try:
-            async with db.raw_transaction() if raw else db.transaction() as tx:
-                fresh = await first_deliveries(
-                    tx,
-                    consumer=self.name,
-                    messages=[(envelope.message_id, envelope.type) for _, envelope, _, _ in ready],
-                )
-                # A message handled before, or a second copy in this very poll, is left out.
-                todo = []
-                for item, envelope, message, handler in ready:
-                    if envelope.message_id in fresh:
-                        fresh.discard(envelope.message_id)
-                        todo.append((item.record.key, handler, message, envelope))
-                for handler, items in _runs(todo):
-                    await handler.many(tx, items)
+            await patience.until_done(
+                lambda: self._in_one_transaction(ready, db=db), consumer=self.name
+            )
             return
+        except StillUnavailable:
+            raise
         except Exception as exc:
             log.warning(
                 "poll failed as one transaction; handling its messages one by one",
@@ -343,39 +350,47 @@ class Consumer:
         async def in_order(chain: list[tuple[Polled, Envelope, Message, Handler]]) -> None:
             for item, envelope, message, handler in chain:
                 with correlated(envelope):
-                    await self._handle(
-                        db, settings, item.topic, envelope, message, handler, item.body
-                    )
+                    await self._handle(db, settings, patience, item, envelope, message, handler)
 
-        await asyncio.gather(*(in_order(chain) for chain in by_key.values()))
+        await _all_or_none([in_order(chain) for chain in by_key.values()])
+
+    async def _in_one_transaction(
+        self, ready: list[tuple["Polled", Envelope, Message, Handler]], *, db: Database
+    ) -> None:
+        raw = all(handler.raw for _, _, _, handler in ready)
+        async with db.raw_transaction() if raw else db.transaction() as tx:
+            fresh = await first_deliveries(
+                tx,
+                consumer=self.name,
+                messages=[(envelope.message_id, envelope.type) for _, envelope, _, _ in ready],
+            )
+            # A message handled before, or a second copy in this very poll, is left out.
+            todo = []
+            for item, envelope, message, handler in ready:
+                if envelope.message_id in fresh:
+                    fresh.discard(envelope.message_id)
+                    todo.append((item.record.key, handler, message, envelope))
+            for handler, items in _runs(todo):
+                await handler.many(tx, items)
 
     async def _parse(
-        self, item: "Polled", *, db: Database
+        self, item: "Polled", *, db: Database, patience: Patience
     ) -> tuple[Envelope, Message, Handler] | None:
         """The envelope, message and handler of a record; None when it is not ours to handle
-        (another consumer's type) or cannot be read at all (then it is dead-lettered)."""
+        (another consumer's type) or cannot be read at all (then it is dead-lettered).
+
+        Fields a newer producer added are ignored: contracts refuse unknown fields when a
+        message is made, not when it is read."""
+        envelope: Envelope | None = None
         try:
             envelope = Envelope.model_validate(item.body)
+            entry = self.handlers.get(envelope.type)
+            if entry is None:
+                return None  # another consumer's message on a shared topic
+            message_type, handler = entry
+            message = message_type.model_validate(envelope.payload, extra="ignore")
         except ValidationError as exc:
-            await dead_letter(
-                db, consumer=self.name, topic=item.topic, envelope=None, body=item.body, error=exc
-            )
-            return None
-        entry = self.handlers.get(envelope.type)
-        if entry is None:
-            return None  # another consumer's message on a shared topic
-        message_type, handler = entry
-        try:
-            message = message_type.model_validate(envelope.payload)
-        except ValidationError as exc:
-            await dead_letter(
-                db,
-                consumer=self.name,
-                topic=item.topic,
-                envelope=envelope,
-                body=item.body,
-                error=exc,
-            )
+            await self._dead_letter(db, patience, item, envelope, exc, attempts=1)
             return None
         return envelope, message, handler
 
@@ -383,37 +398,69 @@ class Consumer:
         self,
         db: Database,
         settings: ServiceSettings,
-        topic: str,
+        patience: Patience,
+        item: "Polled",
         envelope: Envelope,
         message: Message,
         handler: Handler,
-        body: dict[str, Any],
     ) -> None:
-        error: Exception | None = None
-        for attempt in range(1, settings.consumer_max_attempts + 1):
-            try:
-                async with db.raw_transaction() if handler.raw else db.transaction() as tx:
-                    if await first_delivery(
-                        tx,
-                        consumer=self.name,
-                        message_id=envelope.message_id,
-                        type_=envelope.type,
-                    ):
-                        await handler(tx, message, envelope)
-                return
-            except Exception as exc:
-                error = exc
-                log.warning(
-                    "handler failed",
-                    extra={
-                        "fields": {"type": envelope.type, "attempt": attempt, "error": repr(exc)}
-                    },
-                )
-                await asyncio.sleep(min(0.05 * 2**attempt, 2.0))
-        assert error is not None
-        await dead_letter(
-            db, consumer=self.name, topic=topic, envelope=envelope, body=body, error=error
+        async def once() -> None:
+            async with db.raw_transaction() if handler.raw else db.transaction() as tx:
+                if await first_delivery(
+                    tx, consumer=self.name, message_id=envelope.message_id, type_=envelope.type
+                ):
+                    await handler(tx, message, envelope)
+
+        outcome = await bounded(
+            once,
+            attempts=settings.consumer_max_attempts,
+            patience=patience,
+            consumer=self.name,
+            type=envelope.type,
         )
+        if isinstance(outcome, Failed):
+            await self._dead_letter(
+                db, patience, item, envelope, outcome.error, attempts=outcome.attempts
+            )
+
+    async def _dead_letter(
+        self,
+        db: Database,
+        patience: Patience,
+        item: "Polled",
+        envelope: Envelope | None,
+        error: Exception,
+        *,
+        attempts: int,
+    ) -> None:
+        """Dead-letter `item`; writing it waits out a transient failure like any other work."""
+        await patience.until_done(
+            lambda: dead_letter(
+                db,
+                consumer=self.name,
+                topic=item.topic,
+                envelope=envelope,
+                body=item.body,
+                error=error,
+                attempts=attempts,
+                partition=item.record.partition,
+                offset=item.record.offset,
+            ),
+            consumer=self.name,
+        )
+
+
+async def _all_or_none(work: list[Coroutine[Any, Any, None]]) -> None:
+    """Run `work` concurrently; when one fails, the others are cancelled (their transactions
+    roll back) before the failure is raised, so a poll handed back leaves nothing running."""
+    tasks = [asyncio.ensure_future(w) for w in work]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 def _runs(

@@ -44,6 +44,26 @@ def workers_of(spec: ServiceSpec) -> int:
     return int(os.environ.get(_env_name(spec, "WORKERS"), "1"))
 
 
+def database_role(spec: ServiceSpec) -> str:
+    """The login role that owns the service's database (infra/postgres/service-database.sql)."""
+    return f"shop_{spec.database}"
+
+
+def local_database_url(local_dir: Path, spec: ServiceSpec) -> str:
+    """The service's database on the local PostgreSQL, as the service's own role.
+
+    infra/local/postgres.sh creates the role at every start and keeps its password in
+    `<local_dir>/secrets/db-<role>.password`.
+    """
+    role = database_role(spec)
+    secret = local_dir / "secrets" / f"db-{role}.password"
+    if not secret.is_file():
+        raise RuntimeError(f"no {secret}: run 'bash infra/local/postgres.sh start' first")
+    port = os.environ.get("SHOP_PG_PORT", "5432")
+    password = secret.read_text().strip()
+    return f"postgresql+asyncpg://{role}:{password}@127.0.0.1:{port}/{spec.database}"
+
+
 def migrate(root: Path, spec: ServiceSpec, database_url: str) -> None:
     """Apply the service's Alembic migrations to `database_url`."""
     alembic = Path(sys.executable).parent / "alembic"

@@ -4,11 +4,12 @@ Infrastructure is chosen in this order: SHOP_TEST_PG_ADMIN_URL / SHOP_TEST_KAFKA
 the environment; testcontainers when a Docker engine answers; otherwise the repo's own scripts
 under infra/local (which start Kafka and PostgreSQL on this machine, idempotently).
 Every session gets its own Kafka namespace (topic and group prefix) and every service its own
-fresh database, so runs never see each other's messages or rows.
+fresh database, owned by its own login role, so runs never see each other's messages or rows.
 """
 
 import asyncio
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,10 +31,43 @@ from aiokafka.admin import AIOKafkaAdminClient
 from fastapi import FastAPI
 
 from contracts import Envelope, Message
+from shopkit.auth import Role, TokenSigner
 from shopkit.kafka_admin import ensure_topics
+from shopkit.keys import generate_private_key, load_private_key, public_text
 from shopkit.outbox import envelope_for
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class SessionKeys:
+    """Credentials made for one test session and written nowhere: the wallet's Ed25519 key
+    pair (base64url) and the shop's merchant key for the payment provider."""
+
+    private_key: str
+    public_key: str
+    merchant_key: str
+
+    @property
+    def public_keys(self) -> list[str]:
+        """What SHOP_JWT_PUBLIC_KEYS holds for the services under test."""
+        return [self.public_key]
+
+    def signer(self, *, ttl_seconds: int = 3600) -> TokenSigner:
+        key = load_private_key(self.private_key, variable="test key")
+        return TokenSigner(key, issuer="shop", audience="shop-api", ttl_seconds=ttl_seconds)
+
+    def headers(self, user_id: str, role: Role = "user") -> dict[str, str]:
+        """Authorization headers with a token the wallet could have issued."""
+        return {"Authorization": f"Bearer {self.signer().issue(user_id=user_id, role=role)}"}
+
+
+@lru_cache(maxsize=1)
+def session_keys() -> SessionKeys:
+    """This test session's credentials, made on first use."""
+    private = generate_private_key()
+    public = public_text(load_private_key(private, variable="test key").public_key())
+    return SessionKeys(private, public, secrets.token_urlsafe(32))
 
 
 def repo_root() -> Path:
@@ -48,8 +83,13 @@ class Infra:
     pg_admin_url: str  # postgresql://user:pass@host:port/postgres
     kafka_bootstrap: str
 
-    def database_url(self, name: str, *, driver: str = "postgresql+asyncpg") -> str:
+    def database_url(
+        self, name: str, *, driver: str = "postgresql+asyncpg", role: tuple[str, str] | None = None
+    ) -> str:
+        """The URL of database `name`, as the admin or as `role` (user, password)."""
         base = self.pg_admin_url.rsplit("/", 1)[0].split("://", 1)[1]
+        if role is not None:
+            base = f"{role[0]}:{role[1]}@{base.rsplit('@', 1)[1]}"
         return f"{driver}://{base}/{name}"
 
 
@@ -147,6 +187,10 @@ def drop_test_databases() -> Iterator[None]:
             conn = await asyncpg.connect(admin_url)
             try:
                 await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                try:  # create_database's role; cleanup must never fail a green run
+                    await conn.execute(f'DROP ROLE IF EXISTS "{name}"')
+                except asyncpg.PostgresError as exc:
+                    print(f"[shopkit.testing] could not drop role {name}: {exc!r}")
             finally:
                 await conn.close()
 
@@ -155,15 +199,31 @@ def drop_test_databases() -> Iterator[None]:
 
 
 async def create_database(infra: Infra, service_dir: Path, name: str) -> str:
-    """A fresh database named `name` with the service's migrations applied; its asyncpg URL."""
+    """A fresh database named `name`, owned by a fresh login role of the same name (no other
+    rights, as in the local stack), with the service's migrations applied as that role; the
+    role's asyncpg URL."""
     _CREATED.append((infra.pg_admin_url, name))
+    password = secrets.token_hex(16)
     conn = await asyncpg.connect(infra.pg_admin_url)
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{name}"')
+        await conn.execute(f'DROP ROLE IF EXISTS "{name}"')
+        await conn.execute(
+            f"CREATE ROLE \"{name}\" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD '{password}'"
+        )
+        await conn.execute(f'CREATE DATABASE "{name}" OWNER "{name}"')
+        await conn.execute(f'REVOKE ALL ON DATABASE "{name}" FROM PUBLIC')
+        await conn.execute(f'GRANT CONNECT, TEMPORARY ON DATABASE "{name}" TO "{name}"')
     finally:
         await conn.close()
-    url = infra.database_url(name)
+    # PostgreSQL 15+ gives public to the database owner already; older servers need this.
+    conn = await asyncpg.connect(infra.database_url(name, driver="postgresql"))
+    try:
+        await conn.execute(f'ALTER SCHEMA public OWNER TO "{name}"')
+        await conn.execute("REVOKE ALL ON SCHEMA public FROM PUBLIC")
+    finally:
+        await conn.close()
+    url = infra.database_url(name, role=(name, password))
     env = {**os.environ, "SHOP_DATABASE_URL": url}
     alembic = Path(sys.executable).parent / "alembic"
     result = await asyncio.to_thread(
@@ -296,3 +356,43 @@ class KafkaProbe:
 @pytest.fixture(scope="session")
 def kafka(infra: Infra, kafka_namespace: str) -> KafkaProbe:
     return KafkaProbe(infra.kafka_bootstrap, kafka_namespace)
+
+
+@asynccontextmanager
+async def database_refusing(admin_url: str, database_url: str) -> AsyncIterator[None]:
+    """For the block, the database of `database_url` is away for real, as during a restart but
+    without touching the server others share: it refuses new connections (ALLOW_CONNECTIONS
+    false) and every open one is terminated, again and again until the block ends."""
+    name = database_url.rsplit("/", 1)[1].split("?", 1)[0]
+    admin = await asyncpg.connect(admin_url)
+    await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+
+    async def terminate() -> None:
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = $1 AND pid <> pg_backend_pid()",
+            name,
+        )
+
+    async def keep_terminating() -> None:
+        while True:
+            await asyncio.sleep(0.2)
+            await terminate()
+
+    await terminate()
+    # Gone for real (a terminated backend exits a moment after the signal) before the block runs.
+    await poll(
+        lambda: admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE datname = $1", name),
+        until=lambda n: n == 0,
+        timeout=5,
+        interval=0.02,
+        message=f"connections to {name} terminated",
+    )
+    terminating = asyncio.create_task(keep_terminating())
+    try:
+        yield
+    finally:
+        terminating.cancel()
+        await asyncio.gather(terminating, return_exceptions=True)
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        await admin.close()

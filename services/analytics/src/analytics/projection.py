@@ -17,6 +17,7 @@ from analytics.domain import Deltas, Figures, Projection, RecordedOrder, Sale, l
 from contracts import Message
 from contracts.catalog import ProductChanged, ProductCreated
 from contracts.order import OrderCancelled, OrderModified, OrderPaid, SoldLine
+from shopkit.inbox import first_deliveries
 
 CONSUMER = "analytics-projection"
 HANDLED: tuple[type[Message], ...] = (
@@ -27,7 +28,7 @@ HANDLED: tuple[type[Message], ...] = (
     ProductChanged,
 )
 OrderEvent = OrderPaid | OrderCancelled | OrderModified
-# The kit's inbox table, named here so that batches can record many message ids at once.
+# The kit's inbox table, named here for the rebuild to forget what the projection applied.
 INBOX = table(
     "inbox", column("consumer"), column("message_id", Uuid), column("type"), column("outcome")
 )
@@ -76,15 +77,12 @@ async def _first_deliveries(
         unique.setdefault(delivery.envelope.message_id, delivery)
     if not unique:
         return []
-    result = await session.execute(
-        RECORD_INBOX,
-        {
-            "consumer": CONSUMER,
-            "ids": list(unique),
-            "types": [d.envelope.type for d in unique.values()],
-        },
+    # The kit's inbox: it also lets a redriven dead letter through once (shopkit.inbox).
+    new = await first_deliveries(
+        session,
+        consumer=CONSUMER,
+        messages=[(mid, d.envelope.type) for mid, d in unique.items()],
     )
-    new = set(result.scalars())
     return [d for mid, d in unique.items() if mid in new]
 
 
@@ -189,12 +187,6 @@ async def _write_products(
 
 # Fixed statement texts over unnest()ed arrays: one prepared statement each, whatever the
 # batch size (a multi-row VALUES list is compiled and planned anew for every size).
-RECORD_INBOX = text(
-    "INSERT INTO inbox (consumer, message_id, type, outcome)"
-    " SELECT :consumer, m, t, 'processed'"
-    " FROM unnest(CAST(:ids AS uuid[]), CAST(:types AS text[])) AS u(m, t)"
-    " ON CONFLICT DO NOTHING RETURNING message_id"
-)
 LOAD_ORDERS = text(
     "SELECT order_id, day, status, lines::text AS lines FROM sale_orders"
     " WHERE order_id = ANY(CAST(:ids AS text[]))"

@@ -16,9 +16,11 @@ from coupon.schemas import (
     user_coupon_out,
 )
 from coupon.settings import Settings
+from coupon.waiting import Settlements
 from shopkit.app import ClockDep, Db
 from shopkit.auth import AdminPrincipal, CurrentPrincipal
 from shopkit.errors import Problem
+from shopkit.limits import Limiter
 from shopkit.pagination import Cursor, Limit, Page
 
 router = APIRouter(prefix="/api", tags=["coupons"])
@@ -32,8 +34,20 @@ async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
+async def get_settlements(request: Request) -> Settlements:
+    return request.app.state.settlements
+
+
+async def get_limits(request: Request) -> Limiter:
+    return request.app.state.limits
+
+
 LinesDep = Annotated[Lines, Depends(get_lines)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+SettlementsDep = Annotated[Settlements, Depends(get_settlements)]
+LimitsDep = Annotated[Limiter, Depends(get_limits)]
+# The limiter's action for issue requests, counted per user (also by the fast lane, gate.py).
+ISSUE = "coupon-issue"
 
 
 @router.post("/coupons", status_code=201, response_model=CouponOut)
@@ -61,12 +75,16 @@ async def issue_coupon(
     principal: CurrentPrincipal,
     lines: LinesDep,
     settings: SettingsDep,
+    settlements: SettlementsDep,
+    limits: LimitsDep,
     clock: ClockDep,
     response: Response,
     wait: Annotated[bool, Query(description="wait up to 10 s for ISSUED")] = False,
 ) -> UserCouponOut:
-    """Take a place in line (202 PENDING); 409 SOLD_OUT or ALREADY_ISSUED; 404 unknown ids."""
+    """Take a place in line (202 PENDING); 409 SOLD_OUT or ALREADY_ISSUED; 404 unknown ids;
+    429 RATE_LIMITED past the user's issue requests per minute."""
     principal.require_self_or_admin(body.user_id)
+    limits.take(ISSUE, body.user_id)
     held = await issuing.issue_coupon(
         lines,
         coupon_id=coupon_id,
@@ -76,17 +94,16 @@ async def issue_coupon(
         now=clock(),
     )
     if wait:
-        held = await _settled(lines, held, settings.issue_wait_seconds, response)
+        held = await settlements.wait(lines, held, timeout=settings.issue_wait_seconds)
+        _settled(held, response)
     return user_coupon_out(held, clock())
 
 
-async def _settled(lines: Lines, held: Held, timeout: float, response: Response) -> Held:
-    held = await issuing.wait_settled(lines, user_coupon_id=held.row.id, timeout=timeout)
+def _settled(held: Held, response: Response) -> None:
     if held.row.status == "REJECTED":
         raise Problem(409, "SOLD_OUT", "every coupon has been taken")
     if held.row.status != "PENDING":
         response.status_code = 201
-    return held
 
 
 @router.get("/users/{user_id}/coupons", response_model=Page[UserCouponOut])

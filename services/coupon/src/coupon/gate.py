@@ -19,10 +19,12 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from coupon.api import ISSUE
 from coupon.line import Lines
 from coupon.schemas import user_coupon_out
-from shopkit.auth import verify_token
+from shopkit.auth import TokenVerifier
 from shopkit.errors import PROBLEM, Problem, problem_body
+from shopkit.limits import Limiter
 
 log = logging.getLogger("coupon.gate")
 
@@ -52,8 +54,8 @@ class IssueFastLane:
             replayed = {"type": "http.request", "body": body, "more_body": not complete}
             await self.app(scope, _replay(replayed, receive), send)
             return
-        status, content = await _issue(scope, match.group(1), user_id)
-        await _respond(scope, send, status, content)
+        status, content, headers = await _issue(scope, match.group(1), user_id)
+        await _respond(scope, send, status, content, headers)
 
 
 def _plain_request(scope: Scope, body: bytes) -> str | None:
@@ -62,27 +64,29 @@ def _plain_request(scope: Scope, body: bytes) -> str | None:
     token = _bearer(scope)
     if user_id is None or token is None:
         return None
+    verifier: TokenVerifier = scope["app"].state.verifier
     try:
-        principal = verify_token(scope["app"].state.settings, token)
+        principal = verifier.verify(token)
     except Problem:
         return None
     return user_id if principal.user_id == user_id else None
 
 
-async def _issue(scope: Scope, coupon_id: str, user_id: str) -> tuple[int, bytes]:
+async def _issue(scope: Scope, coupon_id: str, user_id: str) -> tuple[int, bytes, dict[str, str]]:
     state = scope["app"].state
     lines: Lines = state.lines
+    limits: Limiter = state.limits
     try:
+        limits.take(ISSUE, user_id)
         held = await lines.take_place(coupon_id=coupon_id, user_id=user_id, now=state.clock())
     except Problem as problem:
-        return problem.status, orjson.dumps(
-            problem_body(problem.status, problem.code, problem.title, problem.detail)
-        )
+        body = problem_body(problem.status, problem.code, problem.title, problem.detail)
+        return problem.status, orjson.dumps(body), problem.headers
     except Exception:
         log.exception("unhandled error")
         body = problem_body(500, "INTERNAL_ERROR", "Internal error", "unexpected error; logged")
-        return 500, orjson.dumps(body)
-    return 202, user_coupon_out(held, state.clock()).model_dump_json().encode()
+        return 500, orjson.dumps(body), {}
+    return 202, user_coupon_out(held, state.clock()).model_dump_json().encode(), {}
 
 
 def _user_id(body: bytes) -> str | None:
@@ -118,7 +122,9 @@ def _replay(first: Message, receive: Receive) -> Receive:
     return replay
 
 
-async def _respond(scope: Scope, send: Send, status: int, content: bytes) -> None:
+async def _respond(
+    scope: Scope, send: Send, status: int, content: bytes, extra: dict[str, str]
+) -> None:
     headers = dict(scope["headers"])
     correlation = (headers.get(b"x-correlation-id") or headers.get(b"x-request-id") or b"")[:100]
     content_type = b"application/json" if status < 400 else PROBLEM.encode()
@@ -130,6 +136,7 @@ async def _respond(scope: Scope, send: Send, status: int, content: bytes) -> Non
                 (b"content-type", content_type),
                 (b"content-length", str(len(content)).encode()),
                 (b"x-correlation-id", correlation or str(uuid.uuid4()).encode()),
+                *((name.lower().encode(), value.encode()) for name, value in extra.items()),
             ],
         }
     )

@@ -15,6 +15,7 @@ from contracts.coupon import CouponIssued, CouponRejected, IssueCouponRequested
 from coupon import domain
 from coupon.line import Held, Lines
 from coupon.models import Coupon, KnownUser, UserCoupon
+from coupon.waiting import NOTIFY_SETTLED, settled_payload
 from shopkit.db import Database
 from shopkit.errors import Problem
 from shopkit.outbox import add_message
@@ -49,18 +50,6 @@ async def require_known_user(db: Database, *, user_id: str, wait_seconds: float)
         if time.monotonic() >= deadline:
             raise Problem(404, "USER_NOT_FOUND", f"no user {user_id}")
         await asyncio.sleep(0.1)
-
-
-async def wait_settled(lines: Lines, *, user_coupon_id: str, timeout: float) -> Held:
-    """The user coupon once it left PENDING, or as it is after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        async with lines.db.sessions() as session:
-            row = await session.get(UserCoupon, user_coupon_id)
-        assert row is not None
-        if row.status != "PENDING" or time.monotonic() >= deadline:
-            return Held(row=row, card=await lines.card(row.coupon_id))
-        await asyncio.sleep(0.05)
 
 
 SETTLE_AHEAD = 500
@@ -101,6 +90,7 @@ async def settle(session: AsyncSession, *, request: IssueCouponRequested, now: d
             session,
             CouponRejected(coupon_id=row.coupon_id, user_coupon_id=row.id, user_id=row.user_id),
         )
+        await _notify_settled(session, row.coupon_id, row.position, row.position)
         return
     # One flush at commit for every row and outbox message, in this (position) order.
     with session.no_autoflush:
@@ -117,6 +107,15 @@ async def settle(session: AsyncSession, *, request: IssueCouponRequested, now: d
                     expires_at=place.expires_at,
                 ),
             )
+    # Places in line are settled in position order, so every one in this span has left PENDING.
+    await _notify_settled(session, row.coupon_id, row.position, places[-1].position)
+
+
+async def _notify_settled(
+    session: AsyncSession, coupon_id: str, first: int | None, last: int | None
+) -> None:
+    """Wake the `?wait=true` requests of every process waiting on these places (at commit)."""
+    await session.execute(NOTIFY_SETTLED, {"payload": settled_payload(coupon_id, first, last)})
 
 
 async def _take_quantity(session: AsyncSession, coupon_id: str, count: int) -> int | None:

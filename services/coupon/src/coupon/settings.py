@@ -1,3 +1,4 @@
+from shopkit.limits import Rule, RuleSetting
 from shopkit.settings import ServiceSettings
 
 
@@ -8,3 +9,7 @@ class Settings(ServiceSettings):
     user_wait_seconds: float = 2.0
     # How long `?wait=true` on issue waits for PENDING to settle.
     issue_wait_seconds: float = 10.0
+    # `?wait=true` issue requests waiting at once in one process; beyond it they answer 202.
+    max_waiters: int = 500
+    # Issue requests a user may make (COUNT/SECONDS, per replica; see shopkit.limits).
+    limit_issues_per_user: RuleSetting = Rule(10, 60)

@@ -16,6 +16,7 @@ from shopkit.app import ClockDep, Db
 from shopkit.auth import CurrentPrincipal
 from shopkit.errors import Problem
 from shopkit.idempotency import run_idempotent
+from shopkit.limits import Limiter
 from shopkit.pagination import Cursor, Limit, Page
 
 router = APIRouter(prefix="/api", tags=["orders"])
@@ -33,9 +34,14 @@ async def get_placing(request: Request) -> service.Placing:
     return request.app.state.placing
 
 
+async def get_limits(request: Request) -> Limiter:
+    return request.app.state.limits
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 WaitersDep = Annotated[Waiters, Depends(get_waiters)]
 PlacingDep = Annotated[service.Placing, Depends(get_placing)]
+LimitsDep = Annotated[Limiter, Depends(get_limits)]
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 Wait = Annotated[bool, Query(description="wait up to 10 s for the final state")]
 
@@ -71,11 +77,14 @@ async def place(
     settings: SettingsDep,
     waiters: WaitersDep,
     placing: PlacingDep,
+    limits: LimitsDep,
     wait: Wait = False,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
-    """Place an order (202 PENDING); with ?wait=true, 200 once it is PAID or FAILED."""
+    """Place an order (202 PENDING); with ?wait=true, 200 once it is PAID or FAILED;
+    429 RATE_LIMITED past the user's orders per minute."""
     principal.require_self_or_admin(body.user_id)
+    limits.take("order", body.user_id)
 
     items = [(i.product_id, i.quantity) for i in body.items]
     if idempotency_key is None:

@@ -9,14 +9,16 @@ from contracts.catalog import CommitStock, ReleaseStock, ReserveStock, ReturnSto
 from contracts.coupon import ReleaseCoupon, ReserveCoupon
 from contracts.order import OrderCancelled, OrderFailed, OrderModified, OrderPaid
 from contracts.wallet import DebitWallet, RefundWallet
-from order import service
+from order import ops, service
 from order.api import router
 from order.handlers import make_consumer
-from order.provider import payment_worker
+from order.provider import merchant_headers, payment_worker
+from order.reconcile import reconciler
 from order.settings import Settings
 from order.waiting import Waiters, listen
 from shopkit.app import create_app
 from shopkit.clock import Clock, system_clock
+from shopkit.limits import Limiter
 
 log = logging.getLogger("order.main")
 
@@ -54,16 +56,20 @@ def build_app(settings: Settings | None = None, *, clock: Clock = system_clock) 
     settings = settings or Settings()
 
     async def prepare(app: FastAPI) -> None:
-        app.state.waiters = Waiters()
+        merchant_headers(settings)  # no usable merchant key, no start
+        app.state.waiters = Waiters(settings.max_waiters)
+        app.state.limits = Limiter(
+            {"order": settings.limit_orders_per_user}, enabled=settings.rate_limits, clock=clock
+        )
         app.state.placing = service.Placing(app.state.db, settings)
 
     return create_app(
         settings,
         title="Shop orders",
-        routers=[router],
+        routers=[router, ops.router],
         consumers=[make_consumer(settings, clock)],
         publishes=PUBLISHES,
         on_startup=[prepare],
-        background=[listen, deadline_scanner, payment_worker],
+        background=[listen, deadline_scanner, payment_worker, reconciler],
         clock=clock,
     )

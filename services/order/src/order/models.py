@@ -30,11 +30,31 @@ class Order(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Set when the saga stopped retrying its step (no deadline then) until an operator retries
+    # it or a late reply moves it on; `last_error` says why.
+    parked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         Index("ix_orders_user_created", "user_id", "created_at", "id"),
         Index("ix_orders_deadline", "deadline", postgresql_where=text("step <> 'DONE'")),
+        Index(
+            "ix_orders_parked", "parked_at", "id", postgresql_where=text("parked_at IS NOT NULL")
+        ),
     )
+
+
+class PaymentCheck(Base):
+    """An order whose payment timed out: the provider may still approve it late, so it is looked
+    up there (and any approved payment cancelled) a few times, at `due_at`."""
+
+    __tablename__ = "payment_checks"
+
+    order_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    checks: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (Index("ix_payment_checks_due", "due_at"),)
 
 
 class OrderHistory(Base):

@@ -7,7 +7,6 @@ back to the saga in a new transaction.
 
 import asyncio
 import logging
-import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -17,20 +16,22 @@ import asyncpg
 import orjson
 from fastapi import FastAPI
 
-from order import service
+from order import parking, service
 from order.saga import (
     Event,
     PaymentApproved,
     PaymentDeclined,
     PaymentsCancelled,
     PaymentTimedOut,
+    ProviderCancelFailed,
     Saga,
 )
 from order.settings import Settings
-from shopkit.auth import issue_token
 from shopkit.clock import Clock
 from shopkit.db import Database
+from shopkit.faults import is_transient
 from shopkit.grouping import GroupCommit
+from shopkit.keys import check_secret
 
 log = logging.getLogger("order.provider")
 
@@ -44,6 +45,12 @@ class PaymentResult:
     status: str  # APPROVED | DECLINED | TIMEOUT
     payment_id: str = ""
     detail: str = ""
+
+
+def merchant_headers(settings: Settings) -> dict[str, str]:
+    """How the shop authenticates to the provider: its merchant key, never a shop token."""
+    key = settings.merchant_key.get_secret_value() if settings.merchant_key else None
+    return {"X-Merchant-Key": check_secret(key, variable="SHOP_MERCHANT_KEY")}
 
 
 def _json_text(value: Any) -> str:
@@ -62,15 +69,10 @@ class PaymentProvider:
             connector=aiohttp.TCPConnector(limit=settings.payment_concurrency * 2),
             json_serialize=_json_text,  # orjson both ways: ~15% of a call's CPU was json's
         )
-        self._token: tuple[str, float] | None = None
+        self._auth = merchant_headers(settings)
 
     def _headers(self) -> dict[str, str]:
-        # One token for a while rather than signing one per call; renewed well before it expires.
-        now = time.monotonic()
-        if self._token is None or now >= self._token[1]:
-            token = issue_token(self.settings, user_id="order-service", role="admin")
-            self._token = (token, now + self.settings.jwt_ttl_seconds / 2)
-        return {"Authorization": f"Bearer {self._token[0]}"}
+        return self._auth
 
     async def pay(self, *, order_id: str, amount: int) -> PaymentResult:
         """Ask for the payment once, with the order id as idempotency key."""
@@ -127,6 +129,37 @@ class PaymentProvider:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise ProviderUnavailable(repr(exc)) from exc
 
+    async def cancel_approved(self, *, order_id: str) -> tuple[str, ...]:
+        """Cancel the approved payments the provider holds for the order (a late approval);
+        the ids of those this call cancelled."""
+        cancelled: list[str] = []
+        cursor: str | None = None
+        try:
+            while True:
+                params: dict[str, str | int] = {"order_id": order_id, "limit": 100}
+                if cursor:
+                    params["cursor"] = cursor
+                async with self.client.get(
+                    "/api/payments", params=params, headers=self._headers()
+                ) as page:
+                    if page.status != 200:
+                        raise ProviderUnavailable(f"lookup HTTP {page.status}")
+                    found: dict[str, Any] = await page.json(loads=orjson.loads)
+                for payment in found["items"]:
+                    if payment["status"] != "APPROVED":
+                        continue
+                    async with self.client.post(
+                        f"/api/payments/{payment['payment_id']}/cancel", headers=self._headers()
+                    ) as done:
+                        if done.status != 200:
+                            raise ProviderUnavailable(f"cancel HTTP {done.status}")
+                    cancelled.append(str(payment["payment_id"]))
+                cursor = found.get("next_cursor")
+                if not cursor:
+                    return tuple(cancelled)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ProviderUnavailable(repr(exc)) from exc
+
     async def close(self) -> None:
         await self.client.close()
 
@@ -150,6 +183,8 @@ async def drive(
         )
         if step == "PAYING" and attempt >= settings.max_payment_attempts:
             return PaymentTimedOut(detail=f"provider unavailable after {attempt} attempt(s)")
+        if step != "PAYING" and attempt >= settings.max_compensation_attempts:
+            return ProviderCancelFailed(detail=f"cancel failed {attempt} time(s): {exc}")
         return None
 
 
@@ -228,6 +263,9 @@ async def payment_worker(app: FastAPI) -> None:
             for order_id, step, saga, attempt in claimed:
                 task = asyncio.create_task(
                     _guarded(
+                        db,
+                        order_id,
+                        clock,
                         handle_one(
                             db,
                             provider,
@@ -238,7 +276,7 @@ async def payment_worker(app: FastAPI) -> None:
                             attempt=attempt,
                             settings=settings,
                             clock=clock,
-                        )
+                        ),
                     )
                 )
                 running.add(task)
@@ -258,8 +296,20 @@ async def payment_worker(app: FastAPI) -> None:
         await provider.close()
 
 
-async def _guarded(work: Any) -> None:
+async def _guarded(db: Database, order_id: str, clock: Clock, work: Any) -> None:
+    """Run one provider step; a transient failure is tried again when its lease runs out, any
+    other parks the order, so it is not retried blindly forever."""
     try:
         await work
-    except Exception:
-        log.exception("provider step failed; its lease will run out and it is tried again")
+    except Exception as exc:
+        if is_transient(exc):
+            log.warning("provider step failed; its lease will run out and it is tried again")
+            return
+        log.exception("provider step failed; parked", extra={"fields": {"order_id": order_id}})
+        try:
+            async with db.autocommit() as conn:
+                await parking.park(
+                    conn, order_id=order_id, error=parking.describe(exc), now=clock()
+                )
+        except Exception:
+            log.exception("parking failed; the lease will run out and it is tried again")

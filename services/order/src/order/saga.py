@@ -4,7 +4,9 @@
 (step, event). A reply is applied only when the current step expects that event type and its
 operation id is one the step is waiting for, so duplicates and stale replies change nothing.
 Commands for a step are derived from the saga alone (`step_commands`), which is what lets the
-deadline scanner re-send them with the same operation ids.
+deadline scanner re-send them with the same operation ids. A step that is not a forward step
+of placing never gives up silently: after bounded attempts its transition is `parked` (the
+order stays as it is, still waiting for its replies) for an operator to list and retry.
 """
 
 from collections.abc import Callable
@@ -128,10 +130,22 @@ class PaymentsCancelled:
 
 @dataclass(frozen=True)
 class DeadlinePassed:
-    """The step's reply did not come in time; `attempt` commands were sent so far."""
+    """The step's reply did not come in time; `attempt` commands were sent so far.
+
+    A forward step of placing gives up after `max_attempts` and compensates; any other step
+    (a compensation, or a cancel or modify of a PAID order) is parked after `park_after`
+    attempts (0: never), for an operator to look at."""
 
     attempt: int
     max_attempts: int
+    park_after: int = 0
+
+
+@dataclass(frozen=True)
+class ProviderCancelFailed:
+    """Cancelling the order's payments at the provider kept failing; the step is parked."""
+
+    detail: str
 
 
 Event = Any  # a contract reply or one of the dataclasses above
@@ -182,6 +196,8 @@ class Transition:
     messages: tuple[Message, ...] = ()
     history: tuple[tuple[str, str], ...] = ()  # (event, detail)
     applied: bool = True
+    # Why the saga stopped retrying its step: the order waits for an operator (or a late reply).
+    parked: str | None = None
 
 
 @dataclass
@@ -189,6 +205,7 @@ class _Out:
     now: datetime
     messages: list[Message] = field(default_factory=list)
     history: list[tuple[str, str]] = field(default_factory=list)
+    parked: str | None = None
 
 
 def new_order(
@@ -347,7 +364,9 @@ def _step_operations(saga: Saga, s: Step) -> tuple[str, ...]:
 
 
 def _finish(saga: Saga, out: _Out) -> Transition:
-    return Transition(saga=saga, messages=tuple(out.messages), history=tuple(out.history))
+    return Transition(
+        saga=saga, messages=tuple(out.messages), history=tuple(out.history), parked=out.parked
+    )
 
 
 # ---- placing
@@ -356,7 +375,18 @@ def _stock_reserved(saga: Saga, e: StockReserved, now: datetime, out: _Out) -> S
     sub = subtotal(lines)
     saga = replace(saga, lines=lines, subtotal=sub, total=sub)
     out.history.append(("StockReserved", f"subtotal {sub}"))
-    return _enter(saga, "RESERVING_COUPON" if saga.coupon_id else "DEBITING", out)
+    if saga.coupon_id:
+        return _enter(saga, "RESERVING_COUPON", out)
+    return _charge(saga, now, out)
+
+
+def _charge(saga: Saga, now: datetime, out: _Out) -> Saga:
+    """Debit the wallet, or when nothing is owed (a 100% coupon), the order is paid as it is:
+    no wallet debit of 0 and no provider payment."""
+    if saga.total > 0:
+        return _enter(saga, "DEBITING", out)
+    out.history.append(("PaymentSkipped", "total 0: nothing to charge"))
+    return _paid(saga, None, now, out)
 
 
 def _fail(saga: Saga, code: str, out: _Out, step: Step) -> Saga:
@@ -392,7 +422,7 @@ def _coupon_reserved(saga: Saga, e: CouponReserved, now: datetime, out: _Out) ->
     terms = CouponTerms(e.user_coupon_id, e.discount_type, e.discount_value, e.min_order_amount)
     saga = replace(saga, coupon=terms, discount=e.discount, total=saga.subtotal - e.discount)
     out.history.append(("CouponReserved", f"discount {e.discount}"))
-    return _enter(saga, "DEBITING", out)
+    return _charge(saga, now, out)
 
 
 def _coupon_failed(saga: Saga, e: CouponReservationFailed, now: datetime, out: _Out) -> Saga:
@@ -418,10 +448,12 @@ def _release_from(saga: Saga) -> Step:
 def _approved(saga: Saga, e: PaymentApproved, now: datetime, out: _Out) -> Saga:
     """Paid: the reserved units become sold by a one-way CommitStock (see `_commit_stock`)."""
     out.history.append(("PaymentApproved", e.payment_id))
+    return _paid(saga, e.payment_id, now, out)
+
+
+def _paid(saga: Saga, payment_id: str | None, now: datetime, out: _Out) -> Saga:
     _commit_stock(saga.order_id, saga.op("place:stock"), "reserved units sold", out)
-    saga = replace(
-        saga, payment_id=e.payment_id, status="PAID", step="DONE", paid_at=now, waiting=()
-    )
+    saga = replace(saga, payment_id=payment_id, status="PAID", step="DONE", paid_at=now, waiting=())
     out.history.append(("OrderPaid", f"total {saga.total}"))
     out.messages.append(
         OrderPaid(
@@ -509,15 +541,28 @@ def _deadline(saga: Saga, e: DeadlinePassed, now: datetime, out: _Out) -> Saga:
     if saga.step == "MODIFY_RESERVING" and e.attempt >= e.max_attempts:
         out.history.append(("StepTimedOut", f"{saga.step}: no reply after {e.attempt} attempt(s)"))
         return _enter(replace(saga, modify_outcome="OUT_OF_STOCK"), "MODIFY_RELEASING", out)
+    if e.park_after and e.attempt >= e.park_after:
+        out.history.append(("SagaParked", f"{saga.step}: no reply after {e.attempt} attempt(s)"))
+        out.parked = f"no reply to {saga.step} after {e.attempt} attempt(s)"
+        return saga  # still waiting: a late reply moves it on, an operator's retry re-sends
     out.history.append(("CommandResent", f"{saga.step}: attempt {e.attempt + 1}"))
     out.messages.extend(step_commands(saga))
+    return saga
+
+
+def _cancel_failed(saga: Saga, e: ProviderCancelFailed, now: datetime, out: _Out) -> Saga:
+    out.history.append(("SagaParked", f"{saga.step}: {e.detail}"))
+    out.parked = f"{saga.step}: {e.detail}"
     return saga
 
 
 # ---- cancel of a PAID order
 def _cancel_requested(saga: Saga, e: CancelRequested, now: datetime, out: _Out) -> Saga:
     out.history.append(("CancelRequested", f"refund {sum(d.remaining for d in saga.debits)}"))
-    return replace(saga, operation="CANCEL", step="CANCEL_PAYMENT", waiting=())
+    saga = replace(saga, operation="CANCEL", step="CANCEL_PAYMENT", waiting=())
+    if saga.payment_id is None:  # paid in full by a coupon: the provider holds nothing
+        return _cancel_payment_done(saga, PaymentsCancelled(payment_ids=()), now, out)
+    return saga
 
 
 def _cancel_payment_done(saga: Saga, e: PaymentsCancelled, now: datetime, out: _Out) -> Saga:
@@ -675,10 +720,13 @@ Handler = Callable[[Saga, Any, datetime, _Out], Saga]
 
 # (step, event) -> (handler, the steps it may lead to). This is the saga's transition table.
 HANDLERS: dict[tuple[Step, str], tuple[Handler, tuple[Step, ...]]] = {
-    ("RESERVING_STOCK", "StockReserved"): (_stock_reserved, ("RESERVING_COUPON", "DEBITING")),
+    ("RESERVING_STOCK", "StockReserved"): (
+        _stock_reserved,
+        ("RESERVING_COUPON", "DEBITING", "DONE"),
+    ),
     ("RESERVING_STOCK", "StockReservationFailed"): (_stock_failed, ("DONE",)),
     ("RESERVING_STOCK", "DeadlinePassed"): (_deadline, ("RESERVING_STOCK", "RELEASING_STOCK")),
-    ("RESERVING_COUPON", "CouponReserved"): (_coupon_reserved, ("DEBITING",)),
+    ("RESERVING_COUPON", "CouponReserved"): (_coupon_reserved, ("DEBITING", "DONE")),
     ("RESERVING_COUPON", "CouponReservationFailed"): (_coupon_failed, ("RELEASING_STOCK",)),
     ("RESERVING_COUPON", "DeadlinePassed"): (_deadline, ("RESERVING_COUPON", "RELEASING_COUPON")),
     ("DEBITING", "WalletDebited"): (_debited, ("PAYING",)),
@@ -688,6 +736,7 @@ HANDLERS: dict[tuple[Step, str], tuple[Handler, tuple[Step, ...]]] = {
     ("PAYING", "PaymentDeclined"): (_declined, ("REFUNDING",)),
     ("PAYING", "PaymentTimedOut"): (_timed_out, ("VOIDING_PAYMENT",)),
     ("VOIDING_PAYMENT", "PaymentsCancelled"): (_voided, ("REFUNDING",)),
+    ("VOIDING_PAYMENT", "ProviderCancelFailed"): (_cancel_failed, ("VOIDING_PAYMENT",)),
     ("REFUNDING", "WalletRefunded"): (
         _refunded,
         ("REFUNDING", "RELEASING_COUPON", "RELEASING_STOCK"),
@@ -698,11 +747,15 @@ HANDLERS: dict[tuple[Step, str], tuple[Handler, tuple[Step, ...]]] = {
     ("RELEASING_STOCK", "StockReleased"): (_stock_released, ("DONE",)),
     ("RELEASING_STOCK", "DeadlinePassed"): (_deadline, ("RELEASING_STOCK",)),
     # cancel
-    ("DONE", "CancelRequested"): (_cancel_requested, ("CANCEL_PAYMENT",)),
+    ("DONE", "CancelRequested"): (
+        _cancel_requested,
+        ("CANCEL_PAYMENT", "CANCEL_REFUNDING", "CANCEL_RETURNING_STOCK"),
+    ),
     ("CANCEL_PAYMENT", "PaymentsCancelled"): (
         _cancel_payment_done,
         ("CANCEL_REFUNDING", "CANCEL_RETURNING_STOCK"),
     ),
+    ("CANCEL_PAYMENT", "ProviderCancelFailed"): (_cancel_failed, ("CANCEL_PAYMENT",)),
     ("CANCEL_REFUNDING", "WalletRefunded"): (
         _refunded,
         ("CANCEL_REFUNDING", "CANCEL_RETURNING_STOCK"),

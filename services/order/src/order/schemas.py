@@ -63,3 +63,22 @@ class HistoryOut(BaseModel):
     event: str
     detail: str
     at: datetime
+
+
+class ParkedOrderOut(BaseModel):
+    """An order whose saga stopped retrying: its step, why, and its history (oldest first)."""
+
+    id: str
+    user_id: str
+    status: str
+    step: str
+    operation: str | None
+    attempts: int
+    parked_at: datetime
+    last_error: str | None
+    history: list[HistoryOut]
+
+
+class RetryOut(BaseModel):
+    id: str
+    retried_at: datetime

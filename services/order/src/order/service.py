@@ -6,6 +6,7 @@ several times per order, and the ORM's unit of work and SQLAlchemy's per-stateme
 per-transaction cost were most of the service's CPU.
 """
 
+import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from pydantic import TypeAdapter
 from sqlalchemy import Table, select, update
 
 from contracts import Envelope
+from order import parking
 from order.models import Order, OrderHistory
 from order.saga import (
     PROVIDER_STEPS,
@@ -31,12 +33,14 @@ from order.saga import (
 )
 from order.schemas import ItemOut, OrderOut
 from order.settings import Settings
-from shopkit.db import Database, driver, json_text
+from shopkit.db import Database, json_text
 from shopkit.errors import Problem
+from shopkit.faults import is_transient
 from shopkit.grouping import GroupCommit
 from shopkit.outbox import NOTIFY_CHANNEL, envelope_arrays, envelope_for, outbox_insert
 from shopkit.pagination import decode_cursor, encode_cursor
 
+log = logging.getLogger("order.service")
 SAGA = TypeAdapter(Saga)
 CHANGED_CHANNEL = "order_changed"
 WORKER_CHANNEL = "order_worker"
@@ -215,12 +219,20 @@ async def apply_events(
     )
     rows = {r["id"]: OrderRow(**r) for r in found}
     changes = _Changes()
+    broken: dict[str, str] = {}
     for order_id, event, correlation in events:
-        if order_id in rows:
-            changes.advance(
-                rows[order_id], event, settings=settings, now=now, correlation=correlation
-            )
+        if order_id in rows and order_id not in broken:
+            try:
+                changes.advance(
+                    rows[order_id], event, settings=settings, now=now, correlation=correlation
+                )
+            except Exception as exc:  # the saga is pure: this is the row's or the code's fault
+                broken[order_id] = parking.describe(exc)
+                changes.forget(order_id)
     await changes.save(conn)
+    for order_id, error in broken.items():
+        log.error("saga cannot be advanced; parked", extra={"fields": {"order_id": order_id}})
+        await parking.park(conn, order_id=order_id, error=error, now=now)
 
 
 async def _apply(
@@ -243,6 +255,9 @@ class _Changes:
     sagas: dict[str, Saga] = field(default_factory=dict)
     history: list[tuple[str, str, str, str, str, datetime]] = field(default_factory=list)
     envelopes: list[tuple[str, Envelope]] = field(default_factory=list)
+    parked: dict[str, tuple[str, datetime]] = field(default_factory=dict)  # id -> (why, when)
+    # Orders whose payment timed out: the provider is asked again later (reconcile.py).
+    checks: dict[str, datetime] = field(default_factory=dict)
 
     def advance(
         self,
@@ -278,13 +293,32 @@ class _Changes:
             saga.operation,
             now,
         )
-        if before is None or saga.step != before.step:
+        # No deadline on a step in flight: it was parked and has just moved on (a late reply).
+        unparked = row.deadline is None and saga.step != "DONE"
+        if before is None or saga.step != before.step or unparked:
             _schedule(row, saga, settings=settings, now=now)
+            if saga.step == "VOIDING_PAYMENT":
+                self.checks[row.id] = now + timedelta(seconds=settings.reconcile_delay_seconds)
+        if moved.parked is not None:
+            row.deadline = None  # neither scanned nor leased until an operator retries it
+            self.parked[row.id] = (moved.parked, now)
+        else:
+            self.parked.pop(row.id, None)
         self.rows[row.id], self.sagas[row.id] = row, saga
         self.history += [(row.id, row.status, row.step, e, d, now) for e, d in moved.history]
         self.envelopes += [
             (m.TOPIC.name, envelope_for(m, correlation_id=correlation)) for m in moved.messages
         ]
+
+    def forget(self, order_id: str) -> None:
+        """Leave this order's changes unsaved (its saga could not be advanced)."""
+        self.rows.pop(order_id, None)
+        self.sagas.pop(order_id, None)
+        self.parked.pop(order_id, None)
+        self.checks.pop(order_id, None)
+        self.history = [h for h in self.history if h[0] != order_id]
+        # An envelope's key is its order id: the saga's traffic is keyed by order.
+        self.envelopes = [(t, e) for t, e in self.envelopes if e.key != order_id]
 
     async def save(self, conn: asyncpg.Connection) -> None:
         """Write the rows, history, messages and NOTIFYs in one statement (five round trips or
@@ -309,6 +343,18 @@ class _Changes:
             args += envelope_arrays(self.envelopes)
         wake = any(r.step in PROVIDER_STEPS for r in rows)
         await conn.execute(_SAVE[self.new, wake, bool(self.envelopes)], *args)
+        # Off the happy path: statements only when a saga parked or a payment timed out.
+        if self.parked:
+            await parking.mark_parked(conn, self.parked)
+        if self.checks:
+            await conn.execute(
+                "INSERT INTO payment_checks (order_id, due_at, checks)"
+                " SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::int[])"
+                " ON CONFLICT (order_id) DO NOTHING",
+                list(self.checks),
+                list(self.checks.values()),
+                [0] * len(self.checks),
+            )
 
 
 def _save_statement(*, new: bool, wake_worker: bool, queue: bool) -> str:
@@ -327,8 +373,10 @@ def _save_statement(*, new: bool, wake_worker: bool, queue: bool) -> str:
         f" u.saga::jsonb, u.deadline, u.attempts, u.at, u.at"
         f" FROM {rows.format(', $16::text[]', ', user_id')}"
         if new
+        # A saga that moves is no longer parked (a late reply or an operator's retry).
         else "UPDATE orders o SET status = u.status, step = u.step, operation = u.operation,"
-        " saga = u.saga::jsonb, deadline = u.deadline, attempts = u.attempts, updated_at = u.at"
+        " saga = u.saga::jsonb, deadline = u.deadline, attempts = u.attempts, updated_at = u.at,"
+        " parked_at = NULL, last_error = NULL"
         f" FROM {rows.format('', '')} WHERE o.id = u.id"
     )
     notify = f"SELECT pg_notify('{CHANGED_CHANNEL}', p) FROM unnest($15::text[]) AS p"
@@ -372,38 +420,59 @@ def _schedule(row: OrderRow, saga: Saga, *, settings: Settings, now: datetime) -
         row.deadline = now + timedelta(seconds=settings.step_timeout_seconds)
 
 
+_OVERDUE = (
+    f"SELECT {_COLUMNS} FROM orders WHERE step <> 'DONE' AND step <> ALL($1::text[])"
+    " AND deadline <= $2 ORDER BY deadline LIMIT $3 FOR UPDATE SKIP LOCKED"
+)
+
+
+class SagaStuck(Exception):
+    """A saga row that no deadline can move (its state and its step disagree)."""
+
+
 async def run_deadlines(
     db: Database, *, settings: Settings, now: datetime, limit: int = 100
 ) -> int:
-    """Re-send (or give up on) every step whose reply is overdue; the number handled."""
-    async with db.transaction() as session:
-        found = await session.execute(
-            select(ORDERS)
-            .where(
-                ORDERS.c.step != "DONE",
-                ORDERS.c.step.not_in(PROVIDER_STEPS),
-                ORDERS.c.deadline <= now,
-            )
-            .order_by(ORDERS.c.deadline)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        handled = 0
-        conn = await driver(session)
-        for row in [OrderRow(**r._mapping) for r in found]:
-            step = row.step
-            event = DeadlinePassed(attempt=row.attempts, max_attempts=settings.max_step_attempts)
-            await _apply(conn, row, event, settings=settings, now=now)
-            if row.step == step:
-                row.attempts += 1
-                backoff = settings.step_timeout_seconds * min(row.attempts, 6)
-                await session.execute(
-                    update(ORDERS)
-                    .where(ORDERS.c.id == row.id)
-                    .values(attempts=row.attempts, deadline=now + timedelta(seconds=backoff))
+    """Re-send (or give up on, or park) every step whose reply is overdue; the number handled.
+
+    Each order runs in a savepoint of its own: one whose saga cannot be loaded or advanced is
+    parked with its error and the others go on. A transient failure (the database away) ends
+    the scan; the next one does it again."""
+    async with db.raw_transaction() as conn:
+        found = await conn.fetch(_OVERDUE, list(PROVIDER_STEPS), now, limit)
+        for record in found:
+            row = OrderRow(**record)
+            try:
+                async with conn.transaction():
+                    await _deadline_passed(conn, row, settings=settings, now=now)
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                log.exception(
+                    "saga cannot be advanced; parked", extra={"fields": {"order_id": row.id}}
                 )
-            handled += 1
-        return handled
+                await parking.park(conn, order_id=row.id, error=parking.describe(exc), now=now)
+        return len(found)
+
+
+async def _deadline_passed(
+    conn: asyncpg.Connection, row: OrderRow, *, settings: Settings, now: datetime
+) -> None:
+    step = row.step
+    event = DeadlinePassed(
+        attempt=row.attempts,
+        max_attempts=settings.max_step_attempts,
+        park_after=settings.max_compensation_attempts,
+    )
+    changes = _Changes()
+    moved = changes.advance(row, event, settings=settings, now=now)
+    if moved is None:
+        raise SagaStuck(f"the saga's state does not take a deadline at step {step}")
+    if moved.parked is None and row.step == step:  # re-sent: wait longer for the next reply
+        row.attempts += 1
+        backoff = settings.step_timeout_seconds * min(row.attempts, 6)
+        row.deadline = now + timedelta(seconds=backoff)
+    await changes.save(conn)
 
 
 async def claim_provider_work(
@@ -427,7 +496,18 @@ async def claim_provider_work(
             now,
             limit,
         )
-        return [(r["id"], r["step"], SAGA.validate_python(r["saga"]), r["attempts"]) for r in rows]
+        claimed = []
+        for r in rows:
+            try:  # a saga that cannot be loaded, or is not at its row's step, holds no one back
+                saga = SAGA.validate_python(r["saga"])
+                if saga.step != r["step"]:
+                    raise SagaStuck(f"the saga is at {saga.step}, its row at {r['step']}")
+            except (ValueError, SagaStuck) as exc:
+                log.error("saga cannot be driven; parked", extra={"fields": {"order_id": r["id"]}})
+                await parking.park(conn, order_id=r["id"], error=parking.describe(exc), now=now)
+            else:
+                claimed.append((r["id"], r["step"], saga, r["attempts"]))
+        return claimed
 
 
 async def retry_provider_later(db: Database, *, order_id: str, step: str, at: datetime) -> None:
@@ -462,7 +542,8 @@ async def list_orders(
 ) -> tuple[list[OrderRow], str | None]:
     """A page of the user's orders, newest first (ties by id)."""
     after = decode_cursor(cursor, size=2)
-    query = select(ORDERS).where(ORDERS.c.user_id == user_id)
+    columns = [ORDERS.c[name] for name in _COLUMNS.split(", ")]  # an OrderRow's, no more
+    query = select(*columns).where(ORDERS.c.user_id == user_id)
     if after is not None:
         try:
             at = datetime.fromisoformat(str(after[0]))

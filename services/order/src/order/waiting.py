@@ -5,24 +5,23 @@ and once nothing is in flight, the order itself as JSON; one listening connectio
 hands that to the requests waiting on that order. A request whose condition now holds answers
 with the order from the notification, or reads it again when the notification did not carry it
 (or the request needs the whole saga). A slow poll backs it up, so a lost notification only
-costs time.
+costs time. At most `limit` requests wait in one process: beyond that a request answers at once
+with the order as it is (202 while PENDING), so a flood of `?wait=true` cannot pile up.
 """
 
 import asyncio
-import logging
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-import asyncpg
 from fastapi import FastAPI
 
 from order import service
 from order.service import OrderRow
-from shopkit.db import Database, asyncpg_dsn
+from shopkit import notifications
+from shopkit.db import Database
 
-log = logging.getLogger("order.waiting")
 # A waiter re-reads its order this often even without a notification (LISTEN reconnecting).
 FALLBACK_SECONDS = 2.0
 
@@ -65,8 +64,10 @@ class Waited:
 
 
 class Waiters:
-    def __init__(self) -> None:
+    def __init__(self, limit: int) -> None:
         self._waiting: dict[str, set[_Waiter]] = defaultdict(set)
+        self._limit = limit
+        self._count = 0
         self.worker = asyncio.Event()
 
     def changed(self, payload: str) -> None:
@@ -97,9 +98,15 @@ class Waiters:
 
         `unmet`: the caller has just seen `until` not hold (it placed the order a moment ago),
         so the order is not read before the first notification. `read`: the caller needs the
-        row (the whole saga), not only the order's JSON, so it is always read."""
+        row (the whole saga), not only the order's JSON, so it is always read. When `limit`
+        requests wait already, the order is read once and returned as it is."""
+        if self._count >= self._limit:
+            row = await service.read_order(db, order_id=order_id)
+            assert row is not None
+            return Waited(done=until(Seen.of(row)), row=row)
         waiter = _Waiter(until)
         self._waiting[order_id].add(waiter)
+        self._count += 1
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         try:
@@ -118,6 +125,7 @@ class Waiters:
                     return Waited(done=False, row=row)
                 await _woken(waiter, min(left, FALLBACK_SECONDS))
         finally:
+            self._count -= 1
             self._waiting[order_id].discard(waiter)
             if not self._waiting[order_id]:
                 del self._waiting[order_id]
@@ -134,27 +142,12 @@ async def _woken(waiter: _Waiter, timeout: float) -> None:
 async def listen(app: FastAPI) -> None:
     """Background job: one LISTEN connection feeding the process's waiters."""
     waiters: Waiters = app.state.waiters
-    url = asyncpg_dsn(app.state.settings.database_url)
+    await notifications.listen(
+        app.state.settings.database_url,
+        {service.CHANGED_CHANNEL: waiters.changed, service.WORKER_CHANNEL: _wake(waiters.worker)},
+        on_connect=waiters.worker.set,  # anything missed while not listening
+    )
 
-    def on_changed(*args: Any) -> None:
-        waiters.changed(args[3])  # (connection, pid, channel, payload)
 
-    def on_worker(*_: Any) -> None:
-        waiters.worker.set()
-
-    while True:
-        try:
-            conn = await asyncpg.connect(url)
-            try:
-                await conn.add_listener(service.CHANGED_CHANNEL, on_changed)
-                await conn.add_listener(service.WORKER_CHANNEL, on_worker)
-                waiters.worker.set()  # anything missed while not listening
-                while not conn.is_closed():
-                    await asyncio.sleep(1.0)
-            finally:
-                await conn.close(timeout=2)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("listener failed; reconnecting")
-            await asyncio.sleep(1.0)
+def _wake(event: asyncio.Event) -> Callable[[str], None]:
+    return lambda _: event.set()

@@ -1,17 +1,23 @@
-"""Payment provider routes: charge, cancel, look up, and the admin behavior knobs."""
+"""Payment provider routes: charge, cancel, look up, and the admin behavior knobs.
+
+The provider is another company: its payment routes are a merchant API for the shop's merchant
+key (X-Merchant-Key), never a shopper's token. The shop's admin may look payments up and set
+the behavior knobs."""
 
 import asyncio
 import contextlib
+import hmac
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi.security import APIKeyHeader
 
 from payment_mock import service
 from payment_mock.models import Payment, ProviderBehavior
 from payment_mock.schemas import BehaviorIn, BehaviorOut, PaymentIn, PaymentOut
 from payment_mock.settings import Settings
 from shopkit.app import ClockDep, Db
-from shopkit.auth import AdminPrincipal, CurrentPrincipal
+from shopkit.auth import AdminPrincipal, Credentials, admin_bearer, bearer, principal_of
 from shopkit.errors import VALIDATION_CODES, Problem
 from shopkit.pagination import Cursor, Limit, Page
 
@@ -34,6 +40,49 @@ async def get_payments(request: Request) -> service.Payments:
     return request.app.state.payments
 
 
+# The merchant API's credential: the key the provider gave the shop, sent in its own header.
+merchant_key_header = APIKeyHeader(
+    name="X-Merchant-Key",
+    scheme_name="MerchantKey",
+    auto_error=False,
+    description="The shop's merchant credential",
+)
+SentMerchantKey = Annotated[str | None, Depends(merchant_key_header)]
+
+
+def _is_merchant(request: Request, sent: str | None) -> bool:
+    """Whether the shop's merchant key was sent; 401 INVALID_MERCHANT_KEY for a wrong one."""
+    if sent is None:
+        return False
+    expected: bytes = request.app.state.merchant_key
+    if not hmac.compare_digest(sent.encode("latin-1"), expected):  # constant time
+        raise Problem(401, "INVALID_MERCHANT_KEY", "the merchant key is wrong")
+    return True
+
+
+async def merchant_only(request: Request, sent: SentMerchantKey) -> None:
+    """Charges and cancels: the merchant key only. A shop token, even an admin's, gets 403."""
+    if _is_merchant(request, sent):
+        return
+    credentials = await bearer(request)
+    if credentials is None:
+        raise Problem(401, "UNAUTHORIZED", "send the merchant key in X-Merchant-Key")
+    principal_of(request, credentials)  # a bad token is still a 401
+    raise Problem(403, "FORBIDDEN", "merchant API: only the merchant key may do this")
+
+
+async def merchant_or_admin(
+    request: Request,
+    sent: SentMerchantKey,
+    credentials: Annotated[Credentials, Depends(admin_bearer)],
+) -> None:
+    """Look-ups: the merchant key, or the shop's admin (support); a shopper gets 403."""
+    if not _is_merchant(request, sent):
+        principal_of(request, credentials).require_admin()
+
+
+Merchant = Annotated[None, Depends(merchant_only)]
+MerchantOrAdmin = Annotated[None, Depends(merchant_or_admin)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RandomDep = Annotated[service.Random, Depends(get_random)]
 PaymentsDep = Annotated[service.Payments, Depends(get_payments)]
@@ -65,7 +114,7 @@ async def create_payment(
     request: Request,
     response: Response,
     payments: PaymentsDep,
-    _: CurrentPrincipal,
+    _: Merchant,
     clock: ClockDep,
     settings: SettingsDep,
     random: RandomDep,
@@ -88,7 +137,7 @@ async def create_payment(
 @router.get("/payments", response_model=Page[PaymentOut])
 async def list_payments(
     db: Db,
-    _: CurrentPrincipal,
+    _: MerchantOrAdmin,
     order_id: str | None = None,
     limit: Limit = 20,
     cursor: Cursor = None,
@@ -101,15 +150,13 @@ async def list_payments(
 
 
 @router.get("/payments/{payment_id}", response_model=PaymentOut)
-async def get_payment(payment_id: str, db: Db, _: CurrentPrincipal) -> PaymentOut:
+async def get_payment(payment_id: str, db: Db, _: MerchantOrAdmin) -> PaymentOut:
     """One payment; 404 PAYMENT_NOT_FOUND."""
     return _payment_out(await service.get_payment(db, payment_id=payment_id))
 
 
 @router.post("/payments/{payment_id}/cancel", response_model=PaymentOut)
-async def cancel_payment(
-    payment_id: str, db: Db, _: CurrentPrincipal, clock: ClockDep
-) -> PaymentOut:
+async def cancel_payment(payment_id: str, db: Db, _: Merchant, clock: ClockDep) -> PaymentOut:
     """Cancel an approved payment; again is a no-op; 409 PAYMENT_NOT_CANCELLABLE if declined."""
     payment = await service.cancel_payment(db, payment_id=payment_id, now=clock())
     return _payment_out(payment)

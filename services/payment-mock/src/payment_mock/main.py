@@ -10,6 +10,7 @@ from payment_mock.service import Random
 from payment_mock.settings import Settings
 from shopkit.app import create_app
 from shopkit.clock import Clock, system_clock
+from shopkit.keys import check_secret
 
 
 def build_app(
@@ -18,6 +19,8 @@ def build_app(
     settings = settings or Settings()
 
     async def prepare(app: FastAPI) -> None:
+        key = settings.merchant_key.get_secret_value() if settings.merchant_key else None
+        app.state.merchant_key = check_secret(key, variable="SHOP_MERCHANT_KEY").encode()
         app.state.payments = service.Payments(app.state.db)
 
     app = create_app(

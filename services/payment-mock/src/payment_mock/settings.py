@@ -1,4 +1,4 @@
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from shopkit.settings import ServiceSettings
 
@@ -10,3 +10,5 @@ class Settings(ServiceSettings):
     timeout_hang_seconds: float = Field(default=30.0, ge=0)
     # Seeds the decline/timeout draws; None draws from OS entropy.
     random_seed: int | None = None
+    # The shop's merchant credential (at least 32 random characters); the order service sends it.
+    merchant_key: SecretStr | None = None

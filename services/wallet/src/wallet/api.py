@@ -6,9 +6,11 @@ from fastapi import APIRouter, Depends, Header, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shopkit.app import ClockDep, Db
-from shopkit.auth import CurrentPrincipal, issue_token
-from shopkit.errors import VALIDATION_CODES
+from shopkit.auth import CurrentPrincipal
+from shopkit.clock import Clock
+from shopkit.errors import VALIDATION_CODES, Problem
 from shopkit.idempotency import run_idempotent
+from shopkit.limits import Limiter, client_address
 from shopkit.pagination import Cursor, Limit, Page
 from wallet import service
 from wallet.passwords import Passwords
@@ -23,6 +25,7 @@ from wallet.schemas import (
     UserOut,
 )
 from wallet.settings import Settings
+from wallet.tokens import issue_token
 
 VALIDATION_CODES["amount"] = "INVALID_AMOUNT"
 
@@ -37,14 +40,45 @@ async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
+async def get_limits(request: Request) -> Limiter:
+    return request.app.state.limits
+
+
+def limiter(settings: Settings, clock: Clock) -> Limiter:
+    """The wallet's abuse limits, from its settings."""
+    return Limiter(
+        {
+            "login-account": settings.limit_login_failures_per_account,
+            "login-address": settings.limit_login_failures_per_address,
+            "register-address": settings.limit_registrations_per_address,
+            "charge": settings.limit_charges_per_user,
+        },
+        enabled=settings.rate_limits,
+        clock=clock,
+    )
+
+
+def address_of(request: Request) -> str:
+    return client_address(request.headers, request.client.host if request.client else None)
+
+
 PasswordsDep = Annotated[Passwords, Depends(get_passwords)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+LimitsDep = Annotated[Limiter, Depends(get_limits)]
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 
 
 @router.post("/users", status_code=201, response_model=UserOut)
-async def register(body: RegisterIn, db: Db, passwords: PasswordsDep, clock: ClockDep) -> UserOut:
-    """Sign up; 409 EMAIL_TAKEN when the email is already registered."""
+async def register(
+    body: RegisterIn,
+    request: Request,
+    db: Db,
+    passwords: PasswordsDep,
+    limits: LimitsDep,
+    clock: ClockDep,
+) -> UserOut:
+    """Sign up; 409 EMAIL_TAKEN; 429 RATE_LIMITED past the registrations per client address."""
+    limits.take("register-address", address_of(request))
     user = await service.register_user(
         db,
         passwords=passwords,
@@ -57,11 +91,31 @@ async def register(body: RegisterIn, db: Db, passwords: PasswordsDep, clock: Clo
 
 
 @router.post("/auth/login", response_model=TokenOut)
-async def login(body: LoginIn, db: Db, passwords: PasswordsDep, settings: SettingsDep) -> TokenOut:
-    """Exchange email and password for a bearer token; 401 INVALID_CREDENTIALS otherwise."""
-    user = await service.authenticate(
-        db, passwords=passwords, email=body.email, password=body.password
-    )
+async def login(
+    body: LoginIn,
+    request: Request,
+    db: Db,
+    passwords: PasswordsDep,
+    limits: LimitsDep,
+    settings: SettingsDep,
+) -> TokenOut:
+    """Exchange email and password for a bearer token; 401 INVALID_CREDENTIALS otherwise;
+    429 RATE_LIMITED while the account or client address is locked after failed logins."""
+    address = address_of(request)
+    limits.check("login-account", body.email)
+    limits.check("login-address", address)
+    # Counted as a failure before the (slow) hash, so a concurrent burst on one account is
+    # refused after the rule's count instead of all passing the check at once.
+    limits.fail("login-account", body.email)
+    try:
+        user = await service.authenticate(
+            db, passwords=passwords, email=body.email, password=body.password
+        )
+    except Problem as problem:
+        if problem.code == "INVALID_CREDENTIALS":
+            limits.fail("login-address", address)
+        raise
+    limits.forgive("login-account", body.email)
     token = issue_token(settings, user_id=user.id, role="admin" if user.role == "admin" else "user")
     return TokenOut(access_token=token, expires_in=settings.jwt_ttl_seconds)
 
@@ -80,11 +134,13 @@ async def charge(
     body: ChargeIn,
     db: Db,
     principal: CurrentPrincipal,
+    limits: LimitsDep,
     clock: ClockDep,
     idempotency_key: IdempotencyKey = None,
 ) -> object:
     """Add 1..10,000,000 KRW to the balance; replays the first answer for a repeated key."""
     principal.require_self_or_admin(user_id)
+    limits.take("charge", user_id)
 
     async def work(session: AsyncSession) -> ChargeOut:
         done = await service.charge(session, user_id=user_id, amount=body.amount, now=clock())

@@ -89,22 +89,34 @@ async def authenticate(db: Database, *, passwords: Passwords, email: str, passwo
 async def ensure_admin(
     db: Database, *, passwords: Passwords, email: str, password: str, now: datetime
 ) -> None:
-    """Create the admin account once; later starts leave it (and its password) alone."""
+    """Create the admin account, or give it this password: the configured one always wins."""
     async with db.sessions() as session:
-        if (await session.execute(select(User.id).where(User.email == email))).first():
-            return
-    try:
-        await register_user(
-            db,
-            passwords=passwords,
-            name="Admin",
-            email=email,
-            password=password,
-            now=now,
-            role="admin",
+        found = (
+            await session.execute(select(User.id, User.password_hash).where(User.email == email))
+        ).first()
+    if found is None:
+        try:
+            await register_user(
+                db,
+                passwords=passwords,
+                name="Admin",
+                email=email,
+                password=password,
+                now=now,
+                role="admin",
+            )
+        except Problem:
+            pass  # another replica created it first
+        return
+    if await passwords.verify(found.password_hash, password):
+        return
+    password_hash = await passwords.hash(password)
+    async with db.transaction() as session:
+        await session.execute(
+            update(User)
+            .where(User.id == found.id)
+            .values(password_hash=password_hash, role="admin")
         )
-    except Problem:
-        pass  # another replica created it first
 
 
 async def get_balance(db: Database, *, user_id: str) -> Balance:

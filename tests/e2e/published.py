@@ -1,0 +1,59 @@
+"""Every key-like string written in this repository, in its files and in its history.
+
+Whoever has the source has these, so none may configure a service or sign a token that a
+service accepts. Found: PEM blocks; 43-character base64url strings (the form of a raw Ed25519
+key); values given to a secret-like name (`..._secret = "..."`, `PASSWORD: ...`,
+`${X_KEY:-...}`). Noisy on purpose: a false find costs one more refused token in a test.
+"""
+
+import re
+import subprocess
+from functools import lru_cache
+from pathlib import Path
+
+from shopkit.testing import repo_root
+
+PEM = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----(?:\s|\\n|[A-Za-z0-9+/=]){40,}?-----END \1-----")
+RAW_KEY = re.compile(r"(?<![\w-])(?=[\w-]*[A-Z])(?=[\w-]*[a-z])(?=[\w-]*\d)[\w-]{43}(?![\w-])")
+ASSIGNED = re.compile(
+    r"""(?i)[\w.-]*(?:secret|passw|private_key|merchant_key|api_key|signing_key)\w*["']?\s*"""
+    r"""(?::\s*[\w\[\]| .]+?)?\s*[:=,]\s*(?:\$\{\w+:-)?["']?([^\s"'${}(),=]{8,})"""
+)
+SKIPPED = ("uv.lock",)  # package hashes, not keys
+
+
+def strings_in(text: str) -> set[str]:
+    found = {m.group(0).replace("\\n", "\n") for m in PEM.finditer(text)}
+    return found | set(RAW_KEY.findall(text)) | set(ASSIGNED.findall(text))
+
+
+def _git(root: Path, *args: str) -> str | None:
+    try:
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+    except OSError:
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+@lru_cache(maxsize=1)
+def repository_secrets() -> tuple[str, ...]:
+    root = repo_root()
+    listed = _git(root, "ls-files")
+    files = (
+        [root / name for name in listed.split()]
+        if listed
+        else [p for p in root.rglob("*") if not {".venv", ".local", ".git"} & set(p.parts)]
+    )
+    found: set[str] = set()
+    for path in files:
+        if path.name in SKIPPED or not path.is_file():
+            continue
+        try:
+            found |= strings_in(path.read_text())
+        except (UnicodeDecodeError, OSError):
+            continue
+    history = _git(root, "log", "-p", "--no-color", "HEAD", "--", ".", ":(exclude)uv.lock")
+    if history:
+        added = (line[1:] for line in history.splitlines() if line.startswith("+"))
+        found |= strings_in("\n".join(added))
+    return tuple(sorted(found))
