@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 
 .PHONY: help install dev test test-unit test-e2e lint fmt typecheck infra-up infra-down \
         infra-status migrate up down bench bench-orders clean asyncapi docs analytics-rebuild \
-        secrets rotate-keys dlq
+        secrets rotate-keys dlq chaos chaos-smoke
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -36,7 +36,7 @@ fmt:  ## format and autofix
 	@$(RUN) ruff check --fix .
 
 typecheck:  ## mypy over the libraries and services
-	@$(RUN) mypy libs/contracts/src libs/shopkit/src services/*/src
+	@$(RUN) mypy libs/contracts/src libs/shopkit/src services/*/src chaos
 
 infra-up: install  ## start PostgreSQL and Kafka locally and create the topics
 	@bash infra/local/postgres.sh start
@@ -107,6 +107,20 @@ bench-orders: install  ## the order benchmark through the gateway of a local sta
 	    kill -0 $$dev 2>/dev/null || { tail -20 .local/bench-dev.log; exit 1; }; sleep 1; done; \
 	  grep -q "The shop is running" .local/bench-dev.log || { echo "stack not up"; exit 1; }; \
 	  $(RUN) python bench/order_bench.py $(BENCH_ARGS)
+
+# The chaos suite runs its own PostgreSQL, Kafka and gateway (ports and directory below), never
+# the ones `make dev` and `make test` use. See docs/chaos.md.
+RUNS ?= 1
+SEED ?= 1
+SMOKE ?=
+CHAOS_ENV = SHOP_LOCAL_DIR=$(CURDIR)/.local/chaos SHOP_PG_PORT=$${CHAOS_PG_PORT:-5532} \
+  SHOP_KAFKA_PORT=$${CHAOS_KAFKA_PORT:-9192} SHOP_KAFKA_CONTROLLER_PORT=$${CHAOS_KAFKA_CONTROLLER_PORT:-9193}
+
+chaos: install  ## faults under load, then an audit of the books (RUNS=20 SEED=7 SMOKE=1)
+	@$(CHAOS_ENV) $(RUN) python -m chaos --runs $(RUNS) --seed $(SEED) $(if $(SMOKE),--smoke)
+
+chaos-smoke: install  ## one short chaos run (<= 3 minutes), as CI runs it
+	@$(CHAOS_ENV) $(RUN) python -m chaos --runs 1 --seed $(SEED) --smoke
 
 clean:  ## stop local infrastructure and remove its data and caches
 	-@$(MAKE) --no-print-directory infra-down

@@ -1,0 +1,246 @@
+"""The chaos suite's own shop: PostgreSQL, Kafka and the gateway on their own ports and directory
+(never the shared 5432/9092), every service as a process that the runner kills and restarts.
+
+Not `make dev`'s supervisor: that one stops the whole shop when a child dies, which is exactly
+what the faults do on purpose.
+"""
+
+import asyncio
+import os
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+from aiokafka.admin import AIOKafkaAdminClient
+
+from shopkit.kafka_admin import ensure_topics
+from shopkit.stack import SERVICES, ServiceProcess, ServiceSpec, migrate
+
+ROOT = Path(__file__).resolve().parents[1]
+INFRA = ROOT / "infra" / "local"
+PG_USER = PG_PASSWORD = "postgres"
+ADMIN_PASSWORD = "admin-chaos-password"
+# Databases of a run are prefixed, so a run never reads rows an earlier one left behind.
+DB_PREFIX = "chaos_"
+
+
+# Every service process any run started, so that an interrupted run still stops them all.
+STARTED: list[ServiceProcess] = []
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Ports:
+    """Where the suite's infrastructure listens; defaults chosen away from the shared ones."""
+
+    pg: int = 5532
+    kafka: int = 9192
+    kafka_controller: int = 9193
+
+    @classmethod
+    def from_env(cls) -> "Ports":
+        return cls(
+            pg=int(os.environ.get("SHOP_PG_PORT", cls.pg)),
+            kafka=int(os.environ.get("SHOP_KAFKA_PORT", cls.kafka)),
+            kafka_controller=int(
+                os.environ.get("SHOP_KAFKA_CONTROLLER_PORT", cls.kafka_controller)
+            ),
+        )
+
+
+@dataclass
+class Infra:
+    """PostgreSQL, Kafka and nginx through infra/local's scripts, with the suite's settings."""
+
+    local_dir: Path
+    ports: Ports
+    service_ports: dict[str, int] = field(default_factory=dict)
+    gateway_port: int = 0
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {
+            **os.environ,
+            "SHOP_LOCAL_DIR": str(self.local_dir),
+            "SHOP_PG_PORT": str(self.ports.pg),
+            "SHOP_PG_USER": PG_USER,
+            "SHOP_PG_PASSWORD": PG_PASSWORD,
+            "SHOP_KAFKA_PORT": str(self.ports.kafka),
+            "SHOP_KAFKA_CONTROLLER_PORT": str(self.ports.kafka_controller),
+        }
+        if self.gateway_port:
+            env["SHOP_GATEWAY_PORT"] = str(self.gateway_port)
+        for name, port in self.service_ports.items():
+            env[f"SHOP_{name.split('-')[0].upper()}_PORT"] = str(port)
+        return env
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.ports.kafka}"
+
+    def pg_url(self, database: str, *, driver: str = "postgresql") -> str:
+        return f"{driver}://{PG_USER}:{PG_PASSWORD}@127.0.0.1:{self.ports.pg}/{database}"
+
+    async def run(self, component: str, command: str, *, timeout: float = 180.0) -> None:
+        """`infra/local/<component>.sh <command>`; raises with its output when it fails."""
+        proc = await asyncio.create_subprocess_exec(
+            "bash",
+            str(INFRA / f"{component}.sh"),
+            command,
+            env=self.env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise RuntimeError(f"{component}.sh {command} took over {timeout:.0f} s") from None
+        if proc.returncode != 0:
+            raise RuntimeError(f"{component}.sh {command} failed:\n{out.decode(errors='replace')}")
+
+    def stop_all(self) -> None:
+        """Stop every service process, the gateway, Kafka and PostgreSQL of the suite (blocking:
+        the last cleanup, also after an interrupt)."""
+        for process in STARTED:
+            process.stop(kill=True)
+        for component in ("gateway", "kafka", "postgres"):
+            subprocess.run(
+                ["bash", str(INFRA / f"{component}.sh"), "stop"],
+                env=self.env,
+                capture_output=True,
+                timeout=90,
+                check=False,
+            )
+
+
+@dataclass
+class Shop:
+    """One run's shop: fresh databases and Kafka namespace, a process per service."""
+
+    infra: Infra
+    namespace: str
+    processes: dict[str, ServiceProcess]
+    databases: dict[str, str]  # service -> database name
+
+    @property
+    def gateway(self) -> str:
+        return f"http://127.0.0.1:{self.infra.gateway_port}"
+
+    async def kill(self, name: str) -> None:
+        """SIGKILL, as a crash: nothing is flushed, no consumer leaves its group."""
+        await asyncio.to_thread(self.processes[name].stop, kill=True)
+
+    async def start(self, name: str, *, timeout: float = 90.0) -> float:
+        """Start the service again; returns seconds until its /ready answered 200."""
+        process = self.processes[name]
+        began = time.monotonic()
+        process.start()
+        await asyncio.to_thread(process.wait_ready, timeout)
+        return time.monotonic() - began
+
+    def stop_services(self) -> None:
+        for process in self.processes.values():
+            process.stop(kill=True)
+
+
+async def reset_databases(infra: Infra) -> dict[str, str]:
+    """Drop what earlier runs left and create every service's database with its migrations."""
+    admin = await asyncpg.connect(infra.pg_url("postgres"))
+    try:
+        names = {spec.name: f"{DB_PREFIX}{spec.database}" for spec in SERVICES}
+        old = await admin.fetch("SELECT datname FROM pg_database WHERE datname LIKE 'chaos\\_%'")
+        for row in old:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{row["datname"]}" WITH (FORCE)')
+        for name in names.values():
+            await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    specs = {spec.name: spec for spec in SERVICES}
+    await asyncio.gather(
+        *[
+            asyncio.to_thread(
+                migrate, ROOT, specs[service], infra.pg_url(db, driver="postgresql+asyncpg")
+            )
+            for service, db in names.items()
+        ]
+    )
+    return names
+
+
+async def delete_namespace(bootstrap: str, namespace: str) -> None:
+    """Delete a run's topics: thousands of leftover partitions slow a broker's start."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
+    try:
+        await admin.start()
+        mine = [t for t in await admin.list_topics() if t.startswith(namespace)]
+        if mine:
+            await admin.delete_topics(mine)
+    finally:
+        await admin.close()
+
+
+def service_env(infra: Infra, spec: ServiceSpec, database: str, namespace: str) -> dict[str, str]:
+    return {
+        "SHOP_DATABASE_URL": infra.pg_url(database, driver="postgresql+asyncpg"),
+        "SHOP_KAFKA_BOOTSTRAP": infra.bootstrap,
+        "SHOP_KAFKA_NAMESPACE": namespace,
+        "SHOP_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        "SHOP_JWT_SECRET": "chaos-secret-" + namespace,
+        # Cheap password hashing: the suite registers dozens of users and needs the CPU.
+        "SHOP_ARGON2_TIME_COST": "1",
+        "SHOP_ARGON2_MEMORY_KIB": "1024",
+        "SHOP_PAYMENT_URL": f"http://127.0.0.1:{infra.service_ports['payment-mock']}",
+        "SHOP_RATE_LIMITS": "off",
+        "SHOP_LOG_LEVEL": "INFO",
+        # Restarts should measure the shop's recovery, not CPython compiling every module from
+        # source again: let the first start write bytecode (a sandbox may switch it off).
+        "PYTHONDONTWRITEBYTECODE": "",
+    }
+
+
+async def start_shop(infra: Infra, run_dir: Path, seed: int) -> Shop:
+    """Fresh databases and namespace, every service started and ready, the gateway up."""
+    namespace = f"c{seed}x{uuid.uuid4().hex[:6]}."
+    databases = await reset_databases(infra)
+    await ensure_topics(infra.bootstrap, namespace)
+    processes = {
+        spec.name: ServiceProcess(
+            spec=spec,
+            port=infra.service_ports[spec.name],
+            env=service_env(infra, spec, databases[spec.name], namespace),
+            log_path=run_dir / "logs" / f"{spec.name}.log",
+        )
+        for spec in SERVICES
+    }
+    shop = Shop(infra=infra, namespace=namespace, processes=processes, databases=databases)
+    STARTED.extend(processes.values())
+    try:
+        for process in processes.values():
+            process.start()
+        await asyncio.gather(*[asyncio.to_thread(p.wait_ready, 120) for p in processes.values()])
+    except BaseException:
+        shop.stop_services()
+        raise
+    return shop
+
+
+async def start_infra(infra: Infra) -> None:
+    """PostgreSQL and Kafka of the suite, and the gateway in front of the services' ports."""
+    infra.service_ports = {spec.name: free_port() for spec in SERVICES}
+    infra.gateway_port = free_port()
+    # A gateway left by an interrupted run would route to old ports: start a fresh one.
+    await infra.run("gateway", "stop")
+    await infra.run("postgres", "start")
+    await infra.run("kafka", "start")
+    await infra.run("gateway", "start")
