@@ -225,13 +225,15 @@ def coupons_conserved(b: Books) -> Iterable[str]:
 
 
 def payments_match(b: Books) -> Iterable[str]:
-    """One live APPROVED payment per PAID order; none for FAILED, CANCELLED or unknown ones."""
+    """One live APPROVED payment per PAID order (none when a coupon made it free); none for
+    FAILED, CANCELLED or unknown ones."""
     approved: Counter[str] = Counter(p.order_id for p in b.payments if p.status == "APPROVED")
     orders = {o.id: o for o in b.orders}
     for o in b.orders:
         n = approved[o.id]
-        if o.status == "PAID" and n != 1:
-            yield f"PAID order {o.id} has {n} APPROVED payments"
+        due = 1 if o.total > 0 else 0  # a 0-total order is paid without the provider
+        if o.status == "PAID" and n != due:
+            yield f"PAID order {o.id} (total {o.total}) has {n} APPROVED payments"
         if o.status in ("FAILED", "CANCELLED") and n:
             yield f"{o.status} order {o.id} has {n} APPROVED payment(s) left"
     for order_id in sorted(set(approved) - set(orders)):

@@ -6,7 +6,9 @@ what the faults do on purpose.
 """
 
 import asyncio
+import json
 import os
+import secrets
 import socket
 import subprocess
 import time
@@ -17,13 +19,23 @@ from pathlib import Path
 import asyncpg
 from aiokafka.admin import AIOKafkaAdminClient
 
+from shopkit import local_secrets
 from shopkit.kafka_admin import ensure_topics
 from shopkit.stack import SERVICES, ServiceProcess, ServiceSpec, migrate
+from shopkit.testing import session_keys
 
 ROOT = Path(__file__).resolve().parents[1]
 INFRA = ROOT / "infra" / "local"
 PG_USER = PG_PASSWORD = "postgres"
-ADMIN_PASSWORD = "admin-chaos-password"
+# The suite's credentials, made per process and written nowhere (no key in the repository works).
+ADMIN_PASSWORD = secrets.token_urlsafe(18)
+_KEYS = session_keys()
+CREDENTIALS = {
+    local_secrets.PRIVATE_KEY: _KEYS.private_key,
+    local_secrets.PUBLIC_KEYS: json.dumps(_KEYS.public_keys),
+    local_secrets.MERCHANT_KEY: _KEYS.merchant_key,
+    local_secrets.ADMIN_PASSWORD: ADMIN_PASSWORD,
+}
 # Databases of a run are prefixed, so a run never reads rows an earlier one left behind.
 DB_PREFIX = "chaos_"
 
@@ -195,8 +207,7 @@ def service_env(infra: Infra, spec: ServiceSpec, database: str, namespace: str) 
         "SHOP_DATABASE_URL": infra.pg_url(database, driver="postgresql+asyncpg"),
         "SHOP_KAFKA_BOOTSTRAP": infra.bootstrap,
         "SHOP_KAFKA_NAMESPACE": namespace,
-        "SHOP_ADMIN_PASSWORD": ADMIN_PASSWORD,
-        "SHOP_JWT_SECRET": "chaos-secret-" + namespace,
+        **local_secrets.service_env(spec.name, CREDENTIALS),
         # Cheap password hashing: the suite registers dozens of users and needs the CPU.
         "SHOP_ARGON2_TIME_COST": "1",
         "SHOP_ARGON2_MEMORY_KIB": "1024",

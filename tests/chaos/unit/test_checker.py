@@ -134,6 +134,14 @@ def test_payments_missing_doubled_or_left_approved_are_caught() -> None:
     assert rules(b) == {"payments match orders"}
 
 
+def test_a_free_paid_order_needs_no_payment_and_must_have_none() -> None:
+    b = balanced()
+    b.orders.append(order("o9", "PAID", total=0))
+    assert "payments match orders" not in rules(b)
+    b.payments.append(PaymentRow("o9", "APPROVED", 0))
+    assert "payments match orders" in rules(b)
+
+
 def test_analytics_off_the_paid_sales_is_caught() -> None:
     assert rules(replace(balanced(), analytics={P1: (1, 1_000)})) == {"analytics = PAID sales"}
     counted_cancel = {"o1": "PAID", "o3": "PAID"}
