@@ -33,7 +33,6 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 import httpx
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from faststream.kafka import KafkaBroker
 
 from analytics.api import router
@@ -47,10 +46,9 @@ from shopkit.app import create_app
 from shopkit.clock import FrozenClock
 from shopkit.db import Database
 from shopkit.kafka_admin import ensure_topics
-from shopkit.keys import public_text
 from shopkit.messaging import Consumer
 from shopkit.stack import SERVICES, migrate
-from shopkit.testing import KafkaProbe
+from shopkit.testing import KafkaProbe, session_keys
 
 ROOT = Path(__file__).resolve().parents[1]
 SEOUL = ZoneInfo("Asia/Seoul")
@@ -327,7 +325,7 @@ async def main() -> None:
             log_json=False,
             log_level="WARNING",
             # Reads are public; the app still starts only with a key to verify tokens with.
-            jwt_public_keys=[public_text(Ed25519PrivateKey.generate().public_key())],
+            jwt_public_keys=[session_keys().public_key],
         )
         print(f"{'query':<38} {'n':>4} {'p50 ms':>8} {'p99 ms':>8}")
         for query, n, p50, p99 in await time_queries(settings, args.queries):

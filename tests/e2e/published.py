@@ -1,8 +1,8 @@
 """Every key-like string written in this repository, in its files and in its history.
 
 Whoever has the source has these, so none may configure a service or sign a token that a
-service accepts. Found: PEM blocks; 43-character base64url strings (the form of a raw Ed25519
-key); values given to a secret-like name (`..._secret = "..."`, `PASSWORD: ...`,
+service accepts. Found: PEM blocks; base64url DER blocks (how the shop writes its RSA keys on one
+line); 43-character base64url strings (the form of a raw Ed25519 key or a SHA-256 digest); values given to a secret-like name (`..._secret = "..."`, `PASSWORD: ...`,
 `${X_KEY:-...}`). Noisy on purpose: a false find costs one more refused token in a test.
 """
 
@@ -14,6 +14,7 @@ from pathlib import Path
 from shopkit.testing import repo_root
 
 PEM = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----(?:\s|\\n|[A-Za-z0-9+/=]){40,}?-----END \1-----")
+DER = re.compile(r"(?<![\w-])MI[\w-]{200,}(?![\w-])")  # 0x30 0x82: a DER sequence, base64url
 RAW_KEY = re.compile(r"(?<![\w-])(?=[\w-]*[A-Z])(?=[\w-]*[a-z])(?=[\w-]*\d)[\w-]{43}(?![\w-])")
 ASSIGNED = re.compile(
     r"""(?i)[\w.-]*(?:secret|passw|private_key|merchant_key|api_key|signing_key)\w*["']?\s*"""
@@ -24,7 +25,8 @@ SKIPPED = ("uv.lock",)  # package hashes, not keys
 
 def strings_in(text: str) -> set[str]:
     found = {m.group(0).replace("\\n", "\n") for m in PEM.finditer(text)}
-    return found | set(RAW_KEY.findall(text)) | set(ASSIGNED.findall(text))
+    found |= set(DER.findall(text)) | set(RAW_KEY.findall(text))
+    return found | set(ASSIGNED.findall(text))
 
 
 def _git(root: Path, *args: str) -> str | None:

@@ -20,8 +20,15 @@ import httpx
 import jwt
 import orjson
 import pytest
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, generate_private_key
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    PublicFormat,
+    load_der_private_key,
+    load_pem_private_key,
+)
 from fastapi import FastAPI
 
 from shopkit.keys import key_id, load_private_key
@@ -30,6 +37,8 @@ from shopkit.testing import session_keys
 
 from .conftest import Stack, User
 from .published import repository_secrets
+
+PrivateKey = RSAPrivateKey | Ed25519PrivateKey
 
 pytestmark = pytest.mark.e2e
 
@@ -171,19 +180,26 @@ def hs256(payload: dict[str, Any], secret: bytes, kid: str) -> str:
     return f"{head}.{body}.{b64(mac)}"
 
 
-def ed25519_keys_in(texts: tuple[str, ...]) -> list[Ed25519PrivateKey]:
-    """Every repository string that can be read as an Ed25519 private key (any 32 bytes can)."""
-    found = []
+def private_keys_in(texts: tuple[str, ...]) -> list[tuple[str, PrivateKey]]:
+    """Every repository string that can be read as a private key, with the algorithm it signs
+    with: PEM and base64url DER blocks, and any 43-character string (32 bytes are an Ed25519 key)."""
+    found: list[tuple[str, PrivateKey]] = []
     for text in texts:
-        if text.startswith("-----BEGIN"):
-            try:
+        try:
+            if text.startswith("-----BEGIN"):
                 key = load_pem_private_key(text.encode(), password=None)
-            except (ValueError, TypeError):
-                continue
-            if isinstance(key, Ed25519PrivateKey):
-                found.append(key)
-        elif len(text) == 43:
-            found.append(Ed25519PrivateKey.from_private_bytes(base64.urlsafe_b64decode(text + "=")))
+            elif len(text) == 43:
+                key = Ed25519PrivateKey.from_private_bytes(base64.urlsafe_b64decode(text + "="))
+            else:
+                key = load_der_private_key(
+                    base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)), None
+                )
+        except (ValueError, TypeError, UnsupportedAlgorithm):
+            continue
+        if isinstance(key, RSAPrivateKey):
+            found.append(("RS256", key))
+        elif isinstance(key, Ed25519PrivateKey):
+            found.append(("EdDSA", key))
     return found
 
 
@@ -192,37 +208,39 @@ def forged_tokens(a: User) -> dict[str, str]:
     keys = session_keys()
     real = load_private_key(keys.private_key, variable="test")
     kid = key_id(real.public_key())
-    public_raw = real.public_key().public_bytes_raw()
+    public_der = real.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
     user_token = keys.headers(a.id)["Authorization"].split(" ", 1)[1]
     head, payload, signature = user_token.split(".")
     as_admin = orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     as_admin["role"] = "admin"
     admin_token = keys.headers(a.id, "admin")["Authorization"].split(" ", 1)[1]
-    other = Ed25519PrivateKey.generate()
+    other = generate_private_key(public_exponent=65537, key_size=2048)
     tokens = {
         "alg none": f"{b64(orjson.dumps({'alg': 'none', 'typ': 'JWT', 'kid': kid}))}"
         f".{b64(orjson.dumps(claims(a.id)))}.",
-        "HS256 keyed with the public key": hs256(claims(a.id), public_raw, kid),
+        "HS256 keyed with the public key": hs256(claims(a.id), public_der, kid),
         "HS256 keyed with the public key (base64url)": hs256(
-            claims(a.id), b64(public_raw).encode(), kid
+            claims(a.id), keys.public_key.encode(), kid
         ),
-        "another key, the real kid": jwt.encode(claims(a.id), other, "EdDSA", {"kid": kid}),
+        "the real key, PS256": jwt.encode(claims(a.id), real, "PS256", {"kid": kid}),
+        "another key, the real kid": jwt.encode(claims(a.id), other, "RS256", {"kid": kid}),
         "another key, its own kid": jwt.encode(
-            claims(a.id), other, "EdDSA", {"kid": key_id(other.public_key())}
+            claims(a.id), other, "RS256", {"kid": key_id(other.public_key())}
         ),
-        "expired": jwt.encode(claims(a.id, exp=int(time.time()) - 5), real, "EdDSA", {"kid": kid}),
-        "wrong audience": jwt.encode(claims(a.id, aud="x"), real, "EdDSA", {"kid": kid}),
-        "wrong issuer": jwt.encode(claims(a.id, iss="x"), real, "EdDSA", {"kid": kid}),
-        "no kid": jwt.encode(claims(a.id), real, "EdDSA"),
+        "expired": jwt.encode(claims(a.id, exp=int(time.time()) - 5), real, "RS256", {"kid": kid}),
+        "wrong audience": jwt.encode(claims(a.id, aud="x"), real, "RS256", {"kid": kid}),
+        "wrong issuer": jwt.encode(claims(a.id, iss="x"), real, "RS256", {"kid": kid}),
+        "no kid": jwt.encode(claims(a.id), real, "RS256"),
         "role altered to admin": f"{head}.{b64(orjson.dumps(as_admin))}.{signature}",
         "signature altered": admin_token[:-4] + ("AAAA" if admin_token[-4:] != "AAAA" else "BBBB"),
         "the merchant key as a token": keys.merchant_key,
         "garbage": "garbage",
     }
-    for i, key in enumerate(ed25519_keys_in(repository_secrets())):
-        for label, header_kid in (("real kid", kid), ("own kid", key_id(key.public_key()))):
-            tokens[f"repository Ed25519 key {i}, {label}"] = jwt.encode(
-                claims(a.id), key, "EdDSA", {"kid": header_kid}
+    for i, (alg, key) in enumerate(private_keys_in(repository_secrets())):
+        own = key_id(key.public_key()) if isinstance(key, RSAPrivateKey) else "own"
+        for label, header_kid in (("real kid", kid), ("own kid", own)):
+            tokens[f"repository {alg} key {i}, {label}"] = jwt.encode(
+                claims(a.id), key, alg, {"kid": header_kid}
             )
     return tokens
 

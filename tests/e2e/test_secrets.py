@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from shopkit import local_secrets
-from shopkit.keys import KeyRefused, check_secret, load_private_key, load_public_keys
+from shopkit.keys import KeyRefused, check_secret, key_id, load_private_key, load_public_keys
 from shopkit.stack import SERVICES
 from shopkit.testing import repo_root, session_keys
 
@@ -89,7 +89,7 @@ async def test_a_service_with_a_repository_or_short_key_exits_with_a_clear_error
         (
             "wallet",
             {"SHOP_JWT_PUBLIC_KEYS": good, "SHOP_JWT_PRIVATE_KEY": RFC_8037_PRIVATE},
-            "SHOP_JWT_PRIVATE_KEY is a published",
+            "SHOP_JWT_PRIVATE_KEY is not a readable private key",
         ),
     ]
     results = await asyncio.gather(*(exit_of(name, start_env(**env)) for name, env, _ in cases))
@@ -146,6 +146,18 @@ def test_local_secrets_match_what_compose_and_the_services_ask_for(tmp_path: Pat
     assert rotated[local_secrets.PRIVATE_KEY] != values[local_secrets.PRIVATE_KEY]
     assert json.loads(rotated[local_secrets.PUBLIC_KEYS])[1] == old_public
     assert len(json.loads(local_secrets.rotate(tmp_path)[local_secrets.PUBLIC_KEYS])) == 2
+
+
+def test_an_earlier_ed25519_signing_key_is_replaced_by_an_rsa_pair(tmp_path: Path) -> None:
+    local_secrets.write(
+        local_secrets.secrets_file(tmp_path),
+        {local_secrets.PRIVATE_KEY: "A" * 43, local_secrets.PUBLIC_KEYS: '["B"]'},
+    )
+    values = local_secrets.ensure(tmp_path)
+    key = load_private_key(values[local_secrets.PRIVATE_KEY], variable="V")
+    assert list(load_public_keys(json.loads(values[local_secrets.PUBLIC_KEYS]), variable="V")) == [
+        key_id(key.public_key())
+    ]
 
 
 def test_docker_compose_config_names_the_missing_variables(tmp_path: Path) -> None:

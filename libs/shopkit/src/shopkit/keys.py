@@ -1,9 +1,14 @@
-"""Keys and secrets: Ed25519 token keys, their ids, and refusing any that others could know.
+"""Keys and secrets: the wallet's RSA token keys, their ids, and refusing any that others could know.
 
-A key travels as text: base64url of its raw 32 bytes (a JWK's `x` or `d`) or PEM. A key's id
-(`kid`) is its RFC 7638 JWK thumbprint, so a kid can never name another key than its own.
-A service refuses to start with a key or secret that is malformed, too short, too uniform to
-be random, or published in this repository (whoever reads the source would hold it).
+A key travels as one line of text, base64url of its DER encoding (PKCS#8 for the private key,
+SubjectPublicKeyInfo for a public one), or as PEM. A key's id (`kid`) is its RFC 7638 JWK
+thumbprint, so a kid can never name another key than its own. A service refuses to start with
+a key or secret that is malformed, too short, too uniform to be random, or published in this
+repository (whoever reads the source would hold it).
+
+RSA rather than Ed25519: every request with a token a service has not seen yet pays one
+verification, and here an RSA-2048 verification costs 17 us against Ed25519's 81 us (signing,
+once per login, costs 0.26 ms); see docs/security.md.
 """
 
 import base64
@@ -13,11 +18,18 @@ from collections.abc import Iterable
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.rsa import (
+    RSAPrivateKey,
+    RSAPublicKey,
+)
+from cryptography.hazmat.primitives.asymmetric.rsa import (
+    generate_private_key as generate_rsa,
+)
 
 # SHA-256 of every secret written in this repository, now or in its history: the HS256 key the
 # services once shared by default, the local stack's and tests' old fixed passwords and secrets,
-# and RFC 8037's example Ed25519 key (its private half is in the RFC). tests/e2e/test_secrets.py
+# RFC 8037's example Ed25519 key (its private half is in the RFC) and RFC 7638's example
+# thumbprint (a test's expected kid; it looks like a key). tests/e2e/test_secrets.py
 # fails when another key-like string is committed and not refused.
 PUBLISHED = frozenset(
     {
@@ -30,6 +42,7 @@ PUBLISHED = frozenset(
         "e3cacd5c2d931295a64f6c3bb3f6ea58c3a9b253b990e32c5abce43c2f94c564",
         "190edf59d5736c3b3ea6bb36d57f5eb415a9b79f3201b381b8f3cb089135981f",
         "f3705484ae9568320b5539fe6d4838e9fe0e003b72eac646c1b41dfb5cd866c4",
+        "2fc34706e91a2916e8b08d521dc4e1739e7b0396ad92b8cdc23f37ff83683d4a",
     }
 )
 
@@ -62,79 +75,91 @@ def _raw(text: str) -> bytes | None:
         return None
 
 
+KEY_BITS = 2048  # NIST's minimum through 2030; a longer key costs every verification more
+
+
 def generate_private_key() -> str:
-    """A new Ed25519 private key as base64url of its 32-byte seed."""
-    return b64url(Ed25519PrivateKey.generate().private_bytes_raw())
+    """A new RSA private key as base64url of its DER (PKCS#8): one line for an env file."""
+    key = generate_rsa(public_exponent=65537, key_size=KEY_BITS)
+    der = key.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return b64url(der)
 
 
-def public_text(key: Ed25519PublicKey) -> str:
-    return b64url(key.public_bytes_raw())
+def public_text(key: RSAPublicKey) -> str:
+    """A public key as base64url of its DER (SubjectPublicKeyInfo)."""
+    der = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return b64url(der)
 
 
-def key_id(key: Ed25519PublicKey) -> str:
+def _uint(n: int) -> str:
+    return b64url(n.to_bytes((n.bit_length() + 7) // 8, "big"))
+
+
+def key_id(key: RSAPublicKey) -> str:
     """The key's RFC 7638 JWK thumbprint (SHA-256, base64url)."""
-    jwk = json.dumps({"crv": "Ed25519", "kty": "OKP", "x": public_text(key)}, separators=(",", ":"))
+    numbers = key.public_numbers()
+    jwk = json.dumps(
+        {"e": _uint(numbers.e), "kty": "RSA", "n": _uint(numbers.n)}, separators=(",", ":")
+    )
     return b64url(hashlib.sha256(jwk.encode()).digest())
 
 
-def _uniform(data: bytes) -> bool:
-    return len(set(data)) < _MIN_DISTINCT
+_FORMS = "base64url of its DER encoding (one line) or PEM"
 
 
-def load_private_key(text: str | None, *, variable: str) -> Ed25519PrivateKey:
-    """An Ed25519 private key from base64url (32-byte seed) or PEM (PKCS#8)."""
+def load_private_key(text: str | None, *, variable: str) -> RSAPrivateKey:
+    """An RSA private key from base64url DER (PKCS#8) or PEM."""
     if not text or not text.strip():
-        raise KeyRefused(f"{variable} is not set: the wallet needs its Ed25519 signing key")
+        raise KeyRefused(f"{variable} is not set: the wallet needs its RSA signing key")
     text = text.strip()
-    if text.startswith("-----BEGIN"):
-        try:
+    try:
+        if text.startswith("-----BEGIN"):
             key = serialization.load_pem_private_key(text.encode(), password=None)
-        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
-            raise KeyRefused(f"{variable} is not a readable PEM private key: {exc}") from None
-        if not isinstance(key, Ed25519PrivateKey):
-            raise KeyRefused(f"{variable} must be an Ed25519 key, not {type(key).__name__}")
-    else:
-        raw = _raw(text)
-        if raw is None or len(raw) != 32:
-            raise KeyRefused(
-                f"{variable} must be an Ed25519 key: base64url of 32 bytes (43 characters)"
-                f" or PEM; got {len(text)} characters"
-            )
-        key = Ed25519PrivateKey.from_private_bytes(raw)
-    seed = key.private_bytes_raw()
-    if is_published(text, b64url(seed)) or _uniform(seed):
-        raise KeyRefused(f"{variable} is a published or trivial key; generate your own")
+        else:
+            key = serialization.load_der_private_key(_raw(text) or b"", password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise KeyRefused(
+            f"{variable} is not a readable private key ({_FORMS}); got {len(text)} characters"
+        ) from None
+    if not isinstance(key, RSAPrivateKey):
+        raise KeyRefused(f"{variable} must be an RSA key, not {type(key).__name__}")
+    if key.key_size < KEY_BITS:
+        raise KeyRefused(f"{variable} is too short: {key.key_size} bits, at least {KEY_BITS}")
+    if is_published(text, public_text(key.public_key())):
+        raise KeyRefused(f"{variable} is a published key; generate your own")
     return key
 
 
-def load_public_key(text: str, *, variable: str) -> Ed25519PublicKey:
-    """An Ed25519 public key from base64url (32 bytes) or PEM (SubjectPublicKeyInfo)."""
+def load_public_key(text: str, *, variable: str) -> RSAPublicKey:
+    """An RSA public key from base64url DER (SubjectPublicKeyInfo) or PEM."""
     text = text.strip()
-    if text.startswith("-----BEGIN"):
-        try:
+    try:
+        if text.startswith("-----BEGIN"):
             key = serialization.load_pem_public_key(text.encode())
-        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
-            raise KeyRefused(f"{variable} holds an unreadable PEM public key: {exc}") from None
-        if not isinstance(key, Ed25519PublicKey):
-            raise KeyRefused(f"{variable} must hold Ed25519 keys, not {type(key).__name__}")
-    else:
-        raw = _raw(text)
-        if raw is None or len(raw) != 32:
-            raise KeyRefused(
-                f"{variable} must hold Ed25519 public keys: base64url of 32 bytes"
-                f" (43 characters) or PEM; got one of {len(text)} characters"
-            )
-        try:
-            key = Ed25519PublicKey.from_public_bytes(raw)
-        except ValueError as exc:
-            raise KeyRefused(f"{variable} holds an invalid Ed25519 public key: {exc}") from None
-    raw = key.public_bytes_raw()
-    if is_published(text, b64url(raw)) or _uniform(raw):
-        raise KeyRefused(f"{variable} holds a published or trivial key; generate your own")
+        else:
+            key = serialization.load_der_public_key(_raw(text) or b"")
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise KeyRefused(
+            f"{variable} holds an unreadable public key ({_FORMS}); one is {len(text)} characters"
+        ) from None
+    if not isinstance(key, RSAPublicKey):
+        raise KeyRefused(f"{variable} must hold RSA keys, not {type(key).__name__}")
+    if key.key_size < KEY_BITS:
+        raise KeyRefused(
+            f"{variable} holds a key too short: {key.key_size} bits, at least {KEY_BITS}"
+        )
+    if is_published(text, public_text(key)):
+        raise KeyRefused(f"{variable} holds a published key; generate your own")
     return key
 
 
-def load_public_keys(texts: Iterable[str], *, variable: str) -> dict[str, Ed25519PublicKey]:
+def load_public_keys(texts: Iterable[str], *, variable: str) -> dict[str, RSAPublicKey]:
     """The verification keys by kid; at least one."""
     keys = {}
     for text in texts:
@@ -142,8 +167,8 @@ def load_public_keys(texts: Iterable[str], *, variable: str) -> dict[str, Ed2551
         keys[key_id(key)] = key
     if not keys:
         raise KeyRefused(
-            f"{variable} is not set: a JSON list of the wallet's Ed25519 public keys, e.g. [\"<43"
-            ' base64url characters>"] (make dev writes them to .local/secrets/shop.env)'
+            f"{variable} is not set: a JSON list of the wallet's RSA public keys (base64url DER"
+            " or PEM; make dev writes them to .local/secrets/shop.env)"
         )
     return keys
 

@@ -16,7 +16,7 @@ import secrets
 import sys
 from pathlib import Path
 
-from shopkit.keys import generate_private_key, key_id, load_private_key, public_text
+from shopkit.keys import KeyRefused, generate_private_key, key_id, load_private_key, public_text
 
 PRIVATE_KEY = "SHOP_JWT_PRIVATE_KEY"
 PUBLIC_KEYS = "SHOP_JWT_PUBLIC_KEYS"
@@ -63,11 +63,24 @@ def ensure(local_dir: Path) -> dict[str, str]:
     return {name: os.environ.get(name, value) for name, value in _kept(local_dir).items()}
 
 
+def _usable(private_key: str) -> bool:
+    try:
+        load_private_key(private_key, variable=PRIVATE_KEY)
+    except KeyRefused:
+        return False
+    return True
+
+
 def _kept(local_dir: Path) -> dict[str, str]:
     """The file's credentials, those missing made and written first."""
     file = secrets_file(local_dir)
     values = read(file) if file.exists() else {}
     made = dict(values)
+    if PRIVATE_KEY in made and not _usable(made[PRIVATE_KEY]):
+        # An earlier version's key (Ed25519): a new pair; tokens signed before are refused.
+        print(f"[secrets] {file}: the signing key is not an RSA key; making a new pair")
+        del made[PRIVATE_KEY]
+        made.pop(PUBLIC_KEYS, None)
     made.setdefault(PRIVATE_KEY, generate_private_key())
     made.setdefault(PUBLIC_KEYS, json.dumps([_public(made[PRIVATE_KEY])]))
     made.setdefault(MERCHANT_KEY, secrets.token_urlsafe(32))

@@ -83,7 +83,7 @@ class ServiceSettings(BaseSettings):
     idempotency_retention_hours: int = Field(default=24, ge=1)
     retention_interval_seconds: float = Field(default=600.0, gt=0)
     retention_batch_size: int = Field(default=1000, ge=1, le=100_000)
-    # The wallet's Ed25519 public keys (base64url or PEM; a JSON list, or separated by commas):
+    # The wallet's RSA public keys (base64url DER or PEM; a JSON list, or separated by commas):
     # a token is verified with the one its `kid` names. Two during a rotation. No default: a
     # service refuses to start without one.
     jwt_public_keys: KeyList = []

@@ -41,8 +41,8 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class SessionKeys:
-    """Credentials made for one test session and written nowhere: the wallet's Ed25519 key
-    pair (base64url) and the shop's merchant key for the payment provider."""
+    """Credentials made for one test session and written nowhere: the wallet's RSA key
+    pair (base64url DER) and the shop's merchant key for the payment provider."""
 
     private_key: str
     public_key: str

@@ -12,7 +12,14 @@ import jwt
 import orjson
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
+from cryptography.hazmat.primitives.asymmetric.rsa import (
+    RSAPrivateKey,
+    RSAPublicNumbers,
+    generate_private_key,
+)
+from cryptography.hazmat.primitives.hashes import SHA256
 
 from shopkit import auth
 from shopkit.auth import Principal, TokenSigner, TokenVerifier
@@ -23,8 +30,12 @@ ISSUER, AUDIENCE = "shop", "shop-api"
 OLD_DEFAULT = "dev-only-secret-change-me-0123456789abcdef"
 
 
+def new_key() -> RSAPrivateKey:
+    return generate_private_key(public_exponent=65537, key_size=2048)
+
+
 def signer(ttl_seconds: int = 60) -> TokenSigner:
-    key = Ed25519PrivateKey.generate()
+    key = new_key()
     return TokenSigner(key, issuer=ISSUER, audience=AUDIENCE, ttl_seconds=ttl_seconds)
 
 
@@ -33,7 +44,7 @@ def verifier(*signers: TokenSigner) -> TokenVerifier:
     return TokenVerifier(keys, issuer=ISSUER, audience=AUDIENCE)
 
 
-KEY = Ed25519PrivateKey.generate()
+KEY = new_key()
 SIGNER = TokenSigner(KEY, issuer=ISSUER, audience=AUDIENCE, ttl_seconds=60)
 VERIFIER = verifier(SIGNER)
 
@@ -58,9 +69,10 @@ def claims(**changes: Any) -> dict[str, Any]:
     return {k: v for k, v in (base | changes).items() if v is not None}
 
 
-def signed(payload: dict[str, Any], *, key: Ed25519PrivateKey | None = None, kid: str = "") -> str:
-    """A token signed like the wallet's, with SIGNER's kid unless told otherwise."""
-    return jwt.encode(payload, key or KEY, algorithm="EdDSA", headers={"kid": kid or SIGNER.kid})
+def signed(payload: Any, *, key: RSAPrivateKey | None = None, kid: str = "", **header: Any) -> str:
+    """A token signed by PyJWT as the wallet's are, with SIGNER's kid unless told otherwise."""
+    headers = {"kid": kid or SIGNER.kid, **header}
+    return jwt.encode(payload, key or KEY, algorithm="RS256", headers=headers)
 
 
 def b64(data: bytes) -> str:
@@ -77,7 +89,7 @@ def hs256(payload: dict[str, Any], secret: bytes, kid: str) -> str:
 
 def test_a_token_is_verified_and_then_remembered() -> None:
     token = SIGNER.issue(user_id="u-remembered", role="user")
-    assert jwt.get_unverified_header(token) == {"alg": "EdDSA", "kid": SIGNER.kid, "typ": "JWT"}
+    assert jwt.get_unverified_header(token) == {"alg": "RS256", "kid": SIGNER.kid, "typ": "JWT"}
     first = VERIFIER.verify(token)
     hits = VERIFIER._verified.cache_info().hits
     assert VERIFIER.verify(token) == first == Principal("u-remembered", "user")
@@ -129,28 +141,53 @@ def test_each_required_claim_must_be_there(missing: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "changes", [{"iss": "someone-else"}, {"aud": "another-api"}, {"exp": datetime(2020, 1, 1)}]
+    "changes",
+    [
+        {"iss": "someone-else"},
+        {"aud": "another-api"},
+        {"aud": ["another-api"]},
+        {"exp": datetime(2020, 1, 1)},
+        {"exp": "tomorrow"},
+        {"nbf": datetime.now(UTC) + timedelta(minutes=1)},
+        {"sub": ""},
+        {"sub": 7},
+    ],
 )
 def test_a_wrong_issuer_audience_or_expiry_is_refused(changes: dict[str, Any]) -> None:
     refused(VERIFIER, signed(claims(**changes)))
 
 
-def test_only_eddsa_with_a_known_kid_is_accepted() -> None:
+def test_an_audience_list_naming_the_shop_is_accepted() -> None:
+    token = signed(claims(aud=["another-api", AUDIENCE], role="user"))
+    assert VERIFIER.verify(token) == Principal("u-1", "user")
+
+
+def test_only_rs256_with_a_known_kid_is_accepted() -> None:
     public_pem = SIGNER.public_key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     header = {"kid": SIGNER.kid}
     unsigned = b64(orjson.dumps({"alg": "none", "typ": "JWT", **header}))
     payload = b64(orjson.dumps(claims(iat=None, exp=int(time.time()) + 300)))
+    der = SIGNER.public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    good = SIGNER.issue(user_id="u-1", role="user")
     attempts = [
         f"{unsigned}.{payload}.",  # alg none
+        f"{unsigned}.{payload}.{good.split('.')[2]}",  # alg none with a real signature
         jwt.encode(claims(), OLD_DEFAULT, algorithm="HS256", headers=header),
         # HMAC keyed with the public key: the classic algorithm confusion
         hs256(claims(), public_pem, SIGNER.kid),
-        hs256(claims(), SIGNER.public_key.public_bytes_raw(), SIGNER.kid),
-        signed(claims(), key=Ed25519PrivateKey.generate()),  # the right kid, another key
-        signed(claims(), key=Ed25519PrivateKey.generate(), kid="another"),
-        jwt.encode(claims(), KEY, algorithm="EdDSA"),  # no kid
+        hs256(claims(), der, SIGNER.kid),
+        jwt.encode(claims(), KEY, algorithm="PS256", headers=header),  # the key, another alg
+        jwt.encode(claims(), Ed25519PrivateKey.generate(), algorithm="EdDSA", headers=header),
+        signed(claims(), key=new_key()),  # the right kid, another key
+        signed(claims(), key=new_key(), kid="another"),
+        jwt.encode(claims(), KEY, algorithm="RS256"),  # no kid
+        signed(claims(), crit=["exp"]),  # an extension this verifier does not know
+        good.replace(".", ".!", 1),  # a character outside base64url
+        good + ".extra",
         "not.a.token",
         "",
     ]
@@ -159,7 +196,20 @@ def test_only_eddsa_with_a_known_kid_is_accepted() -> None:
 
 
 def test_the_kid_is_the_rfc7638_thumbprint() -> None:
-    # RFC 8037, appendix A.2 and A.3
-    raw = base64.urlsafe_b64decode("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo=")
-    key = Ed25519PublicKey.from_public_bytes(raw)
-    assert key_id(key) == "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+    # RFC 7638, section 3.1
+    n = (
+        "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECP"
+        "ebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2Qvz"
+        "qY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6We"
+        "Zu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw"
+    )
+    modulus = int.from_bytes(base64.urlsafe_b64decode(n + "=" * (-len(n) % 4)), "big")
+    key = RSAPublicNumbers(65537, modulus).public_key()
+    assert key_id(key) == "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+
+
+def test_a_claims_part_that_is_not_an_object_is_refused() -> None:
+    header = b64(orjson.dumps({"alg": "RS256", "typ": "JWT", "kid": SIGNER.kid}))
+    body = b64(orjson.dumps(["u-1"]))
+    signature = KEY.sign(f"{header}.{body}".encode(), PKCS1v15(), SHA256())
+    assert refused(VERIFIER, f"{header}.{body}.{b64(signature)}") == "malformed token"

@@ -14,7 +14,7 @@ class Settings(ServiceSettings):
     argon2_time_cost: int = 2
     argon2_memory_kib: int = 19_456
     max_charge: int = 10_000_000
-    # The Ed25519 key the wallet signs tokens with (base64url of the 32-byte seed, or PEM).
+    # The RSA key the wallet signs tokens with (base64url of its DER, PKCS#8, or PEM).
     # Only the wallet has one; its public key must be in SHOP_JWT_PUBLIC_KEYS.
     jwt_private_key: SecretStr | None = None
     # Password hashes at once (each takes argon2_memory_kib) and how many more may wait for a
