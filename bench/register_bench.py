@@ -18,7 +18,6 @@ registrations' rate and 503s, and the orders completed meanwhile with their late
 
 import argparse
 import asyncio
-import json
 import os
 import secrets
 import shutil
@@ -42,13 +41,7 @@ from shopkit.testing import session_keys
 ROOT = Path(__file__).resolve().parents[1]
 STARTED = ("wallet", "catalog", "order", "payment-mock")
 ADMIN_PASSWORD = secrets.token_urlsafe(18)
-_KEYS = session_keys()  # made for this run, written nowhere
-CREDENTIALS = {
-    local_secrets.PRIVATE_KEY: _KEYS.private_key,
-    local_secrets.PUBLIC_KEYS: json.dumps(_KEYS.public_keys),
-    local_secrets.MERCHANT_KEY: _KEYS.merchant_key,
-    local_secrets.ADMIN_PASSWORD: ADMIN_PASSWORD,
-}
+CREDENTIALS = session_keys().credentials(ADMIN_PASSWORD)  # made for this run, written nowhere
 
 
 def free_port() -> int:

@@ -6,7 +6,6 @@ what the faults do on purpose.
 """
 
 import asyncio
-import json
 import os
 import secrets
 import socket
@@ -29,13 +28,7 @@ INFRA = ROOT / "infra" / "local"
 PG_USER = PG_PASSWORD = "postgres"
 # The suite's credentials, made per process and written nowhere (no key in the repository works).
 ADMIN_PASSWORD = secrets.token_urlsafe(18)
-_KEYS = session_keys()
-CREDENTIALS = {
-    local_secrets.PRIVATE_KEY: _KEYS.private_key,
-    local_secrets.PUBLIC_KEYS: json.dumps(_KEYS.public_keys),
-    local_secrets.MERCHANT_KEY: _KEYS.merchant_key,
-    local_secrets.ADMIN_PASSWORD: ADMIN_PASSWORD,
-}
+CREDENTIALS = session_keys().credentials(ADMIN_PASSWORD)
 # Databases of a run are prefixed, so a run never reads rows an earlier one left behind.
 DB_PREFIX = "chaos_"
 

@@ -6,7 +6,6 @@ tests of the same pytest session, so no consumer group is shared with them. Only
 """
 
 import asyncio
-import json
 import os
 import secrets
 import socket
@@ -33,17 +32,6 @@ from shopkit.testing import (
 )
 
 ADMIN_PASSWORD = secrets.token_urlsafe(18)
-
-
-def credentials() -> dict[str, str]:
-    """The stack's keys and passwords, made for this session (as make dev makes its own)."""
-    keys = session_keys()
-    return {
-        local_secrets.PRIVATE_KEY: keys.private_key,
-        local_secrets.PUBLIC_KEYS: json.dumps(keys.public_keys),
-        local_secrets.MERCHANT_KEY: keys.merchant_key,
-        local_secrets.ADMIN_PASSWORD: ADMIN_PASSWORD,
-    }
 
 
 def free_port() -> int:
@@ -209,7 +197,7 @@ async def stack(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Async
             env={
                 **common,
                 "SHOP_DATABASE_URL": urls[s.name],
-                **local_secrets.service_env(s.name, credentials()),
+                **local_secrets.service_env(s.name, session_keys().credentials(ADMIN_PASSWORD)),
             },
             log_path=workdir / f"{s.name}.log",
         )

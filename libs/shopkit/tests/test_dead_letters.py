@@ -20,30 +20,29 @@ from contracts import Envelope
 from contracts.wallet import BalanceCharged
 from shopkit import dlq
 from shopkit.app import create_app
-from shopkit.db import Database, kit_metadata
+from shopkit.db import Database
 from shopkit.dead_letters import dead_letter
 from shopkit.messaging import Consumer
 from shopkit.outbox import envelope_for
 from shopkit.settings import ServiceSettings
-from shopkit.testing import _CREATED, Infra, KafkaProbe, poll, serve, session_keys, unique_name
+from shopkit.testing import (
+    Infra,
+    KafkaProbe,
+    kit_database,
+    poll,
+    serve,
+    session_keys,
+)
 
 TOPIC = "wallet.events"
 
 
 @pytest.fixture(scope="module")
 async def db(infra: Infra) -> AsyncIterator[Database]:
-    name = unique_name("dlq")
-    admin = await asyncpg.connect(infra.pg_admin_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    _CREATED.append((infra.pg_admin_url, name))
-    await admin.close()
-    database = Database(infra.database_url(name))
-    async with database.engine.begin() as conn:
-        await conn.run_sync(kit_metadata.create_all)
-    async with database.autocommit() as conn:
-        await conn.execute("CREATE TABLE effects (consumer text, message_id uuid, user_id text)")
-    yield database
-    await database.dispose()
+    async with kit_database(
+        infra, "dlq", "CREATE TABLE effects (consumer text, message_id uuid, user_id text)"
+    ) as database:
+        yield database
 
 
 @pytest.fixture(scope="module")

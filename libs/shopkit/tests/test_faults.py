@@ -21,40 +21,30 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from contracts import Envelope
 from contracts.wallet import BalanceCharged
 from shopkit.app import Db, create_app
-from shopkit.db import Database, asyncpg_dsn, kit_metadata
+from shopkit.db import Database, asyncpg_dsn
 from shopkit.messaging import Consumer
 from shopkit.outbox import RELAY_LOCK_ID, OutboxRelay, add_message, envelope_for
 from shopkit.settings import ServiceSettings
 from shopkit.testing import (
-    _CREATED,
     Infra,
     KafkaProbe,
     database_refusing,
+    kit_database,
     poll,
     serve,
     session_keys,
-    unique_name,
 )
 
 
 @pytest.fixture(scope="module")
 async def db(infra: Infra) -> AsyncIterator[Database]:
-    name = unique_name("kitfaults")
-    admin = await asyncpg.connect(infra.pg_admin_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    _CREATED.append((infra.pg_admin_url, name))
-    await admin.close()
-    database = Database(infra.database_url(name))
-    async with database.engine.begin() as conn:
-        await conn.run_sync(kit_metadata.create_all)
-        await conn.execute(
-            text(
-                "CREATE TABLE effects (id bigserial PRIMARY KEY, message_id uuid, user_id text,"
-                " seq int, applied_at timestamptz DEFAULT clock_timestamp())"
-            )
-        )
-    yield database
-    await database.dispose()
+    async with kit_database(
+        infra,
+        "kitfaults",
+        "CREATE TABLE effects (id bigserial PRIMARY KEY, message_id uuid, user_id text,"
+        " seq int, applied_at timestamptz DEFAULT clock_timestamp())",
+    ) as database:
+        yield database
 
 
 @pytest.fixture(scope="module")

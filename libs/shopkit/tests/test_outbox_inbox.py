@@ -15,11 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import Envelope
 from contracts.wallet import BalanceCharged
-from shopkit.db import Database, asyncpg_dsn, kit_metadata
+from shopkit.db import Database, asyncpg_dsn
 from shopkit.messaging import Consumer
 from shopkit.outbox import OutboxRelay, add_message, outbox_table
 from shopkit.settings import ServiceSettings
-from shopkit.testing import _CREATED, Infra, KafkaProbe, poll, unique_name
+from shopkit.testing import Infra, KafkaProbe, kit_database, poll
 
 
 class RelayCrash(Exception):
@@ -41,17 +41,10 @@ class CrashesBeforeDeleting:
 
 @pytest.fixture(scope="module")
 async def db(infra: Infra) -> AsyncIterator[Database]:
-    name = unique_name("kit")
-    admin = await asyncpg.connect(infra.pg_admin_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    _CREATED.append((infra.pg_admin_url, name))
-    await admin.close()
-    database = Database(infra.database_url(name))
-    async with database.engine.begin() as conn:
-        await conn.run_sync(kit_metadata.create_all)
-        await conn.execute(text("CREATE TABLE effects (message_id uuid, user_id text)"))
-    yield database
-    await database.dispose()
+    async with kit_database(
+        infra, "kit", "CREATE TABLE effects (message_id uuid, user_id text)"
+    ) as database:
+        yield database
 
 
 @pytest.fixture(scope="module")

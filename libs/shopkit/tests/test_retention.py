@@ -5,36 +5,32 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
-import asyncpg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from shopkit.app import create_app
 from shopkit.clock import FrozenClock
-from shopkit.db import Database, kit_metadata
-from shopkit.idempotency import idempotency_table
+from shopkit.db import Database
 from shopkit.kafka_admin import RETENTION_MS, SEGMENT_MS, ensure_topics
 from shopkit.retention import prune
 from shopkit.settings import ServiceSettings
-from shopkit.testing import _CREATED, Infra, new_namespace, poll, serve, session_keys, unique_name
+from shopkit.testing import (
+    Infra,
+    kit_database,
+    new_namespace,
+    poll,
+    serve,
+    session_keys,
+)
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
 async def db(infra: Infra) -> AsyncIterator[Database]:
-    name = unique_name("retention")
-    admin = await asyncpg.connect(infra.pg_admin_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    _CREATED.append((infra.pg_admin_url, name))
-    await admin.close()
-    database = Database(infra.database_url(name))
-    async with database.engine.begin() as conn:
-        await conn.run_sync(kit_metadata.create_all)
-    assert idempotency_table.name in kit_metadata.tables  # created with the others
-    yield database
-    await database.dispose()
+    async with kit_database(infra, "retention") as database:
+        yield database
 
 
 def settings_for(db: Database, infra: Infra, **extra: object) -> ServiceSettings:

@@ -8,6 +8,7 @@ fresh database, owned by its own login role, so runs never see each other's mess
 """
 
 import asyncio
+import json
 import os
 import secrets
 import shutil
@@ -29,9 +30,12 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from fastapi import FastAPI
+from sqlalchemy import text
 
 from contracts import Envelope, Message
+from shopkit import local_secrets
 from shopkit.auth import Role, TokenSigner
+from shopkit.db import Database, kit_metadata
 from shopkit.kafka_admin import ensure_topics
 from shopkit.keys import generate_private_key, load_private_key, public_text
 from shopkit.outbox import envelope_for
@@ -56,6 +60,16 @@ class SessionKeys:
     def signer(self, *, ttl_seconds: int = 3600) -> TokenSigner:
         key = load_private_key(self.private_key, variable="test key")
         return TokenSigner(key, issuer="shop", audience="shop-api", ttl_seconds=ttl_seconds)
+
+    def credentials(self, admin_password: str) -> dict[str, str]:
+        """Everything `make dev` keeps in .local/secrets/shop.env, for a stack of its own
+        (give each service its part with `local_secrets.service_env`)."""
+        return {
+            local_secrets.PRIVATE_KEY: self.private_key,
+            local_secrets.PUBLIC_KEYS: json.dumps(self.public_keys),
+            local_secrets.MERCHANT_KEY: self.merchant_key,
+            local_secrets.ADMIN_PASSWORD: admin_password,
+        }
 
     def headers(self, user_id: str, role: Role = "user") -> dict[str, str]:
         """Authorization headers with a token the wallet could have issued."""
@@ -196,6 +210,28 @@ def drop_test_databases() -> Iterator[None]:
 
     if _CREATED and os.environ.get("SHOP_TEST_KEEP_DATABASES") != "1":
         asyncio.run(drop())
+
+
+@asynccontextmanager
+async def kit_database(infra: Infra, prefix: str, *ddl: str) -> AsyncIterator[Database]:
+    """A fresh database with the kit's tables and `ddl` (a test's own tables), for tests of the
+    kit itself; dropped with the others at the session's end."""
+    name = unique_name(prefix)
+    admin = await asyncpg.connect(infra.pg_admin_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    _CREATED.append((infra.pg_admin_url, name))
+    database = Database(infra.database_url(name))
+    try:
+        async with database.engine.begin() as conn:
+            await conn.run_sync(kit_metadata.create_all)
+            for statement in ddl:
+                await conn.execute(text(statement))
+        yield database
+    finally:
+        await database.dispose()
 
 
 async def create_database(infra: Infra, service_dir: Path, name: str) -> str:

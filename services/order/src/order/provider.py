@@ -7,6 +7,7 @@ back to the saga in a new transaction.
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -100,65 +101,57 @@ class PaymentProvider:
         )
 
     async def cancel_all(self, *, order_id: str) -> tuple[str, ...]:
-        """Cancel every approved payment the provider holds for the order; their ids."""
+        """Cancel every approved payment the provider holds for the order; their ids (those
+        already cancelled included: a resent cancel finds them so)."""
         cancelled: list[str] = []
-        cursor: str | None = None
         try:
-            while True:
-                params: dict[str, str | int] = {"order_id": order_id, "limit": 100}
-                if cursor:
-                    params["cursor"] = cursor
-                async with self.client.get(
-                    "/api/payments", params=params, headers=self._headers()
-                ) as page:
-                    if page.status != 200:
-                        raise ProviderUnavailable(f"lookup HTTP {page.status}")
-                    found: dict[str, Any] = await page.json(loads=orjson.loads)
-                for payment in found["items"]:
-                    if payment["status"] == "APPROVED":
-                        async with self.client.post(
-                            f"/api/payments/{payment['payment_id']}/cancel", headers=self._headers()
-                        ) as done:
-                            if done.status not in (200, 409):
-                                raise ProviderUnavailable(f"cancel HTTP {done.status}")
-                    if payment["status"] in ("APPROVED", "CANCELLED"):
-                        cancelled.append(str(payment["payment_id"]))
-                cursor = found.get("next_cursor")
-                if not cursor:
-                    return tuple(cancelled)
+            async for payment in self._payments_of(order_id):
+                if payment["status"] == "APPROVED":
+                    await self._cancel(payment["payment_id"], accepted=(200, 409))
+                if payment["status"] in ("APPROVED", "CANCELLED"):
+                    cancelled.append(str(payment["payment_id"]))
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise ProviderUnavailable(repr(exc)) from exc
+        return tuple(cancelled)
 
     async def cancel_approved(self, *, order_id: str) -> tuple[str, ...]:
         """Cancel the approved payments the provider holds for the order (a late approval);
         the ids of those this call cancelled."""
         cancelled: list[str] = []
-        cursor: str | None = None
         try:
-            while True:
-                params: dict[str, str | int] = {"order_id": order_id, "limit": 100}
-                if cursor:
-                    params["cursor"] = cursor
-                async with self.client.get(
-                    "/api/payments", params=params, headers=self._headers()
-                ) as page:
-                    if page.status != 200:
-                        raise ProviderUnavailable(f"lookup HTTP {page.status}")
-                    found: dict[str, Any] = await page.json(loads=orjson.loads)
-                for payment in found["items"]:
-                    if payment["status"] != "APPROVED":
-                        continue
-                    async with self.client.post(
-                        f"/api/payments/{payment['payment_id']}/cancel", headers=self._headers()
-                    ) as done:
-                        if done.status != 200:
-                            raise ProviderUnavailable(f"cancel HTTP {done.status}")
+            async for payment in self._payments_of(order_id):
+                if payment["status"] == "APPROVED":
+                    await self._cancel(payment["payment_id"], accepted=(200,))
                     cancelled.append(str(payment["payment_id"]))
-                cursor = found.get("next_cursor")
-                if not cursor:
-                    return tuple(cancelled)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise ProviderUnavailable(repr(exc)) from exc
+        return tuple(cancelled)
+
+    async def _payments_of(self, order_id: str) -> AsyncIterator[dict[str, Any]]:
+        """Every payment the provider holds for the order, page by page."""
+        cursor: str | None = None
+        while True:
+            params: dict[str, str | int] = {"order_id": order_id, "limit": 100}
+            if cursor:
+                params["cursor"] = cursor
+            async with self.client.get(
+                "/api/payments", params=params, headers=self._headers()
+            ) as page:
+                if page.status != 200:
+                    raise ProviderUnavailable(f"lookup HTTP {page.status}")
+                found: dict[str, Any] = await page.json(loads=orjson.loads)
+            for payment in found["items"]:
+                yield payment
+            cursor = found.get("next_cursor")
+            if not cursor:
+                return
+
+    async def _cancel(self, payment_id: str, *, accepted: tuple[int, ...]) -> None:
+        async with self.client.post(
+            f"/api/payments/{payment_id}/cancel", headers=self._headers()
+        ) as done:
+            if done.status not in accepted:
+                raise ProviderUnavailable(f"cancel HTTP {done.status}")
 
     async def close(self) -> None:
         await self.client.close()
