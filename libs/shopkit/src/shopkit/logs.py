@@ -2,6 +2,8 @@
 
 import logging
 import sys
+import time
+from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
@@ -32,12 +34,43 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
+class RepeatedLines(logging.Filter):
+    """Lets a line of a kind (logger and message template) through once per `window` seconds and
+    says how many like it it held back. While Kafka is down aiokafka logs a failed connect and a
+    failed metadata update for each retry of its producer's sender, which does not back off:
+    ~10,000 lines a second per service, whose formatting took the CPU the shop needs to recover."""
+
+    def __init__(
+        self,
+        prefix: str = "aiokafka",
+        window: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self.prefix, self.window, self.clock = prefix, window, clock
+        self._seen: dict[tuple[str, object], list[float]] = {}  # kind -> [last shown, held]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self.prefix):
+            return True
+        now, kind = self.clock(), (record.name, record.msg)
+        seen = self._seen.get(kind)
+        if seen is not None and now - seen[0] < self.window:
+            seen[1] += 1
+            return False
+        if seen is not None and seen[1]:
+            record.msg = f"{record.msg} ({int(seen[1])} more like it held back)"
+        self._seen[kind] = [now, 0]
+        return True
+
+
 def configure_logging(service: str, level: str = "INFO", *, json: bool = True) -> None:
     handler = logging.StreamHandler(sys.stdout)
     if json:
         handler.setFormatter(JsonFormatter(service))
     else:
         handler.setFormatter(logging.Formatter(f"%(asctime)s {service} %(levelname)s %(message)s"))
+    handler.addFilter(RepeatedLines())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
