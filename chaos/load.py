@@ -59,16 +59,27 @@ def _ok(response: httpx.Response, *codes: int) -> Any:
     return response.json()
 
 
+async def _patiently(client: httpx.AsyncClient, path: str, body: dict[str, str]) -> httpx.Response:
+    """POST as a well-behaved client: a 503 (the wallet's password hashing is full while dozens
+    of shoppers sign up at once) is retried after its Retry-After, within a deadline."""
+    deadline = time.monotonic() + 60
+    while True:
+        answer = await client.post(path, json=body)
+        if answer.status_code != 503 or time.monotonic() > deadline:
+            return answer
+        await asyncio.sleep(float(answer.headers.get("Retry-After", "1")))
+
+
 async def _shopper(client: httpx.AsyncClient, admin: dict[str, str], balance: int) -> Shopper:
     email = f"chaos-{uuid.uuid4().hex[:12]}@example.com"
     user = _ok(
-        await client.post(
-            "/api/users", json={"name": "Chaos", "email": email, "password": PASSWORD}
+        await _patiently(
+            client, "/api/users", {"name": "Chaos", "email": email, "password": PASSWORD}
         ),
         201,
     )
     login = _ok(
-        await client.post("/api/auth/login", json={"email": email, "password": PASSWORD}), 200
+        await _patiently(client, "/api/auth/login", {"email": email, "password": PASSWORD}), 200
     )
     shopper = Shopper(user["id"], {"Authorization": f"Bearer {login['access_token']}"})
     if balance:
@@ -84,8 +95,8 @@ async def _shopper(client: httpx.AsyncClient, admin: dict[str, str], balance: in
 async def set_up(client: httpx.AsyncClient, rng: random.Random, *, shoppers: int) -> Setup:
     """Products with known stock, shoppers with charged balances, coupons issued to some."""
     login = _ok(
-        await client.post(
-            "/api/auth/login", json={"email": "admin@shop.local", "password": ADMIN_PASSWORD}
+        await _patiently(
+            client, "/api/auth/login", {"email": "admin@shop.local", "password": ADMIN_PASSWORD}
         ),
         200,
     )
