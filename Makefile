@@ -83,7 +83,7 @@ rotate-keys:  ## sign tokens with a new key from the next start; the current one
 
 COMPOSE := docker compose --env-file $${SHOP_LOCAL_DIR:-.local}/secrets/shop.env
 
-up: secrets  ## the whole shop with Docker Compose (machines with a Docker engine)
+up: secrets  ## the shop on Docker Compose: migration jobs, services healthy on /ready, gateway, demo seed
 	$(COMPOSE) up -d --build
 
 down:  ## stop the Docker Compose stack

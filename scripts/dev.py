@@ -2,7 +2,8 @@
 
 Starts PostgreSQL, Kafka and the nginx gateway with the scripts in infra/local (each is a no-op
 when already running), creates the topics, migrates every service's database, starts every
-service as a uvicorn process, seeds demo data through the public API and prints where to look.
+service as a uvicorn process, seeds demo data through the gateway (shopkit.demo, which
+compose's seed job runs too) and prints where to look.
 Ctrl-C stops every process this run started; data stays in .local/ for the next run.
 """
 
@@ -14,11 +15,16 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
-
-from shopkit import local_secrets
+from shopkit import demo, local_secrets
 from shopkit.kafka_admin import ensure_topics
-from shopkit.stack import SERVICES, ServiceProcess, local_database_url, migrate, port_of
+from shopkit.stack import (
+    SERVICES,
+    ServiceProcess,
+    local_database_url,
+    migrate,
+    port_of,
+    process_env,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCAL = Path(os.environ.get("SHOP_LOCAL_DIR", ROOT / ".local"))
@@ -55,12 +61,13 @@ def start_services(credentials: dict[str, str]) -> list[ServiceProcess]:
         process = ServiceProcess(
             spec=spec,
             port=port_of(spec),
-            env={
-                "SHOP_DATABASE_URL": url,
-                "SHOP_KAFKA_BOOTSTRAP": KAFKA,
-                "SHOP_PAYMENT_URL": f"http://127.0.0.1:{port_of(SERVICES[4])}",
-                **local_secrets.service_env(spec.name, credentials),
-            },
+            env=process_env(
+                spec,
+                database_url=url,
+                kafka_bootstrap=KAFKA,
+                payment_url=f"http://127.0.0.1:{port_of(SERVICES[4])}",
+                credentials=credentials,
+            ),
             log_path=LOCAL / "logs" / f"{spec.name}.log",
         )
         process.start()
@@ -69,75 +76,6 @@ def start_services(credentials: dict[str, str]) -> list[ServiceProcess]:
         process.wait_ready()
         print(f"[dev] {process.spec.name} ready on {process.url}", flush=True)
     return processes
-
-
-def seed(credentials: dict[str, str]) -> None:
-    """Demo data through the public API; skipped when the catalog already has products."""
-    with httpx.Client(base_url=GATEWAY, timeout=30) as client:
-        login = client.post(
-            "/api/auth/login",
-            json={"email": "admin@shop.local", "password": credentials["SHOP_ADMIN_PASSWORD"]},
-        )
-        login.raise_for_status()
-        admin = {"Authorization": f"Bearer {login.json()['access_token']}"}
-        if client.get("/api/products", params={"limit": 1}).json()["items"]:
-            print("[dev] demo data already there", flush=True)
-            demo = {"email": "demo@shop.local", "password": credentials["SHOP_DEMO_PASSWORD"]}
-            if client.post("/api/auth/login", json=demo).status_code == 401:
-                print(
-                    "[dev] demo@shop.local predates .local/secrets: it keeps the password it was"
-                    " created with (make clean starts afresh)",
-                    flush=True,
-                )
-            return
-        products = [
-            ("Galaxy Book 5", "ELECTRONICS", 1_590_000, 20),
-            ("Noise-cancelling earbuds", "ELECTRONICS", 189_000, 50),
-            ("Wool coat", "FASHION", 259_000, 15),
-            ("Jeju tangerines 5kg", "FOOD", 32_900, 100),
-            ("Kimchi 3kg", "FOOD", 24_500, 80),
-            ("Clean Architecture", "BOOKS", 29_000, 40),
-            ("Desk lamp", "HOME", 45_000, 30),
-            ("Yoga mat", "SPORTS", 39_000, 25),
-            ("Sunscreen SPF50", "BEAUTY", 18_000, 60),
-            ("Building blocks set", "TOYS", 79_000, 0),
-        ]
-        for name, category, price, stock in products:
-            client.post(
-                "/api/products",
-                headers=admin,
-                json={
-                    "name": name,
-                    "category": category,
-                    "price": price,
-                    "stock": stock,
-                    "description": f"Demo product: {name}",
-                },
-            ).raise_for_status()
-        demo = {
-            "name": "Demo Shopper",
-            "email": "demo@shop.local",
-            "password": credentials["SHOP_DEMO_PASSWORD"],
-        }
-        created = client.post("/api/users", json=demo)
-        if created.status_code == 201:
-            client.post(
-                f"/api/users/{created.json()['id']}/balance/charge",
-                headers=admin,
-                json={"amount": 500_000},
-            ).raise_for_status()
-        client.post(
-            "/api/coupons",
-            headers=admin,
-            json={
-                "name": "Welcome 3,000 off",
-                "discount_type": "FIXED",
-                "discount_value": 3_000,
-                "total_quantity": 100,
-                "min_order_amount": 10_000,
-            },
-        )
-        print(f"[dev] seeded {len(products)} products, demo user and a coupon", flush=True)
 
 
 def banner(credentials: dict[str, str]) -> None:
@@ -192,7 +130,11 @@ def main() -> None:
         asyncio.run(ensure_topics(KAFKA))
         processes = start_services(credentials)
         start_infra("gateway", started_infra)
-        seed(credentials)
+        demo.seed(
+            GATEWAY,
+            admin_password=credentials["SHOP_ADMIN_PASSWORD"],
+            demo_password=credentials["SHOP_DEMO_PASSWORD"],
+        )
         banner(credentials)
         while not stop:
             for process in processes:

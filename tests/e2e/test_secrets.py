@@ -119,8 +119,10 @@ def test_compose_requires_every_credential_and_names_it() -> None:
             holders[variable].add(name)
     shop = {s.name for s in SERVICES}
     assert holders[local_secrets.PUBLIC_KEYS] == shop
-    # Only the wallet can sign; only the order service and the provider know the merchant key.
-    assert holders[local_secrets.PRIVATE_KEY] == holders[local_secrets.ADMIN_PASSWORD] == {"wallet"}
+    # Only the wallet can sign; only the order service and the provider know the merchant key;
+    # the admin's password is the wallet's and the seed job's (it logs in to make demo data).
+    assert holders[local_secrets.PRIVATE_KEY] == {"wallet"}
+    assert holders[local_secrets.ADMIN_PASSWORD] == {"wallet", "seed"}
     assert holders[local_secrets.MERCHANT_KEY] == {"order", "payment-mock"}
     text = (repo_root() / "docker-compose.yml").read_text()
     assert "JWT_SECRET" not in text

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import httpx
 
+from shopkit import local_secrets
+
 
 @dataclass(frozen=True)
 class ServiceSpec:
@@ -47,6 +49,24 @@ def workers_of(spec: ServiceSpec) -> int:
 def database_role(spec: ServiceSpec) -> str:
     """The login role that owns the service's database (infra/postgres/service-database.sql)."""
     return f"shop_{spec.database}"
+
+
+def process_env(
+    spec: ServiceSpec,
+    *,
+    database_url: str,
+    kafka_bootstrap: str,
+    payment_url: str,
+    credentials: dict[str, str],
+) -> dict[str, str]:
+    """The variables a service process starts with (besides SHOP_SERVICE_NAME): `make dev`'s,
+    and the names docker-compose.yml must give each service (tests/deploy checks)."""
+    return {
+        "SHOP_DATABASE_URL": database_url,
+        "SHOP_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "SHOP_PAYMENT_URL": payment_url,
+        **local_secrets.service_env(spec.name, credentials),
+    }
 
 
 def local_database_url(local_dir: Path, spec: ServiceSpec) -> str:
