@@ -38,16 +38,29 @@ from shopkit.app import tune_garbage_collector
 LOCAL = Path(os.environ.get("SHOP_LOCAL_DIR", Path(__file__).resolve().parents[1] / ".local"))
 
 
+async def post_patiently(
+    client: httpx.AsyncClient, path: str, body: dict[str, str]
+) -> httpx.Response:
+    """A 503 from the wallet's bounded password hashing (50 users sign up at once) is retried
+    after its Retry-After, within a deadline, as a well-behaved client does."""
+    deadline = time.monotonic() + 60
+    while True:
+        r = await client.post(path, json=body)
+        if r.status_code != 503 or time.monotonic() > deadline:
+            return r
+        await asyncio.sleep(float(r.headers.get("Retry-After", "1")))
+
+
 async def login(client: httpx.AsyncClient, email: str, password: str) -> dict[str, str]:
-    r = await client.post("/api/auth/login", json={"email": email, "password": password})
+    r = await post_patiently(client, "/api/auth/login", {"email": email, "password": password})
     r.raise_for_status()
     return {"Authorization": f"Bearer {r.json()['access_token']}"}
 
 
 async def new_user(client: httpx.AsyncClient, balance: int) -> tuple[str, dict[str, str]]:
     email = f"bench-{uuid.uuid4().hex[:12]}@example.com"
-    r = await client.post(
-        "/api/users", json={"name": "Bench", "email": email, "password": "bench-password"}
+    r = await post_patiently(
+        client, "/api/users", {"name": "Bench", "email": email, "password": "bench-password"}
     )
     r.raise_for_status()
     headers = await login(client, email, "bench-password")
