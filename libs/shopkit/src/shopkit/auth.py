@@ -4,7 +4,7 @@ and sub are required; roles are user and admin.
 
 Verification is this module's own (PyJWT signs at login): a service checks a token it has not
 seen before on every such request, and PyJWT's general decoding cost 26 us of the 47 us an RS256
-token took; this takes ~21 us (docs/security.md). Its rules are tested in test_auth.py and the
+token took; this takes ~24 us (docs/security.md). Its rules are tested in test_auth.py and the
 gateway's token matrix, against tokens PyJWT makes."""
 
 import base64
