@@ -129,8 +129,11 @@ async def test_a_waiter_is_woken_by_the_settling_transactions_notify(
     coupon = await new_coupon(total_quantity=3)
     db = Database(coupon_db)
     settlements = Settlements(10)
+    connected = asyncio.Event()
     listening = asyncio.create_task(
-        notifications.listen(coupon_db, {SETTLED_CHANNEL: settlements.settled})
+        notifications.listen(
+            coupon_db, {SETTLED_CHANNEL: settlements.settled}, on_connect=connected.set
+        )
     )
     try:
         # A place in line whose request message was never sent: nothing settles it but us.
@@ -146,9 +149,10 @@ async def test_a_waiter_is_woken_by_the_settling_transactions_notify(
         )
         lines = Lines(db)
         held = await service.get_user_coupon(db, lines=lines, user_coupon_id=place)
-        await asyncio.sleep(0.5)  # the listener is connected
+        await asyncio.wait_for(connected.wait(), timeout=10)
         waiting = asyncio.create_task(settlements.wait(lines, held, timeout=10))
-        await asyncio.sleep(0.3)  # it has read PENDING and sleeps until woken (or 2 s)
+        # It has read PENDING and sleeps until woken (or 2 s).
+        await poll(lambda: asyncio.sleep(0, settlements.waiting), until=lambda n: n == 1)
         assert not waiting.done()
 
         async with db.transaction() as session:

@@ -11,7 +11,7 @@ from order.settings import Settings
 from order.waiting import Waiters
 from shopkit.db import Database, asyncpg_dsn
 from shopkit.limits import Rule
-from shopkit.testing import Infra, new_namespace, serve
+from shopkit.testing import Infra, new_namespace, poll, serve
 
 from .conftest import headers_for
 from .test_apply_events import placed
@@ -83,13 +83,14 @@ async def test_a_full_waiter_cap_answers_202_at_once(
     conf = await limited(infra, settings, own_db, max_waiters=1, wait_seconds=4.0)
     user = str(uuid.uuid4())
     headers = headers_for(conf, user)
-    async with serve(build_app(conf)) as client:
+    app = build_app(conf)
+    async with serve(app) as client:
         first = asyncio.create_task(
             client.post(
                 "/api/orders", json=order_body(user), headers=headers, params={"wait": "true"}
             )
         )
-        await asyncio.sleep(0.5)  # the first request is waiting now
+        await poll(lambda: asyncio.sleep(0, app.state.waiters.waiting), until=lambda n: n == 1)
         began = time.monotonic()
         second = await client.post(
             "/api/orders", json=order_body(user), headers=headers, params={"wait": "true"}
@@ -112,7 +113,7 @@ async def test_waiters_beyond_the_cap_read_once_and_return(
         return False
 
     waiting = asyncio.create_task(waiters.wait(own_db, a, until=settled, timeout=5))
-    await asyncio.sleep(0.2)
+    await poll(lambda: asyncio.sleep(0, waiters.waiting), until=lambda n: n == 1)
     began = time.monotonic()
     beyond = await waiters.wait(own_db, b, until=settled, timeout=5)
     assert time.monotonic() - began < 1.0

@@ -195,11 +195,14 @@ async def test_bounded_never_gives_up_on_an_outage_however_many_times_it_fails()
 
 
 async def test_a_cancelled_wait_is_not_swallowed() -> None:
+    tried = asyncio.Event()
+
     async def away() -> None:
+        tried.set()
         raise ConnectionRefusedError()
 
     task = asyncio.ensure_future(Patience.of(60, first=10).until_done(away))
-    await asyncio.sleep(0.01)
+    await asyncio.wait_for(tried.wait(), timeout=5)  # failed once, now waiting
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -209,11 +212,15 @@ async def test_a_wait_ends_at_once_when_its_owner_stops() -> None:
     stopped = False
     patience = Patience.of(60, first=5, stopping=lambda: stopped)
 
+    tried = asyncio.Event()
+
     async def away() -> None:
+        tried.set()
         raise ConnectionRefusedError()
 
     task = asyncio.ensure_future(patience.until_done(away))
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(tried.wait(), timeout=5)
+    await asyncio.sleep(0)  # into its 5 s wait
     assert not task.done()
     stopped = True
     started = time.monotonic()

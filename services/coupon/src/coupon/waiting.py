@@ -44,6 +44,11 @@ class Settlements:
         self._limit = limit
         self._count = 0
 
+    @property
+    def waiting(self) -> int:
+        """How many requests are waiting now."""
+        return self._count
+
     def settled(self, payload: str) -> None:
         """A NOTIFY from settling: wake the waiters whose place is in the settled span."""
         coupon_id, _, span = payload.partition(" ")

@@ -70,6 +70,11 @@ class Waiters:
         self._count = 0
         self.worker = asyncio.Event()
 
+    @property
+    def waiting(self) -> int:
+        """How many requests are waiting now."""
+        return self._count
+
     def changed(self, payload: str) -> None:
         """A NOTIFY from `service.changed_payload`: wake the waiters whose condition now holds."""
         order_id, _, rest = payload.partition(" ")
