@@ -41,6 +41,9 @@ def port_of(spec: ServiceSpec) -> int:
     return int(os.environ.get(_env_name(spec, "PORT"), spec.port))
 
 
+# Seconds uvicorn keeps an idle connection: more than the gateway's upstream keepalive_timeout.
+KEEP_ALIVE_S = 65
+
 # Replica i listens on the service's port + REPLICA_PORT_STEP * i (8101, 8201, ... for wallet).
 REPLICA_PORT_STEP = 100
 
@@ -164,6 +167,12 @@ class ServiceProcess:
                 "--no-access-log",
                 "--timeout-graceful-shutdown",
                 "5",
+                # Longer than the gateway's idle upstream connections live (nginx's default
+                # keepalive_timeout, 60 s): nginx closes them, never uvicorn (default 5 s) just as
+                # nginx sends a request on one, which reset a request in flight and marked a
+                # live replica failed.
+                "--timeout-keep-alive",
+                str(KEEP_ALIVE_S),
             ],
             env={**os.environ, **self.env, "SHOP_SERVICE_NAME": self.spec.name},
             stdout=log,
