@@ -1,10 +1,10 @@
 """`make dev`: the whole shop on this machine, seeded, until Ctrl-C.
 
 Starts PostgreSQL, Kafka and the nginx gateway with the scripts in infra/local (each is a no-op
-when already running), creates the topics, migrates every service's database, starts every
-service as one uvicorn process per replica (SHOP_REPLICAS, or SHOP_<NAME>_REPLICAS for one
-service; `make dev REPLICAS=2`) with the gateway balancing across them, seeds demo data through the gateway (shopkit.demo, which
-compose's seed job runs too) and prints where to look.
+when already running), creates the topics, migrates every service's database once, starts
+every service as one uvicorn process per replica (SHOP_REPLICAS, or SHOP_<NAME>_REPLICAS for
+one service; `make dev REPLICAS=2`) with the gateway balancing across them, seeds demo data
+through the gateway (shopkit.demo, which compose's seed job runs too) and prints where to look.
 Ctrl-C stops every process this run started; data stays in .local/ for the next run.
 """
 

@@ -138,13 +138,12 @@ class ServiceProcess:
     env: dict[str, str]
     log_path: Path
     replica: int = 1  # 1-based, for names and logs
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
         """`order` for the first replica, `order#2` for the second, ..."""
         return self.spec.name if self.replica == 1 else f"{self.spec.name}#{self.replica}"
-
-    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
