@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 
 .PHONY: help install dev test test-unit test-e2e lint fmt typecheck infra-up infra-down \
         infra-status migrate up down bench bench-orders clean asyncapi docs analytics-rebuild \
-        secrets rotate-keys dlq chaos chaos-smoke
+        secrets rotate-keys dlq chaos chaos-smoke test-replicas
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -15,8 +15,10 @@ install:  ## install what a fresh machine lacks (uv, nginx, Python packages, Kaf
 	@bash infra/local/install.sh
 	@$(UV) sync --frozen --quiet
 
-dev: install  ## run the whole shop locally, seeded, until Ctrl-C
-	@$(RUN) python scripts/dev.py
+# REPLICAS=2: two processes of every service behind the gateway (SHOP_<NAME>_REPLICAS for one).
+REPLICAS ?=
+dev: install  ## run the whole shop locally, seeded, until Ctrl-C (REPLICAS=2: two of each service)
+	@$(if $(REPLICAS),SHOP_REPLICAS=$(REPLICAS)) $(RUN) python scripts/dev.py
 
 test: install  ## the whole default suite against real Kafka + PostgreSQL (starts them itself)
 	@$(RUN) pytest -m "not bench and not chaos" $(PYTEST_ARGS)
@@ -121,6 +123,15 @@ chaos: install  ## faults under load, then an audit of the books (RUNS=20 SEED=7
 
 chaos-smoke: install  ## one short chaos run (<= 3 minutes), as CI runs it
 	@$(CHAOS_ENV) $(RUN) python -m chaos --runs 1 --seed $(SEED) --smoke
+
+# Two replicas of every service, one of each killed with -9 twice under load, then the chaos
+# audit: on its own PostgreSQL, Kafka, gateway and directory (ports below), like the chaos suite.
+REPLICAS_ENV = SHOP_LOCAL_DIR=$(CURDIR)/.local/replicas SHOP_PG_PORT=$${REPLICAS_PG_PORT:-5632} \
+  SHOP_KAFKA_PORT=$${REPLICAS_KAFKA_PORT:-9292} \
+  SHOP_KAFKA_CONTROLLER_PORT=$${REPLICAS_KAFKA_CONTROLLER_PORT:-9293}
+
+test-replicas: install  ## two replicas of everything, one of each killed mid-run, books audited (<= 4 min)
+	@$(REPLICAS_ENV) $(RUN) python -m chaos --runs 1 --seed $(SEED) --scenario replicas --replicas 2
 
 clean:  ## stop local infrastructure and remove its data and caches
 	-@$(MAKE) --no-print-directory infra-down

@@ -1,5 +1,6 @@
 """The faults, injected one after the other: kill -9 of services (alone and two at once), a Kafka
-restart, a PostgreSQL restart, and a payment provider that times out and approves late."""
+restart, a PostgreSQL restart, and a payment provider that times out and approves late; with
+replicas, kill -9 of one replica of every service at once while the others serve."""
 
 import asyncio
 import random
@@ -27,6 +28,7 @@ class FaultRecord:
     boot_s: float | None = None  # a restarted service: from its start to its /ready
     error: str | None = None  # the fault could not be undone (a violation of its own)
     at: str = ""  # wall-clock start, to find it in the services' logs
+    spared: bool = False  # every service kept a live replica: the shopper should see nothing
     # Filled in after the run from the probe's rounds and the load's answers:
     recovery_s: float | None = None  # from `ended` until the reads answered 2xx for good
     outage_s: float | None = None  # what a shopper saw: from `started` until then
@@ -39,21 +41,29 @@ class FaultRecord:
 Inject = Callable[[Shop, httpx.AsyncClient, dict[str, str]], Awaitable[FaultRecord]]
 
 
-def begin(name: str) -> FaultRecord:
-    return FaultRecord(name, time.monotonic(), at=datetime.now(UTC).isoformat(timespec="seconds"))
+def begin(name: str, *, spared: bool = False) -> FaultRecord:
+    return FaultRecord(
+        name,
+        time.monotonic(),
+        at=datetime.now(UTC).isoformat(timespec="seconds"),
+        spared=spared,
+    )
 
 
 @dataclass(frozen=True)
 class Fault:
     name: str
     inject: Inject
+    killed: tuple[str, ...] = ()  # the processes a kill takes down
 
 
-def kill(*names: str, pause: float) -> Fault:
-    """kill -9 the services, leave them dead for `pause` seconds, then start them again."""
+def kill(*names: str, pause: float, label: str = "", spared: bool = False) -> Fault:
+    """kill -9 the processes (`order`, or `order#2` for a second replica), leave them dead for
+    `pause` seconds, then start them again. `spared`: another replica of each kept serving."""
+    label = label or f"kill -9 {'+'.join(names)}"
 
     async def inject(shop: Shop, client: httpx.AsyncClient, admin: dict[str, str]) -> FaultRecord:
-        record = begin(f"kill -9 {'+'.join(names)}")
+        record = begin(label, spared=spared)
         await asyncio.gather(*[shop.kill(n) for n in names])
         await asyncio.sleep(pause)
         try:
@@ -65,7 +75,7 @@ def kill(*names: str, pause: float) -> Fault:
         record.down_s = record.ended - record.started
         return record
 
-    return Fault(f"kill -9 {'+'.join(names)}", inject)
+    return Fault(label, inject, killed=names)
 
 
 def restart(component: str, *, pause: float) -> Fault:
@@ -135,3 +145,19 @@ def plan(rng: random.Random, *, smoke: bool) -> list[Fault]:
     faults.append(slow_provider(hold=rng.uniform(5.0, 8.0), timeout_rate=0.5))
     rng.shuffle(faults)
     return faults
+
+
+def replica_plan(rng: random.Random, replicas: dict[str, list[str]]) -> list[Fault]:
+    """With two or more replicas of every service: kill -9 one replica of each service at once,
+    then (once it is back) another of each, so every service loses a process mid-run while
+    another one serves. `replicas` maps each service to its process names."""
+    order = {service: rng.sample(names, len(names)) for service, names in replicas.items()}
+    return [
+        kill(
+            *[names[round_] for names in order.values()],
+            pause=rng.uniform(3.0, 5.0),
+            label=f"kill -9 replica of each ({round_ + 1})",
+            spared=True,
+        )
+        for round_ in range(2)
+    ]

@@ -44,6 +44,7 @@ class Setup:
     probe: Shopper
     probe_order: str
     probe_product: str
+    drop: str | None = None  # a coupon left for the load to issue (first come, first served)
 
 
 class Refused(RuntimeError):
@@ -92,8 +93,11 @@ async def _shopper(client: httpx.AsyncClient, admin: dict[str, str], balance: in
     return shopper
 
 
-async def set_up(client: httpx.AsyncClient, rng: random.Random, *, shoppers: int) -> Setup:
-    """Products with known stock, shoppers with charged balances, coupons issued to some."""
+async def set_up(
+    client: httpx.AsyncClient, rng: random.Random, *, shoppers: int, drop: int = 0
+) -> Setup:
+    """Products with known stock, shoppers with charged balances, coupons issued to some, and
+    with `drop` a coupon of that many for the load to issue."""
     login = _ok(
         await _patiently(
             client, "/api/auth/login", {"email": "admin@shop.local", "password": ADMIN_PASSWORD}
@@ -149,6 +153,17 @@ async def set_up(client: httpx.AsyncClient, rng: random.Random, *, shoppers: int
                 shopper.coupons.append(issued.json()["id"])
             elif issued.status_code != 409:
                 raise Refused(f"issue: {issued.status_code} {issued.text[:300]}")
+    drop_id = None
+    if drop:
+        # Fewer than the shoppers, so the load's issue requests also meet SOLD_OUT.
+        body = {
+            "name": "Chaos drop",
+            "discount_type": "FIXED",
+            "discount_value": 2_000,
+            "total_quantity": drop,
+            "min_order_amount": 10_000,
+        }
+        drop_id = _ok(await client.post("/api/coupons", json=body, headers=admin), 201)["id"]
     probe = await _shopper(client, admin, 1_000_000)
     charged[probe.id] = 1_000_000
     probe_product = min(products, key=products.__getitem__)
@@ -172,6 +187,7 @@ async def set_up(client: httpx.AsyncClient, rng: random.Random, *, shoppers: int
         probe=probe,
         probe_order=placed["id"],
         probe_product=probe_product,
+        drop=drop_id,
     )
 
 
@@ -192,12 +208,20 @@ class Traffic:
 
 
 class Load:
-    """Orders, cancels and modifies at a steady rate, some with coupons, until stopped."""
+    """Orders, cancels and modifies at a steady rate, some with coupons, until stopped; with
+    `issue_share`, that share of the requests asks for the setup's drop coupon."""
 
     def __init__(
-        self, client: httpx.AsyncClient, setup: Setup, rng: random.Random, *, rate: float
+        self,
+        client: httpx.AsyncClient,
+        setup: Setup,
+        rng: random.Random,
+        *,
+        rate: float,
+        issue_share: float = 0.0,
     ) -> None:
         self.client, self.setup, self.rng, self.rate = client, setup, rng, rate
+        self.issue_share = issue_share if setup.drop else 0.0
         self.traffic = Traffic()
         self._slots = asyncio.Semaphore(48)
         self._stop = asyncio.Event()
@@ -259,6 +283,8 @@ class Load:
                 order_id = response.json()["id"]
                 self.traffic.accepted.add(order_id)
                 self.traffic.placed.append((time.monotonic(), order_id, call.shopper))
+            if call.op == "issue" and code == 201:
+                call.shopper.coupons.append(response.json()["id"])
         finally:
             self._slots.release()
 
@@ -268,6 +294,10 @@ class Load:
 
     def _next(self) -> "Call":
         """The next request: mostly orders; cancels and modifies of orders placed a while ago."""
+        if self.issue_share and self.rng.random() < self.issue_share:
+            shopper = self.rng.choice(self.setup.shoppers)
+            path = f"/api/coupons/{self.setup.drop}/issue?wait=true"
+            return Call("issue", "POST", path, shopper, {"user_id": shopper.id})
         roll = self.rng.random()
         placed = self.traffic.placed
         older = bisect.bisect_left(placed, time.monotonic() - 2.0, key=lambda p: p[0])

@@ -48,7 +48,8 @@ def _details(r: "RunResult") -> list[str]:
             f" reads 2xx {_seconds(f['recovery_s']):>5} s after, {_seconds(f['outage_s']):>5} s"
             f" after start; load 500 x {f['http_500']}, 503 x {f['http_503']}"
         )
-        if f["recovery_s"] is None or f["recovery_s"] > 0:
+        slow = f["recovery_s"] is None or f["recovery_s"] > 0
+        if slow or (f.get("spared") and f["failed_reads"]):
             lines.append(f"           failing reads: {f['failed_reads']}")
     if r.failure_codes:
         lines.append(f"         FAILED by code: {r.failure_codes}")

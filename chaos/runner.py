@@ -13,6 +13,7 @@ import httpx
 from chaos import audit, checker, faults
 from chaos.load import REQUEST_TIMEOUT_S, Load, Probe, recovery, set_up
 from chaos.stack import Infra, Shop, delete_namespace, start_shop
+from shopkit.stack import SERVICES
 
 
 @dataclass(frozen=True)
@@ -25,10 +26,24 @@ class Pace:
     gap_s: float  # load between a fault's recovery and the next fault
     tail_s: float  # load after the last fault
     recovery_wait_s: float = 10.0  # at most this long for the reads to answer 2xx again
+    issue_share: float = 0.0  # of the load: coupon issue requests (a drop of `drop` coupons)
+    drop: int = 0
 
 
 SMOKE = Pace(rate=20, shoppers=24, warmup_s=4, gap_s=2, tail_s=3, recovery_wait_s=8)
 FULL = Pace(rate=30, shoppers=40, warmup_s=10, gap_s=6, tail_s=8)
+# Two processes of everything on two cores: a lighter load, and coupon issues among it.
+REPLICAS = Pace(
+    rate=15,
+    shoppers=24,
+    warmup_s=5,
+    gap_s=4,
+    tail_s=4,
+    recovery_wait_s=8,
+    issue_share=0.1,
+    drop=15,
+)
+SCENARIOS = ("faults", "replicas")
 
 
 @dataclass
@@ -89,14 +104,22 @@ def _score(
         failing = [s for s in probe.samples if record.started <= s.at < back and s.failed]
         record.failed_rounds = len(failing)
         record.failed_reads = dict(Counter(f for s in failing for f in s.failed))
+        if record.spared and not failing:
+            record.outage_s = 0.0  # another replica served: the shopper saw no outage
         codes = Counter(c for at, c in load.traffic.failures if record.started <= at < until)
         record.http_500, record.http_503 = codes[500], codes[503]
 
 
-async def run_once(infra: Infra, seed: int, *, smoke: bool, run_dir: Path) -> RunResult:
-    """A fresh shop for `seed`, the scenario and its faults, then the audit."""
+async def run_once(
+    infra: Infra, seed: int, *, smoke: bool, run_dir: Path, scenario: str = "faults"
+) -> RunResult:
+    """A fresh shop for `seed`, the scenario and its faults, then the audit.
+
+    `faults`: every kind of fault, one after the other (smoke or full). `replicas`: with two or
+    more replicas of every service, kill -9 one replica of each at once, twice, under orders,
+    cancels, modifies and coupon issues."""
     began = time.monotonic()
-    pace = SMOKE if smoke else FULL
+    pace = REPLICAS if scenario == "replicas" else SMOKE if smoke else FULL
     rng = random.Random(seed)
     print(f"[chaos] seed {seed}: starting a fresh shop ...", flush=True)
     shop = await start_shop(infra, run_dir, seed)
@@ -108,17 +131,27 @@ async def run_once(infra: Infra, seed: int, *, smoke: bool, run_dir: Path) -> Ru
         async with httpx.AsyncClient(
             base_url=shop.gateway, timeout=REQUEST_TIMEOUT_S, limits=limits
         ) as client:
-            setup = await set_up(client, rng, shoppers=pace.shoppers)
+            setup = await set_up(client, rng, shoppers=pace.shoppers, drop=pace.drop)
             print(
                 f"[chaos] seed {seed}: {len(setup.products)} products, {len(setup.shoppers)}"
                 f" shoppers, {len(setup.coupons)} coupons; load at {pace.rate:.0f}/s",
                 flush=True,
             )
-            load = Load(client, setup, random.Random(rng.random()), rate=pace.rate)
+            load = Load(
+                client,
+                setup,
+                random.Random(rng.random()),
+                rate=pace.rate,
+                issue_share=pace.issue_share,
+            )
             probe = Probe(client, setup)
             tasks = [asyncio.create_task(load.run()), asyncio.create_task(probe.run())]
             await asyncio.sleep(pace.warmup_s)
-            plan = faults.plan(rng, smoke=smoke)
+            if scenario == "replicas":
+                services = {spec.name: shop.replicas(spec.name) for spec in SERVICES}
+                plan = faults.replica_plan(rng, services)
+            else:
+                plan = faults.plan(rng, smoke=smoke)
             records = await _inject_all(shop, client, setup.admin, probe, plan, pace)
             last_ended = max(r.ended for r in records)
             await asyncio.sleep(pace.tail_s)
@@ -157,7 +190,9 @@ async def run_once(infra: Infra, seed: int, *, smoke: bool, run_dir: Path) -> Ru
         dlt_messages=read.dlt_messages,
         accepted_orders=traffic.accepted,
         settled_after_s=settled,
-        faults=[checker.FaultOutcome(r.name, r.recovery_s) for r in records],
+        faults=[
+            checker.FaultOutcome(r.name, r.recovery_s, r.spared, r.failed_reads) for r in records
+        ],
         http_status=dict(traffic.status),
     )
     violations = [str(v) for v in checker.check(books)]

@@ -1,5 +1,6 @@
 """The chaos suite's own shop: PostgreSQL, Kafka and the gateway on their own ports and directory
-(never the shared 5432/9092), every service as a process that the runner kills and restarts.
+(never the shared 5432/9092), every service as one process per replica (`--replicas`) that the
+runner kills and restarts.
 
 Not `make dev`'s supervisor: that one stops the whole shop when a child dies, which is exactly
 what the faults do on purpose.
@@ -20,7 +21,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from shopkit import local_secrets
 from shopkit.kafka_admin import ensure_topics
-from shopkit.stack import SERVICES, ServiceProcess, ServiceSpec, migrate
+from shopkit.stack import SERVICES, ServiceProcess, ServiceSpec, migrate, ports_env
 from shopkit.testing import session_keys
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,10 +38,16 @@ DB_PREFIX = "chaos_"
 STARTED: list[ServiceProcess] = []
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports (each socket held open until all are picked)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 @dataclass(frozen=True)
@@ -68,7 +75,8 @@ class Infra:
 
     local_dir: Path
     ports: Ports
-    service_ports: dict[str, int] = field(default_factory=dict)
+    replicas: int = 1  # processes per service
+    service_ports: dict[str, list[int]] = field(default_factory=dict)  # one port per replica
     gateway_port: int = 0
 
     @property
@@ -86,9 +94,20 @@ class Infra:
         }
         if self.gateway_port:
             env["SHOP_GATEWAY_PORT"] = str(self.gateway_port)
-        for name, port in self.service_ports.items():
-            env[f"SHOP_{name.split('-')[0].upper()}_PORT"] = str(port)
+        for name, ports in self.service_ports.items():
+            env[f"SHOP_{name.split('-')[0].upper()}_PORT"] = str(ports[0])
+        env.update(ports_env(self.service_ports))
         return env
+
+    @property
+    def gateway(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}"
+
+    @property
+    def payment_url(self) -> str:
+        """The provider's one replica, or the gateway balancing several (as scripts/dev.py)."""
+        ports = self.service_ports["payment-mock"]
+        return self.gateway if len(ports) > 1 else f"http://127.0.0.1:{ports[0]}"
 
     @property
     def bootstrap(self) -> str:
@@ -137,12 +156,16 @@ class Shop:
 
     infra: Infra
     namespace: str
-    processes: dict[str, ServiceProcess]
+    processes: dict[str, ServiceProcess]  # `order`, and `order#2`, ... with replicas
     databases: dict[str, str]  # service -> database name
 
     @property
     def gateway(self) -> str:
-        return f"http://127.0.0.1:{self.infra.gateway_port}"
+        return self.infra.gateway
+
+    def replicas(self, service: str) -> list[str]:
+        """The process names of a service's replicas: `order`, `order#2`, ..."""
+        return [n for n, p in self.processes.items() if p.spec.name == service]
 
     async def kill(self, name: str) -> None:
         """SIGKILL, as a crash: nothing is flushed, no consumer leaves its group."""
@@ -206,7 +229,7 @@ def service_env(infra: Infra, spec: ServiceSpec, database: str, namespace: str) 
         # Cheap password hashing: the suite registers dozens of users and needs the CPU.
         "SHOP_ARGON2_TIME_COST": "1",
         "SHOP_ARGON2_MEMORY_KIB": "1024",
-        "SHOP_PAYMENT_URL": f"http://127.0.0.1:{infra.service_ports['payment-mock']}",
+        "SHOP_PAYMENT_URL": infra.payment_url,
         "SHOP_RATE_LIMITS": "off",
         "SHOP_LOG_LEVEL": "INFO",
         # Restarts should measure the shop's recovery, not CPython compiling every module from
@@ -220,15 +243,19 @@ async def start_shop(infra: Infra, run_dir: Path, seed: int) -> Shop:
     namespace = f"c{seed}x{uuid.uuid4().hex[:6]}."
     databases = await reset_databases(infra)
     await ensure_topics(infra.bootstrap, namespace)
-    processes = {
-        spec.name: ServiceProcess(
-            spec=spec,
-            port=infra.service_ports[spec.name],
-            env=service_env(infra, spec, databases[spec.name], namespace),
-            log_path=run_dir / "logs" / f"{spec.name}.log",
-        )
-        for spec in SERVICES
-    }
+    processes = {}
+    for spec in SERVICES:
+        env = service_env(infra, spec, databases[spec.name], namespace)
+        for replica, port in enumerate(infra.service_ports[spec.name], start=1):
+            suffix = "" if replica == 1 else f"-{replica}"
+            process = ServiceProcess(
+                spec=spec,
+                port=port,
+                env=env,
+                log_path=run_dir / "logs" / f"{spec.name}{suffix}.log",
+                replica=replica,
+            )
+            processes[process.name] = process
     shop = Shop(infra=infra, namespace=namespace, processes=processes, databases=databases)
     STARTED.extend(processes.values())
     try:
@@ -243,8 +270,12 @@ async def start_shop(infra: Infra, run_dir: Path, seed: int) -> Shop:
 
 async def start_infra(infra: Infra) -> None:
     """PostgreSQL and Kafka of the suite, and the gateway in front of the services' ports."""
-    infra.service_ports = {spec.name: free_port() for spec in SERVICES}
-    infra.gateway_port = free_port()
+    ports = free_ports(len(SERVICES) * infra.replicas + 1)
+    infra.service_ports = {
+        spec.name: ports[i * infra.replicas : (i + 1) * infra.replicas]
+        for i, spec in enumerate(SERVICES)
+    }
+    infra.gateway_port = ports[-1]
     # A gateway left by an interrupted run would route to old ports: start a fresh one.
     await infra.run("gateway", "stop")
     await infra.run("postgres", "start")

@@ -1,9 +1,10 @@
 """`make dev`: the whole shop on this machine, seeded, until Ctrl-C.
 
 Starts PostgreSQL, Kafka and the nginx gateway with the scripts in infra/local (each is a no-op
-when already running), creates the topics, migrates every service's database, starts every
-service as a uvicorn process, seeds demo data through the gateway (shopkit.demo, which
-compose's seed job runs too) and prints where to look.
+when already running), creates the topics, migrates every service's database once, starts
+every service as one uvicorn process per replica (SHOP_REPLICAS, or SHOP_<NAME>_REPLICAS for
+one service; `make dev REPLICAS=2`) with the gateway balancing across them, seeds demo data
+through the gateway (shopkit.demo, which compose's seed job runs too) and prints where to look.
 Ctrl-C stops every process this run started; data stays in .local/ for the next run.
 """
 
@@ -22,8 +23,9 @@ from shopkit.stack import (
     ServiceProcess,
     local_database_url,
     migrate,
-    port_of,
+    ports_env,
     process_env,
+    replica_ports,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,29 +54,41 @@ def running(component: str) -> bool:
     )
 
 
+def payment_url() -> str:
+    """Where the order service reaches the provider: its one replica, or the gateway when the
+    provider runs several (the gateway then balances the merchant API like an external one's
+    load balancer would)."""
+    ports = replica_ports(SERVICES[4])
+    return GATEWAY if len(ports) > 1 else f"http://127.0.0.1:{ports[0]}"
+
+
 def start_services(credentials: dict[str, str]) -> list[ServiceProcess]:
     processes = []
     for spec in SERVICES:
         url = local_database_url(LOCAL, spec)  # the service's own role, not the superuser
         print(f"[dev] migrating {spec.name} ...", flush=True)
-        migrate(ROOT, spec, url)
-        process = ServiceProcess(
-            spec=spec,
-            port=port_of(spec),
-            env=process_env(
-                spec,
-                database_url=url,
-                kafka_bootstrap=KAFKA,
-                payment_url=f"http://127.0.0.1:{port_of(SERVICES[4])}",
-                credentials=credentials,
-            ),
-            log_path=LOCAL / "logs" / f"{spec.name}.log",
+        migrate(ROOT, spec, url)  # once, before any replica starts: replicas never migrate
+        env = process_env(
+            spec,
+            database_url=url,
+            kafka_bootstrap=KAFKA,
+            payment_url=payment_url(),
+            credentials=credentials,
         )
-        process.start()
-        processes.append(process)
+        for replica, port in enumerate(replica_ports(spec), start=1):
+            suffix = "" if replica == 1 else f"-{replica}"
+            process = ServiceProcess(
+                spec=spec,
+                port=port,
+                env=env,
+                log_path=LOCAL / "logs" / f"{spec.name}{suffix}.log",
+                replica=replica,
+            )
+            process.start()
+            processes.append(process)
     for process in processes:
         process.wait_ready()
-        print(f"[dev] {process.spec.name} ready on {process.url}", flush=True)
+        print(f"[dev] {process.name} ready on {process.url}", flush=True)
     return processes
 
 
@@ -87,10 +101,13 @@ def banner(credentials: dict[str, str]) -> None:
     Demo user         demo@shop.local / {credentials["SHOP_DEMO_PASSWORD"]} (balance 500,000 KRW)
     Credentials       {local_secrets.secrets_file(LOCAL)} (keys, merchant key, passwords)
     OpenAPI docs      """
-        + "  ".join(f"{s.name}: http://127.0.0.1:{port_of(s)}/docs" for s in SERVICES)
+        + "  ".join(f"{s.name}: http://127.0.0.1:{replica_ports(s)[0]}/docs" for s in SERVICES)
         + f"""
     Dead letters      make dlq   ({GATEWAY}/api/ops/<service>/dead-letters, admin)
-    Logs              {LOCAL / "logs"}/<service>.log
+    Replicas          """
+        + "  ".join(f"{s.name} x{len(replica_ports(s))}" for s in SERVICES)
+        + f"""   (make dev REPLICAS=2; README "Replicas")
+    Logs              {LOCAL / "logs"}/<service>.log (<service>-2.log, ... for more replicas)
     Kafka             {KAFKA}      PostgreSQL  postgresql://{PG}/<service>
     Database roles    shop_<database>, passwords in {LOCAL / "secrets"}/db-shop_<database>.password
   Ctrl-C stops everything this run started; data stays in {LOCAL}.
@@ -129,7 +146,12 @@ def main() -> None:
             sys.exit("[dev] could not create the service databases and roles")
         asyncio.run(ensure_topics(KAFKA))
         processes = start_services(credentials)
-        start_infra("gateway", started_infra)
+        os.environ.update(ports_env({s.name: replica_ports(s) for s in SERVICES}))
+        if running("gateway"):  # started before, perhaps with other replicas: list these
+            if infra("gateway", "reload") != 0:
+                sys.exit("[dev] the gateway did not take the new upstreams")
+        else:
+            start_infra("gateway", started_infra)
         demo.seed(
             GATEWAY,
             admin_password=credentials["SHOP_ADMIN_PASSWORD"],
@@ -139,7 +161,7 @@ def main() -> None:
         while not stop:
             for process in processes:
                 if process.process and process.process.poll() is not None:
-                    print(f"[dev] {process.spec.name} exited; see {process.log_path}", flush=True)
+                    print(f"[dev] {process.name} exited; see {process.log_path}", flush=True)
                     stop = True
             time.sleep(0.5)
     finally:

@@ -27,10 +27,26 @@ GLOBAL=()
 if ((EUID == 0)); then GLOBAL=(-g "user nobody $(id -gn nobody);"); fi
 ngx() { "$NGINX" -p "$NDIR/" -c "$CONF" -e logs/error.log "${GLOBAL[@]}" "$@"; }
 
+# A service's replicas: SHOP_<NAME>_PORTS (comma-separated, scripts/dev.py sets it), else its
+# one SHOP_<NAME>_PORT.
+ports_of() { # SHOP_<NAME>_PORT -> prints the ports, space-separated
+  local list=${1}S
+  list=${!list:-${!1}}
+  [[ $list =~ ^[0-9]+(,[0-9]+)*$ ]] || die "${1}S must be comma-separated port numbers, got '$list'"
+  echo "${list//,/ }"
+}
+
 render() {
-  local args=() v
+  local args=() v p ports servers
   for v in "${PORT_VARS[@]}"; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a port number, got '${!v}'"
+    if [[ $v != SHOP_GATEWAY_PORT ]]; then
+      # The template's one `server ...${SHOP_<NAME>_PORT}...;` becomes one per replica.
+      ports=$(ports_of "$v") || exit 1
+      servers=""
+      for p in $ports; do servers+="${servers:+ }server \\1$p\\2;"; done
+      args+=(-e "s/server \\([^;]*\\)\\\${$v}\\([^;]*\\);/$servers/g")
+    fi
     args+=(-e "s/\\\${$v}/${!v}/g")
   done
   # Abuse limits per client address, on unless SHOP_RATE_LIMITS says off (load tests).
@@ -83,10 +99,12 @@ reload() {
 status() {
   if ! pid=$(pid_from_file "$PIDFILE" "nginx: master"); then log "stopped"; return 3; fi
   log "running (pid $pid) on http://$SHOP_HOST:$SHOP_GATEWAY_PORT, config $CONF, logs $NDIR/logs"
-  local v name
+  local v name p
   for v in "${PORT_VARS[@]:1}"; do
     name=${v#SHOP_}; name=${name%_PORT}
-    if port_open "$SHOP_HOST" "${!v}"; then echo "  ${name,,} 127.0.0.1:${!v} up"; else echo "  ${name,,} 127.0.0.1:${!v} down"; fi
+    for p in $(ports_of "$v"); do
+      if port_open "$SHOP_HOST" "$p"; then echo "  ${name,,} 127.0.0.1:$p up"; else echo "  ${name,,} 127.0.0.1:$p down"; fi
+    done
   done
 }
 

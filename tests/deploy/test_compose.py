@@ -23,7 +23,7 @@ PORT = 8000  # every container listens here; the local stack gives each service 
 HEALTHY = {"condition": "service_healthy"}
 COMPLETED = {"condition": "service_completed_successfully"}
 REQUIRED = re.compile(r"\$\{(\w+):\?[^}]*\}")
-UPSTREAM = re.compile(r"upstream\s+(\w+)\s*\{\s*server\s+([^;\s]+);")
+UPSTREAM = re.compile(r"upstream\s+(\w+)\s*\{\s*server\s+([^;\s]+)[^;]*;")
 
 
 def compose() -> dict[str, Any]:

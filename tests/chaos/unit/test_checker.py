@@ -218,3 +218,30 @@ def test_the_table_shows_each_run_and_its_violations() -> None:
     )
     text = table([result], details=True)
     assert "FAIL" in text and "postgres restart" in text and "! no HTTP 500" in text
+
+
+def test_a_replica_kill_that_fails_a_read_is_caught_but_a_slow_read_is_not() -> None:
+    covered = FaultOutcome("kill -9 replica of each (1)", 0.0, spared=True)
+    assert rules(replace(balanced(), faults=[covered])) == set()
+    failed = replace(covered, failed_reads={"order 503": 2})
+    assert rules(replace(balanced(), faults=[failed])) == {"replicas covered"}
+    slow = replace(covered, failed_reads={"order ReadTimeout": 1})
+    assert rules(replace(balanced(), faults=[slow])) == set()
+    # A service with no other replica may fail reads while it is down: that is "reads recovered".
+    alone = FaultOutcome("kill -9 order", 0.0, failed_reads={"order 503": 2})
+    assert rules(replace(balanced(), faults=[alone])) == set()
+
+
+def test_the_replica_plan_kills_each_process_once_and_a_replica_of_every_service_each_time() -> (
+    None
+):
+    import random
+
+    from chaos.faults import replica_plan
+
+    replicas = {"order": ["order", "order#2"], "wallet": ["wallet", "wallet#2"]}
+    plan = replica_plan(random.Random(3), replicas)
+    assert len(plan) == 2
+    assert all(f.name.startswith("kill -9 replica of each") for f in plan)
+    assert [sorted(n.split("#")[0] for n in f.killed) for f in plan] == [["order", "wallet"]] * 2
+    assert sorted(n for f in plan for n in f.killed) == ["order", "order#2", "wallet", "wallet#2"]

@@ -97,7 +97,11 @@ def create_app(
         configure_logging(settings.service_name, settings.log_level, json=settings.log_json)
         app.state.verifier = TokenVerifier.from_settings(settings)  # no usable key, no start
         db = Database(
-            settings.database_url, pool_size=settings.db_pool_size, timeouts=Timeouts.of(settings)
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_pool_overflow,
+            raw_pool_size=settings.db_raw_pool_size,
+            timeouts=Timeouts.of(settings),
         )
         relay = OutboxRelay(settings)
         broker = KafkaBroker(settings.kafka_bootstrap, client_id=settings.service_name, logger=None)

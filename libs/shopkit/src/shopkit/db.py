@@ -89,6 +89,7 @@ class Database:
         url: str,
         *,
         pool_size: int = 10,
+        max_overflow: int | None = None,
         raw_pool_size: int = 10,
         timeouts: Timeouts | None = None,
     ) -> None:
@@ -104,7 +105,7 @@ class Database:
             # connection opened before is replaced at its next checkout.
             url,
             pool_size=pool_size,
-            max_overflow=pool_size // 2,
+            max_overflow=pool_size // 2 if max_overflow is None else max_overflow,
             pool_recycle=1800,
             connect_args=self.timeouts.connect_args(),
             # JSONB columns (outbox envelopes, saga state) are written on every step.

@@ -41,9 +41,39 @@ def port_of(spec: ServiceSpec) -> int:
     return int(os.environ.get(_env_name(spec, "PORT"), spec.port))
 
 
-def workers_of(spec: ServiceSpec) -> int:
-    """Processes per service (SHOP_<NAME>_WORKERS): replicas sharing the port and the group."""
-    return int(os.environ.get(_env_name(spec, "WORKERS"), "1"))
+# Seconds uvicorn keeps an idle connection: more than the gateway's upstream keepalive_timeout.
+KEEP_ALIVE_S = 65
+
+# Replica i listens on the service's port + REPLICA_PORT_STEP * i (8101, 8201, ... for wallet).
+REPLICA_PORT_STEP = 100
+
+
+def replicas_of(spec: ServiceSpec) -> int:
+    """Processes per service: SHOP_<NAME>_REPLICAS, else SHOP_REPLICAS, else 1.
+
+    Separate processes on separate ports, not uvicorn workers sharing one: each replica crashes
+    and is killed on its own, has its own connection pools and consumer-group member, and the
+    gateway sees it as a server of its own (a pod's stand-in on this machine)."""
+    value = os.environ.get(_env_name(spec, "REPLICAS")) or os.environ.get("SHOP_REPLICAS") or "1"
+    count = int(value)
+    if not 1 <= count <= 9:
+        raise ValueError(f"{_env_name(spec, 'REPLICAS')} must be 1..9, got {value}")
+    return count
+
+
+def replica_ports(spec: ServiceSpec) -> list[int]:
+    """The ports of the service's replicas, the first one `port_of(spec)`."""
+    first = port_of(spec)
+    return [first + REPLICA_PORT_STEP * i for i in range(replicas_of(spec))]
+
+
+def ports_env(ports: dict[str, list[int]]) -> dict[str, str]:
+    """SHOP_<NAME>_PORTS for infra/local/gateway.sh: one upstream server per replica."""
+    by_name = {spec.name: spec for spec in SERVICES}
+    return {
+        _env_name(by_name[name], "PORTS"): ",".join(map(str, found))
+        for name, found in ports.items()
+    }
 
 
 def database_role(spec: ServiceSpec) -> str:
@@ -100,13 +130,20 @@ def migrate(root: Path, spec: ServiceSpec, database_url: str) -> None:
 
 @dataclass
 class ServiceProcess:
-    """One uvicorn process of a service; `env` is added to the environment it starts with."""
+    """One uvicorn process (one replica) of a service; `env` is added to the environment it
+    starts with."""
 
     spec: ServiceSpec
     port: int
     env: dict[str, str]
     log_path: Path
+    replica: int = 1  # 1-based, for names and logs
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        """`order` for the first replica, `order#2` for the second, ..."""
+        return self.spec.name if self.replica == 1 else f"{self.spec.name}#{self.replica}"
 
     @property
     def url(self) -> str:
@@ -129,8 +166,12 @@ class ServiceProcess:
                 "--no-access-log",
                 "--timeout-graceful-shutdown",
                 "5",
-                "--workers",
-                str(workers_of(self.spec)),
+                # Longer than the gateway's idle upstream connections live (nginx's default
+                # keepalive_timeout, 60 s): nginx closes them, never uvicorn (default 5 s) just as
+                # nginx sends a request on one, which reset a request in flight and marked a
+                # live replica failed.
+                "--timeout-keep-alive",
+                str(KEEP_ALIVE_S),
             ],
             env={**os.environ, **self.env, "SHOP_SERVICE_NAME": self.spec.name},
             stdout=log,
@@ -141,14 +182,14 @@ class ServiceProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"{self.spec.name} exited; see {self.log_path}")
+                raise RuntimeError(f"{self.name} exited; see {self.log_path}")
             try:
                 if httpx.get(f"{self.url}/ready", timeout=2).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
-        raise RuntimeError(f"{self.spec.name} not ready in {timeout}s; see {self.log_path}")
+        raise RuntimeError(f"{self.name} not ready in {timeout}s; see {self.log_path}")
 
     def stop(self, *, kill: bool = False) -> None:
         """Stop the process: SIGTERM and wait, or SIGKILL (a crash) when `kill`."""
