@@ -131,6 +131,11 @@ class ServiceProcess:
                 "5",
                 "--workers",
                 str(workers_of(self.spec)),
+                # Matches the gateway's listen backlog: a storm of new connections (a flash
+                # sale, or the gateway reconnecting its pool) waits in the queue, not for TCP's
+                # 1 s SYN retransmit. The kernel caps it at net.core.somaxconn.
+                "--backlog",
+                "4096",
             ],
             env={**os.environ, **self.env, "SHOP_SERVICE_NAME": self.spec.name},
             stdout=log,
