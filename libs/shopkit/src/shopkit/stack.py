@@ -136,6 +136,11 @@ class ServiceProcess:
                 # 1 s SYN retransmit. The kernel caps it at net.core.somaxconn.
                 "--backlog",
                 "4096",
+                # Longer than the gateway's idle upstream connections live (nginx's 60 s): if
+                # the service closed first (uvicorn's 5 s), a POST nginx sends on a connection
+                # closing under it fails as a 502 (nginx never resends a POST).
+                "--timeout-keep-alive",
+                "75",
             ],
             env={**os.environ, **self.env, "SHOP_SERVICE_NAME": self.spec.name},
             stdout=log,
