@@ -103,7 +103,9 @@ BENCH_ARGS ?= --sweep 70,70,70 --orders 3000 --warmup 20000
 # their ratio (docs/performance.md "Connection storms"). STORM_ARGS="--rounds 5" for more.
 STORM_ARGS ?=
 bench-storm: infra-up  ## connection-storm benchmark: old vs new gateway config, interleaved
-	@$(RUN) python bench/storm_bench.py $(STORM_ARGS)
+	@$(RUN) python bench/storm_bench.py --kafka 127.0.0.1:$${SHOP_KAFKA_PORT:-9092} \
+	  --pg postgresql://$${SHOP_PG_USER:-postgres}:$${SHOP_PG_PASSWORD:-postgres}@127.0.0.1:$${SHOP_PG_PORT:-5432}/postgres \
+	  $(STORM_ARGS)
 
 # 50 users placing thousands of orders a minute from one address are what the abuse limits
 # refuse: the stack a benchmark starts runs with SHOP_RATE_LIMITS=off (README "Abuse limits").

@@ -96,6 +96,7 @@ class Round:
     distinct: int
     settled: float
     overflows: int
+    client_cpu: float  # the load generator's own CPU seconds during the burst
 
     @property
     def rps(self) -> float:
@@ -327,9 +328,9 @@ async def one_round(stack: Stack, gateway: Gateway, args: argparse.Namespace) ->
     users = [str(uuid.uuid4()) for _ in range(args.requests)]
     # Fresh users and tokens every round: no token is in the service's verification cache.
     tokens = [(u, signer.issue(user_id=u, role="user")) for u in users]
-    overflows = listen_overflows()
+    overflows, cpu = listen_overflows(), time.process_time()
     results, connects, elapsed = await storm(gateway.port, coupon_id, tokens, args.connections)
-    overflows = listen_overflows() - overflows
+    overflows, cpu = listen_overflows() - overflows, time.process_time() - cpu
     places = sum(r.status == 202 for r in results)
     began = time.perf_counter()
     counts = await stack.counts(coupon_id)
@@ -348,6 +349,7 @@ async def one_round(stack: Stack, gateway: Gateway, args: argparse.Namespace) ->
         int(counts.get("issued_users", -1)),
         time.perf_counter() - began,
         overflows,
+        cpu,
     )
 
 
@@ -365,7 +367,8 @@ def report(rounds: list[Round], gateways: list[Gateway], args: argparse.Namespac
         print(f"  {gateway.name:<6} {gateway.template.name}: {gateway.listen_line()}")
     header = (
         f"\n  {'round':<6}{'config':<8}{'req/s':>8}{'p50':>9}{'p90':>9}{'p99':>9}{'max':>9}"
-        f"{'conn p99':>10}{'1st p99':>9}{'overflow':>9}{'errors':>8}{'issued':>8}  responses"
+        f"{'conn p99':>10}{'1st p99':>9}{'overflow':>9}{'errors':>8}{'issued':>8}{'client':>8}"
+        "  responses"
     )
     print(header)
     for i, r in enumerate(rounds, 1):
@@ -375,13 +378,13 @@ def report(rounds: list[Round], gateways: list[Gateway], args: argparse.Namespac
             f"{ms(r.latency(0.99)):>9}{ms(max(x.latency for x in r.results)):>9}"
             f"{ms(percentile(r.connects, 0.99) if r.connects else 0):>10}"
             f"{ms(percentile([x.latency for x in r.results if x.first], 0.99)):>9}"
-            f"{r.overflows:>9}{r.errors:>8}"
-            f"{r.issued:>8}  " + ", ".join(f"{c}: {n:,}" for c, n in sorted(codes.items()))
+            f"{r.overflows:>9}{r.errors:>8}{r.issued:>8}{r.client_cpu / r.elapsed:>8.0%}  "
+            + ", ".join(f"{c}: {n:,}" for c, n in sorted(codes.items()))
         )
     medians: dict[str, dict[str, float]] = {}
     print(
         f"\n  {'medians':<14}{'req/s':>8}{'p50':>9}{'p90':>9}{'p99':>9}{'errors':>8}"
-        f"  issued (every round)"
+        f"{'overflow':>9}  issued (every round)"
     )
     for gateway in gateways:
         mine = [r for r in rounds if r.variant == gateway.name]
@@ -394,8 +397,8 @@ def report(rounds: list[Round], gateways: list[Gateway], args: argparse.Namespac
         medians[gateway.name] = m
         print(
             f"  {gateway.name:<14}{m['rps']:>8,.0f}{ms(m['p50']):>9}{ms(m['p90']):>9}"
-            f"{ms(m['p99']):>9}{sum(r.errors for r in mine):>8}  "
-            + " ".join(str(r.issued) for r in mine)
+            f"{ms(m['p99']):>9}{sum(r.errors for r in mine):>8}"
+            f"{sum(r.overflows for r in mine):>9}  " + " ".join(str(r.issued) for r in mine)
         )
     exact = all(
         r.issued == args.quantity == r.distinct and r.pending == 0 and r.errors == 0 for r in rounds
@@ -420,7 +423,8 @@ def report(rounds: list[Round], gateways: list[Gateway], args: argparse.Namespac
     print(
         "\n  latencies include the connect for a connection's first request (1st p99); conn p99:"
         " start to connected;\n  overflow: handshakes dropped because an accept queue was full"
-        " (this host's TcpExt ListenOverflows, gateway and service alike)"
+        " (this host's TcpExt ListenOverflows, gateway and service alike);\n  client: the load"
+        " generator's CPU time as a share of the burst (of one core)"
     )
     return exact
 
