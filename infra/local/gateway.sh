@@ -51,6 +51,20 @@ backlog() {
   echo "$want"
 }
 
+# An unprivileged nginx cannot raise its descriptor limit past the hard one (setrlimit fails
+# and workers keep the soft limit): render what it can have and say what to raise.
+cap_nofile() { # conf
+  local want hard
+  want=$(sed -n 's/^worker_rlimit_nofile \([0-9]*\);/\1/p' "$1")
+  hard=$(ulimit -Hn)
+  [[ -n $want && $hard != unlimited ]] && ((EUID != 0 && hard < want)) || return 0
+  echo "[$COMPONENT] WARNING: worker_rlimit_nofile $want capped at this shell's hard limit" \
+    "$hard (worker_connections $((hard / 2)), about $((hard / 4)) proxied clients per worker);" \
+    "raise it (ulimit -Hn, limits.conf) for storms" >&2
+  sed -i -e "s/^worker_rlimit_nofile [0-9]*;/worker_rlimit_nofile $hard;/" \
+    -e "s/^\( *worker_connections\) [0-9]*;/\1 $((hard / 2));/" "$1"
+}
+
 render() {
   local args=() v
   for v in "${PORT_VARS[@]}"; do
@@ -66,6 +80,7 @@ render() {
   args+=(-e "s/\\\${SHOP_GATEWAY_BACKLOG}/$listen_backlog/g")
   mkdir -p "$NDIR/logs" "$NDIR/temp"
   sed "${args[@]}" "$TEMPLATE" >"$CONF.new"
+  cap_nofile "$CONF.new"
   ! grep -nE '\$\{SHOP_[A-Z_]+\}' "$CONF.new" >&2 || die "unknown placeholder left in $TEMPLATE"
   mv "$CONF.new" "$CONF"
   ngx -t -q 2>"$NDIR/logs/configtest.log" || die_with_log "invalid config $CONF" "$NDIR/logs/configtest.log"
