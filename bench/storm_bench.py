@@ -10,8 +10,9 @@ that exactly 100 were issued.
 It runs two gateway configurations side by side in front of the same coupon service, alternating
 rounds (A B B A ..., after one uncounted warm-up round each), and prints each round, the medians
 per configuration and their ratio: "before" is the gateway template as it was before the storm
-settings (commit 253d5a8, or any template file), "after" is infra/gateway/nginx.conf.template. Both are rendered by
-infra/local/gateway.sh, so the "after" backlog is capped at this host's net.core.somaxconn.
+settings (commit 253d5a8, or any template file), "after" is infra/gateway/nginx.conf.template.
+Both are rendered by infra/local/gateway.sh, so the "after" backlog is capped at this host's
+net.core.somaxconn.
 
     .venv/bin/python bench/storm_bench.py                   # 3 rounds each (make bench-storm)
     .venv/bin/python bench/storm_bench.py --rounds 5 --workers 1
