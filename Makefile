@@ -5,7 +5,7 @@ RUN := $(UV) run --frozen
 PYTEST_ARGS ?=
 
 .PHONY: help install dev test test-unit test-e2e lint fmt typecheck infra-up infra-down \
-        infra-status migrate up down bench bench-orders clean asyncapi docs analytics-rebuild \
+        infra-status migrate up down bench bench-orders bench-storm clean asyncapi docs analytics-rebuild \
         secrets rotate-keys dlq chaos chaos-smoke test-replicas
 
 help:  ## list the targets
@@ -92,13 +92,22 @@ down:  ## stop the Docker Compose stack
 	$(COMPOSE) down
 
 bench: infra-up  ## every benchmark (slow; prints figures), see docs/performance.md
-	@for b in catalog coupon analytics register; do echo "== bench/$${b}_bench.py"; \
+	@for b in catalog coupon storm analytics register; do echo "== bench/$${b}_bench.py"; \
 	  $(RUN) python bench/$${b}_bench.py || exit 1; done
 	@$(MAKE) --no-print-directory bench-orders
 
 # The target's measurement: 70 clients, three runs of 3,000 orders after 20,000 warm-up orders
 # (a freshly started stack, and a fresh Kafka most of all, needs minutes of load to be warm).
 BENCH_ARGS ?= --sweep 70,70,70 --orders 3000 --warmup 20000
+
+# The coupon flash sale with its 1,000 connections opened inside the burst: the gateway config
+# from before the storm settings against today's, alternating rounds in one run, medians and
+# their ratio (docs/performance.md "Connection storms"). STORM_ARGS="--rounds 5" for more.
+STORM_ARGS ?=
+bench-storm: infra-up  ## connection-storm benchmark: old vs new gateway config, interleaved
+	@$(RUN) python bench/storm_bench.py --kafka 127.0.0.1:$${SHOP_KAFKA_PORT:-9092} \
+	  --pg postgresql://$${SHOP_PG_USER:-postgres}:$${SHOP_PG_PASSWORD:-postgres}@127.0.0.1:$${SHOP_PG_PORT:-5432}/postgres \
+	  $(STORM_ARGS)
 
 # 50 users placing thousands of orders a minute from one address are what the abuse limits
 # refuse: the stack a benchmark starts runs with SHOP_RATE_LIMITS=off (README "Abuse limits").

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # nginx API gateway on 127.0.0.1:$SHOP_GATEWAY_PORT, routing /api/... to the local services.
-# usage: gateway.sh start|stop|status|reload   (reload re-renders the config from the template)
+# usage: gateway.sh start|stop|status|reload|render   (reload re-renders the config from the
+# template; render only writes and checks it). SHOP_GATEWAY_TEMPLATE renders another template
+# (bench/storm_bench.py runs the previous one beside this one).
 set -euo pipefail
 COMPONENT=gateway
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -8,7 +10,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 NDIR="$SHOP_LOCAL_DIR/nginx"
 CONF="$NDIR/nginx.conf"
 PIDFILE="$NDIR/logs/nginx.pid"
-TEMPLATE="$REPO/infra/gateway/nginx.conf.template"
+TEMPLATE="${SHOP_GATEWAY_TEMPLATE:-$REPO/infra/gateway/nginx.conf.template}"
 PORT_VARS=(SHOP_GATEWAY_PORT SHOP_WALLET_PORT SHOP_CATALOG_PORT SHOP_ORDER_PORT
   SHOP_COUPON_PORT SHOP_PAYMENT_PORT SHOP_ANALYTICS_PORT)
 
@@ -36,6 +38,42 @@ ports_of() { # SHOP_<NAME>_PORT -> prints the ports, space-separated
   echo "${list//,/ }"
 }
 
+# The listen backlog: connections the kernel completes before nginx accepts them. A storm of
+# new connections beyond it waits for TCP's 1 s retransmit; the kernel silently caps it at
+# net.core.somaxconn, so the rendered config says what is really in effect.
+backlog() {
+  local want=${SHOP_GATEWAY_BACKLOG:-4096} somaxconn syn cookies
+  [[ $want =~ ^[0-9]+$ ]] && ((want > 0)) || die "SHOP_GATEWAY_BACKLOG must be a positive number, got '$want'"
+  somaxconn=$(cat /proc/sys/net/core/somaxconn 2>/dev/null || echo "$want")
+  if ((somaxconn < want)); then
+    echo "[$COMPONENT] WARNING: listen backlog $want capped at net.core.somaxconn=$somaxconn;" \
+      "for connection storms set: sysctl -w net.core.somaxconn=$want" >&2
+    want=$somaxconn
+  fi
+  # Without SYN cookies the half-open queue is bounded by tcp_max_syn_backlog as well.
+  syn=$(cat /proc/sys/net/ipv4/tcp_max_syn_backlog 2>/dev/null || echo "$want")
+  cookies=$(cat /proc/sys/net/ipv4/tcp_syncookies 2>/dev/null || echo 1)
+  if ((cookies == 0 && syn < want)); then
+    echo "[$COMPONENT] WARNING: tcp_syncookies=0 and net.ipv4.tcp_max_syn_backlog=$syn < $want;" \
+      "set: sysctl -w net.ipv4.tcp_max_syn_backlog=$want" >&2
+  fi
+  echo "$want"
+}
+
+# An unprivileged nginx cannot raise its descriptor limit past the hard one (setrlimit fails
+# and workers keep the soft limit): render what it can have and say what to raise.
+cap_nofile() { # conf
+  local want hard
+  want=$(sed -n 's/^worker_rlimit_nofile \([0-9]*\);/\1/p' "$1")
+  hard=$(ulimit -Hn)
+  [[ -n $want && $hard != unlimited ]] && ((EUID != 0 && hard < want)) || return 0
+  echo "[$COMPONENT] WARNING: worker_rlimit_nofile $want capped at this shell's hard limit" \
+    "$hard (worker_connections $((hard / 2)), about $((hard / 4)) proxied clients per worker);" \
+    "raise it (ulimit -Hn, limits.conf) for storms" >&2
+  sed -i -e "s/^worker_rlimit_nofile [0-9]*;/worker_rlimit_nofile $hard;/" \
+    -e "s/^\( *worker_connections\) [0-9]*;/\1 $((hard / 2));/" "$1"
+}
+
 render() {
   local args=() v p ports servers
   for v in "${PORT_VARS[@]}"; do
@@ -53,8 +91,12 @@ render() {
   local limits=${SHOP_RATE_LIMITS:-on}
   case "${limits,,}" in off | false | 0 | no) limits=off ;; *) limits=on ;; esac
   args+=(-e "s/\\\${SHOP_RATE_LIMITS}/$limits/g")
+  local listen_backlog
+  listen_backlog=$(backlog)
+  args+=(-e "s/\\\${SHOP_GATEWAY_BACKLOG}/$listen_backlog/g")
   mkdir -p "$NDIR/logs" "$NDIR/temp"
   sed "${args[@]}" "$TEMPLATE" >"$CONF.new"
+  cap_nofile "$CONF.new"
   ! grep -nE '\$\{SHOP_[A-Z_]+\}' "$CONF.new" >&2 || die "unknown placeholder left in $TEMPLATE"
   mv "$CONF.new" "$CONF"
   ngx -t -q 2>"$NDIR/logs/configtest.log" || die_with_log "invalid config $CONF" "$NDIR/logs/configtest.log"
@@ -63,7 +105,7 @@ render() {
 start() {
   if pid=$(pid_from_file "$PIDFILE" "nginx: master"); then
     # report the address it really uses, which may differ from this shell's settings
-    log "already running (pid $pid) on $(sed -n 's/^ *listen \([^;]*\);.*/\1/p' "$CONF")"
+    log "already running (pid $pid) on $(sed -n 's/^ *listen \([^ ;]*\).*/\1/p' "$CONF")"
     return
   fi
   ! port_open "$SHOP_HOST" "$SHOP_GATEWAY_PORT" || die "port $SHOP_GATEWAY_PORT is taken by another process (set SHOP_GATEWAY_PORT)"
@@ -109,6 +151,6 @@ status() {
 }
 
 case "${1:-}" in
-  start | stop | status | reload) "$1" ;;
-  *) usage start stop status reload ;;
+  start | stop | status | reload | render) "$1" ;;
+  *) usage start stop status reload render ;;
 esac

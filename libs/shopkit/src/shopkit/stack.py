@@ -166,6 +166,11 @@ class ServiceProcess:
                 "--no-access-log",
                 "--timeout-graceful-shutdown",
                 "5",
+                # Matches the gateway's listen backlog: a storm of new connections (a flash
+                # sale, or the gateway reconnecting its pool) waits in the queue, not for TCP's
+                # 1 s SYN retransmit. The kernel caps it at net.core.somaxconn.
+                "--backlog",
+                "4096",
                 # Longer than the gateway's idle upstream connections live (nginx's default
                 # keepalive_timeout, 60 s): nginx closes them, never uvicorn (default 5 s) just as
                 # nginx sends a request on one, which reset a request in flight and marked a
