@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what a fresh Debian machine lacks for the local stack (uv, nginx) and checks the
-# rest (Python 3.11+, Java 17+, Maven). Idempotent; takes well under a second when all is there.
+# Installs what a fresh Debian machine lacks for the local stack (uv, nginx; helm for the chart
+# test) and checks the rest (Python 3.11+, Java 17+, Maven). Idempotent; takes well under a
+# second when all is there.
 set -euo pipefail
 COMPONENT=install
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -63,14 +64,28 @@ check_mvn() {
   command -v mvn >/dev/null || missing+=("Maven, to fetch Kafka's jars (apt-get install -y maven)")
 }
 
+# Helm, for the chart's test (tests/deploy/test_chart.py): built once from the Go module into
+# .local/bin (about two minutes), then kept while it is this version. Without Go the test skips.
+HELM_VERSION=v4.3.2
+ensure_helm() {
+  local helm="$REPO/.local/bin/helm" go
+  go=$(command -v go || echo /usr/local/go/bin/go)   # Go's own tarball installs there
+  [[ -x $go ]] || { log "no Go: the Helm chart test will skip (apt-get install -y golang)"; return; }
+  [[ -x $helm ]] && "$go" version -m "$helm" 2>/dev/null | grep -q "helm.sh/helm/v4[[:space:]]*$HELM_VERSION" && return
+  log "go install helm.sh/helm/v4/cmd/helm@$HELM_VERSION -> .local/bin/helm"
+  GOBIN="$REPO/.local/bin" GOFLAGS=-buildvcs=false "$go" install "helm.sh/helm/v4/cmd/helm@$HELM_VERSION" ||
+    missing+=("helm $HELM_VERSION (go install helm.sh/helm/v4/cmd/helm@$HELM_VERSION failed; see above)")
+}
+
 check_python
 ensure_uv
 ensure_nginx
 check_java
 check_mvn
+ensure_helm
 
 if ((${#missing[@]})); then
   for m in "${missing[@]}"; do echo "[$COMPONENT] MISSING: $m" >&2; done
   exit 1
 fi
-log "ok: python3 $(python3 -V | awk '{print $2}'), $(uv --version 2>/dev/null || echo 'uv (see above)'), nginx, java, mvn"
+log "ok: python3 $(python3 -V | awk '{print $2}'), $(uv --version 2>/dev/null || echo 'uv (see above)'), nginx, java, mvn, helm"
