@@ -90,7 +90,7 @@ def pod_spec(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def env_of(container: dict[str, Any]) -> dict[str, Any]:
-    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
 
 
 def component(spec: ServiceSpec) -> str:
@@ -321,6 +321,35 @@ def test_no_secret_is_rendered_and_none_is_needed_from_values() -> None:
         check=False,
     )
     assert missing.returncode != 0 and "secrets.existingSecret" in missing.stderr
+
+
+def secret_keys(objects: list[dict[str, Any]]) -> set[str]:
+    """The keys of the shop's Secret that some container reads."""
+    keys = set()
+    for obj in objects:
+        if obj["kind"] in ("Deployment", "Job"):
+            for container in pod_spec(obj)["containers"]:
+                for value in env_of(container).values():
+                    if isinstance(value, dict) and value["secretKeyRef"]["name"] == SECRET:
+                        keys.add(value["secretKeyRef"]["key"])
+    return keys
+
+
+def test_make_secrets_file_becomes_the_secret_the_chart_reads(tmp_path: Path) -> None:
+    made = local_secrets.ensure(tmp_path)
+    script = CHART.parent / "secret-env.sh"
+    printed = subprocess.run(
+        [str(script), str(local_secrets.secrets_file(tmp_path))],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    # kubectl --from-env-file: KEY=value, the value taken as it is (quotes would be kept)
+    env = dict(line.split("=", 1) for line in printed.splitlines())
+    assert secret_keys(render("scale")) <= set(env)
+    assert "SHOP_PG_PASSWORD" not in env, "no pod needs the superuser's password"
+    for name, value in env.items():
+        assert value == made[name]
 
 
 @pytest.mark.parametrize("value_set", VALUE_SETS)
