@@ -33,7 +33,8 @@ VALUE_SETS = ("default", "scale")
 KUBE_VERSIONS = ("1.30.0", kubernetes_validate.utils.latest_version())
 LOCATION = re.compile(r"^\s*location\s+[^{]+\{[^}]*\}", re.MULTILINE)
 UPSTREAM = re.compile(r"upstream\s+(\w+)\s*\{\s*server\s+([^;\s]+)[^;]*;")
-RANDOM_LOOKING = re.compile(r"(?<![\w/.-])[A-Za-z0-9_+/-]{32,}={0,2}(?![\w/.-])")
+# 32+ characters of base64/hex with digits in them: a key, a token or a generated password
+RANDOM_LOOKING = re.compile(r"(?<![\w/.-])(?=[\w+/-]*\d[\w+/-]*\d)[\w+/-]{32,}={0,2}(?![\w/.-])")
 # A connection per process besides the pools: the relay's lock, LISTEN (order and coupon).
 EXTRA_CONNECTIONS = 2
 
@@ -154,6 +155,29 @@ def test_the_scale_set_autoscales_every_service_and_fixes_no_replica_count() -> 
         # a replicas field would fight the autoscaler at every upgrade
         assert "replicas" not in find(objects, "Deployment", component(spec))["spec"]
     assert not [o for o in render() if o["kind"] == "HorizontalPodAutoscaler"]
+
+
+@pytest.mark.parametrize(
+    ("setting", "complaint"),
+    [
+        ("serviceDefaults.replicas=3", "'replicas' not allowed"),  # replicaCount
+        ("services.wallet.pool.size=0", "minimum"),
+        ("services.walet.enabled=true", "walet"),
+        ("config.rateLimits=maybe", "rateLimits"),
+    ],
+)
+def test_a_misspelt_or_impossible_value_is_refused(setting: str, complaint: str) -> None:
+    result = helm(
+        "template",
+        RELEASE,
+        str(CHART),
+        "-f",
+        str(values_file("default")),
+        "--set",
+        setting,
+        check=False,
+    )
+    assert result.returncode != 0 and complaint in result.stderr, result.stderr
 
 
 # -- the same shop as the local stack --------------------------------------------------------
