@@ -74,9 +74,24 @@ def _render(value_set: str, extra: tuple[str, ...] = ()) -> str:
     ).stdout
 
 
+class StrictLoader(yaml.SafeLoader):
+    """YAML as the API server's clients read it: a key twice in one mapping is an error (PyYAML
+    would keep the last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
+        twice = {key for key in keys if keys.count(key) > 1}
+        if twice:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate keys {twice}", node.start_mark
+            )
+        return super().construct_mapping(node, deep=deep)
+
+
 def render(value_set: str = "default", *extra: str) -> list[dict[str, Any]]:
     """Every object, hooks included, as Helm would send them to the cluster."""
-    return copy.deepcopy([d for d in yaml.safe_load_all(_render(value_set, extra)) if d])
+    documents = yaml.load_all(_render(value_set, extra), Loader=StrictLoader)
+    return copy.deepcopy([d for d in documents if d])
 
 
 def find(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
@@ -204,6 +219,28 @@ def test_a_service_runs_its_factory_behind_a_service_and_a_disruption_budget(
     budget = find(objects, "PodDisruptionBudget", component(spec))
     assert budget["spec"]["selector"]["matchLabels"].items() <= labels.items()
     assert budget["spec"]["maxUnavailable"] == 1
+
+
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_a_selector_selects_only_its_own_deployments_pods(value_set: str) -> None:
+    objects = render(value_set)
+    pods = {
+        (o["kind"], o["metadata"]["name"]): o["spec"]["template"]["metadata"]["labels"]
+        for o in objects
+        if o["kind"] in ("Deployment", "Job")
+    }
+    for obj in objects:
+        if obj["kind"] == "Service":
+            selector = obj["spec"]["selector"]
+        elif obj["kind"] in ("PodDisruptionBudget", "Deployment"):
+            selector = obj["spec"]["selector"]["matchLabels"]
+        elif obj["kind"] == "NetworkPolicy":
+            selector = obj["spec"]["podSelector"]["matchLabels"]
+        else:
+            continue
+        # a migration job's pod behind a Service would get requests it cannot answer
+        selected = [pod for pod, labels in pods.items() if selector.items() <= labels.items()]
+        assert selected == [("Deployment", obj["metadata"]["name"])], obj["metadata"]["name"]
 
 
 @pytest.mark.parametrize("spec", SERVICES, ids=lambda s: s.name)

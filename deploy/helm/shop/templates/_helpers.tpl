@@ -9,12 +9,13 @@
 {{- end -}}
 {{- end -}}
 
+{{/* Labels of one component's objects and pods: its selector and the release's. (dict "root" $ "name" n) */}}
 {{- define "shop.labels" -}}
-helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{ include "shop.selector" . }}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
 app.kubernetes.io/part-of: shop
-app.kubernetes.io/instance: {{ .Release.Name }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
-app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
 {{- end -}}
 
 {{/* Selector labels of one component; call with (dict "root" $ "name" "wallet"). */}}
