@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-install:  ## install what a fresh machine lacks (uv, nginx, Python packages, Kafka jars)
+install:  ## install what a fresh machine lacks (uv, nginx, Python packages, Kafka jars; helm if Go is there)
 	@bash infra/local/install.sh
 	@$(UV) sync --frozen --quiet
 
