@@ -8,6 +8,7 @@ only where Go is absent (nothing could build it); with Go and no helm they fail.
 import copy
 import functools
 import importlib
+import importlib.util
 import re
 import shutil
 import subprocess
@@ -19,6 +20,7 @@ import pytest
 import yaml
 
 from shopkit import demo, local_secrets
+from shopkit.kafka_admin import topic_configs
 from shopkit.settings import ServiceSettings
 from shopkit.stack import SERVICES, ServiceSpec, database_role, process_env
 from shopkit.testing import repo_root
@@ -33,6 +35,7 @@ VALUE_SETS = ("default", "scale")
 KUBE_VERSIONS = ("1.30.0", kubernetes_validate.utils.latest_version())
 LOCATION = re.compile(r"^\s*location\s+[^{]+\{[^}]*\}", re.MULTILINE)
 UPSTREAM = re.compile(r"upstream\s+(\w+)\s*\{\s*server\s+([^;\s]+)[^;]*;")
+DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?")
 # 32+ characters of base64/hex with digits in them: a key, a token or a generated password
 RANDOM_LOOKING = re.compile(r"(?<![\w/.-])(?=[\w+/-]*\d[\w+/-]*\d)[\w+/-]{32,}={0,2}(?![\w/.-])")
 # A connection per process besides the pools: the relay's lock, LISTEN (order and coupon).
@@ -544,3 +547,36 @@ def test_a_disabled_service_is_not_deployed_and_its_routes_answer_503() -> None:
     order = env_of(pod_spec(find(objects, "Deployment", "shop-order"))["containers"][0])
     assert order["SHOP_PAYMENT_URL"] == "https://pay.example.com"
     assert dict(UPSTREAM.findall(gateway_config(objects)))["payment"] == "127.0.0.1:9"
+
+
+# -- Strimzi topics --------------------------------------------------------------------------
+
+
+def strimzi_topics_module() -> Any:
+    path = CHART.parent / "strimzi_topics.py"
+    spec = importlib.util.spec_from_file_location("strimzi_topics", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_strimzi_topics_cover_every_topic_replicated() -> None:
+    wanted = topic_configs("prod.")
+    resources = strimzi_topics_module().kafka_topics("shop-kafka", prefix="prod.")
+    assert {r["spec"]["topicName"] for r in resources} == set(wanted)
+    names = [r["metadata"]["name"] for r in resources]
+    assert len(set(names)) == len(names)
+    for resource in resources:
+        assert DNS_SUBDOMAIN.fullmatch(resource["metadata"]["name"])
+        assert resource["metadata"]["labels"] == {"strimzi.io/cluster": "shop-kafka"}
+        spec = resource["spec"]
+        partitions, config = wanted[spec["topicName"]]
+        assert spec["partitions"] == partitions and spec["replicas"] == 3
+        assert spec["config"] == {**config, "min.insync.replicas": "2"}
+
+
+def test_strimzi_topics_print_as_yaml(capsys: pytest.CaptureFixture[str]) -> None:
+    assert strimzi_topics_module().main(["--cluster", "shop-kafka"]) == 0
+    printed = [d for d in yaml.load_all(capsys.readouterr().out, Loader=StrictLoader) if d]
+    assert len(printed) == len(topic_configs()) and printed[0]["kind"] == "KafkaTopic"
