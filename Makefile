@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 
 .PHONY: help install dev test test-unit test-e2e lint fmt typecheck infra-up infra-down \
         infra-status migrate up down bench bench-orders clean asyncapi docs analytics-rebuild \
-        secrets rotate-keys dlq chaos chaos-smoke chart
+        secrets rotate-keys dlq chaos chaos-smoke
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -37,6 +37,11 @@ fmt:  ## format and autofix
 
 typecheck:  ## mypy over the libraries and services
 	@$(RUN) mypy libs/contracts/src libs/shopkit/src services/*/src chaos
+
+# Helm is built from its Go module by `make install` into .local/bin (docs/deployment.md).
+.PHONY: chart
+chart: install  ## lint the Helm chart, render it and validate every object (Kubernetes schemas)
+	@$(RUN) pytest -q -p no:cacheprovider tests/deploy/test_chart.py $(PYTEST_ARGS)
 
 infra-up: install  ## start PostgreSQL and Kafka locally and create the topics
 	@bash infra/local/postgres.sh start
@@ -88,10 +93,6 @@ up: secrets  ## the shop on Docker Compose: migration jobs, services healthy on 
 
 down:  ## stop the Docker Compose stack
 	$(COMPOSE) down
-
-# Helm is built from its Go module by `make install` into .local/bin (docs/deployment.md).
-chart: install  ## lint the Helm chart, render it and validate every object (Kubernetes schemas)
-	@$(RUN) pytest -q -p no:cacheprovider tests/deploy/test_chart.py $(PYTEST_ARGS)
 
 bench: infra-up  ## every benchmark (slow; prints figures), see docs/performance.md
 	@for b in catalog coupon analytics register; do echo "== bench/$${b}_bench.py"; \

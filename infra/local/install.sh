@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
-# Installs what a fresh Debian machine lacks for the local stack (uv, nginx; helm for the chart
-# test) and checks the rest (Python 3.11+, Java 17+, Maven). Idempotent; takes well under a
-# second when all is there.
+# Installs what a fresh Debian machine lacks for the local stack (uv, nginx) and checks the
+# rest (Python 3.11+, Java 17+, Maven). Idempotent; takes well under a second when all is there.
 set -euo pipefail
 COMPONENT=install
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
