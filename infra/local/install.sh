@@ -79,12 +79,12 @@ ensure_helm() {
 check_python
 ensure_uv
 ensure_nginx
+ensure_helm
 check_java
 check_mvn
-ensure_helm
 
 if ((${#missing[@]})); then
   for m in "${missing[@]}"; do echo "[$COMPONENT] MISSING: $m" >&2; done
   exit 1
 fi
-log "ok: python3 $(python3 -V | awk '{print $2}'), $(uv --version 2>/dev/null || echo 'uv (see above)'), nginx, java, mvn, helm"
+log "ok: python3 $(python3 -V | awk '{print $2}'), $(uv --version 2>/dev/null || echo 'uv (see above)'), nginx, java, mvn"
