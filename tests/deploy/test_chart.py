@@ -425,6 +425,7 @@ def test_every_pod_runs_as_non_root_with_a_read_only_root(value_set: str) -> Non
         assert spec["securityContext"]["runAsNonRoot"] is True, pod["metadata"]["name"]
         assert spec["securityContext"]["runAsUser"] > 0
         assert spec["automountServiceAccountToken"] is False
+        assert spec["enableServiceLinks"] is False  # no SHOP_WALLET_PORT from Service "shop-wallet"
         for container in spec["containers"]:
             security = container["securityContext"]
             assert security["readOnlyRootFilesystem"] is True
