@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-install:  ## install what a fresh machine lacks (uv, nginx, Python packages, Kafka jars)
+install:  ## install what a fresh machine lacks (uv, nginx, Python packages, Kafka jars; helm if Go is there)
 	@bash infra/local/install.sh
 	@$(UV) sync --frozen --quiet
 
@@ -39,6 +39,11 @@ fmt:  ## format and autofix
 
 typecheck:  ## mypy over the libraries and services
 	@$(RUN) mypy libs/contracts/src libs/shopkit/src services/*/src chaos
+
+# Helm is built from its Go module by `make install` into .local/bin (docs/deployment.md).
+.PHONY: chart
+chart: install  ## lint the Helm chart, render it and validate every object (Kubernetes schemas)
+	@$(RUN) pytest -q -p no:cacheprovider tests/deploy/test_chart.py $(PYTEST_ARGS)
 
 infra-up: install  ## start PostgreSQL and Kafka locally and create the topics
 	@bash infra/local/postgres.sh start

@@ -63,9 +63,23 @@ check_mvn() {
   command -v mvn >/dev/null || missing+=("Maven, to fetch Kafka's jars (apt-get install -y maven)")
 }
 
+# Helm, for the chart's test (tests/deploy/test_chart.py): built once from the Go module into
+# .local/bin (about two minutes), then kept while it is this version. Without Go the test skips.
+HELM_VERSION=v4.3.2
+ensure_helm() {
+  local helm="$REPO/.local/bin/helm" go
+  go=$(command -v go || echo /usr/local/go/bin/go)   # Go's own tarball installs there
+  [[ -x $go ]] || { log "no Go: the Helm chart test will skip (apt-get install -y golang)"; return; }
+  [[ -x $helm ]] && "$go" version -m "$helm" 2>/dev/null | grep -q "helm.sh/helm/v4[[:space:]]*$HELM_VERSION" && return
+  log "go install helm.sh/helm/v4/cmd/helm@$HELM_VERSION -> .local/bin/helm"
+  GOBIN="$REPO/.local/bin" GOFLAGS=-buildvcs=false "$go" install "helm.sh/helm/v4/cmd/helm@$HELM_VERSION" ||
+    missing+=("helm $HELM_VERSION (go install helm.sh/helm/v4/cmd/helm@$HELM_VERSION failed; see above)")
+}
+
 check_python
 ensure_uv
 ensure_nginx
+ensure_helm
 check_java
 check_mvn
 
