@@ -16,6 +16,7 @@ from sqlalchemy import text
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from contracts import Message
+from shopkit import openapi
 from shopkit.auth import TokenVerifier
 from shopkit.clock import Clock, system_clock
 from shopkit.db import Database, Timeouts
@@ -132,6 +133,7 @@ def create_app(
     app.state.publishes = tuple(publishes)
     app.add_middleware(CorrelationMiddleware)
     install_error_handlers(app)
+    openapi.install(app)  # schemes and problem responses as clients get them
     app.include_router(health_router())
     app.include_router(ops_router)
     for router in routers:
