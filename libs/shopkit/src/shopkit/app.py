@@ -126,7 +126,15 @@ def create_app(
             await db.dispose()
 
     telemetry: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
-    app = FastAPI(title=title, lifespan=lifespan, telemetry=None if settings.otel else telemetry)
+    # The service's own /openapi.json stays; its /docs and /redoc pages would load their scripts
+    # from a CDN: the shop's Swagger UI is the gateway's /api/docs (shopkit.openapi).
+    app = FastAPI(
+        title=title,
+        lifespan=lifespan,
+        telemetry=None if settings.otel else telemetry,
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.settings = settings
     app.state.clock = clock
     app.state.consumers = list(consumers)
