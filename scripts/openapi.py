@@ -44,6 +44,17 @@ service in AsyncAPI: {asyncapi}.
 """
 
 
+# The order Swagger UI shows the groups in, the client's journey first, operators' last.
+TAGS = {
+    "wallet": "Sign up, log in (the bearer token), balances and the ledger.",
+    "catalog": "Categories and products; creating and restocking is the admin's.",
+    "orders": "Orders paid through the saga; cancel and modify of a PAID order.",
+    "coupons": "First-come-first-served coupons and the user's coupons.",
+    "analytics": "Popular products and sales statistics (public reads).",
+    "payments": "The payment provider's merchant API (the merchant key) and its admin knobs.",
+}
+
+
 def gateway_name(spec: ServiceSpec) -> str:
     """How the gateway names a service in /api/ops/<name>/ and /api/asyncapi/<name>."""
     return spec.name.split("-")[0]
@@ -109,6 +120,16 @@ def merged() -> dict[str, Any]:
             "version": "1.0.0",
             "description": DESCRIPTION.format(asyncapi=asyncapi),
         },
+        "tags": [{"name": name, "description": text} for name, text in TAGS.items()]
+        + [
+            {
+                "name": f"operations: {gateway_name(spec)}",
+                "description": f"Admin only: the {spec.name} service's dead letters"
+                + (" and parked orders" if spec.name == "order" else "")
+                + " (docs/operations.md).",
+            }
+            for spec in SERVICES
+        ],
         "paths": dict(sorted(paths.items())),
         "components": {
             "responses": dict(sorted(responses.items())),

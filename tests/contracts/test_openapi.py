@@ -207,3 +207,9 @@ def test_every_service_code_is_on_a_route() -> None:
     for (status, code), defined in CODES.items():
         if defined.source not in ("kit", "gateway"):
             assert (status, code) in documented, f"{code} ({status}) is on no route"
+
+
+def test_every_route_is_in_a_listed_group() -> None:
+    listed = [tag["name"] for tag in document()["tags"]]
+    used = {tag for _, _, op in operations() for tag in op["tags"]}
+    assert used == set(listed), f"add the group to TAGS in scripts/openapi.py: {used - set(listed)}"
