@@ -187,7 +187,7 @@ def raised_codes() -> set[tuple[int, str]]:
 
 
 def test_every_code_the_code_answers_is_catalogued() -> None:
-    script()  # builds every service, so every api.py has defined its codes
+    generated()  # builds every service, so every api.py has defined its codes
     raised = raised_codes()
     assert len(raised) > 30, "the scan found too few codes: did Problem(...) change shape?"
     assert (404, "ORDER_NOT_FOUND") in raised and (429, "RATE_LIMITED") in raised
