@@ -32,8 +32,9 @@ DESCRIPTION = """\
 The shop's public HTTP API through the gateway (one origin: every path starts with `/api`).
 
 **Try it out**: `POST /api/auth/login` with an email and password, copy `access_token`, press
-**Authorize** and paste it as `bearer`. Routes whose lock lists the role `admin` need the admin's
-token (`admin@shop.local`); the payment provider's merchant routes take `merchantKey` instead.
+**Authorize** and paste it as `bearer`. Admin-only routes (their `security` names the role
+`admin`: the "Admin" ones and every `operations` group) need the admin's token
+(`admin@shop.local`); the payment provider's merchant routes take `merchantKey` instead.
 
 Errors are RFC 9457 problem details (`application/problem+json`) with a stable `code`; every
 route lists its codes with an example; `docs/errors.md` in the repository lists them all.
