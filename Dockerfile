@@ -37,6 +37,20 @@ RUN for dir in services/*/; do \
       mkdir -p "/out/$dir" && cp -r "$dir/alembic.ini" "$dir/migrations" "/out/$dir"; \
     done
 
+# The gateway (compose builds this target): nginx with every web page under web/<name> built
+# here, so nothing runs npm at run time, served from /usr/share/nginx/html/<name>/.
+FROM node:20-bookworm-slim AS web
+WORKDIR /web
+COPY web ./
+RUN mkdir /out && for dir in */; do \
+      npm --prefix "$dir" ci --no-audit --no-fund && npm --prefix "$dir" run build \
+      && cp -r "${dir}dist" "/out/${dir%/}" || exit 1; \
+    done
+
+FROM nginx:1.27 AS gateway
+COPY --from=web /out/ /usr/share/nginx/html/
+COPY infra/gateway/nginx.compose.conf /etc/nginx/nginx.conf
+
 FROM ${PYTHON_IMAGE} AS runtime
 # A fixed uid/gid with no shell and no home: what a platform's runAsNonRoot policy expects.
 RUN groupadd --system --gid 10001 shop \

@@ -63,8 +63,9 @@ infra-status:  ## what is running
 migrate: infra-up  ## apply every service's migrations to the local databases
 	@$(RUN) python scripts/migrate.py
 
-docs: asyncapi  ## regenerate docs/generated (ERDs, topic map, saga state machine) and AsyncAPI
+docs: asyncapi  ## regenerate docs/generated (ERDs, topic map, saga, OpenAPI), docs/errors.md, AsyncAPI
 	@$(RUN) python scripts/docs.py
+	@$(RUN) python scripts/openapi.py
 
 asyncapi:  ## regenerate services/*/asyncapi.json from the code (commit the diff)
 	@$(RUN) python scripts/asyncapi.py

@@ -100,9 +100,8 @@ def banner(credentials: dict[str, str]) -> None:
     Admin             admin@shop.local / {credentials["SHOP_ADMIN_PASSWORD"]}
     Demo user         demo@shop.local / {credentials["SHOP_DEMO_PASSWORD"]} (balance 500,000 KRW)
     Credentials       {local_secrets.secrets_file(LOCAL)} (keys, merchant key, passwords)
-    OpenAPI docs      """
-        + "  ".join(f"{s.name}: http://127.0.0.1:{replica_ports(s)[0]}/docs" for s in SERVICES)
-        + f"""
+    API docs          {GATEWAY}/api/docs   (Swagger UI: log in, Authorize, Try it out)
+                      {GATEWAY}/api/openapi.json, {GATEWAY}/api/asyncapi/<service>
     Dead letters      make dlq   ({GATEWAY}/api/ops/<service>/dead-letters, admin)
     Replicas          """
         + "  ".join(f"{s.name} x{len(replica_ports(s))}" for s in SERVICES)

@@ -94,6 +94,8 @@ render() {
   local listen_backlog
   listen_backlog=$(backlog)
   args+=(-e "s/\\\${SHOP_GATEWAY_BACKLOG}/$listen_backlog/g")
+  # Static pages (web/<name>/dist) are served from this checkout.
+  args+=(-e "s|\\\${SHOP_WEB_DIR}|$REPO/web|g")
   mkdir -p "$NDIR/logs" "$NDIR/temp"
   sed "${args[@]}" "$TEMPLATE" >"$CONF.new"
   cap_nofile "$CONF.new"

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from contracts import MESSAGE_TYPES
+from contracts.envelope import Envelope
 from shopkit.asyncapi import document
 from shopkit.stack import SERVICES, ServiceSpec
 from shopkit.testing import repo_root
@@ -40,6 +41,32 @@ def test_everything_a_service_handles_or_publishes_is_a_contract(spec: ServiceSp
     for consumer in app.state.consumers:
         for name, message_type in consumer.handled_types.items():
             assert MESSAGE_TYPES[name] is message_type
+
+
+@pytest.mark.parametrize("spec", SERVICES, ids=[s.name for s in SERVICES])
+def test_every_payload_is_the_envelope_with_the_message_as_its_payload(spec: ServiceSpec) -> None:
+    doc = document(build(spec))
+    schemas = doc["components"]["schemas"]
+    envelope_fields = set(Envelope.model_fields)
+    for name, message in doc["components"]["messages"].items():
+        envelope = schemas[message["payload"]["$ref"].rsplit("/", 1)[1]]
+        assert set(envelope["properties"]) == envelope_fields, name
+        assert set(envelope["required"]) >= {"message_id", "type", "key", "payload"}
+        type_name = envelope["properties"]["type"]["const"]
+        assert name.endswith(f":{type_name}:Message") or name.endswith(
+            f":{type_name}:SubscribeMessage"
+        ), name
+        inner = envelope["properties"]["payload"]["$ref"].rsplit("/", 1)[1]
+        assert inner in schemas and (inner == type_name or type_name == "DeadLetter")
+
+
+@pytest.mark.parametrize("spec", SERVICES, ids=[s.name for s in SERVICES])
+def test_every_consumed_topic_lists_its_dead_letter_topic(spec: ServiceSpec) -> None:
+    app = build(spec)
+    addresses = {c["address"] for c in document(app)["channels"].values()}
+    consumed = {m.TOPIC.name for c in app.state.consumers for m in c.handled_types.values()}
+    assert {f"{t}.dlt" for t in consumed} <= addresses
+    assert all(a.removesuffix(".dlt") in consumed for a in addresses if a.endswith(".dlt"))
 
 
 def test_every_command_has_a_consumer_and_every_reply_a_producer() -> None:

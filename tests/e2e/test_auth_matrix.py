@@ -87,18 +87,25 @@ def build(spec: ServiceSpec) -> FastAPI:
     return app
 
 
-# Who may call an operation, from its OpenAPI `security` (alternatives).
+# Who may call an operation, from its OpenAPI `security` (alternatives; the bearer scheme
+# lists the role `admin` where only an admin may call, see shopkit.openapi).
 GUARDS = {
     frozenset(): "public",
-    frozenset({"HTTPBearer"}): "user",
-    frozenset({"AdminBearer"}): "admin",
-    frozenset({"MerchantKey"}): "merchant",
-    frozenset({"MerchantKey", "AdminBearer"}): "merchant_or_admin",
+    frozenset({"bearer"}): "user",
+    frozenset({"bearer:admin"}): "admin",
+    frozenset({"merchantKey"}): "merchant",
+    frozenset({"merchantKey", "bearer:admin"}): "merchant_or_admin",
 }
 
 
 def guard_of(operation: dict[str, Any]) -> str:
-    return GUARDS[frozenset(name for need in operation.get("security", []) for name in need)]
+    return GUARDS[
+        frozenset(
+            ":".join([name, *roles])
+            for need in operation.get("security", [])
+            for name, roles in need.items()
+        )
+    ]
 
 
 def example(schema: dict[str, Any], spec: dict[str, Any], name: str, values: dict[str, Any]) -> Any:

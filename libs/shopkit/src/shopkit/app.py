@@ -16,6 +16,7 @@ from sqlalchemy import text
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from contracts import Message
+from shopkit import openapi
 from shopkit.auth import TokenVerifier
 from shopkit.clock import Clock, system_clock
 from shopkit.db import Database, Timeouts
@@ -129,13 +130,22 @@ def create_app(
             await db.dispose()
 
     telemetry: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
-    app = FastAPI(title=title, lifespan=lifespan, telemetry=None if settings.otel else telemetry)
+    # The service's own /openapi.json stays; its /docs and /redoc pages would load their scripts
+    # from a CDN: the shop's Swagger UI is the gateway's /api/docs (shopkit.openapi).
+    app = FastAPI(
+        title=title,
+        lifespan=lifespan,
+        telemetry=None if settings.otel else telemetry,
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.settings = settings
     app.state.clock = clock
     app.state.consumers = list(consumers)
     app.state.publishes = tuple(publishes)
     app.add_middleware(CorrelationMiddleware)
     install_error_handlers(app)
+    openapi.install(app)  # schemes and problem responses as clients get them
     app.include_router(health_router())
     app.include_router(ops_router)
     for router in routers:

@@ -10,6 +10,7 @@ from analytics.domain import default_from, local_day, range_problem, window
 from analytics.schemas import PopularProductOut, SalesBucketOut
 from shopkit.app import ClockDep, Db
 from shopkit.errors import VALIDATION_CODES, Problem
+from shopkit.openapi import define, problems
 
 VALIDATION_CODES.update(
     days="INVALID_DAYS",
@@ -19,6 +20,39 @@ VALIDATION_CODES.update(
     **{"from": "INVALID_DATE"},
 )
 
+define(
+    "analytics",
+    (
+        422,
+        "INVALID_DAYS",
+        "`days` must be 1..365.",
+        "query.days: Input should be less than or equal to 365",
+    ),
+    (
+        422,
+        "INVALID_METRIC",
+        "`metric` is quantity or amount.",
+        "query.metric: Input should be 'quantity' or 'amount'",
+    ),
+    (
+        422,
+        "INVALID_PERIOD",
+        "`period` is day, week or month.",
+        "query.period: Input should be 'day', 'week' or 'month'",
+    ),
+    (
+        422,
+        "INVALID_DATE",
+        "`from`/`to` must be ISO dates (YYYY-MM-DD).",
+        "query.from: Input should be a valid date",
+    ),
+    (
+        422,
+        "INVALID_RANGE",
+        "`from` is after `to`, or the range spans too many days for its period.",
+        "from must not be after to",
+    ),
+)
 router = APIRouter(prefix="/api", tags=["analytics"])
 
 Days = Annotated[int, Query(ge=1, le=365, description="calendar days, including today")]
@@ -35,7 +69,11 @@ def shop_today(request: Request, clock: ClockDep) -> date:
     return local_day(clock(), request.app.state.settings.timezone)
 
 
-@router.get("/products/popular", response_model=list[PopularProductOut])
+@router.get(
+    "/products/popular",
+    response_model=list[PopularProductOut],
+    responses=problems("INVALID_DAYS", "INVALID_METRIC"),
+)
 async def popular(
     request: Request,
     db: Db,
@@ -52,7 +90,11 @@ async def popular(
     )
 
 
-@router.get("/stats/sales", response_model=list[SalesBucketOut])
+@router.get(
+    "/stats/sales",
+    response_model=list[SalesBucketOut],
+    responses=problems("INVALID_PERIOD", "INVALID_DATE", "INVALID_RANGE"),
+)
 async def sales(
     request: Request,
     db: Db,

@@ -11,9 +11,26 @@ from catalog.service import ProductFilter, ProductView
 from shopkit.app import ClockDep, Db
 from shopkit.auth import AdminPrincipal
 from shopkit.errors import Problem
+from shopkit.openapi import define, problems
 from shopkit.pagination import Cursor, Limit, Page
 
 router = APIRouter(prefix="/api", tags=["catalog"])
+define(
+    "catalog",
+    (404, "PRODUCT_NOT_FOUND", "No product with this id.", "no product 3f2a9c1e"),
+    (
+        409,
+        "STOCK_LIMIT_EXCEEDED",
+        "A restock would take the stock past its maximum.",
+        "stock cannot exceed 2000000000",
+    ),
+    (
+        422,
+        "INVALID_PRICE_RANGE",
+        "`min_price` is greater than `max_price`.",
+        "min_price is greater than max_price",
+    ),
+)
 
 Price = Annotated[int | None, Query(ge=0, le=10**12)]
 Search = Annotated[
@@ -27,7 +44,11 @@ async def categories(db: Db) -> list[CategoryOut]:
     return [CategoryOut(code=c.code, name=c.name) for c in await service.list_categories(db)]
 
 
-@router.get("/products", response_model=Page[ProductOut])
+@router.get(
+    "/products",
+    response_model=Page[ProductOut],
+    responses=problems("INVALID_PRICE_RANGE", "INVALID_CURSOR"),
+)
 async def products(
     db: Db,
     category: CategoryCode | None = None,
@@ -49,7 +70,11 @@ async def products(
     return Page[ProductOut](items=[_out(p) for p in rows], next_cursor=next_cursor)
 
 
-@router.get("/products/{product_id}", response_model=ProductDetailOut)
+@router.get(
+    "/products/{product_id}",
+    response_model=ProductDetailOut,
+    responses=problems((404, "PRODUCT_NOT_FOUND")),
+)
 async def product(product_id: str, db: Db) -> ProductDetailOut:
     """One product with its description and exact available stock; 404 PRODUCT_NOT_FOUND."""
     return _detail(await service.get_product(db, product_id=product_id))
@@ -64,7 +89,11 @@ async def create_product(
     return _detail(created)
 
 
-@router.post("/products/{product_id}/restock", response_model=ProductDetailOut)
+@router.post(
+    "/products/{product_id}/restock",
+    response_model=ProductDetailOut,
+    responses=problems((404, "PRODUCT_NOT_FOUND"), "STOCK_LIMIT_EXCEEDED"),
+)
 async def restock(
     product_id: str, body: RestockIn, db: Db, clock: ClockDep, _: AdminPrincipal
 ) -> ProductDetailOut:

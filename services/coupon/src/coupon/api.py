@@ -21,9 +21,40 @@ from shopkit.app import ClockDep, Db
 from shopkit.auth import AdminPrincipal, CurrentPrincipal
 from shopkit.errors import Problem
 from shopkit.limits import Limiter
+from shopkit.openapi import define, problems
 from shopkit.pagination import Cursor, Limit, Page
 
 router = APIRouter(prefix="/api", tags=["coupons"])
+define(
+    "coupon",
+    (
+        422,
+        "INVALID_COUPON",
+        "The coupon definition breaks a rule (e.g. PERCENT above 100).",
+        "a PERCENT discount_value must be between 1 and 100",
+    ),
+    (404, "COUPON_NOT_FOUND", "No coupon with this id.", "no coupon 9b2e1c7d"),
+    (404, "USER_NOT_FOUND", "No user with this id.", "no user 8f14e45f"),
+    (404, "USER_COUPON_NOT_FOUND", "No user coupon with this id.", "no user coupon 1a2b3c4d"),
+    (
+        409,
+        "COUPON_NOT_REVOCABLE",
+        "Only an ISSUED coupon can be revoked.",
+        "a USED coupon cannot be revoked",
+    ),
+    (
+        409,
+        "SOLD_OUT",
+        "Every coupon has been taken; nothing was issued.",
+        "every coupon has been taken",
+    ),
+    (
+        409,
+        "ALREADY_ISSUED",
+        "This user already has (or is in line for) this coupon.",
+        "this user already has or is in line for it",
+    ),
+)
 
 
 async def get_lines(request: Request) -> Lines:
@@ -50,14 +81,18 @@ LimitsDep = Annotated[Limiter, Depends(get_limits)]
 ISSUE = "coupon-issue"
 
 
-@router.post("/coupons", status_code=201, response_model=CouponOut)
+@router.post(
+    "/coupons", status_code=201, response_model=CouponOut, responses=problems("INVALID_COUPON")
+)
 async def create_coupon(body: CouponIn, db: Db, _: AdminPrincipal, clock: ClockDep) -> CouponOut:
     """Define a coupon (admin); PERCENT values are 1..100, valid_days defaults to 30."""
     coupon = await service.create_coupon(db, **body.model_dump(), now=clock())
     return coupon_out(coupon)
 
 
-@router.get("/coupons/{coupon_id}", response_model=CouponOut)
+@router.get(
+    "/coupons/{coupon_id}", response_model=CouponOut, responses=problems("COUPON_NOT_FOUND")
+)
 async def get_coupon(coupon_id: str, db: Db, _: CurrentPrincipal) -> CouponOut:
     """A coupon and how many have been issued; 404 COUPON_NOT_FOUND."""
     return coupon_out(await service.get_coupon(db, coupon_id=coupon_id))
@@ -67,7 +102,20 @@ async def get_coupon(coupon_id: str, db: Db, _: CurrentPrincipal) -> CouponOut:
     "/coupons/{coupon_id}/issue",
     status_code=202,
     response_model=UserCouponOut,
-    responses={201: {"model": UserCouponOut, "description": "issued (with ?wait=true)"}},
+    responses={
+        201: {"model": UserCouponOut, "description": "issued (with ?wait=true)"},
+        202: {
+            "model": UserCouponOut,
+            "description": "PENDING: a place in line (also with ?wait=true after 10 s)",
+        },
+        **problems(
+            "FORBIDDEN",
+            "COUPON_NOT_FOUND",
+            (404, "USER_NOT_FOUND"),
+            "SOLD_OUT",
+            "ALREADY_ISSUED",
+        ),
+    },
 )
 async def issue_coupon(
     coupon_id: str,
@@ -106,7 +154,11 @@ def _settled(held: Held, response: Response) -> None:
         response.status_code = 201
 
 
-@router.get("/users/{user_id}/coupons", response_model=Page[UserCouponOut])
+@router.get(
+    "/users/{user_id}/coupons",
+    response_model=Page[UserCouponOut],
+    responses=problems("FORBIDDEN", (404, "USER_NOT_FOUND"), "INVALID_CURSOR"),
+)
 async def list_user_coupons(
     user_id: str,
     db: Db,
@@ -135,7 +187,11 @@ async def list_user_coupons(
     )
 
 
-@router.get("/user-coupons/{user_coupon_id}", response_model=UserCouponOut)
+@router.get(
+    "/user-coupons/{user_coupon_id}",
+    response_model=UserCouponOut,
+    responses=problems("FORBIDDEN", "USER_COUPON_NOT_FOUND"),
+)
 async def get_user_coupon(
     user_coupon_id: str, db: Db, principal: CurrentPrincipal, lines: LinesDep, clock: ClockDep
 ) -> UserCouponOut:
@@ -145,7 +201,11 @@ async def get_user_coupon(
     return user_coupon_out(held, clock())
 
 
-@router.post("/user-coupons/{user_coupon_id}/revoke", response_model=UserCouponOut)
+@router.post(
+    "/user-coupons/{user_coupon_id}/revoke",
+    response_model=UserCouponOut,
+    responses=problems("USER_COUPON_NOT_FOUND", "COUPON_NOT_REVOCABLE"),
+)
 async def revoke_user_coupon(
     user_coupon_id: str, db: Db, _: AdminPrincipal, lines: LinesDep, clock: ClockDep
 ) -> UserCouponOut:

@@ -1,7 +1,7 @@
 """Order routes: place, read, list, history, cancel, modify."""
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import asyncpg
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -17,9 +17,56 @@ from shopkit.auth import CurrentPrincipal
 from shopkit.errors import Problem
 from shopkit.idempotency import run_idempotent
 from shopkit.limits import Limiter
+from shopkit.openapi import Responses, define, problems
 from shopkit.pagination import Cursor, Limit, Page
 
 router = APIRouter(prefix="/api", tags=["orders"])
+define(
+    "order",
+    (404, "ORDER_NOT_FOUND", "No order with this id.", "no order 5d41402a"),
+    (409, "ORDER_NOT_CANCELLABLE", "Only a PAID order can be cancelled.", "order is PENDING"),
+    (409, "ORDER_NOT_MODIFIABLE", "Only a PAID order can be modified.", "order is CANCELLED"),
+    (409, "ORDER_NOT_PARKED", "The order's saga is not parked.", "the order is not parked"),
+    # A modify waited for (?wait=true) that could not be done: the order is left unchanged.
+    (
+        409,
+        "OUT_OF_STOCK",
+        "Modify: not enough stock for the new lines.",
+        "the order was left unchanged",
+    ),
+    (
+        409,
+        "PRODUCT_NOT_FOUND",
+        "Modify: a new line names a product that does not exist.",
+        "the order was left unchanged",
+    ),
+    (
+        409,
+        "INSUFFICIENT_BALANCE",
+        "Modify: the wallet cannot pay the extra amount.",
+        "the order was left unchanged",
+    ),
+    (
+        409,
+        "COUPON_NOT_USABLE",
+        "Modify: the new subtotal is below the coupon's minimum.",
+        "the order was left unchanged",
+    ),
+)
+_ORDER_OUT: dict[str, Any] = {"model": OrderOut}
+_PLACED: Responses = {
+    200: {**_ORDER_OUT, "description": "?wait=true: the order reached PAID or FAILED in time"},
+    202: {
+        **_ORDER_OUT,
+        "description": "PENDING: accepted, the saga runs (also with ?wait=true when it did not"
+        " end within 10 s, and for a repeated Idempotency-Key: the first answer again)",
+    },
+}
+_REQUESTED: Responses = {
+    200: {**_ORDER_OUT, "description": "?wait=true: done"},
+    202: {**_ORDER_OUT, "description": "accepted (also with ?wait=true when it took over 10 s)"},
+}
+_MINE = ("FORBIDDEN", "ORDER_NOT_FOUND")
 
 
 async def get_settings(request: Request) -> Settings:
@@ -68,7 +115,20 @@ def _settled(row: Seen) -> bool:
     return row.status != "PENDING"
 
 
-@router.post("/orders", status_code=202, response_model=OrderOut)
+@router.post(
+    "/orders",
+    status_code=202,
+    response_model=OrderOut,
+    responses={
+        **_PLACED,
+        **problems(
+            "FORBIDDEN",
+            "IDEMPOTENCY_IN_PROGRESS",
+            "IDEMPOTENCY_KEY_REUSED",
+            "INVALID_IDEMPOTENCY_KEY",
+        ),
+    },
+)
 async def place(
     body: PlaceOrderIn,
     db: Db,
@@ -128,7 +188,7 @@ async def place(
     return _waited(waited)
 
 
-@router.get("/orders/{order_id}", response_model=OrderOut)
+@router.get("/orders/{order_id}", response_model=OrderOut, responses=problems(*_MINE))
 async def read(order_id: str, db: Db, principal: CurrentPrincipal) -> OrderOut:
     """One order; 404 ORDER_NOT_FOUND."""
     row = await service.get_order(
@@ -137,7 +197,9 @@ async def read(order_id: str, db: Db, principal: CurrentPrincipal) -> OrderOut:
     return service.order_out(row)
 
 
-@router.get("/orders/{order_id}/history", response_model=list[HistoryOut])
+@router.get(
+    "/orders/{order_id}/history", response_model=list[HistoryOut], responses=problems(*_MINE)
+)
 async def order_history(order_id: str, db: Db, principal: CurrentPrincipal) -> list[HistoryOut]:
     """Every state change and compensation of the order, oldest first."""
     await service.get_order(
@@ -147,7 +209,11 @@ async def order_history(order_id: str, db: Db, principal: CurrentPrincipal) -> l
     return [HistoryOut(status=r.status, event=r.event, detail=r.detail, at=r.at) for r in rows]
 
 
-@router.get("/users/{user_id}/orders", response_model=Page[OrderOut])
+@router.get(
+    "/users/{user_id}/orders",
+    response_model=Page[OrderOut],
+    responses=problems("FORBIDDEN", "INVALID_CURSOR"),
+)
 async def user_orders(
     user_id: str, db: Db, principal: CurrentPrincipal, limit: Limit = 20, cursor: Cursor = None
 ) -> Page[OrderOut]:
@@ -157,7 +223,12 @@ async def user_orders(
     return Page[OrderOut](items=[service.order_out(r) for r in rows], next_cursor=next_cursor)
 
 
-@router.post("/orders/{order_id}/cancel", status_code=202, response_model=OrderOut)
+@router.post(
+    "/orders/{order_id}/cancel",
+    status_code=202,
+    response_model=OrderOut,
+    responses={**_REQUESTED, **problems(*_MINE, "ORDER_NOT_CANCELLABLE")},
+)
 async def cancel(
     order_id: str,
     db: Db,
@@ -184,7 +255,22 @@ async def cancel(
     return _waited(waited)
 
 
-@router.patch("/orders/{order_id}", status_code=202, response_model=OrderOut)
+@router.patch(
+    "/orders/{order_id}",
+    status_code=202,
+    response_model=OrderOut,
+    responses={
+        **_REQUESTED,
+        **problems(
+            *_MINE,
+            "ORDER_NOT_MODIFIABLE",
+            "OUT_OF_STOCK",
+            (409, "PRODUCT_NOT_FOUND"),
+            "INSUFFICIENT_BALANCE",
+            "COUPON_NOT_USABLE",
+        ),
+    },
+)
 async def modify(
     order_id: str,
     body: ModifyOrderIn,

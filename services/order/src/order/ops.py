@@ -7,12 +7,15 @@ from order import parking
 from order.schemas import HistoryOut, ParkedOrderOut, RetryOut
 from shopkit.app import ClockDep, Db
 from shopkit.auth import AdminPrincipal
+from shopkit.openapi import problems
 from shopkit.pagination import Cursor, Limit, Page
 
 router = APIRouter(prefix="/ops", tags=["operations"])
 
 
-@router.get("/parked-orders", response_model=Page[ParkedOrderOut])
+@router.get(
+    "/parked-orders", response_model=Page[ParkedOrderOut], responses=problems("INVALID_CURSOR")
+)
 async def parked_orders(
     db: Db, _: AdminPrincipal, limit: Limit = 20, cursor: Cursor = None
 ) -> Page[ParkedOrderOut]:
@@ -24,7 +27,12 @@ async def parked_orders(
     return Page[ParkedOrderOut](items=items, next_cursor=next_cursor)
 
 
-@router.post("/parked-orders/{order_id}/retry", status_code=202, response_model=RetryOut)
+@router.post(
+    "/parked-orders/{order_id}/retry",
+    status_code=202,
+    response_model=RetryOut,
+    responses=problems((404, "ORDER_NOT_FOUND"), (409, "ORDER_NOT_PARKED")),
+)
 async def retry(order_id: str, db: Db, admin: AdminPrincipal, clock: ClockDep) -> RetryOut:
     """Unpark the order and resume its step; 404 ORDER_NOT_FOUND, 409 ORDER_NOT_PARKED."""
     now = clock()

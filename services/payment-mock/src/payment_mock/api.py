@@ -19,6 +19,7 @@ from payment_mock.settings import Settings
 from shopkit.app import ClockDep, Db
 from shopkit.auth import AdminPrincipal, Credentials, admin_bearer, bearer, principal_of
 from shopkit.errors import VALIDATION_CODES, Problem
+from shopkit.openapi import define, problems
 from shopkit.pagination import Cursor, Limit, Page
 
 VALIDATION_CODES["amount"] = "INVALID_AMOUNT"
@@ -26,6 +27,41 @@ for _field in ("decline_rate", "timeout_rate", "latency_ms"):
     VALIDATION_CODES[_field] = "INVALID_BEHAVIOR"
 
 router = APIRouter(prefix="/api", tags=["payments"])
+define(
+    "payment-mock",
+    (
+        401,
+        "INVALID_MERCHANT_KEY",
+        "The X-Merchant-Key sent is not the shop's.",
+        "the merchant key is wrong",
+    ),
+    (404, "PAYMENT_NOT_FOUND", "No payment with this id.", "no payment 7c9e6679"),
+    (
+        409,
+        "PAYMENT_NOT_CANCELLABLE",
+        "A DECLINED payment cannot be cancelled.",
+        "payment 7c9e6679 is DECLINED",
+    ),
+    (
+        422,
+        "IDEMPOTENCY_KEY_REQUIRED",
+        "A charge needs an Idempotency-Key header.",
+        "send an Idempotency-Key header",
+    ),
+    (
+        422,
+        "INVALID_AMOUNT",
+        "`amount` is not a positive integer in range (a wallet charge takes 1..10,000,000 KRW).",
+        "body.amount: Input should be greater than 0",
+    ),
+    (
+        422,
+        "INVALID_BEHAVIOR",
+        "Rates are 0..1 and latency_ms is bounded.",
+        "body.decline_rate: Input should be less than or equal to 1",
+    ),
+)
+_MERCHANT_ONLY = ("FORBIDDEN",)  # a shop token, even an admin's, is refused
 
 
 async def get_settings(request: Request) -> Settings:
@@ -89,7 +125,9 @@ PaymentsDep = Annotated[service.Payments, Depends(get_payments)]
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 
 
-@router.put("/payments/behavior", response_model=BehaviorOut)
+@router.put(
+    "/payments/behavior", response_model=BehaviorOut, responses=problems("INVALID_BEHAVIOR")
+)
 async def put_behavior(body: BehaviorIn, db: Db, _: AdminPrincipal, clock: ClockDep) -> BehaviorOut:
     """Admin: set decline rate, timeout rate and latency for every payment from now on."""
     behavior = await service.set_behavior(
@@ -108,7 +146,21 @@ async def get_behavior(db: Db, _: AdminPrincipal) -> BehaviorOut:
     return _behavior_out(await service.get_behavior(db))
 
 
-@router.post("/payments", status_code=201, response_model=PaymentOut)
+@router.post(
+    "/payments",
+    status_code=201,
+    response_model=PaymentOut,
+    responses={
+        200: {"model": PaymentOut, "description": "a repeated Idempotency-Key: the same payment"},
+        **problems(
+            *_MERCHANT_ONLY,
+            "INVALID_AMOUNT",
+            "IDEMPOTENCY_KEY_REQUIRED",
+            "INVALID_IDEMPOTENCY_KEY",
+            "IDEMPOTENCY_KEY_REUSED",
+        ),
+    },
+)
 async def create_payment(
     body: PaymentIn,
     request: Request,
@@ -134,7 +186,11 @@ async def create_payment(
     return _payment_out(charge.payment)
 
 
-@router.get("/payments", response_model=Page[PaymentOut])
+@router.get(
+    "/payments",
+    response_model=Page[PaymentOut],
+    responses=problems("FORBIDDEN", "INVALID_CURSOR"),
+)
 async def list_payments(
     db: Db,
     _: MerchantOrAdmin,
@@ -149,13 +205,21 @@ async def list_payments(
     return Page[PaymentOut](items=[_payment_out(r) for r in rows], next_cursor=next_cursor)
 
 
-@router.get("/payments/{payment_id}", response_model=PaymentOut)
+@router.get(
+    "/payments/{payment_id}",
+    response_model=PaymentOut,
+    responses=problems("FORBIDDEN", "PAYMENT_NOT_FOUND"),
+)
 async def get_payment(payment_id: str, db: Db, _: MerchantOrAdmin) -> PaymentOut:
     """One payment; 404 PAYMENT_NOT_FOUND."""
     return _payment_out(await service.get_payment(db, payment_id=payment_id))
 
 
-@router.post("/payments/{payment_id}/cancel", response_model=PaymentOut)
+@router.post(
+    "/payments/{payment_id}/cancel",
+    response_model=PaymentOut,
+    responses=problems(*_MERCHANT_ONLY, "PAYMENT_NOT_FOUND", "PAYMENT_NOT_CANCELLABLE"),
+)
 async def cancel_payment(payment_id: str, db: Db, _: Merchant, clock: ClockDep) -> PaymentOut:
     """Cancel an approved payment; again is a no-op; 409 PAYMENT_NOT_CANCELLABLE if declined."""
     payment = await service.cancel_payment(db, payment_id=payment_id, now=clock())

@@ -11,6 +11,7 @@ from shopkit.clock import Clock
 from shopkit.errors import VALIDATION_CODES, Problem
 from shopkit.idempotency import run_idempotent
 from shopkit.limits import Limiter, client_address
+from shopkit.openapi import define, problems
 from shopkit.pagination import Cursor, Limit, Page
 from wallet import service
 from wallet.passwords import Passwords
@@ -28,6 +29,23 @@ from wallet.settings import Settings
 from wallet.tokens import issue_token
 
 VALIDATION_CODES["amount"] = "INVALID_AMOUNT"
+define(
+    "wallet",
+    (409, "EMAIL_TAKEN", "A user with this email exists.", "a user with this email already exists"),
+    (
+        401,
+        "INVALID_CREDENTIALS",
+        "Email or password is wrong (failed logins count towards the abuse limits).",
+        "email or password is wrong",
+    ),
+    (404, "USER_NOT_FOUND", "No user with this id; nothing was done.", "no user 8f14e45f"),
+    (
+        422,
+        "INVALID_AMOUNT",
+        "`amount` is not a positive integer in range (a wallet charge takes 1..10,000,000 KRW).",
+        "body.amount: Input should be less than or equal to 10000000",
+    ),
+)
 
 router = APIRouter(prefix="/api", tags=["wallet"])
 
@@ -68,7 +86,7 @@ LimitsDep = Annotated[Limiter, Depends(get_limits)]
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 
 
-@router.post("/users", status_code=201, response_model=UserOut)
+@router.post("/users", status_code=201, response_model=UserOut, responses=problems("EMAIL_TAKEN"))
 async def register(
     body: RegisterIn,
     request: Request,
@@ -90,7 +108,11 @@ async def register(
     return UserOut(id=user.id, name=user.name, email=user.email)
 
 
-@router.post("/auth/login", response_model=TokenOut)
+@router.post(
+    "/auth/login",
+    response_model=TokenOut,
+    responses=problems("INVALID_CREDENTIALS", "SERVICE_UNAVAILABLE"),
+)
 async def login(
     body: LoginIn,
     request: Request,
@@ -120,7 +142,11 @@ async def login(
     return TokenOut(access_token=token, expires_in=settings.jwt_ttl_seconds)
 
 
-@router.get("/users/{user_id}/balance", response_model=BalanceOut)
+@router.get(
+    "/users/{user_id}/balance",
+    response_model=BalanceOut,
+    responses=problems("FORBIDDEN", "USER_NOT_FOUND"),
+)
 async def balance(user_id: str, db: Db, principal: CurrentPrincipal) -> BalanceOut:
     """The user's current balance in KRW."""
     principal.require_self_or_admin(user_id)
@@ -128,7 +154,18 @@ async def balance(user_id: str, db: Db, principal: CurrentPrincipal) -> BalanceO
     return BalanceOut(user_id=found.user_id, balance=found.balance)
 
 
-@router.post("/users/{user_id}/balance/charge", response_model=ChargeOut)
+@router.post(
+    "/users/{user_id}/balance/charge",
+    response_model=ChargeOut,
+    responses=problems(
+        "FORBIDDEN",
+        "USER_NOT_FOUND",
+        "IDEMPOTENCY_IN_PROGRESS",
+        "INVALID_AMOUNT",
+        "IDEMPOTENCY_KEY_REUSED",
+        "INVALID_IDEMPOTENCY_KEY",
+    ),
+)
 async def charge(
     user_id: str,
     body: ChargeIn,
@@ -153,7 +190,11 @@ async def charge(
     )
 
 
-@router.get("/users/{user_id}/balance/transactions", response_model=Page[TransactionOut])
+@router.get(
+    "/users/{user_id}/balance/transactions",
+    response_model=Page[TransactionOut],
+    responses=problems("FORBIDDEN", "USER_NOT_FOUND", "INVALID_CURSOR"),
+)
 async def transactions(
     user_id: str, db: Db, principal: CurrentPrincipal, limit: Limit = 20, cursor: Cursor = None
 ) -> Page[TransactionOut]:
