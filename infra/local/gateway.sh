@@ -37,6 +37,8 @@ render() {
   local limits=${SHOP_RATE_LIMITS:-on}
   case "${limits,,}" in off | false | 0 | no) limits=off ;; *) limits=on ;; esac
   args+=(-e "s/\\\${SHOP_RATE_LIMITS}/$limits/g")
+  # Static pages (web/<name>/dist) are served from this checkout.
+  args+=(-e "s|\\\${SHOP_WEB_DIR}|$REPO/web|g")
   mkdir -p "$NDIR/logs" "$NDIR/temp"
   sed "${args[@]}" "$TEMPLATE" >"$CONF.new"
   ! grep -nE '\$\{SHOP_[A-Z_]+\}' "$CONF.new" >&2 || die "unknown placeholder left in $TEMPLATE"

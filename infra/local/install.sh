@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs what a fresh Debian machine lacks for the local stack (uv, nginx) and checks the
-# rest (Python 3.11+, Java 17+, Maven). Idempotent; takes well under a second when all is there.
+# Installs what a fresh Debian machine lacks for the local stack (uv, nginx, Node.js for the web
+# pages, which it builds) and checks the rest (Python 3.11+, Java 17+, Maven). Idempotent; takes
+# well under a second when all is there. `install.sh chromium` adds Debian's Chromium for the
+# browser tests (make test-ui).
 set -euo pipefail
 COMPONENT=install
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -50,6 +52,35 @@ ensure_nginx() {
   apt_install nginx-light || apt_install nginx
 }
 
+ensure_node() {
+  command -v npm >/dev/null && return
+  can_apt || { missing+=("Node.js and npm, to build web/* (apt-get install -y nodejs npm)"); return; }
+  apt_install nodejs npm
+}
+
+# Each web/<name> with a package-lock.json is built into web/<name>/dist, which the gateway
+# serves; skipped while dist is newer than everything else in the directory.
+build_web() {
+  command -v npm >/dev/null || return 0   # reported by ensure_node
+  local lock dir name
+  for lock in "$REPO"/web/*/package-lock.json; do
+    [[ -f $lock ]] || continue
+    dir=$(dirname "$lock") name=web/$(basename "$(dirname "$lock")")
+    if [[ -d $dir/dist ]] && [[ -z $(find "$dir" \( -path "$dir/node_modules" -o -path "$dir/dist" \) \
+      -prune -o -type f -newer "$dir/dist" -print -quit) ]]; then continue; fi
+    log "npm ci && npm run build in $name"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null && npm run --silent build >/dev/null) ||
+      missing+=("a build of $name (cd $name && npm ci && npm run build)")
+  done
+}
+
+# Only the browser tests need it: Debian's package, never a browser download of a test tool.
+ensure_chromium() {
+  [[ -x /usr/bin/chromium ]] && return
+  can_apt || { missing+=("Chromium, for the browser tests (apt-get install -y chromium)"); return; }
+  apt_install chromium fonts-dejavu-core
+}
+
 check_java() {
   if ! command -v java >/dev/null; then
     missing+=("Java 17+ (apt-get install -y openjdk-17-jre-headless, or default-jre-headless)"); return
@@ -68,9 +99,12 @@ ensure_uv
 ensure_nginx
 check_java
 check_mvn
+ensure_node
+build_web
+if [[ " $* " == *" chromium "* ]]; then ensure_chromium; fi
 
 if ((${#missing[@]})); then
   for m in "${missing[@]}"; do echo "[$COMPONENT] MISSING: $m" >&2; done
   exit 1
 fi
-log "ok: python3 $(python3 -V | awk '{print $2}'), $(uv --version 2>/dev/null || echo 'uv (see above)'), nginx, java, mvn"
+log "ok: python3 $(python3 -V | awk '{print $2}'), $(uv --version 2>/dev/null || echo 'uv (see above)'), nginx, node $(node --version 2>/dev/null), java, mvn"
