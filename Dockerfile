@@ -37,6 +37,20 @@ RUN for dir in services/*/; do \
       mkdir -p "/out/$dir" && cp -r "$dir/alembic.ini" "$dir/migrations" "/out/$dir"; \
     done
 
+# The gateway (compose's `gateway`, target `gateway`): every web/<name> built by npm from its
+# lock, then nginx with each dist at /usr/share/nginx/html/<name>/ and the compose config.
+FROM node:20-bookworm-slim AS web
+WORKDIR /web
+COPY web ./
+RUN for dir in */; do \
+      npm ci --prefix "$dir" --no-audit --no-fund && npm run build --prefix "$dir" \
+      && mkdir -p /out && cp -r "$dir/dist" "/out/${dir%/}" || exit 1; \
+    done
+
+FROM nginx:1.27 AS gateway
+COPY infra/gateway/nginx.compose.conf /etc/nginx/nginx.conf
+COPY --from=web /out/ /usr/share/nginx/html/
+
 FROM ${PYTHON_IMAGE} AS runtime
 # A fixed uid/gid with no shell and no home: what a platform's runAsNonRoot policy expects.
 RUN groupadd --system --gid 10001 shop \

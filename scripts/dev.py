@@ -89,6 +89,7 @@ def banner(credentials: dict[str, str]) -> None:
     OpenAPI docs      """
         + "  ".join(f"{s.name}: http://127.0.0.1:{port_of(s)}/docs" for s in SERVICES)
         + f"""
+    Ops console       {GATEWAY}/console/   (log in as the admin)
     Dead letters      make dlq   ({GATEWAY}/api/ops/<service>/dead-letters, admin)
     Logs              {LOCAL / "logs"}/<service>.log
     Kafka             {KAFKA}      PostgreSQL  postgresql://{PG}/<service>

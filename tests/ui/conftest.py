@@ -10,6 +10,7 @@ import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page, Response, async_playwright
@@ -29,24 +30,32 @@ def _e2e_harness() -> ModuleType:
 
 harness = _e2e_harness()
 stack = harness.stack
-Stack = harness.Stack
 ADMIN_PASSWORD: str = harness.ADMIN_PASSWORD
+if TYPE_CHECKING:
+    from tests.e2e.conftest import Stack
+else:
+    Stack = harness.Stack
+
+
+def chromium() -> str:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} missing: make test-ui installs Debian's chromium package")
+    return CHROMIUM
 
 
 @pytest.fixture(scope="session")
 async def browser() -> AsyncIterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} missing: make test-ui installs Debian's chromium package")
+    executable = chromium()
     async with async_playwright() as playwright:
         # Chromium's sandbox cannot start as root (CI runs as root).
         args = ["--no-sandbox"] if os.geteuid() == 0 else []
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=args)
+        launched = await playwright.chromium.launch(executable_path=executable, args=args)
         yield launched
         await launched.close()
 
 
 @pytest.fixture
-async def page(browser: Browser, stack: "Stack") -> AsyncIterator[Page]:
+async def page(browser: Browser, stack: Stack) -> AsyncIterator[Page]:
     context = await browser.new_context(
         base_url=str(stack.client.base_url), viewport={"width": 1100, "height": 760}
     )
@@ -71,7 +80,9 @@ async def page(browser: Browser, stack: "Stack") -> AsyncIterator[Page]:
     assert not errors, errors
 
 
-async def log_in(page: Page, password: str = ADMIN_PASSWORD, email: str = "admin@shop.local") -> None:
+async def log_in(
+    page: Page, password: str = ADMIN_PASSWORD, email: str = "admin@shop.local"
+) -> None:
     await page.goto("/console/")
     await page.get_by_label("Email").fill(email)
     await page.get_by_label("Password").fill(password)
@@ -79,8 +90,8 @@ async def log_in(page: Page, password: str = ADMIN_PASSWORD, email: str = "admin
 
 
 async def shoot(page: Page, name: str) -> None:
-    """Save the page as docs' screenshot `name`.png when `make screenshots` asks for them."""
+    """Save the page as docs' screenshot `name`.png when `make screenshots` asks for them
+    (Playwright makes the folder)."""
     folder = os.environ.get("SHOP_SCREENSHOTS")
     if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
         await page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)

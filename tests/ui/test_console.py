@@ -64,7 +64,10 @@ async def shop(stack: Stack) -> Shop:
 
 
 async def test_only_an_admin_gets_past_the_login(page: Page, stack: Stack, shop: Shop) -> None:
-    await page.goto("/console/")
+    answer = await page.goto("/console/")
+    assert answer and answer.ok
+    # Scripts only from the gateway itself: no CDN, no inline script.
+    assert "default-src 'self'" in answer.headers["content-security-policy"]
     await shoot(page, "login")
     await log_in(page, password="e2e-password", email=shop.shopper_email)
     await expect(page.get_by_role("status")).to_have_text("This account is not an admin.")

@@ -17,7 +17,7 @@ function h(tag, attrs = {}, ...children) {
     if (name === "on") Object.entries(value).forEach(([ev, fn]) => el.addEventListener(ev, fn));
     else if (value !== false && value != null) el.setAttribute(name, value === true ? "" : value);
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child != null) el.append(child instanceof Node ? child : String(child));
   }
   return el;
@@ -368,7 +368,9 @@ async function showPopular() {
     type: "bar",
     data: {
       labels: rows.map((r) => r.name),
-      datasets: [{ label: metric, data: rows.map((r) => r[metric]), backgroundColor: "#2f6fb3" }],
+      datasets: [
+        { label: metric, data: rows.map((r) => r[metric]), backgroundColor: "#2f6fb3", maxBarThickness: 28 },
+      ],
     },
     options: { indexAxis: "y", plugins: { legend: { display: false } } },
   });
@@ -400,7 +402,7 @@ async function showSales() {
     data: {
       labels: rows.map((r) => r.period_start),
       datasets: [
-        { type: "bar", label: "amount (KRW)", data: rows.map((r) => r.amount), backgroundColor: "#2f6fb3", yAxisID: "y" },
+        { type: "bar", label: "amount (KRW)", data: rows.map((r) => r.amount), backgroundColor: "#2f6fb3", yAxisID: "y", maxBarThickness: 40 },
         { type: "line", label: "orders", data: rows.map((r) => r.orders), borderColor: "#c0392b", yAxisID: "y1" },
       ],
     },
@@ -495,6 +497,9 @@ document.addEventListener("DOMContentLoaded", () => {
   onSubmit("#popular-form", () => showPopular());
   onSubmit("#sales-form", () => showSales());
   $("#sagas-refresh").addEventListener("click", () => attempt(showSagas));
-  window.addEventListener("hashchange", route);
+  window.addEventListener("hashchange", () => {
+    say(""); // a message belongs to the page it was said on
+    route();
+  });
   route();
 });
