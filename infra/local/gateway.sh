@@ -27,6 +27,21 @@ GLOBAL=()
 if ((EUID == 0)); then GLOBAL=(-g "user nobody $(id -gn nobody);"); fi
 ngx() { "$NGINX" -p "$NDIR/" -c "$CONF" -e logs/error.log "${GLOBAL[@]}" "$@"; }
 
+# Workers running as nobody must reach web/*/dist: a checkout they cannot traverse (one under
+# /root, say) is served from a world-readable copy in /tmp, made again at every render.
+web_dir() {
+  local web="$REPO/web" copy dist
+  if ((EUID != 0)) || runuser -u nobody -- test -x "$web" 2>/dev/null; then echo "$web"; return; fi
+  copy="/tmp/shop-web-$(printf %s "$NDIR" | md5sum | cut -c1-12)"
+  rm -rf "$copy" && mkdir -p "$copy"
+  for dist in "$web"/*/dist; do
+    [[ -d $dist ]] || continue
+    mkdir -p "$copy/$(basename "$(dirname "$dist")")" && cp -r "$dist" "$_/"
+  done
+  chmod -R a+rX "$copy"
+  echo "$copy"
+}
+
 render() {
   local args=() v
   for v in "${PORT_VARS[@]}"; do
@@ -37,8 +52,8 @@ render() {
   local limits=${SHOP_RATE_LIMITS:-on}
   case "${limits,,}" in off | false | 0 | no) limits=off ;; *) limits=on ;; esac
   args+=(-e "s/\\\${SHOP_RATE_LIMITS}/$limits/g")
-  # Static pages (web/<name>/dist) are served from this checkout.
-  args+=(-e "s|\\\${SHOP_WEB_DIR}|$REPO/web|g")
+  # Static pages: web/<name>/dist of this checkout.
+  args+=(-e "s|\\\${SHOP_WEB_DIR}|$(web_dir)|g")
   mkdir -p "$NDIR/logs" "$NDIR/temp"
   sed "${args[@]}" "$TEMPLATE" >"$CONF.new"
   ! grep -nE '\$\{SHOP_[A-Z_]+\}' "$CONF.new" >&2 || die "unknown placeholder left in $TEMPLATE"
