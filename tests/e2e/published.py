@@ -54,7 +54,8 @@ def repository_secrets() -> tuple[str, ...]:
             found |= strings_in(path.read_text())
         except (UnicodeDecodeError, OSError):
             continue
-    history = _git(root, "log", "-p", "--no-color", "HEAD", "--", ".", ":(exclude)uv.lock", ":(exclude,glob)**/package-lock.json")
+    locks = [f":(exclude,glob)**/{name}" for name in SKIPPED]
+    history = _git(root, "log", "-p", "--no-color", "HEAD", "--", ".", *locks)
     if history:
         added = (line[1:] for line in history.splitlines() if line.startswith("+"))
         found |= strings_in("\n".join(added))
