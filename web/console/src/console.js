@@ -135,14 +135,34 @@ function logout(message = "Logged out.") {
 // What a history event is in the saga, from its name (the order service's event names).
 function kindOf(event) {
   if (/Parked/.test(event)) return "parked";
-  if (/Retried|Redriven/.test(event)) return "operator";
-  if (/Failed|Declined|Timeout|Rejected/.test(event)) return "failure";
+  if (/RetryRequested/.test(event)) return "operator";
+  if (/Resent|TimedOut/.test(event)) return "deadline";
+  if (/Failed|Declined|Rejected/.test(event)) return "failure";
   if (/Released|Refunded|PaymentsCancelled|PaymentCancelled|Compensat/.test(event))
     return "compensation";
   if (/Requested|Placed/.test(event)) return "request";
   if (/^Order(Paid|Cancelled|Modified)$/.test(event)) return "outcome";
   return "step";
 }
+
+// The command (and who handles it) that a reply in the history answers (libs/contracts).
+const COMMAND_OF = {
+  StockReserved: "ReserveStock → catalog",
+  StockReservationFailed: "ReserveStock → catalog",
+  CouponReserved: "ReserveCoupon → coupon",
+  CouponReservationFailed: "ReserveCoupon → coupon",
+  WalletDebited: "DebitWallet → wallet",
+  WalletDebitFailed: "DebitWallet → wallet",
+  PaymentApproved: "payment → provider (HTTP)",
+  PaymentDeclined: "payment → provider (HTTP)",
+  PaymentTimedOut: "payment → provider (HTTP)",
+  PaymentCancelled: "cancel → provider (HTTP)",
+  StockCommitSent: "CommitStock → catalog",
+  StockReleased: "ReleaseStock → catalog",
+  StockReturned: "ReturnStock → catalog",
+  CouponReleased: "ReleaseCoupon → coupon",
+  WalletRefunded: "RefundWallet → wallet",
+};
 
 function traceLink(traceId) {
   const href = config.traceUrl.replace("{trace_id}", encodeURIComponent(traceId));
@@ -162,6 +182,7 @@ function timeline(history) {
         h("span", { class: "delta" }, i ? since(history[i - 1].at, entry.at) : "start"),
         h("span", { class: `badge ${kind}` }, kind),
         h("strong", {}, entry.event),
+        COMMAND_OF[entry.event] ? h("span", { class: "command" }, COMMAND_OF[entry.event]) : null,
         h("span", { class: "order-status" }, entry.status),
         entry.detail ? h("span", { class: "detail" }, entry.detail) : null,
         entry.trace_id && entry.trace_id !== history[0].trace_id ? traceLink(entry.trace_id) : null,
