@@ -37,19 +37,19 @@ RUN for dir in services/*/; do \
       mkdir -p "/out/$dir" && cp -r "$dir/alembic.ini" "$dir/migrations" "/out/$dir"; \
     done
 
-# The gateway (compose builds this target): nginx with every web page under web/<name> built
-# here, so nothing runs npm at run time, served from /usr/share/nginx/html/<name>/.
+# The gateway (compose's `gateway`, target `gateway`): every web/<name> built by npm from its
+# lock, then nginx with each dist at /usr/share/nginx/html/<name>/ and the compose config.
 FROM node:20-bookworm-slim AS web
 WORKDIR /web
 COPY web ./
-RUN mkdir /out && for dir in */; do \
-      npm --prefix "$dir" ci --no-audit --no-fund && npm --prefix "$dir" run build \
-      && cp -r "${dir}dist" "/out/${dir%/}" || exit 1; \
+RUN for dir in */; do \
+      npm ci --prefix "$dir" --no-audit --no-fund && npm run build --prefix "$dir" \
+      && mkdir -p /out && cp -r "$dir/dist" "/out/${dir%/}" || exit 1; \
     done
 
 FROM nginx:1.27 AS gateway
-COPY --from=web /out/ /usr/share/nginx/html/
 COPY infra/gateway/nginx.compose.conf /etc/nginx/nginx.conf
+COPY --from=web /out/ /usr/share/nginx/html/
 
 FROM ${PYTHON_IMAGE} AS runtime
 # A fixed uid/gid with no shell and no home: what a platform's runAsNonRoot policy expects.

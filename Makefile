@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 
 .PHONY: help install dev test test-unit test-e2e lint fmt typecheck infra-up infra-down \
         infra-status migrate up down bench bench-orders bench-storm clean asyncapi docs analytics-rebuild \
-        secrets rotate-keys dlq chaos chaos-smoke test-replicas
+        secrets rotate-keys dlq chaos chaos-smoke test-replicas test-ui screenshots
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -21,13 +21,22 @@ dev: install  ## run the whole shop locally, seeded, until Ctrl-C (REPLICAS=2: t
 	@$(if $(REPLICAS),SHOP_REPLICAS=$(REPLICAS)) $(RUN) python scripts/dev.py
 
 test: install  ## the whole default suite against real Kafka + PostgreSQL (starts them itself)
-	@$(RUN) pytest -m "not bench and not chaos" $(PYTEST_ARGS)
+	@$(RUN) pytest -m "not bench and not chaos and not ui" $(PYTEST_ARGS)
 
 test-unit: install  ## pure unit tests only (milliseconds, no infrastructure)
 	@$(RUN) pytest $$(find libs services -type d -path '*/tests/unit') $(PYTEST_ARGS)
 
 test-e2e: install  ## only the end-to-end tests through the gateway
 	@$(RUN) pytest tests/e2e $(PYTEST_ARGS)
+
+# Debian's Chromium, installed here when missing: only these tests need a browser.
+test-ui: install  ## the ops console (/console/) in a real Chromium against the e2e stack
+	@bash infra/local/install.sh chromium
+	@$(RUN) pytest -m ui tests/ui $(PYTEST_ARGS)
+
+screenshots: install  ## the console's pages as PNGs in docs/screenshots (shown in the README)
+	@bash infra/local/install.sh chromium
+	@SHOP_SCREENSHOTS=$(CURDIR)/docs/screenshots $(RUN) pytest -q -m ui tests/ui $(PYTEST_ARGS)
 
 lint:  ## ruff lint and format check
 	@$(RUN) ruff check .

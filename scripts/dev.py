@@ -102,6 +102,7 @@ def banner(credentials: dict[str, str]) -> None:
     Credentials       {local_secrets.secrets_file(LOCAL)} (keys, merchant key, passwords)
     API docs          {GATEWAY}/api/docs   (Swagger UI: log in, Authorize, Try it out)
                       {GATEWAY}/api/openapi.json, {GATEWAY}/api/asyncapi/<service>
+    Ops console       {GATEWAY}/console/   (log in as the admin)
     Dead letters      make dlq   ({GATEWAY}/api/ops/<service>/dead-letters, admin)
     Replicas          """
         + "  ".join(f"{s.name} x{len(replica_ports(s))}" for s in SERVICES)

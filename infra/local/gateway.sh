@@ -74,6 +74,26 @@ cap_nofile() { # conf
     -e "s/^\( *worker_connections\) [0-9]*;/\1 $((hard / 2));/" "$1"
 }
 
+# What the gateway serves as files, laid out as in the compose image: web/<name>/dist, the shop's
+# OpenAPI document and each service's AsyncAPI document. A world-readable copy in /tmp, made
+# again at every render, because workers running as nobody may not traverse the checkout (a
+# fresh clone under a 0700 directory, say).
+web_dir() {
+  local copy dist svc
+  copy="/tmp/shop-web-$(printf %s "$NDIR" | md5sum | cut -c1-12)"
+  rm -rf "$copy" && mkdir -p "$copy/api" "$copy/asyncapi"
+  for dist in "$REPO"/web/*/dist; do
+    [[ -d $dist ]] || continue
+    mkdir -p "$copy/$(basename "$(dirname "$dist")")" && cp -r "$dist" "$_/"
+  done
+  cp "$REPO/docs/generated/openapi.json" "$copy/api/"
+  for svc in wallet catalog order coupon payment-mock analytics; do
+    cp "$REPO/services/$svc/asyncapi.json" "$copy/asyncapi/${svc%-mock}.json"
+  done
+  chmod -R a+rX "$copy"
+  echo "$copy"
+}
+
 render() {
   local args=() v p ports servers
   for v in "${PORT_VARS[@]}"; do
@@ -94,8 +114,8 @@ render() {
   local listen_backlog
   listen_backlog=$(backlog)
   args+=(-e "s/\\\${SHOP_GATEWAY_BACKLOG}/$listen_backlog/g")
-  # Static pages (web/<name>/dist) are served from this checkout.
-  args+=(-e "s|\\\${SHOP_WEB_DIR}|$REPO/web|g")
+  # Static pages: web/<name>/dist of this checkout.
+  args+=(-e "s|\\\${SHOP_WEB_DIR}|$(web_dir)|g")
   mkdir -p "$NDIR/logs" "$NDIR/temp"
   sed "${args[@]}" "$TEMPLATE" >"$CONF.new"
   cap_nofile "$CONF.new"

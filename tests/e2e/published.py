@@ -20,7 +20,7 @@ ASSIGNED = re.compile(
     r"""(?i)[\w.-]*(?:secret|passw|private_key|merchant_key|api_key|signing_key)\w*["']?\s*"""
     r"""(?::\s*[\w\[\]| .]+?)?\s*[:=,]\s*(?:\$\{\w+:-)?["']?([^\s"'${}(),=]{8,})"""
 )
-SKIPPED = ("uv.lock",)  # package hashes, not keys
+SKIPPED = ("uv.lock", "package-lock.json")  # package hashes, not keys
 
 
 def strings_in(text: str) -> set[str]:
@@ -54,7 +54,8 @@ def repository_secrets() -> tuple[str, ...]:
             found |= strings_in(path.read_text())
         except (UnicodeDecodeError, OSError):
             continue
-    history = _git(root, "log", "-p", "--no-color", "HEAD", "--", ".", ":(exclude)uv.lock")
+    locks = [f":(exclude,glob)**/{name}" for name in SKIPPED]
+    history = _git(root, "log", "-p", "--no-color", "HEAD", "--", ".", *locks)
     if history:
         added = (line[1:] for line in history.splitlines() if line.startswith("+"))
         found |= strings_in("\n".join(added))

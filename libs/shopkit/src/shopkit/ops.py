@@ -1,4 +1,5 @@
-"""Operations API of every service (admin only): its dead letters, listed and redriven.
+"""Operations API of every service (admin only): its dead letters, listed and redriven, and
+its outbox backlog.
 
 Mounted by `create_app` at `/ops/...`; the gateway serves it as `/api/ops/<service>/...`.
 The operator's flow is in docs/operations.md; `python -m shopkit.dlq` is a CLI over it.
@@ -47,6 +48,13 @@ class DeadLetterDetail(DeadLetterOut):
     status: Status
     redriven_at: datetime | None
     redriven_by: str | None
+
+
+class OutboxOut(BaseModel):
+    """Messages committed but not yet on Kafka, and how long the oldest has waited."""
+
+    pending: int
+    oldest_age_s: float | None
 
 
 class Skipped(BaseModel):
@@ -205,3 +213,20 @@ async def redrive_dead_letter(letter_id: str, request: Request, principal: Admin
         window=_redrive_window(state.settings),
     )
     return _letter(row, DeadLetterDetail)
+
+
+# The relay deletes what it has sent, so every row is pending; the oldest is the first by id.
+_OUTBOX_BACKLOG = (
+    "SELECT (SELECT count(*) FROM outbox),"
+    " (SELECT extract(epoch FROM clock_timestamp() - created_at)::float8 FROM outbox"
+    " ORDER BY id LIMIT 1)"
+)
+
+
+@router.get("/outbox", response_model=OutboxOut, responses=_ADMIN_ONLY)
+async def outbox_backlog(request: Request, _: AdminPrincipal) -> OutboxOut:
+    """This service's outbox backlog: unsent messages and the oldest one's age in seconds
+    (null when the relay has sent everything)."""
+    async with _db(request).autocommit() as conn:
+        pending, oldest = await conn.fetchrow(_OUTBOX_BACKLOG)
+    return OutboxOut(pending=pending, oldest_age_s=oldest)
