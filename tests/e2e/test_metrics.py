@@ -1,6 +1,7 @@
 """/metrics of every service, scraped on its own port while a small load runs through the gateway:
 each series the operators' dashboard uses is there, and moves with what the shop does."""
 
+import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from shopkit.db import asyncpg_dsn
 from shopkit.outbox import RELAY_LOCK_ID
-from shopkit.testing import poll
+from shopkit.testing import database_refusing, poll, repo_root
 
 from .conftest import Stack, User, log_tail
 
@@ -217,3 +218,35 @@ async def test_issuing_coupons_moves_the_line_and_the_fast_lane_route(stack: Sta
 
     await moved(stack, "coupon", "shop_http_request_duration_seconds_count", issued + 2, **route)
     await moved(stack, "coupon", "shop_coupon_line_placed_total", placed + 2)
+
+
+async def test_metrics_answer_during_a_database_outage_with_what_they_knew(stack: Stack) -> None:
+    known = await scrape(stack, "analytics")
+    assert total(known, "shop_metrics_source_up", source="outbox") == 1
+
+    async with database_refusing(stack.infra.pg_admin_url, stack.db_url("analytics")):
+        away = await scrape(stack, "analytics")
+
+    assert total(away, "shop_metrics_source_up", source="outbox") == 0
+    assert has(away, "shop_outbox_backlog") and has(
+        away, "shop_http_request_duration_seconds_count"
+    )
+    back = await poll(
+        lambda: scrape(stack, "analytics"),
+        until=lambda s: total(s, "shop_metrics_source_up", source="outbox") == 1,
+        timeout=20,
+        interval=0.2,
+        message="metrics read the database again",
+    )
+    assert has(back, "shop_dead_letters") or has(back, "shop_outbox_backlog")
+
+
+async def test_every_metric_the_dashboard_queries_is_in_a_real_scrape(stack: Stack) -> None:
+    exposed: set[str] = set()
+    for service in SERVICES:
+        response = await stack.client.get(f"{stack.process(service).url}/metrics")
+        for family in text_string_to_metric_families(response.text):
+            exposed |= {family.name, *(sample.name for sample in family.samples)}
+    path = repo_root() / "infra" / "observability" / "grafana" / "dashboards" / "shop.json"
+    queried = set(re.findall(r"\bshop_[a-z_]+\b", path.read_text()))
+    assert queried and queried <= exposed, queried - exposed
