@@ -88,6 +88,9 @@ def banner(credentials: dict[str, str]) -> None:
     Credentials       {local_secrets.secrets_file(LOCAL)} (keys, merchant key, passwords)
     OpenAPI docs      """
         + "  ".join(f"{s.name}: http://127.0.0.1:{port_of(s)}/docs" for s in SERVICES)
+        + """
+    Metrics           """
+        + "  ".join(f"{s.name}: http://127.0.0.1:{port_of(s)}/metrics" for s in SERVICES)
         + f"""
     Dead letters      make dlq   ({GATEWAY}/api/ops/<service>/dead-letters, admin)
     Logs              {LOCAL / "logs"}/<service>.log
