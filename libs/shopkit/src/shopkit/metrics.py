@@ -27,6 +27,8 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shopkit.messaging import handled_through
+
 log = logging.getLogger("shopkit.metrics")
 
 # A middleware that answers before routing (coupon's issue fast lane) names its route here.
@@ -77,7 +79,8 @@ class Metrics:
         )
         self.lag = self.gauge(
             "shop_consumer_lag",
-            "Records of a partition not yet consumed by the group (high watermark - position)",
+            "Records of a partition the group has not handled yet (high watermark - next offset"
+            " past the last handled record)",
             ["group", "topic", "partition"],
         )
         self.position = self.gauge(
@@ -174,10 +177,20 @@ class Metrics:
                     if consumer is None:
                         continue
                     group = str(subscriber.group_id).removeprefix(namespace)
-                    for tp in consumer.assignment():
+                    assigned = consumer.assignment()
+                    handled = handled_through(subscriber)
+                    for gone in handled.keys() - assigned:  # revoked: another member has it
+                        handled.pop(gone, None)
+                    for tp in assigned:
                         position = await consumer.position(tp)
                         highwater = consumer.highwater(tp)
-                        lag = max(0, highwater - position) if highwater is not None else 0
+                        if tp not in handled:
+                            # Once per partition: the group's offset, where this process began.
+                            committed = await consumer.committed(tp)
+                            handled[tp] = position if committed is None else committed
+                        # Polled is not handled: a poll waiting out an outage still counts.
+                        done = handled[tp]
+                        lag = max(0, highwater - done) if highwater is not None else 0
                         labels = (group, tp.topic.removeprefix(namespace), str(tp.partition))
                         lags.append((labels, lag, position))
         except Exception as exc:  # a rebalance or an unreachable broker: keep what is known
