@@ -251,5 +251,5 @@ async def test_every_metric_the_dashboard_queries_is_in_a_real_scrape(stack: Sta
         for family in text_string_to_metric_families(response.text):
             exposed |= {family.name, *(sample.name for sample in family.samples)}
     path = repo_root() / "infra" / "observability" / "grafana" / "dashboards" / "shop.json"
-    queried = set(re.findall(r"\bshop_[a-z_]+\b", path.read_text()))
+    queried = set(re.findall(r"\b(?:shop|process|python)_[a-z_]+\b", path.read_text()))
     assert queried and queried <= exposed, queried - exposed

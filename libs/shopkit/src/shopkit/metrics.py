@@ -21,7 +21,14 @@ from typing import Any
 import asyncpg
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, Histogram
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    GC_COLLECTOR,
+    CollectorRegistry,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+)
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
@@ -65,6 +72,9 @@ class Metrics:
         self._gauges: dict[str, Gauge] = {}
         self._counts: dict[str, Reading] = {}
         self.registry.register(_Readings(self._counts))
+        # The process's CPU, memory and open files (process_*), and its collector's work (python_gc_*).
+        ProcessCollector(registry=self.registry)
+        self.registry.register(GC_COLLECTOR)
         self.http = Histogram(
             "shop_http_request_duration_seconds",
             "HTTP requests by method, route template and status class (2xx, 4xx, 5xx...)",
