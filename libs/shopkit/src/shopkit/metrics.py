@@ -72,7 +72,7 @@ class Metrics:
         self._gauges: dict[str, Gauge] = {}
         self._counts: dict[str, Reading] = {}
         self.registry.register(_Readings(self._counts))
-        # The process's CPU, memory and open files (process_*), and its collector's work (python_gc_*).
+        # The process: CPU, memory, open files (process_*) and garbage collection (python_gc_*).
         ProcessCollector(registry=self.registry)
         self.registry.register(GC_COLLECTOR)
         self.http = Histogram(
