@@ -164,6 +164,8 @@ class Metrics:
 
     async def _refresh(self, app: FastAPI) -> None:
         state = app.state
+        if not hasattr(state, "db"):
+            return  # the lifespan has not started the database and the consumers (yet)
         for probe in self._probes:
             try:
                 result = probe()

@@ -70,9 +70,13 @@ async def test_requests_are_counted_by_route_template_and_status_class() -> None
     assert samples is not None and samples > 0
 
 
-async def test_metrics_are_refused_to_a_request_that_came_through_a_proxy() -> None:
+async def test_metrics_are_served_directly_and_refused_through_a_proxy() -> None:
     app = create_app(ServiceSettings(), title="t", routers=[router])
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         forwarded = await client.get("/metrics", headers={"X-Real-IP": "203.0.113.9"})
+        await client.get("/things/a")
+        direct = await client.get("/metrics")
     assert forwarded.status_code == 404
+    assert direct.status_code == 200 and direct.headers["content-type"].startswith("text/plain")
+    assert 'shop_http_request_duration_seconds_count{method="GET"' in direct.text
