@@ -5,8 +5,8 @@ RUN := $(UV) run --frozen
 PYTEST_ARGS ?=
 
 .PHONY: help install dev test test-unit test-e2e lint fmt typecheck infra-up infra-down \
-        infra-status migrate up down bench bench-orders bench-storm clean asyncapi docs analytics-rebuild \
-        secrets rotate-keys dlq chaos chaos-smoke test-replicas test-ui screenshots
+        infra-status migrate up up-observability down bench bench-orders bench-storm clean asyncapi docs \
+        analytics-rebuild secrets rotate-keys dlq chaos chaos-smoke test-replicas test-ui screenshots
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -103,8 +103,11 @@ COMPOSE := docker compose --env-file $${SHOP_LOCAL_DIR:-.local}/secrets/shop.env
 up: secrets  ## the shop on Docker Compose: migration jobs, services healthy on /ready, gateway, demo seed
 	$(COMPOSE) up -d --build
 
+up-observability: secrets  ## `make up` plus Prometheus (:9090), Grafana (:3000) and Jaeger (:16686)
+	$(COMPOSE) --profile observability up -d --build
+
 down:  ## stop the Docker Compose stack
-	$(COMPOSE) down
+	$(COMPOSE) --profile observability down
 
 bench: infra-up  ## every benchmark (slow; prints figures), see docs/performance.md
 	@for b in catalog coupon storm analytics register; do echo "== bench/$${b}_bench.py"; \

@@ -103,6 +103,9 @@ def banner(credentials: dict[str, str]) -> None:
     API docs          {GATEWAY}/api/docs   (Swagger UI: log in, Authorize, Try it out)
                       {GATEWAY}/api/openapi.json, {GATEWAY}/api/asyncapi/<service>
     Ops console       {GATEWAY}/console/   (log in as the admin)
+    Metrics           """
+        + "  ".join(f"{s.name}: http://127.0.0.1:{replica_ports(s)[0]}/metrics" for s in SERVICES)
+        + f"""   (service ports, not the gateway)
     Dead letters      make dlq   ({GATEWAY}/api/ops/<service>/dead-letters, admin)
     Replicas          """
         + "  ".join(f"{s.name} x{len(replica_ports(s))}" for s in SERVICES)

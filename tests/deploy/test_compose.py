@@ -24,6 +24,9 @@ HEALTHY = {"condition": "service_healthy"}
 COMPLETED = {"condition": "service_completed_successfully"}
 REQUIRED = re.compile(r"\$\{(\w+):\?[^}]*\}")
 UPSTREAM = re.compile(r"upstream\s+(\w+)\s*\{\s*server\s+([^;\s]+)[^;]*;")
+OBSERVABILITY = {"prometheus", "grafana", "jaeger"}
+OBSERVABILITY_DIR = ROOT / "infra" / "observability"
+METRIC = re.compile(r"\bshop_[a-z_]+\b")
 
 
 def compose() -> dict[str, Any]:
@@ -66,7 +69,9 @@ def test_the_schema_check_catches_a_broken_file() -> None:
 def test_every_service_of_the_local_stack_runs_in_compose_and_nothing_else() -> None:
     jobs = {"topics", "seed", *(migrate_job(s) for s in SERVICES)}
     infrastructure = {"postgres", "kafka", "gateway"}
-    assert set(services()) == {s.name for s in SERVICES} | jobs | infrastructure
+    default = {name for name, service in services().items() if "profiles" not in service}
+    assert default == {s.name for s in SERVICES} | jobs | infrastructure
+    assert set(services()) - default == OBSERVABILITY
 
 
 @pytest.mark.parametrize("spec", SERVICES, ids=lambda s: s.name)
@@ -108,7 +113,8 @@ def test_a_service_gets_the_local_stacks_variables_and_only_settings_it_reads(
     package = spec.factory.split(".")[0]
     settings = importlib.import_module(f"{package}.settings").Settings
     fields = {f"SHOP_{name.upper()}" for name in settings.model_fields}
-    unknown = set(env) - set(local) - fields
+    # OTEL_* are OpenTelemetry's standard variables, read by its SDK rather than by Settings.
+    unknown = {name for name in set(env) - set(local) - fields if not name.startswith("OTEL_")}
     assert not unknown, f"{spec.name} would ignore {unknown} (no such setting)"
     # credentials: exactly the part the local stack hands this service
     secret_names = set(credentials)
@@ -199,3 +205,76 @@ def test_postgres_is_the_local_stacks_major_version_with_its_18_data_layout() ->
     assert local and postgres["image"] == f"postgres:{local.group(1)}"
     data = [v for v in postgres["volumes"] if not v.startswith("./")]
     assert [v.split(":")[1] for v in data] == ["/var/lib/postgresql"]
+
+
+def test_the_observability_profile_is_images_only_and_off_by_default() -> None:
+    for name in OBSERVABILITY:
+        service = services()[name]
+        assert service["profiles"] == ["observability"], name
+        assert "build" not in service and re.fullmatch(r"[\w./-]+:v?\d[\w.-]*", service["image"])
+        # published to this machine only, as the gateway
+        assert all(str(port).startswith("127.0.0.1:") for port in service.get("ports", []))
+    for volume in services()["prometheus"]["volumes"] + services()["grafana"]["volumes"]:
+        if volume.startswith("./"):
+            assert (ROOT / volume.split(":")[0]).exists(), volume
+
+
+@pytest.mark.parametrize("spec", SERVICES, ids=lambda s: s.name)
+def test_a_service_sends_traces_to_jaeger_only_when_asked(spec: ServiceSpec) -> None:
+    env = services()[spec.name]["environment"]
+    assert env["OTEL_TRACES_EXPORTER"] == "${OTEL_TRACES_EXPORTER:-none}"
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://jaeger:4318"
+    jaeger = services()["jaeger"]
+    assert {"127.0.0.1:4317:4317", "127.0.0.1:4318:4318"} <= set(jaeger["ports"])
+
+
+def test_prometheus_scrapes_every_service_on_its_port() -> None:
+    config = yaml.safe_load((OBSERVABILITY_DIR / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert set(jobs) == {s.name for s in SERVICES}
+    for spec in SERVICES:
+        job = jobs[spec.name]
+        assert job.get("metrics_path", "/metrics") == "/metrics"
+        assert job["dns_sd_configs"] == [{"names": [spec.name], "type": "A", "port": PORT}]
+    assert services()["prometheus"]["volumes"][0].startswith(
+        "./infra/observability/prometheus.yml:"
+    )
+
+
+def test_grafana_is_provisioned_with_prometheus_and_the_shop_dashboard() -> None:
+    provisioning = OBSERVABILITY_DIR / "grafana" / "provisioning"
+    sources = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())
+    prometheus = next(d for d in sources["datasources"] if d["type"] == "prometheus")
+    assert prometheus["url"] == "http://prometheus:9090" and prometheus["uid"] == "prometheus"
+    providers = yaml.safe_load((provisioning / "dashboards" / "shop.yml").read_text())
+    path = providers["providers"][0]["options"]["path"]
+    mounted = dict(v.split(":")[:2] for v in services()["grafana"]["volumes"])
+    assert mounted["./infra/observability/grafana/dashboards"] == path
+    names = dashboard_metric_names()
+    for family in (
+        "shop_http_request_duration_seconds",
+        "shop_consumer_lag",
+        "shop_outbox_backlog",
+        "shop_outbox_oldest_age_seconds",
+        "shop_dead_letters",
+        "shop_sagas_in_flight",
+        "shop_sagas_parked",
+        "shop_coupon_line_waiting",
+        "shop_db_pool_in_use",
+    ):
+        assert any(name.startswith(family) for name in names), family
+
+
+def dashboard_metric_names() -> set[str]:
+    """Every metric name the checked-in dashboard's queries use (tests/e2e checks them against
+    a real scrape)."""
+    path = OBSERVABILITY_DIR / "grafana" / "dashboards" / "shop.json"
+    dashboard = json.loads(path.read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    exprs += [dashboard["templating"]["list"][0]["definition"]]
+    assert all(
+        t["datasource"]["uid"] == "prometheus"
+        for p in dashboard["panels"]
+        for t in p.get("targets", [])
+    )
+    return {name for expr in exprs for name in METRIC.findall(expr)}

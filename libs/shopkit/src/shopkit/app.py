@@ -23,6 +23,7 @@ from shopkit.db import Database, Timeouts
 from shopkit.errors import RETRY_AFTER_S, install_error_handlers, problem_response
 from shopkit.logs import configure_logging, correlation_id
 from shopkit.messaging import ConsumerGroup
+from shopkit.metrics import HttpMetrics, Metrics, metrics_router
 from shopkit.ops import router as ops_router
 from shopkit.outbox import OutboxRelay
 from shopkit.retention import prune_old_rows
@@ -86,11 +87,13 @@ def create_app(
     on_startup: Sequence[Hook] = (),
     background: Sequence[Hook] = (),
     clock: Clock = system_clock,
+    middleware: Sequence[Callable[[ASGIApp], ASGIApp]] = (),
 ) -> FastAPI:
     """A FastAPI app whose lifespan starts the database, the Kafka consumers and the relay.
 
     `publishes` names the message types the service writes to its outbox; with the consumers it
-    makes the service's AsyncAPI document (shopkit.asyncapi).
+    makes the service's AsyncAPI document (shopkit.asyncapi). `middleware` (a service's own,
+    innermost first) runs inside the HTTP metrics, so what it answers itself is counted too.
     """
 
     @asynccontextmanager
@@ -107,6 +110,9 @@ def create_app(
         relay = OutboxRelay(settings)
         broker = KafkaBroker(settings.kafka_bootstrap, client_id=settings.service_name, logger=None)
         app.state.db, app.state.relay, app.state.broker = db, relay, broker
+        app.state.metrics.count(
+            "shop_outbox_sent", "Outbox rows sent to Kafka (acknowledged)", lambda: relay.sent
+        )
         for consumer in consumers:
             consumer.attach(broker, db, settings)
         for hook in on_startup:
@@ -143,10 +149,15 @@ def create_app(
     app.state.clock = clock
     app.state.consumers = list(consumers)
     app.state.publishes = tuple(publishes)
+    app.state.metrics = metrics = Metrics(query_timeout_s=settings.metrics_query_timeout_s)
     app.add_middleware(CorrelationMiddleware)
+    for each in middleware:
+        app.add_middleware(each)
+    app.add_middleware(HttpMetrics, metrics=metrics)
     install_error_handlers(app)
     openapi.install(app)  # schemes and problem responses as clients get them
     app.include_router(health_router())
+    app.include_router(metrics_router())
     app.include_router(ops_router)
     for router in routers:
         app.include_router(router)

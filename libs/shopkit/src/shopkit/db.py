@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import QueuePool
 
 from shopkit.faults import connection_lost
 from shopkit.settings import ServiceSettings
@@ -95,6 +96,7 @@ class Database:
     ) -> None:
         self.url = url
         self.raw_pool_size = raw_pool_size
+        self.pool_max = pool_size + (pool_size // 2 if max_overflow is None else max_overflow)
         self.timeouts = timeouts or Timeouts()
         self._raw_pool: asyncpg.Pool | None = None
         self._raw_lock = asyncio.Lock()
@@ -105,7 +107,7 @@ class Database:
             # connection opened before is replaced at its next checkout.
             url,
             pool_size=pool_size,
-            max_overflow=pool_size // 2 if max_overflow is None else max_overflow,
+            max_overflow=self.pool_max - pool_size,
             pool_recycle=1800,
             connect_args=self.timeouts.connect_args(),
             # JSONB columns (outbox envelopes, saga state) are written on every step.
@@ -200,6 +202,14 @@ class Database:
                 raise
             finally:
                 cut_off.cancel()
+
+    def pool_usage(self) -> dict[str, tuple[int, int]]:
+        """(connections lent out, most it may hold) of the session pool and the raw one."""
+        pool = self.engine.pool
+        lent = pool.checkedout() if isinstance(pool, QueuePool) else 0
+        raw = self._raw_pool
+        raw_lent = raw.get_size() - raw.get_idle_size() if raw is not None else 0
+        return {"session": (lent, self.pool_max), "raw": (raw_lent, self.raw_pool_size)}
 
     async def dispose(self) -> None:
         if self._raw_pool is not None:

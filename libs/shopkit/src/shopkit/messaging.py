@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import chain
 from typing import Any, Protocol, TypeAlias, TypeVar
+from weakref import WeakKeyDictionary
 
 import asyncpg
 import orjson
@@ -124,6 +125,8 @@ class OffsetCommitter:
     def __init__(self, interval: float) -> None:
         self.interval = interval
         self._pending: dict[TopicPartition, int] = {}
+        # The next offset past what was handled, per partition: lag is measured from here.
+        self.handled_through: dict[TopicPartition, int] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._last = 0.0
@@ -133,7 +136,7 @@ class OffsetCommitter:
         for record in records:
             partition = TopicPartition(record.topic, record.partition)
             if record.offset >= self._pending.get(partition, -1):
-                self._pending[partition] = record.offset + 1
+                self._pending[partition] = self.handled_through[partition] = record.offset + 1
         self._consumer = consumer
         if self._pending and (self._task is None or self._task.done()):
             delay = max(0.0, self._last + self.interval - time.monotonic())
@@ -179,7 +182,18 @@ def lazy_commits(subscriber: Any, interval: float) -> OffsetCommitter:
             await KafkaMessage.ack(self)  # the acknowledgement, without the commit's wait
 
     subscriber.parser.msg_class = LazyCommitMessage
+    _committers[subscriber] = committer
     return committer
+
+
+_committers: "WeakKeyDictionary[Any, OffsetCommitter]" = WeakKeyDictionary()
+
+
+def handled_through(subscriber: Any) -> dict[TopicPartition, int]:
+    """Per partition, the next offset past what `subscriber` has handled (for consumer lag);
+    empty for a subscriber that does not commit through `lazy_commits`."""
+    committer = _committers.get(subscriber)
+    return committer.handled_through if committer is not None else {}
 
 
 async def raw_records(message: StreamMessage[Any]) -> list[ConsumerRecord]:

@@ -206,6 +206,7 @@ class OutboxRelay:
         self._sent: list[int] = []  # sent, to be deleted with the next SELECT
         self.is_leader = False
         self.producers_started = 0
+        self.sent = 0  # rows Kafka acknowledged, for shop_outbox_sent_total
 
     async def start(self) -> None:
         await self.connect()
@@ -401,6 +402,7 @@ class OutboxRelay:
         for ack in acks:
             if isinstance(ack, BaseException):
                 raise SendFailed(repr(ack)) from ack
+        self.sent += len(rows)
         sent = [row["id"] for row in rows]
         if len(rows) == self.batch_size or self._wake.is_set():
             self._sent = sent

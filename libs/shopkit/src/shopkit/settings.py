@@ -69,6 +69,9 @@ class ServiceSettings(BaseSettings):
     # /ready answers within this, and is false while the oldest unsent outbox row is older.
     ready_timeout_s: float = Field(default=2.0, gt=0)
     ready_max_outbox_age_s: float = Field(default=60.0, gt=0)
+    # /metrics reads the database (outbox, dead letters, sagas) within this, or serves the last
+    # values it read.
+    metrics_query_timeout_s: float = Field(default=2.0, gt=0)
     jwt_issuer: str = "shop"
     jwt_audience: str = "shop-api"
     jwt_ttl_seconds: int = 3600

@@ -107,6 +107,11 @@ class Lines:
     full: dict[str, frozenset[str]] = field(default_factory=dict)
     queues: dict[str, _Queue] = field(default_factory=dict)
     loading: dict[str, "asyncio.Future[Card]"] = field(default_factory=dict)
+    placed: int = 0  # places given in this process, for shop_coupon_line_placed_total
+
+    def waiting(self) -> int:
+        """Requests in this process's queues, not yet given a place or refused."""
+        return sum(len(queue.waiting) for queue in self.queues.values())
 
     async def card(self, coupon_id: str) -> Card:
         """The coupon's card; 404 COUPON_NOT_FOUND when there is no such coupon."""
@@ -199,6 +204,7 @@ class Lines:
                 accepted += len(placed)
             if accepted >= capacity:
                 holders = frozenset(await session.scalars(HOLDERS, {"coupon_id": coupon_id}))
+        self.placed += len(places)  # committed
         if accepted >= capacity:
             self.full[coupon_id] = holders
             already |= holders - places.keys()

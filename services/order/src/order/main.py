@@ -12,6 +12,7 @@ from contracts.wallet import DebitWallet, RefundWallet
 from order import ops, service
 from order.api import router
 from order.handlers import make_consumer
+from order.parking import saga_metrics
 from order.provider import merchant_headers, payment_worker
 from order.reconcile import reconciler
 from order.settings import Settings
@@ -69,7 +70,7 @@ def build_app(settings: Settings | None = None, *, clock: Clock = system_clock) 
         routers=[router, ops.router],
         consumers=[make_consumer(settings, clock)],
         publishes=PUBLISHES,
-        on_startup=[prepare],
+        on_startup=[prepare, saga_metrics],
         background=[listen, deadline_scanner, payment_worker, reconciler],
         clock=clock,
     )

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+from fastapi import FastAPI
 
 from shopkit.db import Database
 from shopkit.errors import Problem
@@ -104,3 +105,31 @@ async def retry_parked(db: Database, *, order_id: str, by: str, now: datetime) -
             if exists is None:
                 raise Problem(404, "ORDER_NOT_FOUND", f"no order {order_id}")
             raise Problem(409, "ORDER_NOT_PARKED", "the order is not parked")
+
+
+_SAGAS = (
+    # Only sagas in flight: the partial index of unfinished orders (ix_orders_deadline) covers
+    # them, and finished ones would make the count a scan of every order.
+    "SELECT step, count(*), count(parked_at) FROM orders WHERE step <> 'DONE' GROUP BY step"
+)
+
+
+async def saga_metrics(app: FastAPI) -> None:
+    """Register the saga gauges, read at each scrape of /metrics."""
+    metrics = app.state.metrics
+    by_step = metrics.gauge(
+        "shop_sagas_in_flight", "Orders whose saga is not DONE, by step", ["step"]
+    )
+    parked = metrics.gauge(
+        "shop_sagas_parked", "Orders whose saga stopped retrying, by step", ["step"]
+    )
+
+    async def read(conn: asyncpg.Connection) -> None:
+        rows = await conn.fetch(_SAGAS)
+        by_step.clear()
+        parked.clear()
+        for step, count, parked_count in rows:
+            by_step.labels(step).set(count)
+            parked.labels(step).set(parked_count)
+
+    metrics.on_scrape_query("sagas", read)
