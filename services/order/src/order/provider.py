@@ -27,12 +27,15 @@ from order.saga import (
     ProviderCancelFailed,
     Saga,
 )
+from order.service import Trail
 from order.settings import Settings
+from shopkit import tracing
 from shopkit.clock import Clock
 from shopkit.db import Database
 from shopkit.faults import is_transient
 from shopkit.grouping import GroupCommit
 from shopkit.keys import check_secret
+from shopkit.logs import correlation_id
 
 log = logging.getLogger("order.provider")
 
@@ -73,7 +76,15 @@ class PaymentProvider:
         self._auth = merchant_headers(settings)
 
     def _headers(self) -> dict[str, str]:
-        return self._auth
+        """The merchant key, and the order's correlation id and trace context when known."""
+        headers = self._auth
+        cid = correlation_id.get()
+        if cid:
+            headers = {**headers, "X-Correlation-Id": cid}
+        traceparent = tracing.current_traceparent() if tracing.ON else None
+        if traceparent:
+            headers = {**headers, "traceparent": traceparent}
+        return headers
 
     async def pay(self, *, order_id: str, amount: int) -> PaymentResult:
         """Ask for the payment once, with the order id as idempotency key."""
@@ -211,8 +222,16 @@ async def handle_one(
     attempt: int,
     settings: Settings,
     clock: Clock,
+    trail: Trail | None = None,
 ) -> None:
-    event = await drive(provider, step=step, saga=saga, attempt=attempt, settings=settings)
+    # The provider's logs and spans join the order's: its correlation id and trace go along.
+    trail = trail or Trail()
+    token = correlation_id.set(trail.correlation_id)
+    try:
+        with tracing.calling(f"provider {step}", trail.traceparent, **{"shop.order_id": order_id}):
+            event = await drive(provider, step=step, saga=saga, attempt=attempt, settings=settings)
+    finally:
+        correlation_id.reset(token)
     if event is None:
         backoff = min(0.2 * 2**attempt, 10.0)
         await service.retry_provider_later(
@@ -253,7 +272,7 @@ async def payment_worker(app: FastAPI) -> None:
                     )
                 except Exception:
                     log.exception("claiming provider work failed")
-            for order_id, step, saga, attempt in claimed:
+            for order_id, step, saga, attempt, trail in claimed:
                 task = asyncio.create_task(
                     _guarded(
                         db,
@@ -269,6 +288,7 @@ async def payment_worker(app: FastAPI) -> None:
                             attempt=attempt,
                             settings=settings,
                             clock=clock,
+                            trail=trail,
                         ),
                     )
                 )
