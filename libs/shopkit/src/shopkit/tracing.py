@@ -103,7 +103,7 @@ def serving(service: str, consumer: str = "") -> None:
 def shutdown() -> None:
     """Export what is buffered (at a service's stop)."""
     for made in _providers.values():
-        made.force_flush()
+        made.force_flush(timeout_millis=2000)  # a collector that is away must not hold a stop
 
 
 def current_traceparent() -> str | None:
