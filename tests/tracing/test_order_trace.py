@@ -13,7 +13,6 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import uvicorn
 from aiokafka import AIOKafkaConsumer
@@ -22,6 +21,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
+from starlette.types import Receive, Scope, Send
 
 from catalog.main import build_app as catalog_app
 from catalog.settings import Settings as CatalogSettings
@@ -55,10 +55,17 @@ def free_port() -> int:
 
 
 @asynccontextmanager
-async def listening(app: FastAPI, port: int) -> AsyncIterator[None]:
-    """`app` behind a real HTTP server on `port`, in this event loop."""
+async def listening(app: FastAPI, port: int, seen: list[dict[bytes, bytes]]) -> AsyncIterator[None]:
+    """`app` behind a real HTTP server on `port`, in this event loop; the headers of every
+    request it gets go to `seen`."""
+
+    async def recording(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            seen.append(dict(scope["headers"]))
+        await app(scope, receive, send)
+
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
+        uvicorn.Config(recording, host="127.0.0.1", port=port, log_config=None, lifespan="on")
     )
     task = asyncio.create_task(server.serve())
     await poll(lambda: asyncio.sleep(0, server.started), timeout=30, message="provider up")
@@ -89,7 +96,8 @@ async def test_an_order_is_one_trace_from_post_to_paid_and_its_cancel_continues_
         payments = payment_app(
             PaymentSettings(database_url=urls["payment-mock"], merchant_key=merchant, **common)
         )
-        await stack.enter_async_context(listening(payments, port))
+        provider_saw: list[dict[bytes, bytes]] = []
+        await stack.enter_async_context(listening(payments, port, provider_saw))
         wallet = await stack.enter_async_context(
             serve(
                 wallet_app(
@@ -175,6 +183,10 @@ async def test_an_order_is_one_trace_from_post_to_paid_and_its_cancel_continues_
         call = _one(in_trace, "order", "provider PAYING", SpanKind.CLIENT)
         paid = [s for s in in_trace if _service(s) == "payment-mock" and s.kind == SpanKind.SERVER]
         assert any(s.parent and s.parent.span_id == call.context.span_id for s in paid)
+        # ... and the provider got the order's correlation id and trace context.
+        [asked] = [h for h in provider_saw if h.get(b"idempotency-key") == order_id.encode()]
+        assert asked[b"x-correlation-id"] == cid.encode()
+        assert asked[b"traceparent"].decode().split("-")[1] == f"{trace_id:032x}"
         assert await _header_traceparent(infra, namespace, order_id) == {f"{trace_id:032x}"}
 
         # A cancel, a request of its own, continues the order's trace and links its request.
@@ -242,6 +254,3 @@ async def _header_traceparent(infra: Infra, namespace: str, order_id: str) -> se
         return found
     finally:
         await consumer.stop()
-
-
-_ = httpx  # the clients are httpx's, through shopkit.testing.serve

@@ -199,16 +199,18 @@ class Results:
 
     def __init__(self, db: Database, settings: Settings, clock: Clock) -> None:
         self.settings, self.clock = settings, clock
-        self._group: GroupCommit[tuple[str, Event]] = GroupCommit(
+        self._group: GroupCommit[tuple[str, Event, str | None]] = GroupCommit(
             "provider-results", db.raw_transaction, self._apply
         )
 
     async def apply(self, order_id: str, event: Event) -> None:
-        await self._group.submit((order_id, event))
+        # Each with its own order's correlation id: a group is written in its first one's context.
+        await self._group.submit((order_id, event, correlation_id.get()))
 
-    async def _apply(self, conn: asyncpg.Connection, results: list[tuple[str, Event]]) -> None:
-        events = [(order_id, event, None) for order_id, event in results]
-        await service.apply_events(conn, settings=self.settings, events=events, now=self.clock())
+    async def _apply(
+        self, conn: asyncpg.Connection, results: list[tuple[str, Event, str | None]]
+    ) -> None:
+        await service.apply_events(conn, settings=self.settings, events=results, now=self.clock())
 
 
 async def handle_one(
@@ -230,15 +232,15 @@ async def handle_one(
     try:
         with tracing.calling(f"provider {step}", trail.traceparent, **{"shop.order_id": order_id}):
             event = await drive(provider, step=step, saga=saga, attempt=attempt, settings=settings)
+        if event is None:
+            backoff = min(0.2 * 2**attempt, 10.0)
+            await service.retry_provider_later(
+                db, order_id=order_id, step=step, at=clock() + timedelta(seconds=backoff)
+            )
+            return
+        await results.apply(order_id, event)
     finally:
         correlation_id.reset(token)
-    if event is None:
-        backoff = min(0.2 * 2**attempt, 10.0)
-        await service.retry_provider_later(
-            db, order_id=order_id, step=step, at=clock() + timedelta(seconds=backoff)
-        )
-        return
-    await results.apply(order_id, event)
 
 
 async def payment_worker(app: FastAPI) -> None:
