@@ -54,13 +54,13 @@ def provider(service: str) -> "TracerProvider":
     found = _providers.get(service)
     if found is not None:
         return found
-    from opentelemetry.sdk.resources import OTELResourceDetector, Resource
+    from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
+    # With OTEL_RESOURCE_ATTRIBUTES; OTEL_SERVICE_NAME, when set, names the service.
     name = os.environ.get("OTEL_SERVICE_NAME") or service
-    resource = Resource.create({"service.name": name}).merge(OTELResourceDetector().detect())
-    made = TracerProvider(resource=Resource({**resource.attributes, "service.name": name}))
+    made = TracerProvider(resource=Resource.create({"service.name": name}))
     exporters = os.environ.get("OTEL_TRACES_EXPORTER", "").lower().replace(" ", "").split(",")
     if "otlp" in exporters:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter

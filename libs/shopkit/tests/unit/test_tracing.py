@@ -39,7 +39,9 @@ def lines(out: str) -> list[dict[str, object]]:
     return [orjson.loads(line) for line in out.splitlines() if line.startswith("{")]
 
 
-def test_off_by_default_nothing_is_traced() -> None:
+def test_off_by_default_nothing_is_traced(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OTEL_TRACES_EXPORTER", raising=False)
+    tracing.reset()
     assert not tracing.ON
     assert envelope_for(MESSAGE).traceparent is None
     assert tracing.fastapi_telemetry("svc") is None
@@ -114,3 +116,18 @@ def test_log_lines_carry_the_trace_and_uvicorns_lines_are_json(
         f"{context.span_id:016x}",
     )
     assert "trace_id" not in outside
+
+
+def test_the_service_is_named_by_otel_service_name_or_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=test")
+    monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
+    tracing.reset()
+    own = tracing.provider("order").resource.attributes
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "order-eu")
+    tracing.reset()
+    named = tracing.provider("order").resource.attributes
+    tracing.reset()
+    assert (own["service.name"], own["deployment.environment"]) == ("order", "test")
+    assert named["service.name"] == "order-eu"
