@@ -176,6 +176,7 @@ async def test_an_order_is_one_trace_from_post_to_paid_and_its_cancel_continues_
         # Each Kafka hop is the child of the span that queued the message, in another service.
         by_id = {s.context.span_id: s for s in in_trace}
         assert all(s.parent is not None and s.parent.span_id in by_id for s in consumed)
+        assert all([link.context for link in s.links] == [s.parent] for s in consumed)
         reserve = next(s for s in consumed if s.name == "process ReserveStock")
         assert _service(by_id[reserve.parent.span_id]) == "order"  # type: ignore[union-attr]
         assert reserve.attributes and reserve.attributes["shop.correlation_id"] == cid
