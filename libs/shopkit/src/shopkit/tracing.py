@@ -39,6 +39,7 @@ def _from_environment() -> bool:
 
 ON: bool = _from_environment()
 _providers: dict[str, "TracerProvider"] = {}
+_tracers: dict[str, trace.Tracer] = {}
 _extra: list["SpanProcessor"] = []  # added to every provider (tests' in-memory exporter)
 # The tracer of the service whose consumer or background job runs in this task, and the
 # consumer group's name.
@@ -75,7 +76,10 @@ def provider(service: str) -> "TracerProvider":
 
 
 def tracer(service: str) -> trace.Tracer:
-    return provider(service).get_tracer("shopkit")
+    found = _tracers.get(service)
+    if found is None:
+        found = _tracers[service] = provider(service).get_tracer("shopkit")
+    return found
 
 
 def fastapi_telemetry(service: str) -> "TelemetryConfig | None":
@@ -299,5 +303,6 @@ def reset() -> None:
     for made in _providers.values():
         made.shutdown()
     _providers.clear()
+    _tracers.clear()
     _extra.clear()
     ON = _from_environment()
