@@ -140,7 +140,7 @@ async def test_a_provider_cancel_that_keeps_failing_parks_the_order(
     try:
         for attempt in range(1, settings.max_compensation_attempts + 1):
             later = now + timedelta(minutes=attempt)
-            [(order_id, step, saga, attempts)] = await service.claim_provider_work(
+            [(order_id, step, saga, attempts, _)] = await service.claim_provider_work(
                 own_db, lease_seconds=30, now=later, limit=10
             )
             assert (order_id, step, attempts) == (oid, "VOIDING_PAYMENT", attempt)

@@ -17,6 +17,9 @@ class Envelope(BaseModel):
     version: int = 1
     correlation_id: str | None = None
     causation_id: str | None = None
+    # W3C trace context of the span that queued the message (None when tracing is off); the
+    # Kafka record carries it in its `traceparent` header too.
+    traceparent: str | None = None
     occurred_at: datetime
     key: str
     payload: dict[str, Any]

@@ -16,7 +16,7 @@ from sqlalchemy import text
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from contracts import Message
-from shopkit import openapi
+from shopkit import openapi, tracing
 from shopkit.auth import TokenVerifier
 from shopkit.clock import Clock, system_clock
 from shopkit.db import Database, Timeouts
@@ -98,7 +98,6 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        configure_logging(settings.service_name, settings.log_level, json=settings.log_json)
         app.state.verifier = TokenVerifier.from_settings(settings)  # no usable key, no start
         db = Database(
             settings.database_url,
@@ -120,6 +119,7 @@ def create_app(
         await relay.start()
         if consumers:
             await broker.start()
+        tracing.serving(settings.service_name)  # the background jobs' spans are this service's
         jobs = (*background, prune_old_rows)
         tasks = [asyncio.create_task(job(app), name=job.__name__) for job in jobs]
         tune_garbage_collector(settings.gc_threshold)
@@ -134,8 +134,15 @@ def create_app(
                 await broker.stop()
             await relay.stop()
             await db.dispose()
+            tracing.shutdown()
 
-    telemetry: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
+    # Before the app exists: uvicorn's own lines (it loads the factory first) go out as JSON too.
+    configure_logging(settings.service_name, settings.log_level, json=settings.log_json)
+    telemetry: TelemetryConfig = tracing.fastapi_telemetry(settings.service_name) or {
+        "tracing": False,
+        "metrics": False,
+        "logs": False,
+    }
     # The service's own /openapi.json stays; its /docs and /redoc pages would load their scripts
     # from a CDN: the shop's Swagger UI is the gateway's /api/docs (shopkit.openapi).
     app = FastAPI(

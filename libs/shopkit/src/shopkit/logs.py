@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 
 import orjson
 
+from shopkit import tracing
+
 correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
 
 
@@ -26,6 +28,9 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
             "correlation_id": correlation_id.get(),
         }
+        ids = tracing.log_ids() if tracing.ON else None
+        if ids is not None:
+            entry["trace_id"], entry["span_id"] = ids
         extra = getattr(record, "fields", None)
         if isinstance(extra, dict):
             entry.update(extra)
@@ -74,5 +79,9 @@ def configure_logging(service: str, level: str = "INFO", *, json: bool = True) -
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # uvicorn's loggers have handlers of their own (plain text); theirs go through this one.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
     for noisy in ("aiokafka", "kafka", "uvicorn.access", "faststream"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

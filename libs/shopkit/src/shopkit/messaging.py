@@ -36,6 +36,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import Envelope, Message, Topic
+from shopkit import tracing
 from shopkit.db import Database, driver
 from shopkit.dead_letters import dead_letter
 from shopkit.faults import Failed, Patience, StillUnavailable, bounded
@@ -73,6 +74,10 @@ class Handler:
         if self.raw and isinstance(tx, AsyncSession):
             tx = await driver(tx)
         if self.batch:
+            if tracing.ON:
+                with tracing.consuming_batch([envelope for _, envelope in items]):
+                    await self.fn(tx, items)
+                return
             await self.fn(tx, items)
             return
         for message, envelope in items:
@@ -309,6 +314,7 @@ class Consumer:
 
         @subscriber(decoder=raw_records)
         async def consume(records: Any) -> None:
+            tracing.serving(settings.service_name, self.name)
             polled = [
                 Polled(
                     record.topic.removeprefix(settings.kafka_namespace),
@@ -505,10 +511,14 @@ def _runs(
 @contextmanager
 def correlated(envelope: Envelope) -> Iterator[None]:
     """Log lines written and messages queued while handling `envelope` carry its correlation
-    id."""
+    id (and, tracing on, run in its CONSUMER span)."""
     token = correlation_id.set(envelope.correlation_id)
     try:
-        yield
+        if tracing.ON:
+            with tracing.consuming(envelope):
+                yield
+        else:
+            yield
     finally:
         correlation_id.reset(token)
 

@@ -33,6 +33,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import Envelope, Message
+from shopkit import tracing
 from shopkit.clock import system_clock
 from shopkit.db import Timeouts, asyncpg_dsn, driver, kit_metadata
 from shopkit.faults import is_transient
@@ -59,14 +60,20 @@ outbox_table = Table(
 
 
 def envelope_for(
-    message: Message, *, causation_id: str | None = None, correlation_id: str | None = None
+    message: Message,
+    *,
+    causation_id: str | None = None,
+    correlation_id: str | None = None,
+    traceparent: str | None = None,
 ) -> Envelope:
+    correlation_id = correlation_id or current_correlation.get()
     return Envelope(
         message_id=uuid.uuid4(),
         type=message.type_name(),
         version=message.VERSION,
-        correlation_id=correlation_id or current_correlation.get(),
+        correlation_id=correlation_id,
         causation_id=causation_id,
+        traceparent=traceparent or (tracing.parent_for(correlation_id) if tracing.ON else None),
         occurred_at=system_clock(),
         key=str(getattr(message, message.KEY)),
         payload=message.model_dump(mode="json"),
@@ -370,15 +377,16 @@ class OutboxRelay:
         again. Raises SendFailed when Kafka does not acknowledge them all in time.
         """
         if self._sent:
-            rows = await conn.fetch(_DELETE_AND_FETCH, self.batch_size, self._sent)
+            rows = await conn.fetch(_DELETE_AND_FETCH[tracing.ON], self.batch_size, self._sent)
             self._sent = []
         else:
-            rows = await conn.fetch(_FETCH, self.batch_size)
+            rows = await conn.fetch(_FETCH[tracing.ON], self.batch_size)
         if not rows:
             return 0
         producer = self._producer
         if producer is None:
             raise SendFailed("no producer")
+        traced = tracing.ON
         try:
             async with asyncio.timeout(self.settings.relay_ack_timeout_s):
                 # send() queues in call order, so per-partition order holds while we await
@@ -388,10 +396,7 @@ class OutboxRelay:
                         self.settings.topic(row["topic"]),
                         value=row["envelope"].encode(),
                         key=row["key"].encode(),
-                        headers=[
-                            ("type", row["type"].encode()),
-                            ("content-type", b"application/json"),
-                        ],
+                        headers=_headers(row, traced),
                     )
                     for row in rows
                 ]
@@ -413,15 +418,28 @@ class OutboxRelay:
 
 # Sent rows are deleted, not marked: a delete writes no new row version and no index entries
 # (an UPDATE of the whole envelope did), and the table stays as small as what waits to be sent.
-_FETCH = "SELECT id, topic, key, type, envelope::text AS envelope FROM outbox ORDER BY id LIMIT $1"
+# With tracing on, each row's trace context comes along for the record's `traceparent` header.
+_ROW = {
+    False: "id, topic, key, type, envelope::text AS envelope",
+    True: "id, topic, key, type, envelope::text AS envelope, envelope->>'traceparent' AS traceparent",
+}
+_FETCH = {on: f"SELECT {_ROW[on]} FROM outbox ORDER BY id LIMIT $1" for on in (False, True)}
 _DELETE = "DELETE FROM outbox WHERE id = ANY($1::bigint[])"
 # Both parts see the same snapshot: the SELECT still sees the rows being deleted, so it leaves
 # them out by id.
-_DELETE_AND_FETCH = (
-    "WITH sent AS (DELETE FROM outbox WHERE id = ANY($2::bigint[]))"
-    " SELECT id, topic, key, type, envelope::text AS envelope FROM outbox"
-    " WHERE id <> ALL($2::bigint[]) ORDER BY id LIMIT $1"
-)
+_DELETE_AND_FETCH = {
+    on: "WITH sent AS (DELETE FROM outbox WHERE id = ANY($2::bigint[]))"
+    f" SELECT {_ROW[on]} FROM outbox WHERE id <> ALL($2::bigint[]) ORDER BY id LIMIT $1"
+    for on in (False, True)
+}
+
+
+def _headers(row: Any, traced: bool) -> list[tuple[str, bytes]]:
+    headers = [("type", row["type"].encode()), ("content-type", b"application/json")]
+    traceparent = row.get("traceparent") if traced else None
+    if traceparent:
+        headers.append(("traceparent", traceparent.encode()))
+    return headers
 
 
 def encode_envelope(envelope: Envelope) -> bytes:

@@ -12,6 +12,7 @@ from order.schemas import HistoryOut, ModifyOrderIn, OrderOut, PlaceOrderIn
 from order.service import OrderRow
 from order.settings import Settings
 from order.waiting import Seen, Waited, Waiters
+from shopkit import tracing
 from shopkit.app import ClockDep, Db
 from shopkit.auth import CurrentPrincipal
 from shopkit.errors import Problem
@@ -201,12 +202,17 @@ async def read(order_id: str, db: Db, principal: CurrentPrincipal) -> OrderOut:
     "/orders/{order_id}/history", response_model=list[HistoryOut], responses=problems(*_MINE)
 )
 async def order_history(order_id: str, db: Db, principal: CurrentPrincipal) -> list[HistoryOut]:
-    """Every state change and compensation of the order, oldest first."""
-    await service.get_order(
+    """Every state change and compensation of the order, oldest first; each entry names the
+    order's trace (`trace_id`) when one was recorded."""
+    order = await service.get_order(
         db, order_id=order_id, user_id=principal.user_id, is_admin=principal.is_admin
     )
     rows = await service.history(db, order_id=order_id)
-    return [HistoryOut(status=r.status, event=r.event, detail=r.detail, at=r.at) for r in rows]
+    trace_id = tracing.trace_id_of(order.traceparent)
+    return [
+        HistoryOut(status=r.status, event=r.event, detail=r.detail, at=r.at, trace_id=trace_id)
+        for r in rows
+    ]
 
 
 @router.get(

@@ -34,6 +34,10 @@ class Order(Base):
     # it or a late reply moves it on; `last_error` says why.
     parked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_error: Mapped[str | None] = mapped_column(Text)
+    # The placing request's correlation id and W3C trace context (None with tracing off): every
+    # later step, cancel and provider call of the order carries them (see shopkit.tracing).
+    correlation_id: Mapped[str | None] = mapped_column(String(100))
+    traceparent: Mapped[str | None] = mapped_column(String(55))
 
     __table_args__ = (
         Index("ix_orders_user_created", "user_id", "created_at", "id"),

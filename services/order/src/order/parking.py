@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 from fastapi import FastAPI
 
+from shopkit import tracing
 from shopkit.db import Database
 from shopkit.errors import Problem
 from shopkit.pagination import decode_cursor, encode_cursor
@@ -60,8 +61,8 @@ async def list_parked(
         raise Problem(422, "INVALID_CURSOR", "cursor is not valid") from exc
     async with db.autocommit() as conn:
         rows = await conn.fetch(
-            "SELECT id, user_id, status, step, operation, attempts, parked_at, last_error"
-            " FROM orders WHERE parked_at IS NOT NULL"
+            "SELECT id, user_id, status, step, operation, attempts, parked_at, last_error,"
+            " traceparent FROM orders WHERE parked_at IS NOT NULL"
             " AND ($1::timestamptz IS NULL OR (parked_at, id) > ($1, $2))"
             " ORDER BY parked_at, id LIMIT $3",
             since,
@@ -78,7 +79,8 @@ async def list_parked(
     for h in found:
         history.setdefault(h["order_id"], []).append(dict(h))
     for r in page:
-        r["history"] = history.get(r["id"], [])
+        r["trace_id"] = tracing.trace_id_of(r.pop("traceparent"))
+        r["history"] = [{**h, "trace_id": r["trace_id"]} for h in history.get(r["id"], [])]
     next_cursor = None
     if len(rows) > limit:
         last = page[-1]

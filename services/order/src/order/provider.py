@@ -27,12 +27,15 @@ from order.saga import (
     ProviderCancelFailed,
     Saga,
 )
+from order.service import Trail
 from order.settings import Settings
+from shopkit import tracing
 from shopkit.clock import Clock
 from shopkit.db import Database
 from shopkit.faults import is_transient
 from shopkit.grouping import GroupCommit
 from shopkit.keys import check_secret
+from shopkit.logs import correlation_id
 
 log = logging.getLogger("order.provider")
 
@@ -73,7 +76,15 @@ class PaymentProvider:
         self._auth = merchant_headers(settings)
 
     def _headers(self) -> dict[str, str]:
-        return self._auth
+        """The merchant key, and the order's correlation id and trace context when known."""
+        headers = self._auth
+        cid = correlation_id.get()
+        if cid:
+            headers = {**headers, "X-Correlation-Id": cid}
+        traceparent = tracing.current_traceparent() if tracing.ON else None
+        if traceparent:
+            headers = {**headers, "traceparent": traceparent}
+        return headers
 
     async def pay(self, *, order_id: str, amount: int) -> PaymentResult:
         """Ask for the payment once, with the order id as idempotency key."""
@@ -188,16 +199,18 @@ class Results:
 
     def __init__(self, db: Database, settings: Settings, clock: Clock) -> None:
         self.settings, self.clock = settings, clock
-        self._group: GroupCommit[tuple[str, Event]] = GroupCommit(
+        self._group: GroupCommit[tuple[str, Event, str | None]] = GroupCommit(
             "provider-results", db.raw_transaction, self._apply
         )
 
     async def apply(self, order_id: str, event: Event) -> None:
-        await self._group.submit((order_id, event))
+        # Each with its own order's correlation id: a group is written in its first one's context.
+        await self._group.submit((order_id, event, correlation_id.get()))
 
-    async def _apply(self, conn: asyncpg.Connection, results: list[tuple[str, Event]]) -> None:
-        events = [(order_id, event, None) for order_id, event in results]
-        await service.apply_events(conn, settings=self.settings, events=events, now=self.clock())
+    async def _apply(
+        self, conn: asyncpg.Connection, results: list[tuple[str, Event, str | None]]
+    ) -> None:
+        await service.apply_events(conn, settings=self.settings, events=results, now=self.clock())
 
 
 async def handle_one(
@@ -211,15 +224,23 @@ async def handle_one(
     attempt: int,
     settings: Settings,
     clock: Clock,
+    trail: Trail | None = None,
 ) -> None:
-    event = await drive(provider, step=step, saga=saga, attempt=attempt, settings=settings)
-    if event is None:
-        backoff = min(0.2 * 2**attempt, 10.0)
-        await service.retry_provider_later(
-            db, order_id=order_id, step=step, at=clock() + timedelta(seconds=backoff)
-        )
-        return
-    await results.apply(order_id, event)
+    # The provider's logs and spans join the order's: its correlation id and trace go along.
+    trail = trail or Trail()
+    token = correlation_id.set(trail.correlation_id)
+    try:
+        with tracing.calling(f"provider {step}", trail.traceparent, **{"shop.order_id": order_id}):
+            event = await drive(provider, step=step, saga=saga, attempt=attempt, settings=settings)
+        if event is None:
+            backoff = min(0.2 * 2**attempt, 10.0)
+            await service.retry_provider_later(
+                db, order_id=order_id, step=step, at=clock() + timedelta(seconds=backoff)
+            )
+            return
+        await results.apply(order_id, event)
+    finally:
+        correlation_id.reset(token)
 
 
 async def payment_worker(app: FastAPI) -> None:
@@ -253,7 +274,7 @@ async def payment_worker(app: FastAPI) -> None:
                     )
                 except Exception:
                     log.exception("claiming provider work failed")
-            for order_id, step, saga, attempt in claimed:
+            for order_id, step, saga, attempt, trail in claimed:
                 task = asyncio.create_task(
                     _guarded(
                         db,
@@ -269,6 +290,7 @@ async def payment_worker(app: FastAPI) -> None:
                             attempt=attempt,
                             settings=settings,
                             clock=clock,
+                            trail=trail,
                         ),
                     )
                 )

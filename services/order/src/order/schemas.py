@@ -63,6 +63,8 @@ class HistoryOut(BaseModel):
     event: str
     detail: str
     at: datetime
+    # The order's trace (32 hex digits) in the trace viewer; None when it was placed untraced.
+    trace_id: str | None = None
 
 
 class ParkedOrderOut(BaseModel):
@@ -76,6 +78,8 @@ class ParkedOrderOut(BaseModel):
     attempts: int
     parked_at: datetime
     last_error: str | None
+    # The order's trace in the trace viewer; None when it was placed untraced.
+    trace_id: str | None = None
     history: list[HistoryOut]
 
 

@@ -33,10 +33,12 @@ from order.saga import (
 )
 from order.schemas import ItemOut, OrderOut
 from order.settings import Settings
+from shopkit import tracing
 from shopkit.db import Database, json_text
 from shopkit.errors import Problem
 from shopkit.faults import is_transient
 from shopkit.grouping import GroupCommit
+from shopkit.logs import correlation_id as current_correlation
 from shopkit.outbox import NOTIFY_CHANNEL, envelope_arrays, envelope_for, outbox_insert
 from shopkit.pagination import decode_cursor, encode_cursor
 
@@ -46,6 +48,14 @@ CHANGED_CHANNEL = "order_changed"
 WORKER_CHANNEL = "order_worker"
 ORDERS: Table = Order.__table__  # type: ignore[assignment]
 HISTORY: Table = OrderHistory.__table__  # type: ignore[assignment]
+
+
+@dataclass(frozen=True)
+class Trail:
+    """Where an order came from: its placing request's correlation id and trace context."""
+
+    correlation_id: str | None = None
+    traceparent: str | None = None
 
 
 @dataclass
@@ -62,6 +72,8 @@ class OrderRow:
     attempts: int
     created_at: datetime
     updated_at: datetime
+    correlation_id: str | None = None
+    traceparent: str | None = None
 
 
 # PostgreSQL refuses a NOTIFY payload of 8000 bytes or more; an order of 50 lines is ~4 KB.
@@ -81,7 +93,10 @@ def changed_payload(row: OrderRow, saga: Saga) -> str:
     return payload if len(payload.encode()) <= _MAX_NOTIFY else head
 
 
-_COLUMNS = "id, user_id, status, step, operation, saga, deadline, attempts, created_at, updated_at"
+_COLUMNS = (
+    "id, user_id, status, step, operation, saga, deadline, attempts, created_at, updated_at,"
+    " correlation_id, traceparent"
+)
 
 
 async def _select(conn: asyncpg.Connection, order_id: str, *, lock: bool) -> OrderRow | None:
@@ -139,6 +154,8 @@ def _placed(
         attempts=0,
         created_at=now,
         updated_at=now,
+        correlation_id=current_correlation.get(),
+        traceparent=tracing.current_traceparent(),
     )
     return row, start
 
@@ -148,7 +165,10 @@ async def _save_placed(
 ) -> None:
     changes = _Changes(new=True)
     for row, start in placed:
-        changes.add(row, None, start, settings=settings, now=row.created_at)
+        # Its own request's correlation id: a group is written in the first request's context.
+        changes.add(
+            row, None, start, settings=settings, now=row.created_at, correlation=row.correlation_id
+        )
     await changes.save(conn)
 
 
@@ -306,8 +326,10 @@ class _Changes:
             self.parked.pop(row.id, None)
         self.rows[row.id], self.sagas[row.id] = row, saga
         self.history += [(row.id, row.status, row.step, e, d, now) for e, d in moved.history]
+        traceparent = tracing.within(row.traceparent, correlation) if tracing.ON else None
         self.envelopes += [
-            (m.TOPIC.name, envelope_for(m, correlation_id=correlation)) for m in moved.messages
+            (m.TOPIC.name, envelope_for(m, correlation_id=correlation, traceparent=traceparent))
+            for m in moved.messages
         ]
 
     def forget(self, order_id: str) -> None:
@@ -338,7 +360,9 @@ class _Changes:
             [changed_payload(r, self.sagas[r.id]) for r in rows],
         ]
         if self.new:
-            args.append([r.user_id for r in rows])
+            args += [
+                [getattr(r, c) for r in rows] for c in ("user_id", "correlation_id", "traceparent")
+            ]
         if self.envelopes:
             args += envelope_arrays(self.envelopes)
         wake = any(r.step in PROVIDER_STEPS for r in rows)
@@ -359,7 +383,8 @@ class _Changes:
 
 def _save_statement(*, new: bool, wake_worker: bool, queue: bool) -> str:
     """Write orders from parallel arrays ($1-$8: id, status, step, operation, saga, deadline,
-    attempts, updated at; a new row also its user id, $16, and is created at its update time),
+    attempts, updated at; a new row also its user id, correlation id and trace context, $16-$18,
+    and is created at its update time),
     append their history ($9-$14: order id, status, step, event, detail, at, in order), NOTIFY
     each order's change ($15) and queue the messages in the outbox (five arrays after the
     rest), in one statement."""
@@ -370,8 +395,8 @@ def _save_statement(*, new: bool, wake_worker: bool, queue: bool) -> str:
     )
     write = (
         f"INSERT INTO orders ({_COLUMNS}) SELECT u.id, u.user_id, u.status, u.step, u.operation,"
-        f" u.saga::jsonb, u.deadline, u.attempts, u.at, u.at"
-        f" FROM {rows.format(', $16::text[]', ', user_id')}"
+        f" u.saga::jsonb, u.deadline, u.attempts, u.at, u.at, u.correlation_id, u.traceparent"
+        f" FROM {rows.format(', $16::text[], $17::text[], $18::text[]', ', user_id, correlation_id, traceparent')}"
         if new
         # A saga that moves is no longer parked (a late reply or an operator's retry).
         else "UPDATE orders o SET status = u.status, step = u.step, operation = u.operation,"
@@ -386,7 +411,7 @@ def _save_statement(*, new: bool, wake_worker: bool, queue: bool) -> str:
     if queue:
         # Sagas are saved only with their rows locked (loaded FOR UPDATE, or new): for one
         # order, outbox id order is commit order.
-        queued = f", queued AS ({outbox_insert(17 if new else 16)})"
+        queued = f", queued AS ({outbox_insert(19 if new else 16)})"
         notify += f" UNION ALL SELECT pg_notify('{NOTIFY_CHANNEL}', '')"
     return (
         f"WITH saved AS ({write}), history AS ("
@@ -477,8 +502,8 @@ async def _deadline_passed(
 
 async def claim_provider_work(
     db: Database, *, lease_seconds: float, now: datetime, limit: int
-) -> list[tuple[str, str, Saga, int]]:
-    """Lease sagas waiting on the payment provider: (order id, step, saga, attempt).
+) -> list[tuple[str, str, Saga, int, Trail]]:
+    """Lease sagas waiting on the payment provider: (order id, step, saga, attempt, trail).
 
     One statement, atomic on its own: no transaction around it (BEGIN and COMMIT were two of
     its three round trips). `step <> 'DONE'` is implied by the steps but written out: it is the
@@ -490,7 +515,7 @@ async def claim_provider_work(
             " SELECT id FROM orders WHERE step = ANY($2::text[]) AND step <> 'DONE'"
             " AND deadline <= $3"
             " ORDER BY deadline LIMIT $4 FOR UPDATE SKIP LOCKED)"
-            " RETURNING id, step, saga, attempts",
+            " RETURNING id, step, saga, attempts, correlation_id, traceparent",
             now + timedelta(seconds=lease_seconds),
             list(PROVIDER_STEPS),
             now,
@@ -506,7 +531,8 @@ async def claim_provider_work(
                 log.error("saga cannot be driven; parked", extra={"fields": {"order_id": r["id"]}})
                 await parking.park(conn, order_id=r["id"], error=parking.describe(exc), now=now)
             else:
-                claimed.append((r["id"], r["step"], saga, r["attempts"]))
+                trail = Trail(r["correlation_id"], r["traceparent"])
+                claimed.append((r["id"], r["step"], saga, r["attempts"], trail))
         return claimed
 
 
@@ -582,6 +608,7 @@ async def request_cancel(
     """Start cancelling a PAID order; a cancel already running is joined, not repeated."""
     async with db.raw_transaction() as conn:
         row = await _locked(conn, order_id, user_id, is_admin)
+        tracing.link_to(row.traceparent)
         if row.operation == "CANCEL":
             return row
         if row.status != "PAID" or row.operation is not None:
@@ -603,6 +630,7 @@ async def request_modify(
     """Start replacing a PAID order's lines; the modify's sequence number."""
     async with db.raw_transaction() as conn:
         row = await _locked(conn, order_id, user_id, is_admin)
+        tracing.link_to(row.traceparent)
         if row.status != "PAID" or row.operation is not None:
             raise Problem(409, "ORDER_NOT_MODIFIABLE", f"order is {row.status}")
         await _apply(conn, row, ModifyRequested(items=tuple(items)), settings=settings, now=now)
