@@ -50,6 +50,14 @@ RUN for dir in */; do \
 FROM nginx:1.27 AS gateway
 COPY infra/gateway/nginx.compose.conf /etc/nginx/nginx.conf
 COPY --from=web /out/ /usr/share/nginx/html/
+# The API documents as `make docs` checked them in: /api/openapi.json, /api/asyncapi/<service>.
+COPY docs/generated/openapi.json /usr/share/nginx/html/api/openapi.json
+COPY services/wallet/asyncapi.json /usr/share/nginx/html/asyncapi/wallet.json
+COPY services/catalog/asyncapi.json /usr/share/nginx/html/asyncapi/catalog.json
+COPY services/order/asyncapi.json /usr/share/nginx/html/asyncapi/order.json
+COPY services/coupon/asyncapi.json /usr/share/nginx/html/asyncapi/coupon.json
+COPY services/payment-mock/asyncapi.json /usr/share/nginx/html/asyncapi/payment.json
+COPY services/analytics/asyncapi.json /usr/share/nginx/html/asyncapi/analytics.json
 
 FROM ${PYTHON_IMAGE} AS runtime
 # A fixed uid/gid with no shell and no home: what a platform's runAsNonRoot policy expects.
@@ -68,4 +76,5 @@ HEALTHCHECK --interval=5s --timeout=3s --start-period=30s --retries=3 \
 # working_dir and command (uvicorn --factory <package>.main:build_app).
 WORKDIR /app/services/wallet
 CMD ["uvicorn", "--factory", "wallet.main:build_app", "--host", "0.0.0.0", "--port", "8000", \
-     "--no-access-log", "--timeout-graceful-shutdown", "5"]
+     "--no-access-log", "--timeout-graceful-shutdown", "5", "--timeout-keep-alive", "65", \
+     "--backlog", "4096"]

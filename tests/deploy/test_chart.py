@@ -22,7 +22,7 @@ import yaml
 from shopkit import demo, local_secrets
 from shopkit.kafka_admin import topic_configs
 from shopkit.settings import ServiceSettings
-from shopkit.stack import SERVICES, ServiceSpec, database_role, process_env
+from shopkit.stack import BACKLOG, KEEP_ALIVE_S, SERVICES, ServiceSpec, database_role, process_env
 from shopkit.testing import repo_root
 
 ROOT = repo_root()
@@ -214,6 +214,8 @@ def test_a_service_runs_its_factory_behind_a_service_and_a_disruption_budget(
     assert command[:3] == ["uvicorn", "--factory", spec.factory]
     assert command[command.index("--port") + 1] == "8000"
     assert {"--no-access-log", "--timeout-graceful-shutdown"} <= set(command)
+    assert command[command.index("--timeout-keep-alive") + 1] == str(KEEP_ALIVE_S)
+    assert command[command.index("--backlog") + 1] == str(BACKLOG)
     assert "alembic" not in " ".join(command), "replicas must not migrate"
     labels = deployment["spec"]["template"]["metadata"]["labels"]
     service = find(objects, "Service", component(spec))

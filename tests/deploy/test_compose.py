@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from shopkit import demo, local_secrets
-from shopkit.stack import SERVICES, ServiceSpec, database_role, process_env
+from shopkit.stack import BACKLOG, KEEP_ALIVE_S, SERVICES, ServiceSpec, database_role, process_env
 from shopkit.testing import repo_root
 
 ROOT = repo_root()
@@ -86,6 +86,8 @@ def test_a_service_runs_its_factory_on_the_port_the_gateway_and_healthcheck_use(
     assert command[command.index("--host") + 1] == "0.0.0.0"
     # the same uvicorn flags as the local stack's processes (shopkit.stack.ServiceProcess)
     assert {"--no-access-log", "--timeout-graceful-shutdown"} <= set(command)
+    assert command[command.index("--timeout-keep-alive") + 1] == str(KEEP_ALIVE_S)
+    assert command[command.index("--backlog") + 1] == str(BACKLOG)
     check = " ".join(service["healthcheck"]["test"])
     assert f"http://127.0.0.1:{PORT}/ready" in check
     assert "alembic" not in " ".join(command), "replicas must not migrate"

@@ -163,7 +163,7 @@ def test_dockerignore_leaves_out_secrets_venvs_git_tests_and_caches() -> None:
         "docs/architecture.md",
         "bench/order_bench.py",
         "chaos/runner.py",
-        "services/wallet/asyncapi.json",
+        "libs/contracts/asyncapi.json",
     ):
         assert ignored(path, rules), f"{path} would be in the build context"
 

@@ -43,6 +43,9 @@ def port_of(spec: ServiceSpec) -> int:
 
 # Seconds uvicorn keeps an idle connection: more than the gateway's upstream keepalive_timeout.
 KEEP_ALIVE_S = 65
+# Matches the gateway's listen backlog (infra/gateway): a flash sale's connection storm waits
+# in the kernel's queue instead of for SYN retransmits.
+BACKLOG = 4096
 
 # Replica i listens on the service's port + REPLICA_PORT_STEP * i (8101, 8201, ... for wallet).
 REPLICA_PORT_STEP = 100
@@ -170,7 +173,7 @@ class ServiceProcess:
                 # sale, or the gateway reconnecting its pool) waits in the queue, not for TCP's
                 # 1 s SYN retransmit. The kernel caps it at net.core.somaxconn.
                 "--backlog",
-                "4096",
+                str(BACKLOG),
                 # Longer than the gateway's idle upstream connections live (nginx's default
                 # keepalive_timeout, 60 s): nginx closes them, never uvicorn (default 5 s) just as
                 # nginx sends a request on one, which reset a request in flight and marked a
