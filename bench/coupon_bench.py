@@ -55,6 +55,24 @@ ROOT = Path(__file__).resolve().parents[1]
 COUPON = next(s for s in SERVICES if s.name == "coupon")
 
 
+async def create_coupon(
+    client: httpx.AsyncClient, admin: dict[str, str], name: str, quantity: int
+) -> str:
+    """A FIXED coupon of `quantity` units, made by the admin; its id."""
+    created = await client.post(
+        "/api/coupons",
+        json={
+            "name": name,
+            "discount_type": "FIXED",
+            "discount_value": 1_000,
+            "total_quantity": quantity,
+        },
+        headers=admin,
+    )
+    created.raise_for_status()
+    return str(created.json()["id"])
+
+
 def signer_of(private_key: str) -> TokenSigner:
     """Tokens as the wallet would sign them (the bench plays the wallet's login)."""
     key = load_private_key(private_key, variable=local_secrets.PRIVATE_KEY)
@@ -519,18 +537,7 @@ async def main() -> None:
         )
         admin = {"Authorization": f"Bearer {signer.issue(user_id='bench-admin', role='admin')}"}
         client = await stack.enter_async_context(httpx.AsyncClient(base_url=base_url, timeout=30))
-        created = await client.post(
-            "/api/coupons",
-            json={
-                "name": "bench burst",
-                "discount_type": "FIXED",
-                "discount_value": 1_000,
-                "total_quantity": args.quantity,
-            },
-            headers=admin,
-        )
-        created.raise_for_status()
-        coupon_id = created.json()["id"]
+        coupon_id = await create_coupon(client, admin, "bench burst", args.quantity)
         users = [str(uuid.uuid4()) for _ in range(args.requests)]
         tokens = [(u, signer.issue(user_id=u, role="user")) for u in users]
 

@@ -51,7 +51,7 @@ import httpx
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from coupon_bench import Connection, free_port, percentile, signer_of
+from coupon_bench import Connection, create_coupon, free_port, percentile, signer_of
 
 from shopkit.kafka_admin import ensure_topics
 from shopkit.keys import generate_private_key, public_text
@@ -314,18 +314,7 @@ async def one_round(stack: Stack, gateway: Gateway, args: argparse.Namespace) ->
     signer = signer_of(stack.private_key)
     admin = {"Authorization": f"Bearer {signer.issue(user_id='bench-admin', role='admin')}"}
     async with httpx.AsyncClient(base_url=stack.service.url, timeout=30) as client:
-        created = await client.post(
-            "/api/coupons",
-            json={
-                "name": f"storm {gateway.name}",
-                "discount_type": "FIXED",
-                "discount_value": 1_000,
-                "total_quantity": args.quantity,
-            },
-            headers=admin,
-        )
-        created.raise_for_status()
-    coupon_id = created.json()["id"]
+        coupon_id = await create_coupon(client, admin, f"storm {gateway.name}", args.quantity)
     users = [str(uuid.uuid4()) for _ in range(args.requests)]
     # Fresh users and tokens every round: no token is in the service's verification cache.
     tokens = [(u, signer.issue(user_id=u, role="user")) for u in users]
