@@ -49,8 +49,13 @@ def define(source: str, *codes: tuple[int, str, str, str]) -> None:
     """Document problem codes: (status, CODE, meaning, example detail) each."""
     for status, code, meaning, example in codes:
         known = CODES.get((status, code))
-        if known is not None and known.source != source:
+        if known is not None and known.source == "kit" and source != "kit":
             continue  # a kit code a service names again keeps the kit's words
+        if known is not None and (known.meaning, known.example) != (meaning, example):
+            # One code, one meaning: else the merged document would depend on import order.
+            raise ValueError(
+                f"{code} ({status}) is defined differently by {known.source} and {source}"
+            )
         CODES[(status, code)] = Code(code, status, meaning, example, source)
 
 

@@ -34,7 +34,7 @@ define(
         "a PERCENT discount_value must be between 1 and 100",
     ),
     (404, "COUPON_NOT_FOUND", "No coupon with this id.", "no coupon 9b2e1c7d"),
-    (404, "USER_NOT_FOUND", "No user with this id.", "no user 8f14e45f"),
+    (404, "USER_NOT_FOUND", "No user with this id; nothing was done.", "no user 8f14e45f"),
     (404, "USER_COUPON_NOT_FOUND", "No user coupon with this id.", "no user coupon 1a2b3c4d"),
     (
         409,

@@ -43,7 +43,7 @@ define(
         422,
         "INVALID_AMOUNT",
         "`amount` is not a positive integer in range (a wallet charge takes 1..10,000,000 KRW).",
-        "body.amount: Input should be less than or equal to 10000000",
+        "body.amount: Input should be greater than 0",
     ),
 )
 
