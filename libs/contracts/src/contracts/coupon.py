@@ -93,6 +93,40 @@ class CouponReservationFailed(Message):
     detail: str
 
 
+class RepriceCoupon(Message):
+    """The order's lines changed: quote the discount its USED coupon gives the new subtotal."""
+
+    TOPIC = COUPON_COMMANDS
+    KEY = "order_id"
+    order_id: str
+    operation_id: str
+    user_coupon_id: str
+    subtotal: int
+
+
+class CouponRepriced(Message):
+    """The discount the order's coupon gives its new subtotal; the coupon itself is unchanged."""
+
+    TOPIC = COUPON_REPLIES
+    KEY = "order_id"
+    order_id: str
+    operation_id: str
+    user_coupon_id: str
+    discount: int
+
+
+class CouponRepricingFailed(Message):
+    """The coupon does not cover the new subtotal (below its minimum order); nothing changed."""
+
+    TOPIC = COUPON_REPLIES
+    KEY = "order_id"
+    order_id: str
+    operation_id: str
+    user_coupon_id: str
+    reason: Literal["COUPON_NOT_USABLE"]
+    detail: str
+
+
 class CouponReleased(Message):
     """The coupon is ISSUED again."""
 
