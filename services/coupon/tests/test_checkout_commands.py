@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from contracts.coupon import ReleaseCoupon, ReserveCoupon
+from contracts.coupon import ReleaseCoupon, RepriceCoupon, ReserveCoupon
 from shopkit.clock import FrozenClock
 from shopkit.testing import KafkaProbe
 
@@ -57,6 +57,21 @@ async def release(kafka: KafkaProbe, order_id: str, user_coupon_id: str) -> dict
     return await reply_to(kafka, operation_id)
 
 
+async def reprice(
+    kafka: KafkaProbe, order_id: str, user_coupon_id: str, subtotal: int
+) -> dict[str, Any]:
+    operation_id = str(uuid.uuid4())
+    await kafka.publish(
+        RepriceCoupon(
+            order_id=order_id,
+            operation_id=operation_id,
+            user_coupon_id=user_coupon_id,
+            subtotal=subtotal,
+        )
+    )
+    return await reply_to(kafka, operation_id)
+
+
 async def state_of(sql, user_coupon_id: str) -> tuple[str, str | None]:
     [row] = await sql("SELECT status, order_id FROM user_coupons WHERE id = $1", user_coupon_id)
     return row["status"], row["order_id"]
@@ -73,7 +88,6 @@ async def test_fixed_3000_on_20000_takes_3000_and_marks_the_coupon_used(
     reply = await reserve(kafka, user_id, uc, 20_000, order_id)
 
     assert reply["type"] == "CouponReserved" and reply["discount"] == 3_000
-    assert (reply["discount_type"], reply["discount_value"]) == ("FIXED", 3_000)
     assert await state_of(sql, uc) == ("USED", order_id)
     listed = await coupons.get(
         f"/api/users/{user_id}/coupons", params={"status": "USED"}, headers=token_for(user_id)
@@ -217,3 +231,69 @@ async def test_the_order_holding_the_coupon_re_reserves_it_with_a_new_subtotal(
     assert (first["discount"], modified["discount"]) == (5_000, 3_000)
     assert too_small["type"] == "CouponReservationFailed"
     assert await state_of(sql, uc) == ("USED", order_id)
+
+
+async def test_repricing_quotes_the_new_subtotal_and_leaves_the_coupon_as_it_is(
+    coupons, new_coupon, token_for, kafka: KafkaProbe, clock: FrozenClock, sql
+) -> None:
+    user_id, uc = await issued_coupon(
+        coupons,
+        new_coupon,
+        token_for,
+        discount_type="PERCENT",
+        discount_value=10,
+        min_order_amount=10_000,
+        valid_days=1,
+    )
+    order_id = str(uuid.uuid4())
+    assert (await reserve(kafka, user_id, uc, 50_000, order_id))["discount"] == 5_000
+    [before] = await sql("SELECT status, order_id, used_at FROM user_coupons WHERE id = $1", uc)
+
+    cheaper = await reprice(kafka, order_id, uc, 30_001)
+    clock.advance(days=2)  # past its expiry: it was valid when the order took it
+    try:
+        later = await reprice(kafka, order_id, uc, 10_000)
+    finally:
+        clock.advance(days=-2)
+    too_small = await reprice(kafka, order_id, uc, 9_999)
+    other_order = await reprice(kafka, str(uuid.uuid4()), uc, 50_000)
+
+    assert (cheaper["type"], cheaper["discount"]) == ("CouponRepriced", 3_000)
+    assert (later["type"], later["discount"]) == ("CouponRepriced", 1_000)
+    for refused in (too_small, other_order):
+        assert refused["type"] == "CouponRepricingFailed", refused
+        assert refused["reason"] == "COUPON_NOT_USABLE"
+    assert "minimum of 10000" in too_small["detail"]
+    [after] = await sql("SELECT status, order_id, used_at FROM user_coupons WHERE id = $1", uc)
+    assert after == before
+
+
+async def test_a_re_sent_reprice_repeats_its_answer_even_after_a_release(
+    coupons, new_coupon, token_for, kafka: KafkaProbe, sql
+) -> None:
+    user_id, uc = await issued_coupon(
+        coupons, new_coupon, token_for, discount_type="FIXED", discount_value=3_000
+    )
+    order_id = str(uuid.uuid4())
+    await reserve(kafka, user_id, uc, 20_000, order_id)
+    command = RepriceCoupon(
+        order_id=order_id, operation_id=str(uuid.uuid4()), user_coupon_id=uc, subtotal=2_000
+    )
+    await kafka.publish(command)
+    await reply_to(kafka, command.operation_id)
+
+    await release(kafka, order_id, uc)
+    await kafka.publish(command)  # re-sent: new message id, same operation
+
+    replies = await kafka.wait_for(
+        "coupon.replies", lambda e: e["payload"]["operation_id"] == command.operation_id, count=2
+    )
+    assert [(r["type"], r["payload"]["discount"]) for r in replies] == [
+        ("CouponRepriced", 2_000),
+        ("CouponRepriced", 2_000),
+    ]
+    [op] = await sql(
+        "SELECT kind, outcome, discount FROM coupon_operations WHERE operation_id = $1",
+        command.operation_id,
+    )
+    assert tuple(op) == ("REPRICE", "REPRICED", 2_000)

@@ -68,16 +68,13 @@ class ReleaseCoupon(Message):
 
 
 class CouponReserved(Message):
-    """The coupon is USED by this order; its terms let the order recompute the discount."""
+    """The coupon is USED by this order and takes `discount` off its subtotal."""
 
     TOPIC = COUPON_REPLIES
     KEY = "order_id"
     order_id: str
     operation_id: str
     user_coupon_id: str
-    discount_type: Literal["FIXED", "PERCENT"]
-    discount_value: int
-    min_order_amount: int
     discount: int
 
 

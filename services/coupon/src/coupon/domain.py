@@ -92,6 +92,24 @@ def unusable_reason(
         return f"the coupon is {holding.status}"
     if not reserved_here and is_expired(holding.expires_at, now):
         return "the coupon has expired"
+    return below_minimum(terms, subtotal)
+
+
+def repricing_refusal(
+    holding: Holding | None, terms: Terms, *, order_id: str, subtotal: int
+) -> str | None:
+    """Why the order's coupon gives no discount on its new subtotal, or None when it does.
+
+    Only the order using the coupon may reprice it; expiry does not matter (it was valid when
+    the order took it).
+    """
+    if holding is None or holding.status != "USED" or holding.order_id != order_id:
+        return "the coupon is not used by this order"
+    return below_minimum(terms, subtotal)
+
+
+def below_minimum(terms: Terms, subtotal: int) -> str | None:
+    """Why the subtotal is too small for the coupon, or None when it is enough (inclusive)."""
     if subtotal < terms.min_order_amount:
         return f"the order subtotal is below the coupon minimum of {terms.min_order_amount}"
     return None

@@ -7,9 +7,9 @@ They are built per app because they read the app's (injectable) clock.
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import Envelope
-from contracts.coupon import IssueCouponRequested, ReleaseCoupon, ReserveCoupon
+from contracts.coupon import IssueCouponRequested, ReleaseCoupon, RepriceCoupon, ReserveCoupon
 from contracts.wallet import UserRegistered
-from coupon import issuing, service
+from coupon import checkout, issuing
 from shopkit.clock import Clock
 from shopkit.messaging import Consumer
 
@@ -25,11 +25,15 @@ def build_consumers(clock: Clock) -> list[Consumer]:
 
     @saga.handles(ReserveCoupon)
     async def on_reserve(session: AsyncSession, command: ReserveCoupon, _: Envelope) -> None:
-        await service.reserve(session, command=command, now=clock())
+        await checkout.reserve(session, command=command, now=clock())
+
+    @saga.handles(RepriceCoupon)
+    async def on_reprice(session: AsyncSession, command: RepriceCoupon, _: Envelope) -> None:
+        await checkout.reprice(session, command=command)
 
     @saga.handles(ReleaseCoupon)
     async def on_release(session: AsyncSession, command: ReleaseCoupon, _: Envelope) -> None:
-        await service.release(session, command=command)
+        await checkout.release(session, command=command)
 
     @users.handles(UserRegistered)
     async def on_user_registered(session: AsyncSession, event: UserRegistered, _: Envelope) -> None:

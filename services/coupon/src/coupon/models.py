@@ -101,11 +101,9 @@ class CouponOperation(Base):
     operation_id: Mapped[str] = mapped_column(String(100), primary_key=True)
     order_id: Mapped[str] = mapped_column(String(36))
     user_coupon_id: Mapped[str] = mapped_column(String(36))
-    kind: Mapped[str] = mapped_column(String(10))  # RESERVE | RELEASE
-    outcome: Mapped[str] = mapped_column(String(10))  # RESERVED | FAILED | RELEASED | VOIDED
-    discount_type: Mapped[str | None] = mapped_column(String(10))
-    discount_value: Mapped[int] = mapped_column(BigInteger, default=0)
-    min_order_amount: Mapped[int] = mapped_column(BigInteger, default=0)
+    kind: Mapped[str] = mapped_column(String(10))  # RESERVE | REPRICE | RELEASE
+    # RESERVED | REPRICED | FAILED | RELEASED | VOIDED
+    outcome: Mapped[str] = mapped_column(String(10))
     discount: Mapped[int] = mapped_column(BigInteger, default=0)
     detail: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -1,24 +1,16 @@
-"""Coupon use cases besides the line: definitions, lists, revoke, and the saga's coupon use."""
+"""Coupon use cases besides the line and checkout: definitions, lists, revoke."""
 
 import uuid
 from datetime import datetime
 
-from sqlalchemy import and_, exists, select
+from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from contracts.coupon import (
-    CouponReleased,
-    CouponReservationFailed,
-    CouponReserved,
-    ReleaseCoupon,
-    ReserveCoupon,
-)
 from coupon import domain
 from coupon.line import Held, Lines
-from coupon.models import Coupon, CouponLine, CouponOperation, KnownUser, UserCoupon
+from coupon.models import Coupon, CouponLine, KnownUser, UserCoupon
 from shopkit.db import Database
 from shopkit.errors import Problem
-from shopkit.outbox import add_message
 from shopkit.pagination import decode_cursor, encode_cursor
 
 
@@ -125,142 +117,3 @@ async def revoke(db: Database, *, lines: Lines, user_coupon_id: str) -> Held:
             raise Problem(409, "COUPON_NOT_REVOCABLE", f"a {row.status} coupon cannot be revoked")
         row.status = "REVOKED"
     return Held(row=row, card=await lines.card(row.coupon_id))
-
-
-async def reserve(session: AsyncSession, *, command: ReserveCoupon, now: datetime) -> None:
-    """Use the coupon on the order, or refuse it with nothing changed; answered once per op."""
-    op = await session.get(CouponOperation, command.operation_id)
-    if op is None:
-        op = await _reserve_once(session, command=command, now=now)
-        session.add(op)
-    await add_message(session, _reserve_reply(op, command))
-
-
-async def _reserve_once(
-    session: AsyncSession, *, command: ReserveCoupon, now: datetime
-) -> CouponOperation:
-    found = (
-        await session.execute(
-            select(UserCoupon, Coupon)
-            .join(Coupon, Coupon.id == UserCoupon.coupon_id)
-            .where(UserCoupon.id == command.user_coupon_id)
-            .with_for_update(of=UserCoupon)
-        )
-    ).first()
-    row, coupon = found if found else (None, None)
-    op = CouponOperation(
-        operation_id=command.operation_id,
-        order_id=command.order_id,
-        user_coupon_id=command.user_coupon_id,
-        kind="RESERVE",
-        outcome="FAILED",
-        discount=0,
-        discount_value=0,
-        min_order_amount=0,
-    )
-    if row is None or coupon is None:
-        op.detail = "the coupon is not this user's"
-        return op
-    terms = domain.Terms(coupon.discount_type, coupon.discount_value, coupon.min_order_amount)  # type: ignore[arg-type]
-    holding = domain.Holding(row.user_id, row.status, row.expires_at, row.order_id)
-    reason = domain.unusable_reason(
-        holding,
-        terms,
-        user_id=command.user_id,
-        order_id=command.order_id,
-        subtotal=command.subtotal,
-        now=now,
-    )
-    if reason is None and await _voided(session, command.order_id, command.user_coupon_id):
-        reason = "the order already gave this coupon back"
-    if reason is not None:
-        op.detail = reason
-        return op
-    if row.status != "USED":
-        row.status, row.order_id, row.used_at = "USED", command.order_id, now
-    op.outcome = "RESERVED"
-    op.discount_type, op.discount_value = coupon.discount_type, coupon.discount_value
-    op.min_order_amount = coupon.min_order_amount
-    op.discount = domain.discount(terms, command.subtotal)
-    return op
-
-
-async def _voided(session: AsyncSession, order_id: str, user_coupon_id: str) -> bool:
-    return bool(
-        await session.scalar(
-            select(
-                exists().where(
-                    and_(
-                        CouponOperation.order_id == order_id,
-                        CouponOperation.user_coupon_id == user_coupon_id,
-                        CouponOperation.outcome == "VOIDED",
-                    )
-                )
-            )
-        )
-    )
-
-
-def _reserve_reply(
-    op: CouponOperation, command: ReserveCoupon
-) -> CouponReserved | CouponReservationFailed:
-    if op.outcome == "RESERVED":
-        return CouponReserved(
-            order_id=command.order_id,
-            operation_id=command.operation_id,
-            user_coupon_id=command.user_coupon_id,
-            discount_type=op.discount_type,
-            discount_value=op.discount_value,
-            min_order_amount=op.min_order_amount,
-            discount=op.discount,
-        )
-    return CouponReservationFailed(
-        order_id=command.order_id,
-        operation_id=command.operation_id,
-        user_coupon_id=command.user_coupon_id,
-        reason="COUPON_NOT_USABLE",
-        detail=op.detail or "not usable",
-    )
-
-
-async def release(session: AsyncSession, *, command: ReleaseCoupon) -> None:
-    """Give the order's coupon back to ISSUED; before any reserve, void that reserve instead."""
-    op = await session.get(CouponOperation, command.operation_id)
-    if op is None:
-        op = await _release_once(session, command=command)
-        session.add(op)
-    await add_message(
-        session,
-        CouponReleased(
-            order_id=command.order_id,
-            operation_id=command.operation_id,
-            user_coupon_id=command.user_coupon_id,
-        ),
-    )
-
-
-async def _release_once(session: AsyncSession, *, command: ReleaseCoupon) -> CouponOperation:
-    row = await session.get(UserCoupon, command.user_coupon_id, with_for_update=True)
-    reserved_before = await session.scalar(
-        select(
-            exists().where(
-                and_(
-                    CouponOperation.order_id == command.order_id,
-                    CouponOperation.user_coupon_id == command.user_coupon_id,
-                    CouponOperation.outcome == "RESERVED",
-                )
-            )
-        )
-    )
-    if row is not None and row.status == "USED" and row.order_id == command.order_id:
-        row.status, row.order_id, row.used_at = "ISSUED", None, None
-    return CouponOperation(
-        operation_id=command.operation_id,
-        order_id=command.order_id,
-        user_coupon_id=command.user_coupon_id,
-        kind="RELEASE",
-        outcome="RELEASED" if reserved_before else "VOIDED",
-        discount=0,
-        discount_value=0,
-        min_order_amount=0,
-    )

@@ -81,6 +81,20 @@ def test_the_order_that_holds_the_coupon_may_reserve_it_again() -> None:
     assert usable(held_here, terms, subtotal=49_999) is not None
 
 
+def test_only_the_order_using_the_coupon_may_reprice_it_even_past_expiry() -> None:
+    terms = Terms("PERCENT", 10, min_order_amount=10_000)
+    used_here = holding(status="USED", order_id="o1", expires_at=NOW - timedelta(days=1))
+
+    def refusal(h: Holding | None, subtotal: int = 30_000) -> str | None:
+        return domain.repricing_refusal(h, terms, order_id="o1", subtotal=subtotal)
+
+    assert refusal(used_here) is None
+    assert refusal(used_here, subtotal=10_000) is None
+    assert "minimum of 10000" in (refusal(used_here, subtotal=9_999) or "")
+    for other in (None, holding(), holding(status="USED", order_id="o2")):
+        assert refusal(other) == "the coupon is not used by this order"
+
+
 def test_terms_are_checked() -> None:
     ok = {"discount_type": "PERCENT", "discount_value": 10, "total_quantity": 1, "valid_days": 30}
     assert domain.terms_error(**ok) is None  # type: ignore[arg-type]
