@@ -11,7 +11,7 @@ import pytest
 
 from contracts.coupon import IssueCouponRequested
 from coupon import issuing, service
-from coupon.line import Lines
+from coupon.issue_queue import IssueQueue
 from coupon.main import build_app
 from coupon.settings import Settings
 from coupon.waiting import SETTLED_CHANNEL, Settlements
@@ -66,18 +66,17 @@ async def new_coupons(client: httpx.AsyncClient, limited: Settings, count: int) 
     return ids
 
 
-async def test_issue_requests_past_the_users_limit_are_refused_on_both_paths(
+async def test_issue_requests_past_the_users_limit_are_refused_for_users_and_admins(
     client: httpx.AsyncClient, limited: Settings
 ) -> None:
     coupons = await new_coupons(client, limited, 4)
     me, other = str(uuid.uuid4()), str(uuid.uuid4())
     mine = headers(limited, me)
     answers = [
-        # The plain request is answered by the fast lane (gate.py).
         await client.post(f"/api/coupons/{c}/issue", json={"user_id": me}, headers=mine)
         for c in coupons[:3]
     ]
-    # An admin acting for the user goes through the route: the same count.
+    # An admin acting for the user counts against the user too.
     admin = headers(limited, "admin-" + uuid.uuid4().hex[:6], "admin")
     by_admin = await client.post(
         f"/api/coupons/{coupons[3]}/issue", json={"user_id": me}, headers=admin
@@ -147,10 +146,10 @@ async def test_a_waiter_is_woken_by_the_settling_transactions_notify(
             me,
             requested,
         )
-        lines = Lines(db)
-        held = await service.get_user_coupon(db, lines=lines, user_coupon_id=place)
+        queue = IssueQueue(db)
+        held = await service.get_user_coupon(db, queue=queue, user_coupon_id=place)
         await asyncio.wait_for(connected.wait(), timeout=10)
-        waiting = asyncio.create_task(settlements.wait(lines, held, timeout=10))
+        waiting = asyncio.create_task(settlements.wait(queue, held, timeout=10))
         # It has read PENDING and sleeps until woken (or 2 s).
         await poll(lambda: asyncio.sleep(0, settlements.waiting), until=lambda n: n == 1)
         assert not waiting.done()

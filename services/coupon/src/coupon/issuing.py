@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts.coupon import CouponIssued, CouponRejected, IssueCouponRequested
 from coupon import domain
-from coupon.line import Held, Lines
+from coupon.issue_queue import IssueQueue, UserCouponDetail
 from coupon.models import Coupon, KnownUser, UserCoupon
 from coupon.waiting import NOTIFY_SETTLED, settled_payload
 from shopkit.db import Database
@@ -22,22 +22,22 @@ from shopkit.outbox import add_message
 
 
 async def issue_coupon(
-    lines: Lines,
+    queue: IssueQueue,
     *,
     coupon_id: str,
     user_id: str,
     vouched: bool,
     user_wait_seconds: float,
     now: datetime,
-) -> Held:
+) -> UserCouponDetail:
     """Put the user in the coupon's line as PENDING; 409 SOLD_OUT or ALREADY_ISSUED otherwise.
 
     A user id `vouched` for by the token's own subject exists; any other must be known.
     """
-    await lines.card(coupon_id)
+    await queue.definition(coupon_id)
     if not vouched:
-        await require_known_user(lines.db, user_id=user_id, wait_seconds=user_wait_seconds)
-    return await lines.take_place(coupon_id=coupon_id, user_id=user_id, now=now)
+        await require_known_user(queue.db, user_id=user_id, wait_seconds=user_wait_seconds)
+    return await queue.take_place(coupon_id=coupon_id, user_id=user_id, now=now)
 
 
 async def require_known_user(db: Database, *, user_id: str, wait_seconds: float) -> None:

@@ -12,10 +12,10 @@ from contracts.coupon import (
     CouponReserved,
     IssueCouponRequested,
 )
-from coupon.api import ISSUE, router
-from coupon.gate import IssueFastLane
+from coupon.api import router
 from coupon.handlers import build_consumers
-from coupon.line import Lines
+from coupon.issue_endpoint import ISSUE, IssueEndpoint
+from coupon.issue_queue import IssueQueue
 from coupon.settings import Settings
 from coupon.waiting import Settlements, listen
 from shopkit.app import create_app
@@ -27,15 +27,15 @@ from shopkit.metrics import Metrics
 def build_app(settings: Settings | None = None, *, clock: Clock = system_clock) -> FastAPI:
     settings = settings or Settings()
 
-    async def open_lines(app: FastAPI) -> None:
-        app.state.lines = Lines(app.state.db)
-        line_metrics(app.state.metrics, app.state.lines)
+    async def open_issue_queue(app: FastAPI) -> None:
+        app.state.issue_queue = IssueQueue(app.state.db)
+        queue_metrics(app.state.metrics, app.state.issue_queue)
         app.state.settlements = Settlements(settings.max_waiters)
         app.state.limits = Limiter(
             {ISSUE: settings.limit_issues_per_user}, enabled=settings.rate_limits, clock=clock
         )
 
-    return create_app(
+    app = create_app(
         settings,
         title="Shop coupons",
         routers=[router],
@@ -50,21 +50,23 @@ def build_app(settings: Settings | None = None, *, clock: Clock = system_clock) 
             CouponRepricingFailed,
             CouponReleased,
         ),
-        on_startup=[open_lines],
+        on_startup=[open_issue_queue],
         background=[listen],
         clock=clock,
-        middleware=[IssueFastLane],
     )
+    # Outermost, outside the generic HTTP metrics: the issue endpoint times itself.
+    app.add_middleware(IssueEndpoint)
+    return app
 
 
-def line_metrics(metrics: Metrics, lines: Lines) -> None:
-    """The line's length and the places it gave, read at each scrape of /metrics."""
+def queue_metrics(metrics: Metrics, queue: IssueQueue) -> None:
+    """The issue queue's length and the places it gave, read at each scrape of /metrics."""
     waiting = metrics.gauge(
         "shop_coupon_line_waiting", "Issue requests queued in this process, not yet answered"
     )
-    metrics.on_scrape(lambda: waiting.set(lines.waiting()))
+    metrics.on_scrape(lambda: waiting.set(queue.waiting()))
     metrics.count(
         "shop_coupon_line_placed",
         "Places in a coupon's line given (committed)",
-        lambda: lines.placed,
+        lambda: queue.placed,
     )

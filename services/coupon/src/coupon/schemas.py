@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from coupon import domain
 from coupon.domain import DiscountType, Status
-from coupon.line import Held
+from coupon.issue_queue import UserCouponDetail
 
 
 class Strict(BaseModel):
@@ -56,8 +56,8 @@ class UserCouponOut(BaseModel):
 StatusFilter = Literal["PENDING", "ISSUED", "USED", "EXPIRED", "REVOKED", "REJECTED"]
 
 
-def user_coupon_out(held: Held, now: datetime) -> UserCouponOut:
-    row, card = held.row, held.card
+def user_coupon_out(held: UserCouponDetail, now: datetime) -> UserCouponOut:
+    row, card = held.row, held.definition
     return UserCouponOut(
         id=row.id,
         coupon_id=row.coupon_id,

@@ -7,7 +7,7 @@ from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from coupon import domain
-from coupon.line import Held, Lines
+from coupon.issue_queue import IssueQueue, UserCouponDetail
 from coupon.models import Coupon, CouponLine, KnownUser, UserCoupon
 from shopkit.db import Database
 from shopkit.errors import Problem
@@ -64,14 +64,14 @@ async def get_coupon(db: Database, *, coupon_id: str) -> Coupon:
 async def list_user_coupons(
     db: Database,
     *,
-    lines: Lines,
+    queue: IssueQueue,
     user_id: str,
     status: str | None,
     limit: int,
     cursor: str | None,
     now: datetime,
     require_known: bool,
-) -> tuple[list[Held], str | None]:
+) -> tuple[list[UserCouponDetail], str | None]:
     """A page of the user's coupons, newest first; EXPIRED is ISSUED past its expiry."""
     after = decode_cursor(cursor, size=1)
     query = select(UserCoupon).where(UserCoupon.user_id == user_id)
@@ -88,7 +88,10 @@ async def list_user_coupons(
         if require_known and not rows and not await _is_known(session, user_id):
             raise Problem(404, "USER_NOT_FOUND", f"no user {user_id}")
     next_cursor = encode_cursor([rows[limit - 1].seq]) if len(rows) > limit else None
-    held = [Held(row=row, card=await lines.card(row.coupon_id)) for row in rows[:limit]]
+    held = [
+        UserCouponDetail(row=row, definition=await queue.definition(row.coupon_id))
+        for row in rows[:limit]
+    ]
     return held, next_cursor
 
 
@@ -98,16 +101,18 @@ async def _is_known(session: AsyncSession, user_id: str) -> bool:
     return bool(await session.scalar(select(exists(known) | exists(holds))))
 
 
-async def get_user_coupon(db: Database, *, lines: Lines, user_coupon_id: str) -> Held:
+async def get_user_coupon(
+    db: Database, *, queue: IssueQueue, user_coupon_id: str
+) -> UserCouponDetail:
     """One user coupon; 404 USER_COUPON_NOT_FOUND."""
     async with db.sessions() as session:
         row = await session.get(UserCoupon, user_coupon_id)
     if row is None:
         raise Problem(404, "USER_COUPON_NOT_FOUND", f"no user coupon {user_coupon_id}")
-    return Held(row=row, card=await lines.card(row.coupon_id))
+    return UserCouponDetail(row=row, definition=await queue.definition(row.coupon_id))
 
 
-async def revoke(db: Database, *, lines: Lines, user_coupon_id: str) -> Held:
+async def revoke(db: Database, *, queue: IssueQueue, user_coupon_id: str) -> UserCouponDetail:
     """An admin takes back an unused coupon; 409 COUPON_NOT_REVOCABLE when it is not ISSUED."""
     async with db.transaction() as session:
         row = await session.get(UserCoupon, user_coupon_id, with_for_update=True)
@@ -116,4 +121,4 @@ async def revoke(db: Database, *, lines: Lines, user_coupon_id: str) -> Held:
         if not domain.can_revoke(row.status):
             raise Problem(409, "COUPON_NOT_REVOCABLE", f"a {row.status} coupon cannot be revoked")
         row.status = "REVOKED"
-    return Held(row=row, card=await lines.card(row.coupon_id))
+    return UserCouponDetail(row=row, definition=await queue.definition(row.coupon_id))

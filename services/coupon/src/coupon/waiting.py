@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from fastapi import FastAPI
 from sqlalchemy import text
 
-from coupon.line import Held, Lines
+from coupon.issue_queue import IssueQueue, UserCouponDetail
 from coupon.models import UserCoupon
 from shopkit import notifications
 
@@ -62,7 +62,9 @@ class Settlements:
             for waiter in waiting:
                 waiter.event.set()
 
-    async def wait(self, lines: Lines, held: Held, *, timeout: float) -> Held:
+    async def wait(
+        self, queue: IssueQueue, held: UserCouponDetail, *, timeout: float
+    ) -> UserCouponDetail:
         """The place once it left PENDING, or as it is after `timeout` seconds (or at once when
         `limit` requests wait already)."""
         if self._count >= self._limit:
@@ -76,12 +78,12 @@ class Settlements:
         try:
             while True:
                 waiter.event.clear()
-                async with lines.db.sessions() as session:
+                async with queue.db.sessions() as session:
                     row = await session.get(UserCoupon, held.row.id)
                 assert row is not None
                 left = deadline - loop.time()
                 if row.status != "PENDING" or left <= 0:
-                    return Held(row=row, card=held.card)
+                    return UserCouponDetail(row=row, definition=held.definition)
                 try:
                     await asyncio.wait_for(waiter.event.wait(), min(left, FALLBACK_SECONDS))
                 except TimeoutError:

@@ -1,4 +1,4 @@
-"""The first-come-first-served line: places are taken in batches, in arrival order.
+"""The issue queue: places in a coupon's first-come-first-served line, given in batches.
 
 Every request for a coupon joins its process-local queue; one task per coupon drains the queue
 in batches, each batch one short transaction that locks the coupon's `coupon_lines` row
@@ -8,9 +8,9 @@ total order per coupon across every replica (the row lock orders the batches, th
 batch), the outbox ids, and with them the coupon's Kafka partition, follow that order, and a
 burst of N requests costs a handful of transactions instead of N fights for one hot row.
 
-A full line never opens again (a released coupon goes back to its holder, not to the pool), so
-each process remembers full lines with their holders (read under the line's lock, so final) and
-answers at once, without the database.
+A sold-out line never opens again (a released coupon goes back to its holder, not to the pool),
+so each process remembers sold-out coupons with their holders (read under the line's lock, so
+final) and answers at once, without the database.
 """
 
 import asyncio
@@ -52,8 +52,8 @@ ADVANCE_LINE = text(
 
 
 @dataclass(frozen=True)
-class Card:
-    """The parts of a coupon definition that never change."""
+class Definition:
+    """The parts of a coupon's definition that never change (its issued quantity does)."""
 
     id: str
     name: str
@@ -64,7 +64,7 @@ class Card:
     valid_days: int
 
     @classmethod
-    def of(cls, coupon: Coupon) -> "Card":
+    def of(cls, coupon: Coupon) -> "Definition":
         return cls(
             id=coupon.id,
             name=coupon.name,
@@ -77,15 +77,15 @@ class Card:
 
 
 @dataclass(frozen=True)
-class Held:
-    """A user coupon with its coupon's card."""
+class UserCouponDetail:
+    """A user coupon with its coupon's definition: what a holder is shown."""
 
     row: UserCoupon
-    card: Card
+    definition: Definition
 
 
 @dataclass
-class _Request:
+class _Arrival:
     user_coupon_id: str
     user_id: str
     requested_at: datetime
@@ -93,31 +93,32 @@ class _Request:
 
 
 @dataclass
-class _Queue:
-    waiting: list[_Request] = field(default_factory=list)
+class _CouponQueue:
+    waiting: list[_Arrival] = field(default_factory=list)
     drainer: "asyncio.Task[None] | None" = None
 
 
 @dataclass
-class Lines:
-    """One process's view of every coupon's line: cards, queues, and full lines' holders."""
+class IssueQueue:
+    """One process's queues of issue requests, coupons' definitions, and sold-out coupons'
+    holders."""
 
     db: Database
-    cards: dict[str, Card] = field(default_factory=dict)
-    full: dict[str, frozenset[str]] = field(default_factory=dict)
-    queues: dict[str, _Queue] = field(default_factory=dict)
-    loading: dict[str, "asyncio.Future[Card]"] = field(default_factory=dict)
+    definitions: dict[str, Definition] = field(default_factory=dict)
+    sold_out: dict[str, frozenset[str]] = field(default_factory=dict)
+    queues: dict[str, _CouponQueue] = field(default_factory=dict)
+    loading: dict[str, "asyncio.Future[Definition]"] = field(default_factory=dict)
     placed: int = 0  # places given in this process, for shop_coupon_line_placed_total
 
     def waiting(self) -> int:
         """Requests in this process's queues, not yet given a place or refused."""
         return sum(len(queue.waiting) for queue in self.queues.values())
 
-    async def card(self, coupon_id: str) -> Card:
-        """The coupon's card; 404 COUPON_NOT_FOUND when there is no such coupon."""
-        card = self.cards.get(coupon_id)
-        if card is not None:
-            return card
+    async def definition(self, coupon_id: str) -> Definition:
+        """The coupon's definition; 404 COUPON_NOT_FOUND when there is no such coupon."""
+        known = self.definitions.get(coupon_id)
+        if known is not None:
+            return known
         # A burst's first wave all asks at once: one query answers all of it.
         loading = self.loading.get(coupon_id)
         if loading is None:
@@ -125,24 +126,24 @@ class Lines:
             loading.add_done_callback(lambda _: self.loading.pop(coupon_id, None))
         return await asyncio.shield(loading)
 
-    async def _load(self, coupon_id: str) -> Card:
+    async def _load(self, coupon_id: str) -> Definition:
         async with self.db.sessions() as session:
             coupon = await session.get(Coupon, coupon_id)
         if coupon is None:
             raise Problem(404, "COUPON_NOT_FOUND", f"no coupon {coupon_id}")
-        card = self.cards[coupon_id] = Card.of(coupon)
-        return card
+        definition = self.definitions[coupon_id] = Definition.of(coupon)
+        return definition
 
-    async def take_place(self, *, coupon_id: str, user_id: str, now: datetime) -> Held:
+    async def take_place(self, *, coupon_id: str, user_id: str, now: datetime) -> UserCouponDetail:
         """Join the line as PENDING; 409 SOLD_OUT when it is full, ALREADY_ISSUED if in it."""
-        card = await self.card(coupon_id)
-        holders = self.full.get(coupon_id)
+        definition = await self.definition(coupon_id)
+        holders = self.sold_out.get(coupon_id)
         if holders is not None:
             raise refusal(already=user_id in holders)
-        request = _Request(
+        request = _Arrival(
             str(uuid.uuid4()), user_id, now, asyncio.get_running_loop().create_future()
         )
-        queue = self.queues.setdefault(coupon_id, _Queue())
+        queue = self.queues.setdefault(coupon_id, _CouponQueue())
         queue.waiting.append(request)
         if queue.drainer is None or queue.drainer.done():
             queue.drainer = asyncio.create_task(self._drain(coupon_id, queue))
@@ -155,16 +156,16 @@ class Lines:
             position=position,
             requested_at=now,
         )
-        return Held(row=row, card=card)
+        return UserCouponDetail(row=row, definition=definition)
 
-    async def _drain(self, coupon_id: str, queue: _Queue) -> None:
+    async def _drain(self, coupon_id: str, queue: _CouponQueue) -> None:
         while queue.waiting:
             batch, queue.waiting = queue.waiting[:MAX_BATCH], queue.waiting[MAX_BATCH:]
-            holders = self.full.get(coupon_id)
+            holders = self.sold_out.get(coupon_id)
             try:
                 if holders is None:
                     answers = await self._admit(coupon_id, batch)
-                else:  # the line filled while this batch waited: no transaction needed
+                else:  # it sold out while this batch waited: no transaction needed
                     answers = [refusal(already=r.user_id in holders) for r in batch]
             except Exception as exc:  # the batch's requests fail; the next batch tries again
                 answers = [exc] * len(batch)
@@ -176,13 +177,13 @@ class Lines:
                 else:
                     request.answer.set_result(answer)
 
-    async def _admit(self, coupon_id: str, batch: Sequence[_Request]) -> list[int | Exception]:
+    async def _admit(self, coupon_id: str, batch: Sequence[_Arrival]) -> list[int | Exception]:
         """One transaction: the batch's places in arrival order, or why each got none.
 
         Every insert into a coupon's line happens under its row lock, so what this transaction
         reads of the line while holding the lock is exact.
         """
-        firsts: dict[str, _Request] = {}
+        firsts: dict[str, _Arrival] = {}
         for request in batch:
             firsts.setdefault(request.user_id, request)
         places: dict[str, int] = {}
@@ -206,7 +207,7 @@ class Lines:
                 holders = frozenset(await session.scalars(HOLDERS, {"coupon_id": coupon_id}))
         self.placed += len(places)  # committed
         if accepted >= capacity:
-            self.full[coupon_id] = holders
+            self.sold_out[coupon_id] = holders
             already |= holders - places.keys()
         answers: list[int | Exception] = []
         for request in batch:
@@ -219,7 +220,7 @@ class Lines:
         return answers
 
     async def _place(
-        self, session: AsyncSession, coupon_id: str, placed: list[_Request], *, first: int
+        self, session: AsyncSession, coupon_id: str, placed: list[_Arrival], *, first: int
     ) -> None:
         await session.execute(
             JOIN_LINE,
