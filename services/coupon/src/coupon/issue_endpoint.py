@@ -19,8 +19,7 @@ import json
 import re
 import time
 import uuid
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from fastapi import FastAPI, Request
@@ -48,8 +47,7 @@ _WAIT = TypeAdapter(bool)
 _JSON = b"application/json"
 
 
-@dataclass(frozen=True)
-class Answer:
+class Answer(NamedTuple):
     status: int
     body: bytes
     headers: list[tuple[bytes, bytes]]  # besides the correlation id

@@ -34,8 +34,8 @@ async def issue_coupon(
 
     A user id `vouched` for by the token's own subject exists; any other must be known.
     """
-    await queue.definition(coupon_id)
     if not vouched:
+        await queue.definition(coupon_id)  # an unknown coupon is a 404 before an unknown user
         await require_known_user(queue.db, user_id=user_id, wait_seconds=user_wait_seconds)
     return await queue.take_place(coupon_id=coupon_id, user_id=user_id, now=now)
 
