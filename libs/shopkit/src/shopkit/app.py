@@ -11,7 +11,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.telemetry import TelemetryConfig
-from faststream.kafka import KafkaBroker
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from contracts import Message
@@ -104,18 +103,16 @@ def create_app(
             timeouts=Timeouts.of(settings),
         )
         relay = OutboxRelay(settings)
-        broker = KafkaBroker(settings.kafka_bootstrap, client_id=settings.service_name, logger=None)
-        app.state.db, app.state.relay, app.state.broker = db, relay, broker
+        subscriptions = [consumer.subscribe(db, settings) for consumer in consumers]
+        app.state.db, app.state.relay, app.state.subscriptions = db, relay, subscriptions
         app.state.metrics.count(
             "shop_outbox_sent", "Outbox rows sent to Kafka (acknowledged)", lambda: relay.sent
         )
-        for consumer in consumers:
-            consumer.attach(broker, db, settings)
         for hook in on_startup:
             await hook(app)
         await relay.start()
-        if consumers:
-            await broker.start()
+        for subscription in subscriptions:
+            await subscription.start()
         tracing.serving(settings.service_name)  # the background jobs' spans are this service's
         jobs = (*background, prune_old_rows)
         tasks = [asyncio.create_task(job(app), name=job.__name__) for job in jobs]
@@ -127,8 +124,7 @@ def create_app(
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            if consumers:
-                await broker.stop()
+            await asyncio.gather(*(subscription.stop() for subscription in subscriptions))
             await relay.stop()
             await db.dispose()
             tracing.shutdown()

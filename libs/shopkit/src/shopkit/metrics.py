@@ -34,7 +34,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shopkit.messaging import handled_through
+from shopkit.subscription import Subscription
 
 log = logging.getLogger("shopkit.metrics")
 
@@ -182,15 +182,13 @@ class Metrics:
     async def _read_kafka(self, app: FastAPI) -> None:
         namespace = app.state.settings.kafka_namespace
         lags: list[tuple[tuple[str, str, str], int, int]] = []
+        subscriptions: list[Subscription] = app.state.subscriptions
         try:
             async with asyncio.timeout(self.query_timeout_s):
-                for subscriber in app.state.broker.subscribers:
-                    consumer = getattr(subscriber, "consumer", None)
-                    if consumer is None:
-                        continue
-                    group = str(subscriber.group_id).removeprefix(namespace)
+                for subscription in subscriptions:
+                    consumer = subscription.consumer
                     assigned = consumer.assignment()
-                    handled = handled_through(subscriber)
+                    handled = subscription.offsets.handled_through
                     for gone in handled.keys() - assigned:  # revoked: another member has it
                         handled.pop(gone, None)
                     for tp in assigned:
@@ -203,7 +201,11 @@ class Metrics:
                         # Polled is not handled: a poll waiting out an outage still counts.
                         done = handled[tp]
                         lag = max(0, highwater - done) if highwater is not None else 0
-                        labels = (group, tp.topic.removeprefix(namespace), str(tp.partition))
+                        labels = (
+                            subscription.group,
+                            tp.topic.removeprefix(namespace),
+                            str(tp.partition),
+                        )
                         lags.append((labels, lag, position))
         except Exception as exc:  # a rebalance or an unreachable broker: keep what is known
             self.source_up.labels("kafka").set(0)
