@@ -43,7 +43,7 @@ class RepeatedLines(logging.Filter):
     """Lets a line of a kind (logger and message template) through once per `window` seconds and
     says how many like it it held back. While Kafka is down aiokafka logs a failed connect and a
     failed metadata update for each retry of its producer's sender, which does not back off:
-    ~10,000 lines a second per service, whose formatting took the CPU the shop needs to recover."""
+    thousands of lines a second, whose formatting takes the CPU the shop needs to recover."""
 
     def __init__(
         self,
