@@ -83,5 +83,5 @@ def configure_logging(service: str, level: str = "INFO", *, json: bool = True) -
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
-    for noisy in ("aiokafka", "kafka", "uvicorn.access", "faststream"):
+    for noisy in ("aiokafka", "kafka", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
