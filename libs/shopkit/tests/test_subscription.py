@@ -1,6 +1,7 @@
 """The poll loop against real Kafka: a second member of a group takes over partitions, each
 message is still applied exactly once, and what was handled is committed."""
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -10,10 +11,11 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from contracts import Envelope
 from contracts.wallet import BalanceCharged
+from shopkit.app import create_app
 from shopkit.db import Database, Transaction
 from shopkit.messaging import Consumer, each
 from shopkit.settings import ServiceSettings
-from shopkit.testing import Infra, KafkaProbe, kit_database, poll
+from shopkit.testing import Infra, KafkaProbe, kit_database, poll, serve, session_keys
 
 GROUP = "kit-test-rebalance"
 
@@ -123,3 +125,35 @@ async def kafka_ends(
         return dict(await probe.end_offsets(partitions))
     finally:
         await probe.stop()
+
+
+async def test_metrics_show_each_groups_lag_and_the_pool(
+    db: Database, settings: ServiceSettings, kafka: KafkaProbe
+) -> None:
+    consumer = Consumer("kit-test-lag")
+    seen: list[str] = []
+
+    @consumer.handles(BalanceCharged)
+    async def note(tx: Transaction, batch: list[tuple[BalanceCharged, Envelope]]) -> None:
+        seen.extend(str(env.message_id) for _, env in batch)
+
+    (marker,) = await kafka.publish_many(charges([str(uuid.uuid4())], 1))
+    keys = session_keys()
+    app = create_app(
+        settings.model_copy(update={"jwt_public_keys": keys.public_keys}),
+        title="kit lag",
+        routers=[],
+        consumers=[consumer],
+    )
+    async with serve(app) as client:
+        await poll(lambda: asyncio.sleep(0, str(marker.message_id) in seen), message="handled")
+
+        async def lag_lines() -> list[str]:
+            text = (await client.get("/metrics")).text
+            return [line for line in text.splitlines() if line.startswith("shop_consumer_lag{")]
+
+        lines = await poll(lag_lines, message="lag gauges")
+        text = (await client.get("/metrics")).text
+    assert all('group="kit-test-lag"' in line for line in lines)
+    assert all('topic="wallet.events"' in line for line in lines)
+    assert 'shop_db_pool_size{pool="asyncpg"} 20.0' in text
