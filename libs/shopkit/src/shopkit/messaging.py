@@ -80,8 +80,9 @@ class Consumer:
         It gets every fresh message of a poll that it handles at once (a round of them when a
         poll mixes handlers, see `shopkit.handling.calls`), grouped by key and in poll order
         within a key, on the poll's transaction: it can read and write them in a few statements
-        for all, not a few each. When a poll is retried one message per transaction, it gets lists of one.
-        Messages it publishes should take each one's correlation id (`correlated`)."""
+        for all, not a few each. When a poll is retried one message per transaction, it gets
+        lists of one. Messages it publishes should take each one's correlation id
+        (`correlated`)."""
 
         def register(fn: HandlerFn) -> HandlerFn:
             for message_type in message_types:
