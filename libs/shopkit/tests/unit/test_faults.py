@@ -6,7 +6,6 @@ import time
 import asyncpg
 import pytest
 from aiokafka import errors as kafka_errors
-from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from shopkit.faults import (
     Failed,
@@ -35,6 +34,9 @@ TRANSIENT = {
         "cannot call Connection.fetch(): connection is closed"
     ),
     "admin shutdown": postgres(asyncpg.exceptions.AdminShutdownError),
+    "a connection stuck on the server's goodbye": asyncpg.InternalClientError(
+        "cannot switch to state 12; another operation (2) is in progress"
+    ),
     "cannot connect now": postgres(asyncpg.exceptions.CannotConnectNowError),
     "too many clients": postgres(asyncpg.exceptions.TooManyConnectionsError),
     "serialization failure": postgres(asyncpg.exceptions.SerializationError),
@@ -80,19 +82,23 @@ def test_what_fails_the_same_way_every_time_is_not_transient(name: str) -> None:
     assert not is_transient(POISON[name])
 
 
-def test_the_cause_decides_through_sqlalchemys_wrapping() -> None:
-    """SQLAlchemy raises its own error from the driver's: the chain is followed."""
-    driver = asyncpg.exceptions.AdminShutdownError("terminating connection")
-    try:
+class Wrapped(Exception):
+    """What a layer on the way up raises from the driver's error."""
+
+
+def test_the_cause_decides_through_a_wrapping() -> None:
+    """A layer raises its own error from the driver's: the chain is followed."""
+    for cause, transient in (
+        (asyncpg.exceptions.AdminShutdownError("terminating connection"), True),
+        (asyncpg.exceptions.UniqueViolationError("duplicate key"), False),
+    ):
         try:
-            raise driver
-        except asyncpg.PostgresError as exc:
-            raise DBAPIError("SELECT 1", None, exc) from exc
-    except DBAPIError as wrapped:
-        assert is_transient(wrapped)
-    violation = asyncpg.exceptions.UniqueViolationError("duplicate key")
-    assert not is_transient(IntegrityError("INSERT", None, violation))
-    assert is_transient(DBAPIError("SELECT 1", None, ValueError(), connection_invalidated=True))
+            try:
+                raise cause
+            except asyncpg.PostgresError as exc:
+                raise Wrapped("SELECT 1") from exc
+        except Wrapped as wrapped:
+            assert is_transient(wrapped) is transient
 
 
 def test_the_chain_is_followed_as_a_traceback_shows_it() -> None:
@@ -117,11 +123,13 @@ def test_only_a_connection_level_failure_drops_the_connection() -> None:
     assert connection_lost(ConnectionResetError())
     assert connection_lost(asyncpg.exceptions.AdminShutdownError())
     assert connection_lost(asyncpg.InterfaceError("connection is closed"))
+    assert connection_lost(asyncpg.InternalClientError("cannot switch to state 12; another (2)"))
     # The connection is healthy after these: keep it pooled.
     assert not connection_lost(asyncpg.exceptions.SerializationError())
     assert not connection_lost(asyncpg.exceptions.DeadlockDetectedError())
     assert not connection_lost(asyncpg.exceptions.DataError("invalid input"))
     assert not connection_lost(ValueError())
+    assert not connection_lost(asyncpg.InternalClientError("released a free connection"))
 
 
 async def test_transient_failures_are_waited_out_with_capped_doubling_waits() -> None:

@@ -5,15 +5,19 @@ from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
 
-from shopkit.messaging import OffsetCommitter
+from shopkit.subscription import OffsetCommitter
 from shopkit.testing import poll
 
 
 class RecordingConsumer:
-    """Records the offsets it is asked to commit, and when."""
+    """Records the offsets it is asked to commit, and when; holds partitions 0 and 1 of t."""
 
     def __init__(self) -> None:
         self.commits: list[tuple[float, dict[TopicPartition, int]]] = []
+        self.assigned = {TopicPartition("t", 0), TopicPartition("t", 1)}
+
+    def assignment(self) -> set[TopicPartition]:
+        return self.assigned
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
         self.commits.append((time.monotonic(), dict(offsets)))
@@ -45,12 +49,12 @@ def record(partition: int, offset: int) -> Any:
 
 async def test_polls_handled_within_the_interval_are_committed_together() -> None:
     kafka = RecordingConsumer()
-    committer = OffsetCommitter(interval=0.1)
+    committer = OffsetCommitter(kafka, interval=0.1)  # type: ignore[arg-type]
 
-    committer.handled(kafka, (record(0, 7), record(1, 3)))  # type: ignore[arg-type]
+    committer.handled((record(0, 7), record(1, 3)))
     await kafka.committed(1)  # the first is due at once
-    committer.handled(kafka, (record(0, 8), record(0, 9)))  # type: ignore[arg-type]
-    committer.handled(kafka, (record(1, 4),))  # type: ignore[arg-type]
+    committer.handled((record(0, 8), record(0, 9)))
+    committer.handled((record(1, 4),))
     await kafka.committed(2)
 
     (first_at, first), (second_at, second) = kafka.commits
@@ -61,7 +65,16 @@ async def test_polls_handled_within_the_interval_are_committed_together() -> Non
 
 async def test_nothing_handled_nothing_committed() -> None:
     kafka = RecordingConsumer()
-    committer = OffsetCommitter(interval=0.01)
-    committer.handled(kafka, ())  # type: ignore[arg-type]
+    committer = OffsetCommitter(kafka, interval=0.01)  # type: ignore[arg-type]
+    committer.handled(())
     await committer.flush()
     assert kafka.commits == []
+
+
+async def test_a_revoked_partition_is_left_to_its_new_owner() -> None:
+    kafka = RecordingConsumer()
+    committer = OffsetCommitter(kafka, interval=0.01)  # type: ignore[arg-type]
+    kafka.assigned = {TopicPartition("t", 1)}  # partition 0 went to another member
+    committer.handled((record(0, 7), record(1, 3)))
+    await kafka.committed(1)
+    assert [offsets for _, offsets in kafka.commits] == [{TopicPartition("t", 1): 4}]
