@@ -6,9 +6,6 @@ its reply and changes nothing.
 
 from datetime import datetime
 
-from sqlalchemy import and_, exists, select
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from contracts.coupon import (
     CouponReleased,
     CouponRepriced,
@@ -20,90 +17,89 @@ from contracts.coupon import (
     ReserveCoupon,
 )
 from coupon import domain
-from coupon.models import Coupon, CouponOperation, UserCoupon
-from shopkit.outbox import add_message
+from shopkit.db import Transaction
+from shopkit.outbox import publish
+
+Command = ReserveCoupon | RepriceCoupon | ReleaseCoupon
+
+_OPERATION = "SELECT outcome, discount, detail FROM coupon_operations WHERE operation_id = $1"
+_RECORD = (
+    "INSERT INTO coupon_operations"
+    " (operation_id, order_id, user_coupon_id, kind, outcome, discount, detail)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7)"
+)
+# Locked: concurrent orders for one coupon take turns.
+_HOLDING = (
+    "SELECT u.user_id, u.status, u.expires_at, u.order_id,"
+    " c.discount_type, c.discount_value, c.min_order_amount"
+    " FROM user_coupons u JOIN coupons c ON c.id = u.coupon_id WHERE u.id = $1 FOR UPDATE OF u"
+)
+_HAS_OUTCOME = (
+    "SELECT EXISTS (SELECT 1 FROM coupon_operations"
+    " WHERE order_id = $1 AND user_coupon_id = $2 AND outcome = $3)"
+)
 
 
-async def reserve(session: AsyncSession, *, command: ReserveCoupon, now: datetime) -> None:
+async def reserve(tx: Transaction, *, command: ReserveCoupon, now: datetime) -> None:
     """Use the coupon on the order, or refuse it with nothing changed."""
-    op = await session.get(CouponOperation, command.operation_id)
-    if op is None:
-        op = await _reserve_once(session, command=command, now=now)
-        session.add(op)
-    if op.outcome == "RESERVED":
-        reply: CouponReserved | CouponReservationFailed = CouponReserved(
-            order_id=command.order_id,
-            operation_id=command.operation_id,
-            user_coupon_id=command.user_coupon_id,
-            discount=op.discount,
-        )
+    outcome, discount, detail = await _answered(tx, command) or await _reserve_once(
+        tx, command=command, now=now
+    )
+    ids = _ids(command)
+    if outcome == "RESERVED":
+        await publish(tx, CouponReserved(**ids, discount=discount))
     else:
-        reply = CouponReservationFailed(
-            order_id=command.order_id,
-            operation_id=command.operation_id,
-            user_coupon_id=command.user_coupon_id,
-            reason="COUPON_NOT_USABLE",
-            detail=op.detail or "not usable",
-        )
-    await add_message(session, reply)
+        await publish(tx, CouponReservationFailed(**ids, reason="COUPON_NOT_USABLE", detail=detail))
 
 
 async def _reserve_once(
-    session: AsyncSession, *, command: ReserveCoupon, now: datetime
-) -> CouponOperation:
-    row, terms = await _holding(session, command.user_coupon_id)
-    op = _operation(command, kind="RESERVE")
-    if row is None or terms is None:
-        op.detail = "the coupon is not this user's"
-        return op
-    holding = domain.Holding(row.user_id, row.status, row.expires_at, row.order_id)
-    reason = domain.unusable_reason(
-        holding,
-        terms,
-        user_id=command.user_id,
-        order_id=command.order_id,
-        subtotal=command.subtotal,
-        now=now,
+    tx: Transaction, *, command: ReserveCoupon, now: datetime
+) -> tuple[str, int, str]:
+    holding, terms = await _holding(tx, command.user_coupon_id)
+    reason = (
+        domain.unusable_reason(
+            holding,
+            terms,
+            user_id=command.user_id,
+            order_id=command.order_id,
+            subtotal=command.subtotal,
+            now=now,
+        )
+        if holding is not None and terms is not None
+        else "the coupon is not this user's"
     )
-    if reason is None and await _has_outcome(session, command, "VOIDED"):
+    if reason is None and await tx.fetchval(
+        _HAS_OUTCOME, command.order_id, command.user_coupon_id, "VOIDED"
+    ):
         reason = "the order already gave this coupon back"
     if reason is not None:
-        op.detail = reason
-        return op
-    if row.status != "USED":
-        row.status, row.order_id, row.used_at = "USED", command.order_id, now
-    op.outcome, op.discount = "RESERVED", domain.discount(terms, command.subtotal)
-    return op
+        return await _record(tx, command, "RESERVE", "FAILED", 0, reason)
+    assert holding is not None and terms is not None
+    if holding.status != "USED":
+        await tx.execute(
+            "UPDATE user_coupons SET status = 'USED', order_id = $2, used_at = $3 WHERE id = $1",
+            command.user_coupon_id,
+            command.order_id,
+            now,
+        )
+    discount = domain.discount(terms, command.subtotal)
+    return await _record(tx, command, "RESERVE", "RESERVED", discount, None)
 
 
-async def reprice(session: AsyncSession, *, command: RepriceCoupon) -> None:
+async def reprice(tx: Transaction, *, command: RepriceCoupon) -> None:
     """The discount the order's USED coupon gives its new subtotal; the coupon is unchanged."""
-    op = await session.get(CouponOperation, command.operation_id)
-    if op is None:
-        op = await _reprice_once(session, command=command)
-        session.add(op)
-    if op.outcome == "REPRICED":
-        reply: CouponRepriced | CouponRepricingFailed = CouponRepriced(
-            order_id=command.order_id,
-            operation_id=command.operation_id,
-            user_coupon_id=command.user_coupon_id,
-            discount=op.discount,
-        )
+    outcome, discount, detail = await _answered(tx, command) or await _reprice_once(
+        tx, command=command
+    )
+    ids = _ids(command)
+    if outcome == "REPRICED":
+        await publish(tx, CouponRepriced(**ids, discount=discount))
     else:
-        reply = CouponRepricingFailed(
-            order_id=command.order_id,
-            operation_id=command.operation_id,
-            user_coupon_id=command.user_coupon_id,
-            reason="COUPON_NOT_USABLE",
-            detail=op.detail or "not usable",
-        )
-    await add_message(session, reply)
+        await publish(tx, CouponRepricingFailed(**ids, reason="COUPON_NOT_USABLE", detail=detail))
 
 
-async def _reprice_once(session: AsyncSession, *, command: RepriceCoupon) -> CouponOperation:
-    row, terms = await _holding(session, command.user_coupon_id)
-    op = _operation(command, kind="REPRICE")
-    holding = domain.Holding(row.user_id, row.status, row.expires_at, row.order_id) if row else None
+async def _reprice_once(tx: Transaction, *, command: RepriceCoupon) -> tuple[str, int, str]:
+    holding, terms = await _holding(tx, command.user_coupon_id)
     reason = (
         domain.repricing_refusal(
             holding, terms, order_id=command.order_id, subtotal=command.subtotal
@@ -112,79 +108,70 @@ async def _reprice_once(session: AsyncSession, *, command: RepriceCoupon) -> Cou
         else "the coupon is not used by this order"
     )
     if reason is not None:
-        op.detail = reason
-        return op
+        return await _record(tx, command, "REPRICE", "FAILED", 0, reason)
     assert terms is not None
-    op.outcome, op.discount = "REPRICED", domain.discount(terms, command.subtotal)
-    return op
+    discount = domain.discount(terms, command.subtotal)
+    return await _record(tx, command, "REPRICE", "REPRICED", discount, None)
 
 
-async def release(session: AsyncSession, *, command: ReleaseCoupon) -> None:
+async def release(tx: Transaction, *, command: ReleaseCoupon) -> None:
     """Give the order's coupon back to ISSUED; before any reserve, void that reserve instead."""
-    op = await session.get(CouponOperation, command.operation_id)
-    if op is None:
-        row = await session.get(UserCoupon, command.user_coupon_id, with_for_update=True)
-        reserved_before = await _has_outcome(session, command, "RESERVED")
-        if row is not None and row.status == "USED" and row.order_id == command.order_id:
-            row.status, row.order_id, row.used_at = "ISSUED", None, None
-        op = _operation(command, kind="RELEASE")
-        op.outcome = "RELEASED" if reserved_before else "VOIDED"
-        session.add(op)
-    await add_message(
-        session,
-        CouponReleased(
-            order_id=command.order_id,
-            operation_id=command.operation_id,
-            user_coupon_id=command.user_coupon_id,
-        ),
-    )
+    if await _answered(tx, command) is None:
+        # Locked first, so a reserve of this order in flight is seen as done or not begun.
+        row = await tx.fetchrow(
+            "SELECT status, order_id FROM user_coupons WHERE id = $1 FOR UPDATE",
+            command.user_coupon_id,
+        )
+        if row is not None and row["status"] == "USED" and row["order_id"] == command.order_id:
+            await tx.execute(
+                "UPDATE user_coupons SET status = 'ISSUED', order_id = NULL, used_at = NULL"
+                " WHERE id = $1",
+                command.user_coupon_id,
+            )
+        reserved_before = await tx.fetchval(
+            _HAS_OUTCOME, command.order_id, command.user_coupon_id, "RESERVED"
+        )
+        outcome = "RELEASED" if reserved_before else "VOIDED"
+        await _record(tx, command, "RELEASE", outcome, 0, None)
+    await publish(tx, CouponReleased(**_ids(command)))
+
+
+async def _answered(tx: Transaction, command: Command) -> tuple[str, int, str] | None:
+    """The stored outcome of this operation, when it was handled before."""
+    row = await tx.fetchrow(_OPERATION, command.operation_id)
+    return None if row is None else (row["outcome"], row["discount"], row["detail"] or "")
 
 
 async def _holding(
-    session: AsyncSession, user_coupon_id: str
-) -> tuple[UserCoupon | None, domain.Terms | None]:
-    """The user coupon, locked (concurrent orders for one coupon take turns), and its terms."""
-    query = (
-        select(UserCoupon, Coupon)
-        .join(Coupon, Coupon.id == UserCoupon.coupon_id)
-        .where(UserCoupon.id == user_coupon_id)
-        .with_for_update(of=UserCoupon)
-    )
-    found = (await session.execute(query)).first()
-    if found is None:
+    tx: Transaction, user_coupon_id: str
+) -> tuple[domain.Holding | None, domain.Terms | None]:
+    row = await tx.fetchrow(_HOLDING, user_coupon_id)
+    if row is None:
         return None, None
-    row, coupon = found
-    terms = domain.Terms(coupon.discount_type, coupon.discount_value, coupon.min_order_amount)  # type: ignore[arg-type]
-    return row, terms
+    holding = domain.Holding(row["user_id"], row["status"], row["expires_at"], row["order_id"])
+    terms = domain.Terms(row["discount_type"], row["discount_value"], row["min_order_amount"])
+    return holding, terms
 
 
-async def _has_outcome(
-    session: AsyncSession, command: ReserveCoupon | ReleaseCoupon, outcome: str
-) -> bool:
-    """Whether an earlier operation of this order on this coupon ended in `outcome`."""
-    return bool(
-        await session.scalar(
-            select(
-                exists().where(
-                    and_(
-                        CouponOperation.order_id == command.order_id,
-                        CouponOperation.user_coupon_id == command.user_coupon_id,
-                        CouponOperation.outcome == outcome,
-                    )
-                )
-            )
-        )
+async def _record(
+    tx: Transaction, command: Command, kind: str, outcome: str, discount: int, detail: str | None
+) -> tuple[str, int, str]:
+    await tx.execute(
+        _RECORD,
+        command.operation_id,
+        command.order_id,
+        command.user_coupon_id,
+        kind,
+        outcome,
+        discount,
+        detail,
     )
+    return outcome, discount, detail or ""
 
 
-def _operation(
-    command: ReserveCoupon | RepriceCoupon | ReleaseCoupon, *, kind: str
-) -> CouponOperation:
-    return CouponOperation(
-        operation_id=command.operation_id,
-        order_id=command.order_id,
-        user_coupon_id=command.user_coupon_id,
-        kind=kind,
-        outcome="FAILED",
-        discount=0,
-    )
+def _ids(command: Command) -> dict[str, str]:
+    return {
+        "order_id": command.order_id,
+        "operation_id": command.operation_id,
+        "user_coupon_id": command.user_coupon_id,
+    }

@@ -14,41 +14,36 @@ final) and answers at once, without the database.
 """
 
 import asyncio
+import contextvars
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from contracts.coupon import IssueCouponRequested
 from coupon import domain
-from coupon.models import Coupon, UserCoupon
-from shopkit.db import Database
+from coupon.models import UserCoupon
+from shopkit.db import Database, Transaction
 from shopkit.errors import Problem
-from shopkit.outbox import add_message
+from shopkit.logs import correlation_id
+from shopkit.outbox import envelope, publish
 
 MAX_BATCH = 2_000
 
-LOCK_LINE = text(
-    "SELECT accepted, capacity FROM coupon_lines WHERE coupon_id = :coupon_id FOR UPDATE"
+DEFINITION = (
+    "SELECT id, name, discount_type, discount_value, total_quantity, min_order_amount,"
+    " valid_days FROM coupons WHERE id = $1"
 )
-IN_LINE = text(
-    "SELECT user_id FROM user_coupons"
-    " WHERE coupon_id = :coupon_id AND user_id = ANY(CAST(:user_ids AS varchar[]))"
-)
-JOIN_LINE = text(
+LOCK_LINE = "SELECT accepted, capacity FROM coupon_lines WHERE coupon_id = $1 FOR UPDATE"
+IN_LINE = "SELECT user_id FROM user_coupons WHERE coupon_id = $1 AND user_id = ANY($2::varchar[])"
+JOIN_LINE = (
     "INSERT INTO user_coupons (id, coupon_id, user_id, status, position, requested_at)"
-    " SELECT p.id, :coupon_id, p.user_id, 'PENDING', p.position, p.requested_at"
-    " FROM unnest(CAST(:ids AS varchar[]), CAST(:user_ids AS varchar[]),"
-    " CAST(:positions AS int[]), CAST(:requested AS timestamptz[]))"
+    " SELECT p.id, $1, p.user_id, 'PENDING', p.position, p.requested_at"
+    " FROM unnest($2::varchar[], $3::varchar[], $4::int[], $5::timestamptz[])"
     " AS p(id, user_id, position, requested_at)"
 )
-HOLDERS = text("SELECT user_id FROM user_coupons WHERE coupon_id = :coupon_id")
-ADVANCE_LINE = text(
-    "UPDATE coupon_lines SET accepted = accepted + :taken WHERE coupon_id = :coupon_id"
-)
+HOLDERS = "SELECT user_id FROM user_coupons WHERE coupon_id = $1"
+ADVANCE_LINE = "UPDATE coupon_lines SET accepted = accepted + $2 WHERE coupon_id = $1"
 
 
 @dataclass(frozen=True)
@@ -62,18 +57,6 @@ class Definition:
     total_quantity: int
     min_order_amount: int
     valid_days: int
-
-    @classmethod
-    def of(cls, coupon: Coupon) -> "Definition":
-        return cls(
-            id=coupon.id,
-            name=coupon.name,
-            discount_type=coupon.discount_type,  # type: ignore[arg-type]
-            discount_value=coupon.discount_value,
-            total_quantity=coupon.total_quantity,
-            min_order_amount=coupon.min_order_amount,
-            valid_days=coupon.valid_days,
-        )
 
 
 @dataclass(frozen=True)
@@ -89,6 +72,7 @@ class _Arrival:
     user_coupon_id: str
     user_id: str
     requested_at: datetime
+    correlation_id: str | None  # the request's, for its IssueCouponRequested
     answer: "asyncio.Future[int]"  # the place in line, or a Problem
 
 
@@ -127,11 +111,11 @@ class IssueQueue:
         return await asyncio.shield(loading)
 
     async def _load(self, coupon_id: str) -> Definition:
-        async with self.db.sessions() as session:
-            coupon = await session.get(Coupon, coupon_id)
-        if coupon is None:
+        async with self.db.autocommit() as conn:
+            found = await conn.fetchrow(DEFINITION, coupon_id)
+        if found is None:
             raise Problem(404, "COUPON_NOT_FOUND", f"no coupon {coupon_id}")
-        definition = self.definitions[coupon_id] = Definition.of(coupon)
+        definition = self.definitions[coupon_id] = Definition(**found)
         return definition
 
     async def take_place(self, *, coupon_id: str, user_id: str, now: datetime) -> UserCouponDetail:
@@ -141,12 +125,19 @@ class IssueQueue:
         if holders is not None:
             raise refusal(already=user_id in holders)
         request = _Arrival(
-            str(uuid.uuid4()), user_id, now, asyncio.get_running_loop().create_future()
+            str(uuid.uuid4()),
+            user_id,
+            now,
+            correlation_id.get(),
+            asyncio.get_running_loop().create_future(),
         )
         queue = self.queues.setdefault(coupon_id, _CouponQueue())
         queue.waiting.append(request)
         if queue.drainer is None or queue.drainer.done():
-            queue.drainer = asyncio.create_task(self._drain(coupon_id, queue))
+            # A context of its own: the drainer serves every request, not the one that woke it.
+            queue.drainer = asyncio.create_task(
+                self._drain(coupon_id, queue), context=contextvars.Context()
+            )
         position = await request.answer
         row = UserCoupon(
             id=request.user_coupon_id,
@@ -189,22 +180,18 @@ class IssueQueue:
         places: dict[str, int] = {}
         already: set[str] = set()  # users found in line already
         holders: frozenset[str] = frozenset()
-        async with self.db.transaction() as session:
-            line = (await session.execute(LOCK_LINE, {"coupon_id": coupon_id})).one()
-            accepted, capacity = line.accepted, line.capacity
+        async with self.db.transaction() as tx:
+            accepted, capacity = await tx.fetchrow(LOCK_LINE, coupon_id)
             if accepted < capacity:
-                found = await session.scalars(
-                    IN_LINE, {"coupon_id": coupon_id, "user_ids": list(firsts)}
-                )
-                already = set(found)
+                already = {row[0] for row in await tx.fetch(IN_LINE, coupon_id, list(firsts))}
                 fresh = [r for r in firsts.values() if r.user_id not in already]
                 placed = fresh[: capacity - accepted]
                 if placed:
-                    await self._place(session, coupon_id, placed, first=accepted + 1)
+                    await self._place(tx, coupon_id, placed, first=accepted + 1)
                 places = {r.user_id: accepted + 1 + i for i, r in enumerate(placed)}
                 accepted += len(placed)
             if accepted >= capacity:
-                holders = frozenset(await session.scalars(HOLDERS, {"coupon_id": coupon_id}))
+                holders = frozenset(row[0] for row in await tx.fetch(HOLDERS, coupon_id))
         self.placed += len(places)  # committed
         if accepted >= capacity:
             self.sold_out[coupon_id] = holders
@@ -220,30 +207,31 @@ class IssueQueue:
         return answers
 
     async def _place(
-        self, session: AsyncSession, coupon_id: str, placed: list[_Arrival], *, first: int
+        self, tx: Transaction, coupon_id: str, placed: list[_Arrival], *, first: int
     ) -> None:
-        await session.execute(
+        await tx.execute(
             JOIN_LINE,
-            {
-                "coupon_id": coupon_id,
-                "ids": [r.user_coupon_id for r in placed],
-                "user_ids": [r.user_id for r in placed],
-                "positions": list(range(first, first + len(placed))),
-                "requested": [r.requested_at for r in placed],
-            },
+            coupon_id,
+            [r.user_coupon_id for r in placed],
+            [r.user_id for r in placed],
+            list(range(first, first + len(placed))),
+            [r.requested_at for r in placed],
         )
-        await session.execute(ADVANCE_LINE, {"coupon_id": coupon_id, "taken": len(placed)})
+        await tx.execute(ADVANCE_LINE, coupon_id, len(placed))
         # Written under the line's lock, so outbox ids (and the partition) follow the places.
-        for request in placed:
-            await add_message(
-                session,
+        requested = [
+            envelope(
                 IssueCouponRequested(
                     coupon_id=coupon_id,
-                    user_coupon_id=request.user_coupon_id,
-                    user_id=request.user_id,
-                    requested_at=request.requested_at,
+                    user_coupon_id=r.user_coupon_id,
+                    user_id=r.user_id,
+                    requested_at=r.requested_at,
                 ),
+                correlation_id=r.correlation_id,
             )
+            for r in placed
+        ]
+        await publish(tx, *requested)
 
 
 def refusal(*, already: bool) -> Problem:

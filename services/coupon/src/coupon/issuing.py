@@ -7,18 +7,13 @@ import asyncio
 import time
 from datetime import datetime
 
-from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from contracts.coupon import CouponIssued, CouponRejected, IssueCouponRequested
 from coupon import domain
 from coupon.issue_queue import IssueQueue, UserCouponDetail
-from coupon.models import Coupon, KnownUser, UserCoupon
 from coupon.waiting import NOTIFY_SETTLED, settled_payload
-from shopkit.db import Database
+from shopkit.db import Database, Transaction
 from shopkit.errors import Problem
-from shopkit.outbox import add_message
+from shopkit.outbox import publish
 
 
 async def issue_coupon(
@@ -44,8 +39,8 @@ async def require_known_user(db: Database, *, user_id: str, wait_seconds: float)
     """404 USER_NOT_FOUND unless wallet announced the user, waiting briefly for the event."""
     deadline = time.monotonic() + wait_seconds
     while True:
-        async with db.sessions() as session:
-            if await session.get(KnownUser, user_id, populate_existing=True) is not None:
+        async with db.autocommit() as conn:
+            if await conn.fetchval("SELECT 1 FROM known_users WHERE user_id = $1", user_id):
                 return
         if time.monotonic() >= deadline:
             raise Problem(404, "USER_NOT_FOUND", f"no user {user_id}")
@@ -54,89 +49,80 @@ async def require_known_user(db: Database, *, user_id: str, wait_seconds: float)
 
 SETTLE_AHEAD = 500
 
+_PLACE = (
+    "SELECT id, coupon_id, user_id, position FROM user_coupons"
+    " WHERE id = $1 AND status = 'PENDING' FOR UPDATE"
+)
+_BEHIND = (
+    "SELECT id, coupon_id, user_id, position FROM user_coupons"
+    " WHERE coupon_id = $1 AND status = 'PENDING' AND position > $2"
+    " ORDER BY position LIMIT $3 FOR UPDATE"
+)
+# Guarded by the total: the quantity moves only while it stays within it.
+_TAKE_QUANTITY = (
+    "UPDATE coupons SET issued_quantity = issued_quantity + $2"
+    " WHERE id = $1 AND issued_quantity + $2 <= total_quantity RETURNING valid_days"
+)
+_ISSUE = (
+    "UPDATE user_coupons SET status = 'ISSUED', issued_at = $2, expires_at = $3"
+    " WHERE id = ANY($1::varchar[])"
+)
 
-async def settle(session: AsyncSession, *, request: IssueCouponRequested, now: datetime) -> None:
+
+async def settle(tx: Transaction, *, request: IssueCouponRequested, now: datetime) -> None:
     """Issue a place in line for real: the quantity is taken now, guarded by the total.
 
     The places behind it in the same line are issued in the same transaction, in position
     order: a burst's places settle in a few transactions instead of one each, and their own
     messages, arriving next on the partition, find them ISSUED and do nothing.
     """
-    row = await session.get(UserCoupon, request.user_coupon_id, with_for_update=True)
-    if row is None or row.status != "PENDING":
+    row = await tx.fetchrow(_PLACE, request.user_coupon_id)
+    if row is None:
         return
     places = [row]
-    if row.position is not None:
-        behind = await session.scalars(
-            select(UserCoupon)
-            .where(
-                UserCoupon.coupon_id == row.coupon_id,
-                UserCoupon.status == "PENDING",
-                UserCoupon.position > row.position,
-            )
-            .order_by(UserCoupon.position)
-            .limit(SETTLE_AHEAD)
-            .with_for_update()
-        )
-        places += list(behind)
-    valid_days = await _take_quantity(session, row.coupon_id, len(places))
+    if row["position"] is not None:
+        places += await tx.fetch(_BEHIND, row["coupon_id"], row["position"], SETTLE_AHEAD)
+    valid_days = await tx.fetchval(_TAKE_QUANTITY, row["coupon_id"], len(places))
     if valid_days is None:
         places = [row]  # the guard refused the batch: settle this one place on its own
-        valid_days = await _take_quantity(session, row.coupon_id, 1)
+        valid_days = await tx.fetchval(_TAKE_QUANTITY, row["coupon_id"], 1)
     if valid_days is None:
-        # Unreachable while the line caps acceptance at the total; kept as the last guard.
-        row.status = "REJECTED"
-        await add_message(
-            session,
-            CouponRejected(coupon_id=row.coupon_id, user_coupon_id=row.id, user_id=row.user_id),
+        # Unreachable while the queue caps acceptance at the total; kept as the last guard.
+        await tx.execute("UPDATE user_coupons SET status = 'REJECTED' WHERE id = $1", row["id"])
+        rejected = CouponRejected(
+            coupon_id=row["coupon_id"], user_coupon_id=row["id"], user_id=row["user_id"]
         )
-        await _notify_settled(session, row.coupon_id, row.position, row.position)
+        await publish(tx, rejected)
+        await _notify_settled(tx, row["coupon_id"], row["position"], row["position"])
         return
-    # One flush at commit for every row and outbox message, in this (position) order.
-    with session.no_autoflush:
-        for place in places:
-            place.status, place.issued_at = "ISSUED", now
-            place.expires_at = domain.expires_at(now, valid_days)
-            await add_message(
-                session,
-                CouponIssued(
-                    coupon_id=place.coupon_id,
-                    user_coupon_id=place.id,
-                    user_id=place.user_id,
-                    issued_at=now,
-                    expires_at=place.expires_at,
-                ),
-            )
+    expires = domain.expires_at(now, valid_days)
+    await tx.execute(_ISSUE, [place["id"] for place in places], now, expires)
+    issued = [
+        CouponIssued(
+            coupon_id=place["coupon_id"],
+            user_coupon_id=place["id"],
+            user_id=place["user_id"],
+            issued_at=now,
+            expires_at=expires,
+        )
+        for place in places
+    ]
+    await publish(tx, *issued)  # one statement, in position order
     # Places in line are settled in position order, so every one in this span has left PENDING.
-    await _notify_settled(session, row.coupon_id, row.position, places[-1].position)
+    await _notify_settled(tx, row["coupon_id"], row["position"], places[-1]["position"])
 
 
 async def _notify_settled(
-    session: AsyncSession, coupon_id: str, first: int | None, last: int | None
+    tx: Transaction, coupon_id: str, first: int | None, last: int | None
 ) -> None:
     """Wake the `?wait=true` requests of every process waiting on these places (at commit)."""
-    await session.execute(NOTIFY_SETTLED, {"payload": settled_payload(coupon_id, first, last)})
+    await tx.execute(NOTIFY_SETTLED, settled_payload(coupon_id, first, last))
 
 
-async def _take_quantity(session: AsyncSession, coupon_id: str, count: int) -> int | None:
-    """Add `count` to issued_quantity unless that passes the total; the coupon's valid_days."""
-    return (
-        await session.execute(
-            update(Coupon)
-            .where(
-                Coupon.id == coupon_id,
-                Coupon.issued_quantity + count <= Coupon.total_quantity,
-            )
-            .values(issued_quantity=Coupon.issued_quantity + count)
-            .returning(Coupon.valid_days)
-        )
-    ).scalar_one_or_none()
-
-
-async def remember_user(session: AsyncSession, *, user_id: str, registered_at: datetime) -> None:
+async def remember_user(tx: Transaction, *, user_id: str, registered_at: datetime) -> None:
     """Record a user id announced by the wallet."""
-    await session.execute(
-        insert(KnownUser)
-        .values(user_id=user_id, registered_at=registered_at)
-        .on_conflict_do_nothing()
+    await tx.execute(
+        "INSERT INTO known_users (user_id, registered_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        user_id,
+        registered_at,
     )

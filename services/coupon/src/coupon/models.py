@@ -109,3 +109,10 @@ class CouponOperation(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     __table_args__ = (Index("ix_coupon_operations_order", "order_id", "user_coupon_id"),)
+
+
+# A user coupon row as the services read it (each column of UserCoupon, by name).
+USER_COUPON = (
+    "SELECT seq, id, coupon_id, user_id, status, position, requested_at, issued_at, expires_at,"
+    " used_at, order_id FROM user_coupons WHERE id = $1"
+)

@@ -1,17 +1,28 @@
-"""Coupon use cases besides the line and checkout: definitions, lists, revoke."""
+"""Coupon use cases besides the issue queue and checkout: definitions, lists, revoke."""
 
 import uuid
 from datetime import datetime
 
-from sqlalchemy import exists, select
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from coupon import domain
 from coupon.issue_queue import IssueQueue, UserCouponDetail
-from coupon.models import Coupon, CouponLine, KnownUser, UserCoupon
+from coupon.models import USER_COUPON, Coupon, UserCoupon
 from shopkit.db import Database
 from shopkit.errors import Problem
 from shopkit.pagination import decode_cursor, encode_cursor
+
+_COUPON = (
+    "SELECT id, name, discount_type, discount_value, total_quantity, issued_quantity,"
+    " min_order_amount, valid_days, created_at FROM coupons WHERE id = $1"
+)
+_STATUS_FILTERS = {
+    None: "",
+    "EXPIRED": " AND status = 'ISSUED' AND expires_at < $2",
+    "ISSUED": " AND status = 'ISSUED' AND expires_at >= $2",
+}
+_KNOWN = (
+    "SELECT EXISTS (SELECT 1 FROM known_users WHERE user_id = $1)"
+    " OR EXISTS (SELECT 1 FROM user_coupons WHERE user_id = $1)"
+)
 
 
 async def create_coupon(
@@ -45,20 +56,35 @@ async def create_coupon(
         valid_days=valid_days,
         created_at=now,
     )
-    async with db.transaction() as session:
-        session.add(coupon)
-        await session.flush()
-        session.add(CouponLine(coupon_id=coupon.id, capacity=total_quantity, accepted=0))
+    async with db.transaction() as tx:
+        await tx.execute(
+            "INSERT INTO coupons (id, name, discount_type, discount_value, total_quantity,"
+            " issued_quantity, min_order_amount, valid_days, created_at)"
+            " VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $8)",
+            coupon.id,
+            name,
+            discount_type,
+            discount_value,
+            total_quantity,
+            min_order_amount,
+            valid_days,
+            now,
+        )
+        await tx.execute(
+            "INSERT INTO coupon_lines (coupon_id, capacity, accepted) VALUES ($1, $2, 0)",
+            coupon.id,
+            total_quantity,
+        )
     return coupon
 
 
 async def get_coupon(db: Database, *, coupon_id: str) -> Coupon:
     """The coupon with its current issued quantity; 404 COUPON_NOT_FOUND."""
-    async with db.sessions() as session:
-        coupon = await session.get(Coupon, coupon_id)
-    if coupon is None:
+    async with db.autocommit() as conn:
+        found = await conn.fetchrow(_COUPON, coupon_id)
+    if found is None:
         raise Problem(404, "COUPON_NOT_FOUND", f"no coupon {coupon_id}")
-    return coupon
+    return Coupon(**found)
 
 
 async def list_user_coupons(
@@ -74,19 +100,22 @@ async def list_user_coupons(
 ) -> tuple[list[UserCouponDetail], str | None]:
     """A page of the user's coupons, newest first; EXPIRED is ISSUED past its expiry."""
     after = decode_cursor(cursor, size=1)
-    query = select(UserCoupon).where(UserCoupon.user_id == user_id)
-    if status == "EXPIRED":
-        query = query.where(UserCoupon.status == "ISSUED", UserCoupon.expires_at < now)
-    elif status == "ISSUED":
-        query = query.where(UserCoupon.status == "ISSUED", UserCoupon.expires_at >= now)
-    elif status is not None:
-        query = query.where(UserCoupon.status == status)
+    where, args = "user_id = $1", list[object]([user_id])
+    if status in _STATUS_FILTERS:
+        where += _STATUS_FILTERS[status]
+        args += [now] if status else []
+    else:
+        where += f" AND status = ${len(args) + 1}"
+        args.append(status)
     if after is not None:
-        query = query.where(UserCoupon.seq < int(after[0]))
-    async with db.sessions() as session:
-        rows = list(await session.scalars(query.order_by(UserCoupon.seq.desc()).limit(limit + 1)))
-        if require_known and not rows and not await _is_known(session, user_id):
+        where += f" AND seq < ${len(args) + 1}"
+        args.append(int(after[0]))
+    query = USER_COUPON.replace("WHERE id = $1", f"WHERE {where}")
+    async with db.autocommit() as conn:
+        found = await conn.fetch(f"{query} ORDER BY seq DESC LIMIT {int(limit) + 1}", *args)
+        if require_known and not found and not await conn.fetchval(_KNOWN, user_id):
             raise Problem(404, "USER_NOT_FOUND", f"no user {user_id}")
+    rows = [UserCoupon(**row) for row in found]
     next_cursor = encode_cursor([rows[limit - 1].seq]) if len(rows) > limit else None
     held = [
         UserCouponDetail(row=row, definition=await queue.definition(row.coupon_id))
@@ -95,30 +124,27 @@ async def list_user_coupons(
     return held, next_cursor
 
 
-async def _is_known(session: AsyncSession, user_id: str) -> bool:
-    known = select(KnownUser.user_id).where(KnownUser.user_id == user_id)
-    holds = select(UserCoupon.id).where(UserCoupon.user_id == user_id)
-    return bool(await session.scalar(select(exists(known) | exists(holds))))
-
-
 async def get_user_coupon(
     db: Database, *, queue: IssueQueue, user_coupon_id: str
 ) -> UserCouponDetail:
     """One user coupon; 404 USER_COUPON_NOT_FOUND."""
-    async with db.sessions() as session:
-        row = await session.get(UserCoupon, user_coupon_id)
-    if row is None:
+    async with db.autocommit() as conn:
+        found = await conn.fetchrow(USER_COUPON, user_coupon_id)
+    if found is None:
         raise Problem(404, "USER_COUPON_NOT_FOUND", f"no user coupon {user_coupon_id}")
+    row = UserCoupon(**found)
     return UserCouponDetail(row=row, definition=await queue.definition(row.coupon_id))
 
 
 async def revoke(db: Database, *, queue: IssueQueue, user_coupon_id: str) -> UserCouponDetail:
     """An admin takes back an unused coupon; 409 COUPON_NOT_REVOCABLE when it is not ISSUED."""
-    async with db.transaction() as session:
-        row = await session.get(UserCoupon, user_coupon_id, with_for_update=True)
-        if row is None:
+    async with db.transaction() as tx:
+        found = await tx.fetchrow(f"{USER_COUPON} FOR UPDATE", user_coupon_id)
+        if found is None:
             raise Problem(404, "USER_COUPON_NOT_FOUND", f"no user coupon {user_coupon_id}")
+        row = UserCoupon(**found)
         if not domain.can_revoke(row.status):
             raise Problem(409, "COUPON_NOT_REVOCABLE", f"a {row.status} coupon cannot be revoked")
+        await tx.execute("UPDATE user_coupons SET status = 'REVOKED' WHERE id = $1", row.id)
         row.status = "REVOKED"
     return UserCouponDetail(row=row, definition=await queue.definition(row.coupon_id))

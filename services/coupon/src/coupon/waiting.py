@@ -13,14 +13,13 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from fastapi import FastAPI
-from sqlalchemy import text
 
 from coupon.issue_queue import IssueQueue, UserCouponDetail
-from coupon.models import UserCoupon
+from coupon.models import USER_COUPON, UserCoupon
 from shopkit import notifications
 
 SETTLED_CHANNEL = "coupon_settled"
-NOTIFY_SETTLED = text(f"SELECT pg_notify('{SETTLED_CHANNEL}', :payload)")
+NOTIFY_SETTLED = f"SELECT pg_notify('{SETTLED_CHANNEL}', $1)"
 # A waiter re-reads its place this often even without a notification (LISTEN reconnecting).
 FALLBACK_SECONDS = 2.0
 
@@ -78,9 +77,10 @@ class Settlements:
         try:
             while True:
                 waiter.event.clear()
-                async with queue.db.sessions() as session:
-                    row = await session.get(UserCoupon, held.row.id)
-                assert row is not None
+                async with queue.db.autocommit() as conn:
+                    found = await conn.fetchrow(USER_COUPON, held.row.id)
+                assert found is not None
+                row = UserCoupon(**found)
                 left = deadline - loop.time()
                 if row.status != "PENDING" or left <= 0:
                     return UserCouponDetail(row=row, definition=held.definition)
