@@ -9,6 +9,8 @@ from contracts.catalog import StockReleased, StockReservationFailed
 from contracts.wallet import WalletDebited, WalletDebitFailed
 from order import service
 from order.settings import Settings
+from order.store.sagas import CHANGED_CHANNEL
+from order.views import order_out
 from order.waiting import Waiters
 from shopkit.clock import system_clock
 from shopkit.db import Database, asyncpg_dsn
@@ -105,7 +107,7 @@ async def test_a_settled_order_is_notified_with_its_json_and_a_waiter_answers_wi
         waiters.changed(str(args[3]))
 
     listener = await asyncpg.connect(asyncpg_dsn(own_db.url))
-    await listener.add_listener(service.CHANGED_CHANNEL, on_changed)
+    await listener.add_listener(CHANGED_CHANNEL, on_changed)
     try:
         waiting = asyncio.create_task(
             waiters.wait(
@@ -148,7 +150,7 @@ async def test_a_settled_order_is_notified_with_its_json_and_a_waiter_answers_wi
 
     row = await service.read_order(own_db, order_id=oid)
     assert row is not None and row.status == "FAILED"
-    settled = service.order_out(row).model_dump_json()
+    settled = order_out(row).model_dump_json()
     assert heard[-1] == f"{oid} FAILED - {settled}"
     # The waiter answered with the notification's order, not a row it read.
     assert waited.done and waited.row is None and waited.order_json() == settled

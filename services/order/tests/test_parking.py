@@ -12,9 +12,11 @@ import httpx
 from contracts.catalog import StockReleased
 from contracts.wallet import WalletDebited, WalletDebitFailed, WalletRefunded
 from order import service
-from order.provider import PaymentProvider, Results, handle_one
+from order.payments import ProviderOutcomes, do_provider_step
+from order.provider import PaymentProvider
 from order.saga import PaymentApproved, PaymentsCancelled, PaymentTimedOut
 from order.settings import Settings
+from order.store.leases import claim_provider_work
 from shopkit.clock import system_clock
 from shopkit.db import Database
 from shopkit.testing import KafkaProbe, poll
@@ -136,22 +138,17 @@ async def test_a_provider_cancel_that_keeps_failing_parks_the_order(
             conn, settings=settings, events=[(oid, PaymentTimedOut("slow"), None)], now=now
         )
     provider = PaymentProvider(settings)  # 127.0.0.1:9: nothing listens
-    results = Results(own_db, settings, system_clock)
+    outcomes = ProviderOutcomes(own_db, settings, system_clock)
     try:
         for attempt in range(1, settings.max_compensation_attempts + 1):
             later = now + timedelta(minutes=attempt)
-            [(order_id, step, saga, attempts, _)] = await service.claim_provider_work(
-                own_db, lease_seconds=30, now=later, limit=10
-            )
-            assert (order_id, step, attempts) == (oid, "VOIDING_PAYMENT", attempt)
-            await handle_one(
+            [work] = await claim_provider_work(own_db, lease_seconds=30, now=later, limit=10)
+            assert (work.order_id, work.step, work.attempt) == (oid, "VOIDING_PAYMENT", attempt)
+            await do_provider_step(
                 own_db,
                 provider,
-                results,
-                order_id=oid,
-                step=step,
-                saga=saga,
-                attempt=attempts,
+                outcomes,
+                work,
                 settings=settings,
                 clock=lambda later=later: later,
             )
@@ -162,7 +159,7 @@ async def test_a_provider_cancel_that_keeps_failing_parks_the_order(
     assert row["parked_at"] is not None and "cancel failed 2 time(s)" in row["last_error"]
     assert (await history_events(own_db, oid))[-1] == "SagaParked"
     far = now + timedelta(days=1)
-    assert await service.claim_provider_work(own_db, lease_seconds=30, now=far, limit=10) == []
+    assert await claim_provider_work(own_db, lease_seconds=30, now=far, limit=10) == []
 
 
 async def test_one_corrupt_saga_row_does_not_stop_the_others_deadlines(
@@ -223,9 +220,7 @@ async def test_a_corrupt_row_is_parked_by_the_payment_claim_and_by_replies(
         await conn.execute(
             "UPDATE orders SET saga = jsonb_set(saga, '{step}', '\"DONE\"') WHERE id = $1", stuck
         )
-    claimed = await service.claim_provider_work(
-        own_db, lease_seconds=30, now=system_clock(), limit=10
-    )
+    claimed = await claim_provider_work(own_db, lease_seconds=30, now=system_clock(), limit=10)
     assert [c[0] for c in claimed] == [good]
     assert "ValidationError" in (await parked_row(own_db, corrupt))["last_error"]
     assert "SagaStuck" in (await parked_row(own_db, stuck))["last_error"]

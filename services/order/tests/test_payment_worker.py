@@ -5,14 +5,12 @@ import uuid
 from types import SimpleNamespace
 
 import pytest
-from sqlalchemy import text
 
 from contracts.wallet import WalletDebited
 from order import service
-from order.provider import Results, payment_worker
+from order.payments import ProviderOutcomes, payment_worker
 from order.saga import PaymentApproved
 from order.settings import Settings
-from order.waiting import Waiters
 from shopkit.clock import system_clock
 from shopkit.db import Database
 from shopkit.testing import poll
@@ -84,7 +82,7 @@ async def test_worker_at_capacity_keeps_the_event_loop_free(
             await put_in_paying(own_db, conf)
         app = SimpleNamespace(
             state=SimpleNamespace(
-                settings=conf, db=own_db, clock=system_clock, waiters=Waiters(100)
+                settings=conf, db=own_db, clock=system_clock, provider_work=asyncio.Event()
             )
         )
         worker = asyncio.create_task(payment_worker(app))  # type: ignore[arg-type]
@@ -98,10 +96,10 @@ async def test_worker_at_capacity_keeps_the_event_loop_free(
                 await worker
 
 
-async def approve_all(results: Results, orders: list[str], *extra: str) -> list[object]:
+async def approve_all(outcomes: ProviderOutcomes, orders: list[str], *extra: str) -> list[object]:
     return await asyncio.gather(
-        *[results.apply(oid, PaymentApproved(payment_id=f"pay-{oid}")) for oid in orders],
-        *[results.apply(oid, PaymentApproved(payment_id="pay-bad")) for oid in extra],
+        *[outcomes.record(oid, PaymentApproved(payment_id=f"pay-{oid}")) for oid in orders],
+        *[outcomes.record(oid, PaymentApproved(payment_id="pay-bad")) for oid in extra],
         return_exceptions=True,
     )
 
@@ -111,34 +109,28 @@ async def test_results_are_applied_together_and_a_bad_one_holds_no_one_back(
 ) -> None:
     """Provider results arriving together share a transaction; one that cannot be written (an
     order id PostgreSQL cannot hold) fails alone, and every other order moves on, once."""
-    results = Results(own_db, settings, system_clock)
+    outcomes = ProviderOutcomes(own_db, settings, system_clock)
     together = [await put_in_paying(own_db, settings) for _ in range(8)]
-    assert await approve_all(results, together) == [None] * len(together)
+    assert await approve_all(outcomes, together) == [None] * len(together)
     with_bad = [await put_in_paying(own_db, settings) for _ in range(4)]
-    outcomes = await approve_all(results, with_bad, "bad\x00id")
-    assert outcomes[:-1] == [None] * len(with_bad)
-    assert isinstance(outcomes[-1], Exception)
+    answers = await approve_all(outcomes, with_bad, "bad\x00id")
+    assert answers[:-1] == [None] * len(with_bad)
+    assert isinstance(answers[-1], Exception)
 
     orders = together + with_bad
-    async with own_db.sessions() as session:
-        approved = await session.execute(
-            text(
-                "SELECT order_id, count(*) FROM order_history WHERE event = 'PaymentApproved'"
-                " AND order_id = ANY(CAST(:ids AS text[])) GROUP BY order_id"
-            ),
-            {"ids": orders},
+    async with own_db.autocommit() as conn:
+        approved = await conn.fetch(
+            "SELECT order_id, count(*) FROM order_history WHERE event = 'PaymentApproved'"
+            " AND order_id = ANY($1::text[]) GROUP BY order_id",
+            orders,
         )
-        assert dict(approved.all()) == dict.fromkeys(orders, 1)
-        steps = await session.execute(
-            text("SELECT DISTINCT step FROM orders WHERE id = ANY(CAST(:ids AS text[]))"),
-            {"ids": orders},
+        assert {r["order_id"]: r["count"] for r in approved} == dict.fromkeys(orders, 1)
+        steps = await conn.fetch(
+            "SELECT DISTINCT step FROM orders WHERE id = ANY($1::text[])", orders
         )
-        assert "PAYING" not in set(steps.scalars())
+        assert "PAYING" not in {r["step"] for r in steps}
         # Rows written by one transaction share its xmin.
-        writers = await session.execute(
-            text(
-                "SELECT count(DISTINCT xmin::text) FROM orders WHERE id = ANY(CAST(:ids AS text[]))"
-            ),
-            {"ids": together},
+        writers = await conn.fetchval(
+            "SELECT count(DISTINCT xmin::text) FROM orders WHERE id = ANY($1::text[])", together
         )
-        assert writers.scalar_one() <= 2
+        assert writers <= 2
