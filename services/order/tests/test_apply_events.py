@@ -20,7 +20,7 @@ from .test_order_saga import reserved
 
 
 async def placed(db: Database, settings: Settings) -> str:
-    async with db.raw_transaction() as conn:
+    async with db.transaction() as conn:
         out = await service.place_order(
             conn,
             settings=settings,
@@ -59,7 +59,7 @@ async def test_a_batch_of_events_for_several_orders_is_applied_in_order(
         (c, failed_c, None),
         (str(uuid.uuid4()), reserved("x"), None),  # an order this database never had
     ]
-    async with own_db.raw_transaction() as conn:
+    async with own_db.transaction() as conn:
         await service.apply_events(conn, settings=settings, events=events, now=system_clock())
 
     async with own_db.autocommit() as conn:
@@ -114,7 +114,7 @@ async def test_a_settled_order_is_notified_with_its_json_and_a_waiter_answers_wi
                 own_db, oid, until=lambda seen: seen.status != "PENDING", timeout=5, unmet=True
             )
         )
-        async with own_db.raw_transaction() as conn:
+        async with own_db.transaction() as conn:
             await service.apply_events(
                 conn, settings=settings, events=[(oid, reserved(oid), None)], now=system_clock()
             )
@@ -122,7 +122,7 @@ async def test_a_settled_order_is_notified_with_its_json_and_a_waiter_answers_wi
             order_id=oid, operation_id=f"{oid}:place:stock", reason="OUT_OF_STOCK", product_ids=()
         )
         # A reply the current step does not expect: it changes and notifies nothing.
-        async with own_db.raw_transaction() as conn:
+        async with own_db.transaction() as conn:
             await service.apply_events(
                 conn, settings=settings, events=[(oid, failed, None)], now=system_clock()
             )
@@ -137,7 +137,7 @@ async def test_a_settled_order_is_notified_with_its_json_and_a_waiter_answers_wi
             reason="INSUFFICIENT_BALANCE",
         )
         released = StockReleased(order_id=oid, operation_id=f"{oid}:place:stock")
-        async with own_db.raw_transaction() as conn:
+        async with own_db.transaction() as conn:
             await service.apply_events(
                 conn,
                 settings=settings,

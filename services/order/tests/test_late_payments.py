@@ -135,7 +135,7 @@ async def failed_after_timeout(db: Database, settings: Settings) -> str:
         StockReleased(order_id=oid, operation_id=f"{oid}:place:stock"),
     )
     for event in steps:
-        async with db.raw_transaction() as conn:
+        async with db.transaction() as conn:
             await service.apply_events(
                 conn, settings=settings, events=[(oid, event, None)], now=system_clock()
             )

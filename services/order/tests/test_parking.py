@@ -133,7 +133,7 @@ async def test_a_provider_cancel_that_keeps_failing_parks_the_order(
     `max_compensation_attempts` times, then the order is parked (still PENDING)."""
     now = system_clock()
     oid = await put_in_paying(own_db, settings)
-    async with own_db.raw_transaction() as conn:
+    async with own_db.transaction() as conn:
         await service.apply_events(
             conn, settings=settings, events=[(oid, PaymentTimedOut("slow"), None)], now=now
         )
@@ -168,7 +168,7 @@ async def test_one_corrupt_saga_row_does_not_stop_the_others_deadlines(
     now = system_clock()
     orders = []
     for _ in range(4):
-        async with own_db.raw_transaction() as conn:
+        async with own_db.transaction() as conn:
             placed = await service.place_order(
                 conn, settings=settings, user_id="u1", items=[("p1", 1)], coupon_id=None, now=now
             )
@@ -228,7 +228,7 @@ async def test_a_corrupt_row_is_parked_by_the_payment_claim_and_by_replies(
     # Replies for a broken saga and a sound one, in one transaction: the sound one moves on.
     placed = []
     for _ in range(2):
-        async with own_db.raw_transaction() as conn:
+        async with own_db.transaction() as conn:
             placed.append(
                 (
                     await service.place_order(
@@ -244,7 +244,7 @@ async def test_a_corrupt_row_is_parked_by_the_payment_claim_and_by_replies(
     sound, broken = placed
     async with own_db.autocommit() as conn:
         await conn.execute("UPDATE orders SET saga = '{}' WHERE id = $1", broken)
-    async with own_db.raw_transaction() as conn:
+    async with own_db.transaction() as conn:
         await service.apply_events(
             conn,
             settings=settings,
@@ -263,7 +263,7 @@ async def test_a_parked_step_that_moves_on_without_changing_step_gets_its_deadli
     now = system_clock()
     oid = await put_in_paying(own_db, settings)
     user = (await service.read_order(own_db, order_id=oid)).user_id  # type: ignore[union-attr]
-    async with own_db.raw_transaction() as conn:
+    async with own_db.transaction() as conn:
         await service.apply_events(
             conn, settings=settings, events=[(oid, PaymentApproved("pay-1"), None)], now=now
         )
@@ -286,14 +286,14 @@ async def test_a_parked_step_that_moves_on_without_changing_step_gets_its_deadli
         transaction_id=str(uuid.uuid4()),
     )
     for event in (more, debit):
-        async with own_db.raw_transaction() as conn:
+        async with own_db.transaction() as conn:
             await service.apply_events(
                 conn, settings=settings, events=[(oid, event, None)], now=now
             )
     await service.request_cancel(
         own_db, settings=settings, order_id=oid, user_id=user, is_admin=False, now=now
     )
-    async with own_db.raw_transaction() as conn:
+    async with own_db.transaction() as conn:
         await service.apply_events(
             conn, settings=settings, events=[(oid, PaymentsCancelled(("pay-1",)), None)], now=now
         )
@@ -312,7 +312,7 @@ async def test_a_parked_step_that_moves_on_without_changing_step_gets_its_deadli
         balance=20_000,
         transaction_id=str(uuid.uuid4()),
     )
-    async with own_db.raw_transaction() as conn:
+    async with own_db.transaction() as conn:
         await service.apply_events(conn, settings=settings, events=[(oid, refund, None)], now=later)
     row = await parked_row(own_db, oid)
     assert row["step"] == "CANCEL_REFUNDING" and row["parked_at"] is None

@@ -43,7 +43,7 @@ class SilentProvider:
 async def put_in_paying(db: Database, settings: Settings) -> str:
     user = str(uuid.uuid4())
     now = system_clock()
-    async with db.raw_transaction() as conn:
+    async with db.transaction() as conn:
         placed = await service.place_order(
             conn, settings=settings, user_id=user, items=[("p1", 2)], coupon_id=None, now=now
         )
@@ -57,7 +57,7 @@ async def put_in_paying(db: Database, settings: Settings) -> str:
         transaction_id=str(uuid.uuid4()),
     )
     for reply in (reserved(oid), debited):
-        async with db.raw_transaction() as conn:
+        async with db.transaction() as conn:
             await service.apply_events(
                 conn, settings=settings, events=[(oid, reply, None)], now=now
             )

@@ -157,7 +157,6 @@ async def place(
             request=body,
             status_code=202,
             work=work,
-            transaction=db.raw_transaction,  # the stored answer commits with the order
         )
         if not wait or answer.status_code != 202:
             return answer

@@ -14,7 +14,6 @@ from collections.abc import Coroutine
 from datetime import timedelta
 from typing import Any
 
-import asyncpg
 from fastapi import FastAPI
 
 from order import parking, service
@@ -31,7 +30,7 @@ from order.settings import Settings
 from order.store.leases import ProviderWork, claim_provider_work, retry_provider_later
 from shopkit import tracing
 from shopkit.clock import Clock
-from shopkit.db import Database
+from shopkit.db import Database, Transaction
 from shopkit.faults import is_transient
 from shopkit.grouping import GroupCommit
 from shopkit.logs import correlation_id
@@ -72,7 +71,7 @@ class ProviderOutcomes:
     def __init__(self, db: Database, settings: Settings, clock: Clock) -> None:
         self.settings, self.clock = settings, clock
         self._group: GroupCommit[tuple[str, Event, str | None]] = GroupCommit(
-            "provider-outcomes", db.raw_transaction, self._apply
+            "provider-outcomes", db.transaction, self._apply
         )
 
     async def record(self, order_id: str, event: Event) -> None:
@@ -80,10 +79,8 @@ class ProviderOutcomes:
         # Each with its own order's correlation id: a group is written in its first one's context.
         await self._group.submit((order_id, event, correlation_id.get()))
 
-    async def _apply(
-        self, conn: asyncpg.Connection, outcomes: list[tuple[str, Event, str | None]]
-    ) -> None:
-        await service.apply_events(conn, settings=self.settings, events=outcomes, now=self.clock())
+    async def _apply(self, tx: Transaction, outcomes: list[tuple[str, Event, str | None]]) -> None:
+        await service.apply_events(tx, settings=self.settings, events=outcomes, now=self.clock())
 
 
 async def do_provider_step(

@@ -6,8 +6,6 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-import asyncpg
-
 from order import parking
 from order.saga import (
     CancelRequested,
@@ -24,7 +22,7 @@ from order.store import leases, rows
 from order.store.rows import HistoryEntry, OrderRow, SagaStuck, saga_of
 from order.store.sagas import MovedSagas
 from shopkit import tracing
-from shopkit.db import Database
+from shopkit.db import Database, Transaction
 from shopkit.errors import Problem
 from shopkit.faults import is_transient
 from shopkit.grouping import GroupCommit
@@ -59,17 +57,17 @@ def _placed(
 
 
 async def _save_placed(
-    conn: asyncpg.Connection, placed: list[tuple[OrderRow, Transition]], *, settings: Settings
+    tx: Transaction, placed: list[tuple[OrderRow, Transition]], *, settings: Settings
 ) -> None:
     moved = MovedSagas(settings, new=True)
     for row, start in placed:
         # Its own request's correlation id: a group is written in the first request's context.
         moved.add(row, None, start, now=row.created_at, correlation=row.correlation_id)
-    await moved.save(conn)
+    await moved.save(tx)
 
 
 async def place_order(
-    conn: asyncpg.Connection,
+    tx: Transaction,
     *,
     settings: Settings,
     user_id: str,
@@ -78,9 +76,9 @@ async def place_order(
     now: datetime,
 ) -> OrderRow:
     """Record a PENDING order and ask the catalog for its stock, inside the caller's
-    transaction on `conn` (e.g. with its idempotency record)."""
+    transaction `tx` (e.g. with its idempotency record)."""
     row, start = _placed(user_id=user_id, items=items, coupon_id=coupon_id, now=now)
-    await _save_placed(conn, [(row, start)], settings=settings)
+    await _save_placed(tx, [(row, start)], settings=settings)
     return row
 
 
@@ -92,7 +90,7 @@ class OrderPlacement:
     def __init__(self, db: Database, settings: Settings) -> None:
         self.settings = settings
         self._group: GroupCommit[tuple[OrderRow, Transition]] = GroupCommit(
-            "place", db.raw_transaction, self._write
+            "place", db.transaction, self._write
         )
 
     async def place(
@@ -109,27 +107,25 @@ class OrderPlacement:
         await self._group.submit((row, start))
         return row, start.saga
 
-    async def _write(
-        self, conn: asyncpg.Connection, placed: list[tuple[OrderRow, Transition]]
-    ) -> None:
-        await _save_placed(conn, placed, settings=self.settings)
+    async def _write(self, tx: Transaction, placed: list[tuple[OrderRow, Transition]]) -> None:
+        await _save_placed(tx, placed, settings=self.settings)
 
 
 async def apply_events(
-    conn: asyncpg.Connection,
+    tx: Transaction,
     *,
     settings: Settings,
     events: Sequence[tuple[str, Event, str | None]],
     now: datetime,
 ) -> None:
     """Feed replies or provider results, each `(order id, event, correlation id)`, to their
-    orders' sagas in the given order, inside the caller's transaction on `conn`.
+    orders' sagas in the given order, inside the caller's transaction `tx`.
 
     The orders are locked and read in one statement and saved in two, however many events
     there are. An event the saga does not expect changes nothing, and one for an order this
     database never had (another namespace's) is skipped. An order whose saga cannot be
     advanced is parked; the others move on."""
-    found = await rows.lock_orders(conn, {order_id for order_id, _, _ in events})
+    found = await rows.lock_orders(tx, {order_id for order_id, _, _ in events})
     moved = MovedSagas(settings)
     broken: dict[str, str] = {}
     for order_id, event, correlation in events:
@@ -144,10 +140,10 @@ async def apply_events(
         except Exception as exc:  # the saga is pure: this is the row's or the code's fault
             broken[order_id] = parking.describe(exc)
             moved.forget(order_id)
-    await moved.save(conn)
+    await moved.save(tx)
     for order_id, error in broken.items():
         log.error("saga cannot be advanced; parked", extra={"fields": {"order_id": order_id}})
-        await parking.park(conn, order_id=order_id, error=error, now=now)
+        await parking.park(tx, order_id=order_id, error=error, now=now)
 
 
 async def run_deadlines(
@@ -158,24 +154,24 @@ async def run_deadlines(
     Each order runs in a savepoint of its own: one whose saga cannot be loaded or advanced is
     parked with its error and the others go on. A transient failure (the database away) ends
     the scan; the next one does it again."""
-    async with db.raw_transaction() as conn:
-        overdue = await leases.lock_overdue(conn, now=now, limit=limit)
+    async with db.transaction() as tx:
+        overdue = await leases.lock_overdue(tx, now=now, limit=limit)
         for row in overdue:
             try:
-                async with conn.transaction():
-                    await _deadline_passed(conn, row, settings=settings, now=now)
+                async with tx.transaction():  # a savepoint
+                    await _deadline_passed(tx, row, settings=settings, now=now)
             except Exception as exc:
                 if is_transient(exc):
                     raise
                 log.exception(
                     "saga cannot be advanced; parked", extra={"fields": {"order_id": row.id}}
                 )
-                await parking.park(conn, order_id=row.id, error=parking.describe(exc), now=now)
+                await parking.park(tx, order_id=row.id, error=parking.describe(exc), now=now)
         return len(overdue)
 
 
 async def _deadline_passed(
-    conn: asyncpg.Connection, row: OrderRow, *, settings: Settings, now: datetime
+    tx: Transaction, row: OrderRow, *, settings: Settings, now: datetime
 ) -> None:
     step = row.step
     event = DeadlinePassed(
@@ -191,11 +187,11 @@ async def _deadline_passed(
     moved.add(row, before, transition, now=now)
     if transition.parked is None and row.step == step:
         moved.wait_longer(row, now=now)
-    await moved.save(conn)
+    await moved.save(tx)
 
 
 async def _move_one(
-    conn: asyncpg.Connection, row: OrderRow, event: Event, *, settings: Settings, now: datetime
+    tx: Transaction, row: OrderRow, event: Event, *, settings: Settings, now: datetime
 ) -> None:
     """Feed one event to the saga of `row` (locked by the caller) and save what it changed."""
     before = saga_of(row)
@@ -203,7 +199,7 @@ async def _move_one(
     if transition.applied:
         moved = MovedSagas(settings)
         moved.add(row, before, transition, now=now)
-        await moved.save(conn)
+        await moved.save(tx)
 
 
 def _visible(row: OrderRow | None, order_id: str, user_id: str, is_admin: bool) -> OrderRow:
@@ -219,14 +215,14 @@ async def request_cancel(
     db: Database, *, settings: Settings, order_id: str, user_id: str, is_admin: bool, now: datetime
 ) -> OrderRow:
     """Start cancelling a PAID order; a cancel already running is joined, not repeated."""
-    async with db.raw_transaction() as conn:
-        row = _visible(await rows.lock_order(conn, order_id), order_id, user_id, is_admin)
+    async with db.transaction() as tx:
+        row = _visible(await rows.lock_order(tx, order_id), order_id, user_id, is_admin)
         tracing.link_to(row.traceparent)
         if row.operation == "CANCEL":
             return row
         if row.status != "PAID" or row.operation is not None:
             raise Problem(409, "ORDER_NOT_CANCELLABLE", f"order is {row.status}")
-        await _move_one(conn, row, CancelRequested(), settings=settings, now=now)
+        await _move_one(tx, row, CancelRequested(), settings=settings, now=now)
         return row
 
 
@@ -241,12 +237,12 @@ async def request_modify(
     now: datetime,
 ) -> tuple[OrderRow, int]:
     """Start replacing a PAID order's lines; the order and the modify's sequence number."""
-    async with db.raw_transaction() as conn:
-        row = _visible(await rows.lock_order(conn, order_id), order_id, user_id, is_admin)
+    async with db.transaction() as tx:
+        row = _visible(await rows.lock_order(tx, order_id), order_id, user_id, is_admin)
         tracing.link_to(row.traceparent)
         if row.status != "PAID" or row.operation is not None:
             raise Problem(409, "ORDER_NOT_MODIFIABLE", f"order is {row.status}")
-        await _move_one(conn, row, ModifyRequested(items=tuple(items)), settings=settings, now=now)
+        await _move_one(tx, row, ModifyRequested(items=tuple(items)), settings=settings, now=now)
         return row, saga_of(row).modify_seq
 
 

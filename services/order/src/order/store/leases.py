@@ -6,12 +6,10 @@ import logging
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-import asyncpg
-
 from order import parking
 from order.saga import PROVIDER_STEPS, Saga
 from order.store.rows import COLUMNS, SAGA, OrderRow, SagaStuck, Trail
-from shopkit.db import Database
+from shopkit.db import Database, Transaction
 
 log = logging.getLogger("order.store")
 
@@ -69,10 +67,10 @@ async def retry_provider_later(db: Database, *, order_id: str, step: str, at: da
         )
 
 
-async def lock_overdue(conn: asyncpg.Connection, *, now: datetime, limit: int) -> list[OrderRow]:
+async def lock_overdue(tx: Transaction, *, now: datetime, limit: int) -> list[OrderRow]:
     """Lock up to `limit` orders whose step's reply is overdue, most overdue first (provider
     steps are the payment worker's); others' locked rows are skipped."""
-    found = await conn.fetch(
+    found = await tx.fetch(
         f"SELECT {COLUMNS} FROM orders WHERE step <> 'DONE' AND step <> ALL($1::text[])"
         " AND deadline <= $2 ORDER BY deadline LIMIT $3 FOR UPDATE SKIP LOCKED",
         list(PROVIDER_STEPS),

@@ -8,6 +8,7 @@ import asyncpg
 from pydantic import TypeAdapter
 
 from order.saga import Saga
+from shopkit.db import Transaction
 from shopkit.errors import Problem
 from shopkit.pagination import decode_cursor, encode_cursor
 
@@ -67,16 +68,16 @@ async def read_order(conn: asyncpg.Connection, order_id: str) -> OrderRow | None
     return None if found is None else OrderRow(**found)
 
 
-async def lock_order(conn: asyncpg.Connection, order_id: str) -> OrderRow | None:
-    """The order, locked until the caller's transaction ends."""
-    found = await conn.fetchrow(f"SELECT {COLUMNS} FROM orders WHERE id = $1 FOR UPDATE", order_id)
+async def lock_order(tx: Transaction, order_id: str) -> OrderRow | None:
+    """The order, locked until `tx` ends."""
+    found = await tx.fetchrow(f"SELECT {COLUMNS} FROM orders WHERE id = $1 FOR UPDATE", order_id)
     return None if found is None else OrderRow(**found)
 
 
-async def lock_orders(conn: asyncpg.Connection, order_ids: set[str]) -> dict[str, OrderRow]:
+async def lock_orders(tx: Transaction, order_ids: set[str]) -> dict[str, OrderRow]:
     """The orders among `order_ids` this database has, locked in id order (as every
     transaction here takes them), in one statement."""
-    found = await conn.fetch(
+    found = await tx.fetch(
         f"SELECT {COLUMNS} FROM orders WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE",
         sorted(order_ids),
     )

@@ -8,18 +8,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import asyncpg
-
 from contracts import Envelope
-from contracts.base import message_type
 from order import parking
 from order.saga import PROVIDER_STEPS, Saga, Transition
 from order.settings import Settings
 from order.store.rows import COLUMNS, SAGA, OrderRow, saga_of
 from order.views import changed_payload
 from shopkit import tracing
-from shopkit.db import json_text
-from shopkit.outbox import envelope_for, queue_envelopes
+from shopkit.db import Transaction, json_text
+from shopkit.outbox import envelope, publish
 
 # Every saga change, for the `?wait` requests of every replica (see waiting.py).
 CHANGED_CHANNEL = "order_changed"
@@ -108,8 +105,7 @@ class MovedSagas:
         self.history += [(row.id, row.status, row.step, e, d, now) for e, d in moved.history]
         traceparent = tracing.within(row.traceparent, correlation) if tracing.ON else None
         self.envelopes += [
-            envelope_for(m, correlation_id=correlation, traceparent=traceparent)
-            for m in moved.messages
+            envelope(m, correlation_id=correlation, traceparent=traceparent) for m in moved.messages
         ]
 
     def forget(self, order_id: str) -> None:
@@ -145,9 +141,9 @@ class MovedSagas:
             seconds=self.settings.step_timeout_seconds * min(row.attempts, 6)
         )
 
-    async def save(self, conn: asyncpg.Connection) -> None:
+    async def save(self, tx: Transaction) -> None:
         """Write the rows, history and NOTIFYs in one statement and the messages in one more,
-        inside the caller's transaction on `conn`."""
+        inside the caller's transaction `tx`."""
         if not self.rows:
             return
         rows = list(self.rows.values())
@@ -172,15 +168,15 @@ class MovedSagas:
             args += (
                 [getattr(r, c) for r in rows] for c in ("user_id", "correlation_id", "traceparent")
             )
-        await conn.execute(_SAVE_NEW if self.new else _SAVE_MOVED, *args)
+        await tx.execute(_SAVE_NEW if self.new else _SAVE_MOVED, *args)
         # Sagas are saved only with their rows locked (loaded FOR UPDATE, or new): for one
         # order, outbox id order is commit order.
-        await queue_envelopes(conn, [(message_type(e.type).TOPIC.name, e) for e in self.envelopes])
+        await publish(tx, *self.envelopes)
         # Off the happy path: statements only when a saga parked or a payment timed out.
         if self.parked:
-            await parking.mark_parked(conn, self.parked)
+            await parking.mark_parked(tx, self.parked)
         if self.checks:
-            await conn.execute(
+            await tx.execute(
                 "INSERT INTO payment_checks (order_id, due_at, checks)"
                 " SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::int[])"
                 " ON CONFLICT (order_id) DO NOTHING",
