@@ -3,7 +3,6 @@
 import json
 from typing import Annotated, Any
 
-import asyncpg
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
 
@@ -15,6 +14,7 @@ from order.waiting import Waiters, WaitOutcome
 from shopkit import tracing
 from shopkit.app import ClockDep, Db
 from shopkit.auth import CurrentPrincipal
+from shopkit.db import Transaction
 from shopkit.errors import Problem
 from shopkit.idempotency import run_idempotent
 from shopkit.limits import Limiter
@@ -137,11 +137,11 @@ async def place(
     else:
         placed_now = False  # stays False when the answer is a replay of an earlier request
 
-        async def work(conn: asyncpg.Connection) -> OrderOut:
+        async def work(tx: Transaction) -> OrderOut:
             nonlocal placed_now
             placed_now = True
             row = await service.place_order(
-                conn,
+                tx,
                 settings=settings,
                 user_id=body.user_id,
                 items=items,
