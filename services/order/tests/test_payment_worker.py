@@ -8,9 +8,12 @@ import pytest
 
 from contracts.wallet import WalletDebited
 from order import service
+from order.main import listen
 from order.payments import ProviderOutcomes, payment_worker
 from order.saga import PaymentApproved
 from order.settings import Settings
+from order.store.sagas import PROVIDER_WORK_CHANNEL
+from order.waiting import Waiters
 from shopkit.clock import system_clock
 from shopkit.db import Database
 from shopkit.testing import poll
@@ -94,6 +97,53 @@ async def test_worker_at_capacity_keeps_the_event_loop_free(
             worker.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await worker
+
+
+async def listening(db: Database, channel: str) -> int:
+    async with db.autocommit() as conn:
+        return int(
+            await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND query LIKE 'LISTEN%' || $1 || '%'",
+                channel,
+            )
+        )
+
+
+@pytest.mark.timeout(60)
+async def test_a_saga_entering_a_provider_step_wakes_the_worker_through_its_channel(
+    settings: Settings, own_db: Database
+) -> None:
+    """The worker's next scan is far away: only its own NOTIFY can bring the payment call on
+    time (no `?wait` request is involved)."""
+    provider = SilentProvider()
+    async with provider as url:
+        conf = settings.model_copy(
+            update={"database_url": own_db.url, "payment_url": url, "scan_interval_seconds": 60}
+        )
+        app = SimpleNamespace(
+            state=SimpleNamespace(
+                settings=conf,
+                db=own_db,
+                clock=system_clock,
+                provider_work=asyncio.Event(),
+                waiters=Waiters(100),
+            )
+        )
+        jobs = [asyncio.create_task(job(app)) for job in (listen, payment_worker)]  # type: ignore[arg-type]
+        try:
+            await poll(lambda: listening(own_db, PROVIDER_WORK_CHANNEL), until=lambda n: n == 1)
+            await poll(
+                lambda: asyncio.sleep(0, app.state.provider_work.is_set()), until=lambda s: not s
+            )
+            await put_in_paying(own_db, conf)
+            await poll(
+                lambda: asyncio.sleep(0, provider.requests), until=lambda n: n == 1, timeout=10
+            )
+        finally:
+            for job in jobs:
+                job.cancel()
+            await asyncio.gather(*jobs, return_exceptions=True)
 
 
 async def approve_all(outcomes: ProviderOutcomes, orders: list[str], *extra: str) -> list[object]:
