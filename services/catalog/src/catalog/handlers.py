@@ -1,7 +1,6 @@
 """Saga commands the catalog consumes; all but CommitStock are answered on catalog.replies."""
 
 import asyncpg
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from catalog import stock
 from contracts import Envelope
@@ -23,9 +22,9 @@ async def on_reserves(
     )
 
 
-@consumer.handles(ReleaseStock)
-async def on_release(session: AsyncSession, command: ReleaseStock, _: Envelope) -> None:
-    await stock.release_stock(session, command=command, now=system_clock())
+@consumer.handles_raw(ReleaseStock)
+async def on_release(conn: asyncpg.Connection, command: ReleaseStock, _: Envelope) -> None:
+    await stock.release_stock(conn, command=command, now=system_clock())
 
 
 @consumer.handles_batch(CommitStock)
@@ -35,6 +34,6 @@ async def on_commits(
     await stock.commit_stock(conn, commands=[c for c, _ in commands], now=system_clock())
 
 
-@consumer.handles(ReturnStock)
-async def on_return(session: AsyncSession, command: ReturnStock, _: Envelope) -> None:
-    await stock.return_stock(session, command=command, now=system_clock())
+@consumer.handles_raw(ReturnStock)
+async def on_return(conn: asyncpg.Connection, command: ReturnStock, _: Envelope) -> None:
+    await stock.return_stock(conn, command=command, now=system_clock())
