@@ -135,7 +135,7 @@ async def reservations(
                 lines=(StockLine(product_id=product_id, quantity=1),),
             )
             started = time.perf_counter()
-            async with db.raw_transaction() as conn:
+            async with db.transaction() as conn:
                 [outcome] = await stock.reserve_stocks(conn, commands=[(command, None)], now=now)
             latencies.append(time.perf_counter() - started)
             assert outcome is not None

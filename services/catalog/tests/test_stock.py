@@ -23,7 +23,7 @@ from contracts.catalog import (
 )
 from shopkit.clock import system_clock
 from shopkit.db import Database, asyncpg_dsn
-from shopkit.outbox import envelope_for
+from shopkit.outbox import envelope as envelope_of
 from shopkit.testing import KafkaProbe, poll, serve
 
 REPLIES = "catalog.replies"
@@ -127,7 +127,7 @@ async def test_concurrent_reservations_never_oversell(
     now = await pg.fetchval("SELECT now()")
 
     async def one() -> stock.Outcome | None:
-        async with db.raw_transaction() as conn:
+        async with db.transaction() as conn:
             command = reserve(str(uuid.uuid4()), str(uuid.uuid4()), (product["id"], 1))
             return await reserve_one(conn, command, now)
 
@@ -181,7 +181,7 @@ async def test_a_duplicated_command_is_applied_once(
 ) -> None:
     product = await create_product(stock=10, price=7_000, name="중복 테스트", category="FOOD")
     command = reserve(str(uuid.uuid4()), f"op-{uuid.uuid4()}", (product["id"], 3))
-    envelope = envelope_for(command)
+    envelope = envelope_of(command)
 
     await kafka.publish(command, envelope=envelope)
     await kafka.publish(command, envelope=envelope)  # the same message delivered twice
@@ -279,7 +279,7 @@ async def test_orders_sharing_products_in_any_line_order_never_deadlock(
         lines = [(a["id"], 1), (b["id"], 1)]
         # Half the orders list the lines the other way round.
         command = reserve(str(uuid.uuid4()), str(uuid.uuid4()), *(lines[::-1] if i % 2 else lines))
-        async with db.raw_transaction() as conn:
+        async with db.transaction() as conn:
             return await reserve_one(conn, command, now)
 
     try:
@@ -300,7 +300,7 @@ async def test_a_poll_of_commits_sells_each_reservation_once(
     a, b = str(uuid.uuid4()), str(uuid.uuid4())
     now = system_clock()
     db = Database(catalog_db)  # the service's connections: JSON columns decoded
-    async with db.raw_transaction() as conn:
+    async with db.transaction() as conn:
         await reserve_one(conn, reserve(a, f"{a}:s", (pen, 2), (ink, 1)), now)
         await reserve_one(conn, reserve(b, f"{b}:s", (pen, 3)), now)
         await reserve_one(conn, reserve(a, f"{a}:m", (pen, 1)), now)
@@ -313,7 +313,7 @@ async def test_a_poll_of_commits_sells_each_reservation_once(
         CommitStock(order_id=a, operation_id=f"{a}:never-reserved"),
         CommitStock(order_id=a, operation_id=f"{a}:m"),  # the order's second operation
     ]
-    async with db.raw_transaction() as conn:
+    async with db.transaction() as conn:
         await stock.commit_stock(conn, commands=commits, now=now)
     await db.dispose()
 
@@ -335,7 +335,7 @@ async def test_a_poll_of_reservations_is_claimed_together_and_taken_in_order(
     a, b, c, d = (str(uuid.uuid4()) for _ in range(4))
     now = system_clock()
     db = Database(catalog_db)
-    async with db.raw_transaction() as conn:
+    async with db.transaction() as conn:
         await reserve_one(conn, reserve(d, f"{d}:s", (pen, 1)), now)
     assert await quantities(pg, pen) == (2, 1, 0)
 
@@ -346,7 +346,7 @@ async def test_a_poll_of_reservations_is_claimed_together_and_taken_in_order(
         (reserve(c, f"{c}:s", ("no-such-product", 1)), "c-c"),
         (reserve(d, f"{d}:s", (pen, 1)), "c-d"),  # claimed before
     ]
-    async with db.raw_transaction() as conn:
+    async with db.transaction() as conn:
         outcomes = await stock.reserve_stocks(conn, commands=commands, now=now)
     await db.dispose()
 

@@ -9,7 +9,7 @@ from catalog.domain import SORTS, SoldOut, Sort, escape_like
 from contracts.catalog import ProductChanged, ProductCreated
 from shopkit.db import Database
 from shopkit.errors import Problem
-from shopkit.outbox import queue_message
+from shopkit.outbox import publish
 from shopkit.pagination import decode_cursor, encode_cursor
 
 # Keeps available + a restock inside the INTEGER column, with room to spare.
@@ -61,7 +61,7 @@ async def create_product(
 ) -> ProductView:
     """Add a product with its initial stock and announce it."""
     product_id = str(uuid.uuid4())
-    async with db.raw_transaction() as tx:
+    async with db.transaction() as tx:
         await tx.execute(
             "WITH product AS (INSERT INTO products"
             " (id, name, category, price, description, created_at, updated_at)"
@@ -79,14 +79,14 @@ async def create_product(
         created = ProductCreated(
             product_id=product_id, name=name, category=category, price=price, created_at=now
         )
-        await queue_message(tx, created)
+        await publish(tx, created)
     return ProductView(product_id, name, category, price, stock, now, description)
 
 
 async def restock(db: Database, *, product_id: str, quantity: int, now: datetime) -> ProductView:
     """Add units to what buyers can order; 404 PRODUCT_NOT_FOUND for an unknown product."""
     _require_storable(product_id)
-    async with db.raw_transaction() as tx:
+    async with db.transaction() as tx:
         available = await tx.fetchval(
             "UPDATE stock SET available = available + $2, version = version + 1"
             " WHERE product_id = $1 AND available <= $3::integer - $2 RETURNING available",
@@ -111,7 +111,7 @@ async def restock(db: Database, *, product_id: str, quantity: int, now: datetime
             price=product.price,
             stock=available,
         )
-        await queue_message(tx, changed)
+        await publish(tx, changed)
     return product
 
 

@@ -2,19 +2,18 @@
 
 from datetime import datetime
 
-import asyncpg
-
 from catalog.domain import Status, on_release
 from contracts.catalog import ReleaseStock, StockReleased
-from shopkit.outbox import queue_message
+from shopkit.db import Transaction
+from shopkit.outbox import publish
 
 
-async def release_stock(conn: asyncpg.Connection, *, command: ReleaseStock, now: datetime) -> None:
+async def release_stock(tx: Transaction, *, command: ReleaseStock, now: datetime) -> None:
     """Give the operation's reserved units back once; a Release before its Reserve voids it."""
     op = command.operation_id
-    voided = await conn.fetchval(_VOID, op, command.order_id, Status.VOIDED, now)
+    voided = await tx.fetchval(_VOID, op, command.order_id, Status.VOIDED, now)
     if voided is None:
-        row = await conn.fetchrow(
+        row = await tx.fetchrow(
             "SELECT status, lines FROM reservations WHERE operation_id = $1 FOR UPDATE", op
         )
         assert row is not None
@@ -22,14 +21,14 @@ async def release_stock(conn: asyncpg.Connection, *, command: ReleaseStock, now:
         if step.moves_stock:
             # In product-id order, as a reservation locks them.
             back = sorted((line["product_id"], line["quantity"]) for line in row["lines"])
-            await conn.executemany(_GIVE_BACK, back)
-        await conn.execute(
+            await tx.executemany(_GIVE_BACK, back)
+        await tx.execute(
             "UPDATE reservations SET status = $2, updated_at = $3 WHERE operation_id = $1",
             op,
             step.status,
             now,
         )
-    await queue_message(conn, StockReleased(order_id=command.order_id, operation_id=op))
+    await publish(tx, StockReleased(order_id=command.order_id, operation_id=op))
 
 
 # The operation's row with nothing held; no row back when it exists (a concurrent claim waits

@@ -11,8 +11,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-import asyncpg
-
 from catalog.domain import Status, merge_lines, short_products
 from contracts.catalog import (
     ReservedLine,
@@ -20,8 +18,8 @@ from contracts.catalog import (
     StockReservationFailed,
     StockReserved,
 )
-from shopkit.db import json_text
-from shopkit.outbox import envelope_for, queue_envelopes
+from shopkit.db import Transaction, json_text
+from shopkit.outbox import envelope, publish
 
 Reason = Literal["OUT_OF_STOCK", "PRODUCT_NOT_FOUND"]
 Reply = StockReserved | StockReservationFailed
@@ -48,7 +46,7 @@ class _Claim:
 
 
 async def reserve_stocks(
-    conn: asyncpg.Connection,
+    tx: Transaction,
     *,
     commands: Sequence[tuple[ReserveStock, str | None]],
     now: datetime,
@@ -61,7 +59,7 @@ async def reserve_stocks(
     storable = sorted({pid for w in wanted for pid in w if "\x00" not in pid})
     products = {
         p["id"]: p
-        for p in await conn.fetch(
+        for p in await tx.fetch(
             "SELECT id, name, category, price FROM products WHERE id = ANY($1::text[])", storable
         )
     }
@@ -69,7 +67,7 @@ async def reserve_stocks(
     for (command, _), lines_wanted in zip(commands, wanted, strict=True):
         if command.operation_id not in claims:  # else re-sent within the poll: a repeat
             claims[command.operation_id] = _claim_of(command, lines_wanted, products)
-    ours = await _claim_all(conn, list(claims.values()), now)
+    ours = await _claim_all(tx, list(claims.values()), now)
 
     outcomes: dict[str, Outcome] = {}
     short_ops: dict[str, list[str]] = {}
@@ -79,7 +77,7 @@ async def reserve_stocks(
         if claim.missing:
             outcomes[op] = Outcome(reason="PRODUCT_NOT_FOUND", product_ids=claim.missing)
             continue
-        short = await take_lines(conn, claim.wanted)
+        short = await take_lines(tx, claim.wanted)
         if short:
             claim.reply = _refusal(claim.command, "OUT_OF_STOCK", short)
             short_ops[op] = short
@@ -87,9 +85,9 @@ async def reserve_stocks(
         else:
             outcomes[op] = Outcome(lines=claim.lines)
     if short_ops:
-        await _record_short(conn, short_ops)
+        await _record_short(tx, short_ops)
     # An operation claimed before answers what it answered, as it stands now.
-    earlier = await _earlier_replies(conn, [op for op in claims if op not in ours])
+    earlier = await _earlier_replies(tx, [op for op in claims if op not in ours])
 
     answered: list[Outcome | None] = []
     replies = []
@@ -97,8 +95,8 @@ async def reserve_stocks(
         op = command.operation_id
         answered.append(outcomes.pop(op, None))  # only the first command of its operation
         reply = claims[op].reply if op in ours else earlier[op]
-        replies.append((reply.TOPIC.name, envelope_for(reply, correlation_id=correlation)))
-    await queue_envelopes(conn, replies)
+        replies.append(envelope(reply, correlation_id=correlation))
+    await publish(tx, *replies)
     return answered
 
 
@@ -115,10 +113,10 @@ def _claim_of(command: ReserveStock, wanted: dict[str, int], products: Mapping[s
     return _Claim(command, wanted, missing, lines, reply)
 
 
-async def _claim_all(conn: asyncpg.Connection, claims: list[_Claim], now: datetime) -> set[str]:
+async def _claim_all(tx: Transaction, claims: list[_Claim], now: datetime) -> set[str]:
     """Insert every operation's row, in one statement; the operations that are ours. One whose
     row exists is not (a concurrent claim waits for ours to commit or roll back)."""
-    rows = await conn.fetch(
+    rows = await tx.fetch(
         _CLAIM_ALL,
         [c.command.operation_id for c in claims],
         [c.command.order_id for c in claims],
@@ -131,10 +129,10 @@ async def _claim_all(conn: asyncpg.Connection, claims: list[_Claim], now: dateti
     return {row[0] for row in rows}
 
 
-async def _record_short(conn: asyncpg.Connection, short: dict[str, list[str]]) -> None:
+async def _record_short(tx: Transaction, short: dict[str, list[str]]) -> None:
     """Mark the operations whose lines were short (with those products) as failed, nothing
     held, in one statement."""
-    await conn.execute(
+    await tx.execute(
         "UPDATE reservations r SET status = $2, reason = 'OUT_OF_STOCK',"
         " failed_product_ids = s.failed::jsonb, lines = '[]'"
         " FROM unnest($1::text[], $3::text[]) AS s(op, failed) WHERE r.operation_id = s.op",
@@ -144,10 +142,10 @@ async def _record_short(conn: asyncpg.Connection, short: dict[str, list[str]]) -
     )
 
 
-async def _earlier_replies(conn: asyncpg.Connection, op_ids: list[str]) -> dict[str, Reply]:
+async def _earlier_replies(tx: Transaction, op_ids: list[str]) -> dict[str, Reply]:
     if not op_ids:
         return {}
-    rows = await conn.fetch(
+    rows = await tx.fetch(
         "SELECT order_id, operation_id, status, reason, failed_product_ids, lines"
         " FROM reservations WHERE operation_id = ANY($1::text[])",
         op_ids,
@@ -199,7 +197,7 @@ class _Short(Exception):
     pass
 
 
-async def take_lines(conn: asyncpg.Connection, wanted: dict[str, int]) -> list[str]:
+async def take_lines(tx: Transaction, wanted: dict[str, int]) -> list[str]:
     """Move each wanted quantity from available to reserved, all or none, in product-id order;
     the short products (none when every line was taken).
 
@@ -207,17 +205,17 @@ async def take_lines(conn: asyncpg.Connection, wanted: dict[str, int]) -> list[s
     statement that locks it, so a hot row is held for no extra round trip."""
     try:
         # A single line needs no savepoint: its failed UPDATE changed nothing.
-        async with _savepoint(conn, len(wanted) > 1):
+        async with _savepoint(tx, len(wanted) > 1):
             for pid, q in wanted.items():
-                if await conn.fetchval(_TAKE, pid, q) is None:
+                if await tx.fetchval(_TAKE, pid, q) is None:
                     raise _Short
         return []
     except _Short:
-        return await _short_now(conn, wanted)
+        return await _short_now(tx, wanted)
 
 
-async def _short_now(conn: asyncpg.Connection, wanted: dict[str, int]) -> list[str]:
-    rows = await conn.fetch(
+async def _short_now(tx: Transaction, wanted: dict[str, int]) -> list[str]:
+    rows = await tx.fetch(
         "SELECT product_id, available FROM stock WHERE product_id = ANY($1::text[])",
         list(wanted),
     )
@@ -226,9 +224,9 @@ async def _short_now(conn: asyncpg.Connection, wanted: dict[str, int]) -> list[s
     return short_products(wanted, available) or sorted(wanted)[:1]
 
 
-def _savepoint(conn: asyncpg.Connection, needed: bool) -> AbstractAsyncContextManager[Any]:
+def _savepoint(tx: Transaction, needed: bool) -> AbstractAsyncContextManager[Any]:
     """A SAVEPOINT around a block when `needed`: a short line undoes the lines before it."""
-    return conn.transaction() if needed else nullcontext()
+    return tx.transaction() if needed else nullcontext()
 
 
 _TAKE = (
