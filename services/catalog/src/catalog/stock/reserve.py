@@ -68,6 +68,8 @@ async def reserve_stocks(
         if command.operation_id not in claims:  # else re-sent within the poll: a repeat
             claims[command.operation_id] = _claim_of(command, lines_wanted, products)
     ours = await _claim_all(tx, list(claims.values()), now)
+    # An operation claimed before answers what it answered; read before any hot row is locked.
+    earlier = await _earlier_replies(tx, [op for op in claims if op not in ours])
 
     outcomes: dict[str, Outcome] = {}
     short_ops: dict[str, list[str]] = {}
@@ -86,8 +88,6 @@ async def reserve_stocks(
             outcomes[op] = Outcome(lines=claim.lines)
     if short_ops:
         await _record_short(tx, short_ops)
-    # An operation claimed before answers what it answered, as it stands now.
-    earlier = await _earlier_replies(tx, [op for op in claims if op not in ours])
 
     answered: list[Outcome | None] = []
     replies = []
