@@ -147,15 +147,15 @@ async def list_products(
             f"{column} {bound} {v} AND ({column} {beyond} {v} OR ({column} = {v} AND p.id > {last}))"
         )
     params.append(limit + 1)
-    rows = await _fetch(
-        db,
+    query = (
         "SELECT p.id, p.name, p.category, p.price, p.created_at, s.available"
         " FROM products p JOIN stock s ON s.product_id = p.id"
         + (f" WHERE {' AND '.join(where)}" if where else "")
         + f" ORDER BY {column} {'DESC' if key.descending else 'ASC'}, p.id ASC"
-        + f" LIMIT ${len(params)}",
-        params,
+        + f" LIMIT ${len(params)}"
     )
+    async with db.autocommit() as conn:
+        rows = await conn.fetch(query, *params)
     items = [
         ProductView(r["id"], r["name"], r["category"], r["price"], r["available"], r["created_at"])
         for r in rows[:limit]
@@ -191,11 +191,6 @@ def _conditions(filters: ProductFilter) -> tuple[list[str], list[Any]]:
     elif filters.sold_out == "only":
         where.append("s.available = 0")
     return where, params
-
-
-async def _fetch(db: Database, query: str, params: list[Any]) -> list[Any]:
-    async with db.autocommit() as conn:
-        return list(await conn.fetch(query, *params))
 
 
 def _decode(cursor: str | None, sort: Sort) -> tuple[Any, str] | None:
