@@ -8,8 +8,8 @@ import asyncpg
 import httpx
 import pytest
 
+from analytics.handlers import CONSUMER
 from analytics.main import build_app
-from analytics.projection import CONSUMER
 from analytics.settings import Settings
 from contracts import Envelope
 from contracts.order import OrderPaid, SoldLine

@@ -11,7 +11,7 @@ import asyncpg
 import orjson
 
 from analytics import service
-from analytics.projection import CONSUMER
+from analytics.handlers import CONSUMER
 from analytics.settings import Settings
 from contracts.catalog import ProductChanged
 from contracts.order import OrderCancelled, OrderModified, SoldLine

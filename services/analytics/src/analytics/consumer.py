@@ -14,11 +14,11 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import asyncpg
 import orjson
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import Envelope, Message
 from shopkit.db import Database
@@ -54,8 +54,8 @@ class Delivery:
     record: "RawRecord | None" = None
 
 
-# (session, deliveries, settings) -> how many were new; runs inside the batch's transaction.
-ApplyBatch = Callable[[AsyncSession, Sequence[Delivery], Any], Awaitable[int]]
+# (connection, deliveries, settings) -> how many were new; runs inside the batch's transaction.
+ApplyBatch = Callable[[asyncpg.Connection, Sequence[Delivery], Any], Awaitable[int]]
 
 
 class Undecodable(Exception):
@@ -149,8 +149,8 @@ class BatchConsumer:
                 deliveries.append(delivery)
 
         async def all_at_once() -> int:
-            async with db.transaction() as session:
-                return await self.apply(session, deliveries, settings)
+            async with db.raw_transaction() as tx:
+                return await self.apply(tx, deliveries, settings)
 
         try:
             return await patience.until_done(all_at_once, consumer=self.name)
@@ -183,8 +183,8 @@ class BatchConsumer:
         self, db: Database, settings: ServiceSettings, patience: Patience, delivery: Delivery
     ) -> int:
         async def once() -> int:
-            async with db.transaction() as session:
-                return await self.apply(session, [delivery], settings)
+            async with db.raw_transaction() as tx:
+                return await self.apply(tx, [delivery], settings)
 
         outcome = await bounded(
             once,

@@ -15,11 +15,8 @@ from dataclasses import asdict, dataclass
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from sqlalchemy import delete, func, select, text
 
 from analytics.handlers import consumer
-from analytics.models import Product, SaleOrder
-from analytics.projection import INBOX
 from analytics.settings import Settings
 from shopkit.db import Database
 
@@ -44,23 +41,22 @@ async def rebuild(settings: Settings, *, truncate: bool = False) -> Rebuilt:
     try:
         await _prepare(db, truncate=truncate)
         records, applied = await _replay(db, settings)
-        async with db.sessions() as session:
-            orders = await session.scalar(select(func.count()).select_from(SaleOrder))
-            products = await session.scalar(select(func.count()).select_from(Product))
-        return Rebuilt(records=records, applied=applied, orders=orders or 0, products=products or 0)
+        async with db.autocommit() as conn:
+            orders = await conn.fetchval("SELECT count(*) FROM sale_orders")
+            products = await conn.fetchval("SELECT count(*) FROM products")
+        return Rebuilt(records=records, applied=applied, orders=orders, products=products)
     finally:
         await db.dispose()
 
 
 async def _prepare(db: Database, *, truncate: bool) -> None:
-    async with db.transaction() as session:
+    async with db.raw_transaction() as tx:
         if truncate:
-            await session.execute(text(f"TRUNCATE {PROJECTION_TABLES}"))
-            await session.execute(delete(INBOX).where(INBOX.c.consumer == consumer.name))
+            await tx.execute(f"TRUNCATE {PROJECTION_TABLES}")
+            # What the projection applied is forgotten with it, so the replay applies it again.
+            await tx.execute("DELETE FROM inbox WHERE consumer = $1", consumer.name)
             return
-        seen = await session.scalar(
-            select(func.count()).select_from(INBOX).where(INBOX.c.consumer == consumer.name)
-        )
+        seen = await tx.fetchval("SELECT count(*) FROM inbox WHERE consumer = $1", consumer.name)
         if seen:
             raise NotEmpty(f"the database already projected {seen} events; use --truncate")
 
