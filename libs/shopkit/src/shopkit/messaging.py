@@ -46,6 +46,11 @@ class Delivery:
     record: ConsumerRecord
     body: Any
 
+    @classmethod
+    def of(cls, record: ConsumerRecord, *, namespace: str = "") -> "Delivery":
+        """A record as polled from a topic of `namespace`."""
+        return cls(record.topic.removeprefix(namespace), record, _decode(record.value))
+
 
 class Consumer:
     """A consumer group of one service: which message types it handles, and how."""
@@ -107,10 +112,7 @@ class Consumer:
 
         async def handle(records: list[ConsumerRecord]) -> None:
             tracing.serving(settings.service_name, self.name)
-            namespace = settings.kafka_namespace
-            polled = [
-                Delivery(r.topic.removeprefix(namespace), r, _decode(r.value)) for r in records
-            ]
+            polled = [Delivery.of(r, namespace=settings.kafka_namespace) for r in records]
             await self.process_poll(polled, db=db, settings=settings, stopping=stopping)
 
         subscription = Subscription(

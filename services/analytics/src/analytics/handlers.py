@@ -1,28 +1,23 @@
-"""The projection consumer: order and catalog events, applied in batches."""
+"""The projection's consumer: order and catalog events, many to a transaction."""
 
-from collections.abc import Sequence
-
-import asyncpg
-
-from analytics.consumer import BatchConsumer, Delivery
-from analytics.projection import PROJECTED, project
+from analytics.projection import PROJECTED, ProjectedEvent, project
 from analytics.settings import Settings
-from shopkit.inbox import first_deliveries
+from contracts import Envelope
+from shopkit.db import Transaction
+from shopkit.messaging import Consumer
 
 CONSUMER = "analytics-projection"
 
 
-async def apply(tx: asyncpg.Connection, deliveries: Sequence[Delivery], settings: Settings) -> int:
-    unique = {d.envelope.message_id: d for d in reversed(deliveries)}
-    new = await first_deliveries(
-        tx, consumer=CONSUMER, messages=[(i, d.envelope.type) for i, d in unique.items()]
+def projection_consumer(settings: Settings) -> Consumer:
+    """The projection's consumer group. Its answers may lag a little, so it lingers after a
+    poll that was not full: under load one transaction then applies many events."""
+    consumer = Consumer(
+        CONSUMER, linger_ms=settings.batch_linger_ms, max_records=settings.batch_max_records
     )
-    fresh = [
-        d for d in deliveries if d.envelope.message_id in new and unique[d.envelope.message_id] is d
-    ]
-    batch = [(d.message, d.envelope) for d in fresh]
-    await project(tx, batch, timezone=settings.timezone)  # type: ignore[arg-type]
-    return len(fresh)
 
+    @consumer.handles(*PROJECTED)
+    async def count_sales(tx: Transaction, batch: list[tuple[ProjectedEvent, Envelope]]) -> None:
+        await project(tx, batch, timezone=settings.timezone)
 
-consumer = BatchConsumer(CONSUMER, handles=PROJECTED, apply=apply)
+    return consumer

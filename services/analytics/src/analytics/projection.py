@@ -7,13 +7,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-import asyncpg
 import orjson
 
 from analytics.domain import Deltas, Figures, Projection, RecordedOrder, Sale, local_day, sales_of
 from contracts import Envelope
 from contracts.catalog import ProductChanged, ProductCreated
 from contracts.order import OrderCancelled, OrderModified, OrderPaid, SoldLine
+from shopkit.db import Transaction
 
 OrderEvent = OrderPaid | OrderCancelled | OrderModified
 ProjectedEvent = OrderEvent | ProductCreated | ProductChanged
@@ -27,12 +27,12 @@ PROJECTED: tuple[type[ProjectedEvent], ...] = (
 
 
 async def project(
-    tx: asyncpg.Connection,
+    tx: Transaction,
     batch: Sequence[tuple[ProjectedEvent, Envelope]],
     *,
     timezone: str,
 ) -> None:
-    """Apply first deliveries of events, in order, with one statement per table."""
+    """Apply events delivered for the first time, in order, with one statement per table."""
     order_ids = {event.order_id for event, _ in batch if isinstance(event, OrderEvent)}
     projection = Projection(orders=await _load_orders(tx, order_ids))
     catalog: dict[str, dict[str, Any]] = {}
@@ -62,9 +62,7 @@ async def project(
     await _write_products(tx, from_orders=from_orders, catalog=catalog)
 
 
-async def _load_orders(
-    tx: asyncpg.Connection, order_ids: set[str]
-) -> dict[str, RecordedOrder | None]:
+async def _load_orders(tx: Transaction, order_ids: set[str]) -> dict[str, RecordedOrder | None]:
     orders: dict[str, RecordedOrder | None] = dict.fromkeys(order_ids)
     if not order_ids:
         return orders
@@ -74,7 +72,7 @@ async def _load_orders(
     return orders
 
 
-async def _write_orders(tx: asyncpg.Connection, projection: Projection) -> None:
+async def _write_orders(tx: Transaction, projection: Projection) -> None:
     changed = [(i, o) for i in sorted(projection.changed) if (o := projection.orders[i])]
     if not changed:
         return
@@ -93,7 +91,7 @@ async def _write_orders(tx: asyncpg.Connection, projection: Projection) -> None:
     )
 
 
-async def _write_deltas(tx: asyncpg.Connection, deltas: Deltas) -> None:
+async def _write_deltas(tx: Transaction, deltas: Deltas) -> None:
     # Sorted keys: concurrent replicas lock shared rows (today's totals) in the same order.
     tables: list[tuple[str, dict[tuple[Any, ...], Figures]]] = [
         ("product_daily_sales", dict(deltas.by_product)),
@@ -140,7 +138,7 @@ def _learn(
 
 
 async def _write_products(
-    tx: asyncpg.Connection,
+    tx: Transaction,
     *,
     from_orders: dict[str, dict[str, Any]],
     catalog: dict[str, dict[str, Any]],
