@@ -52,30 +52,28 @@ async def sales_statistics(
     product_id: str | None,
 ) -> list[tuple[date, Figures]]:
     """Sales per day, week or month between `start` and `end` inclusive, every bucket present."""
-    # The smallest table that answers: a product's, a category's or the whole shop's days.
-    table = (
-        "product_daily_sales"
-        if product_id is not None
-        else "category_daily_sales"
-        if category is not None
-        else "daily_sales"
-    )
-    filters = {"product_id": product_id, "category": category}
-    given = [(column, value) for column, value in filters.items() if value is not None]
-    where = "".join(f" AND {column} = ${i}" for i, (column, _) in enumerate(given, start=3))
+    filters = [
+        (c, v) for c, v in (("product_id", product_id), ("category", category)) if v is not None
+    ]
+    where = "".join(f" AND {column} = ${i}" for i, (column, _) in enumerate(filters, start=3))
     async with db.autocommit() as conn:
         rows = await conn.fetch(
-            "SELECT day, sum(quantity), sum(amount), sum(orders) FROM "
-            + table
-            + " WHERE day BETWEEN $1 AND $2"
-            + where
-            + " GROUP BY day",
+            f"SELECT day, sum(quantity), sum(amount), sum(orders) FROM {_daily_table(filters)}"
+            f" WHERE day BETWEEN $1 AND $2{where} GROUP BY day",
             start,
             end,
-            *[value for _, value in given],
+            *[value for _, value in filters],
         )
     daily = {day: Figures(int(q), int(a), int(o)) for day, q, a, o in rows}
     return buckets(daily, start=start, end=end, period=period)
+
+
+def _daily_table(filters: list[tuple[str, str]]) -> str:
+    """The smallest table that answers: a product's, a category's or the whole shop's days."""
+    columns = {column for column, _ in filters}
+    if "product_id" in columns:
+        return "product_daily_sales"
+    return "category_daily_sales" if "category" in columns else "daily_sales"
 
 
 def _popular(metric: Metric, *, in_category: bool) -> str:
