@@ -23,13 +23,13 @@ def ids(prefix: str, n: int) -> list[str]:
     return [f"{prefix}-{tag}-{i}" for i in range(n)]
 
 
-async def popular(client: httpx.AsyncClient, **params: object) -> list[dict]:
+async def popular(client: httpx.AsyncClient, **params: str | int) -> list[dict]:
     response = await client.get("/api/products/popular", params=params)
     assert response.status_code == 200, response.text
     return response.json()
 
 
-async def stats(client: httpx.AsyncClient, **params: object) -> list[dict]:
+async def stats(client: httpx.AsyncClient, **params: str | int) -> list[dict]:
     response = await client.get("/api/stats/sales", params=params)
     assert response.status_code == 200, response.text
     return response.json()
