@@ -20,7 +20,8 @@ from contracts.wallet import BalanceCharged
 from shopkit.app import Db, create_app
 from shopkit.db import Database, Transaction, asyncpg_dsn
 from shopkit.messaging import Consumer, each
-from shopkit.outbox import RELAY_LOCK_ID, OutboxRelay, envelope, publish
+from shopkit.outbox import RELAY_LOCK_ID, envelope, publish
+from shopkit.relay import OutboxRelay
 from shopkit.settings import ServiceSettings
 from shopkit.testing import (
     Infra,

@@ -23,7 +23,7 @@ from shopkit.logs import configure_logging, correlation_id
 from shopkit.messaging import Consumer
 from shopkit.metrics import HttpMetrics, Metrics, metrics_router
 from shopkit.ops import router as ops_router
-from shopkit.outbox import OutboxRelay
+from shopkit.relay import OutboxRelay
 from shopkit.retention import prune_old_rows
 from shopkit.settings import ServiceSettings
 
@@ -61,13 +61,11 @@ class CorrelationMiddleware:
 def tune_garbage_collector(threshold: int) -> None:
     """Keep the cycle collector off what start-up built, and let it run less often.
 
-    A service's modules, classes, pydantic schemas and routes are some 130,000 objects that
-    live as long as the process, and every full collection traversed them all again: in the
-    order process under load, ~70 ms a time and 12% of its CPU in the collector (measured with
-    `gc.callbacks`). Frozen after start-up, they are never traversed again. Most of what a
-    request allocates is freed by reference counting before a collection could find it, so a
-    young-generation threshold of thousands instead of 700 finds about as much garbage with a
-    fraction of the passes: 1,215 ms of collection in 3,000 orders became 19 ms.
+    A service's modules, classes, schemas and routes live as long as the process, and every full
+    collection would traverse them all again: frozen after start-up, they never are. Most of
+    what a request allocates is freed by reference counting before a collection could find it,
+    so a young-generation threshold of thousands instead of 700 finds about as much garbage with
+    a fraction of the passes (figures: docs/performance.md).
     """
     gc.collect()  # what start-up left as garbage goes now, not into the frozen set
     gc.freeze()
