@@ -71,7 +71,7 @@ async def _recorded(tx: asyncpg.Connection, operation_ids: set[str]) -> dict[str
         " ORDER BY operation_id FOR UPDATE",
         sorted(operation_ids),
     )
-    return {row["operation_id"]: Operation(*row[1:]) for row in rows}
+    return {row["operation_id"]: _operation(row) for row in rows}
 
 
 async def _debit_round(
@@ -86,7 +86,7 @@ async def _debit_round(
         [c.operation_id for c in commands],
         now,
     )
-    return {row["operation_id"]: Operation(*row[1:]) for row in rows}
+    return {row["operation_id"]: _operation(row) for row in rows}
 
 
 # `domain.debit` for one round of debits, at most one per user, from parallel arrays ($1 user,
@@ -113,6 +113,16 @@ _DEBIT = (
     " FROM c LEFT JOIN taken t USING (user_id)"
     " RETURNING operation_id, outcome, amount, balance, transaction_id, refunded"
 )
+
+
+def _operation(row: asyncpg.Record) -> Operation:
+    return Operation(
+        outcome=row["outcome"],
+        amount=row["amount"],
+        balance=row["balance"],
+        transaction_id=row["transaction_id"],
+        refunded=row["refunded"],
+    )
 
 
 def _debit_reply(op: Operation, command: DebitWallet) -> WalletDebited | WalletDebitFailed:
@@ -160,7 +170,7 @@ async def _refund_once(
 ) -> Operation:
     decided = domain.refund(debit=debit, asked=command.amount)
     if decided.voids_debit:
-        await _record(
+        await _record_operation(
             tx, command, command.debit_operation_id, "DEBIT", Operation(domain.VOIDED, 0, 0)
         )
     elif decided.amount > 0:
@@ -183,11 +193,11 @@ async def _refund_once(
         balance=credited.balance if credited else 0,
         transaction_id=credited.transaction_id if credited else None,
     )
-    await _record(tx, command, command.operation_id, "REFUND", done)
+    await _record_operation(tx, command, command.operation_id, "REFUND", done)
     return done
 
 
-async def _record(
+async def _record_operation(
     tx: asyncpg.Connection, command: RefundWallet, operation_id: str, kind: str, op: Operation
 ) -> None:
     await tx.execute(
