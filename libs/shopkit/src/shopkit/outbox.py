@@ -1,46 +1,23 @@
 """Transactional outbox: messages are rows written in the same transaction as the state change.
 
-`add_message` is the only way a service publishes. The relay (one active per service database,
-elected by a Postgres advisory lock) sends rows in id order and deletes them once Kafka has them,
-so the table holds only what is still to send. Id order is commit order for any one key as long
-as the transactions writing that key's messages hold the key's row lock (they do: stock, wallet,
-order and coupon rows are locked or updated first). A crash between sending and deleting re-sends
-the rows: consumers are idempotent (see inbox.py).
+`publish` is the only way a service writes messages. The relay (shopkit.relay: one active per
+service database, elected by a Postgres advisory lock) sends rows in id order and deletes them
+once Kafka has them, so the table holds only what is still to send. Id order is commit order for
+any one key as long as the transactions writing that key's messages hold the key's row lock
+(they do: stock, wallet, order and coupon rows are locked or updated first). A crash between
+sending and deleting re-sends the rows: consumers are idempotent (see inbox.py).
 """
 
-import asyncio
-import functools
-import logging
 import uuid
-from collections.abc import Sequence
-from typing import Any
 
-import asyncpg
-import orjson
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaConnectionError
-from aiokafka.partitioner import DefaultPartitioner, murmur2
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    DateTime,
-    String,
-    Table,
-    Uuid,
-    func,
-)
+from sqlalchemy import BigInteger, Column, DateTime, String, Table, Uuid, func
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from contracts import Envelope, Message
+from contracts import Envelope, Message, message_type
 from shopkit import tracing
 from shopkit.clock import system_clock
-from shopkit.db import Timeouts, asyncpg_dsn, driver, kit_metadata
-from shopkit.faults import is_transient
+from shopkit.db import Transaction, kit_metadata
 from shopkit.logs import correlation_id as current_correlation
-from shopkit.settings import ServiceSettings
-
-log = logging.getLogger("shopkit.outbox")
 
 NOTIFY_CHANNEL = "shop_outbox"
 RELAY_LOCK_ID = 7_340_001
@@ -59,13 +36,15 @@ outbox_table = Table(
 )
 
 
-def envelope_for(
+def envelope(
     message: Message,
     *,
-    causation_id: str | None = None,
     correlation_id: str | None = None,
+    causation_id: str | None = None,
     traceparent: str | None = None,
 ) -> Envelope:
+    """`message` in a new envelope; the correlation id defaults to the one in context (the HTTP
+    request's, or the message being handled: `shopkit.messaging.correlated`)."""
     correlation_id = correlation_id or current_correlation.get()
     return Envelope(
         message_id=uuid.uuid4(),
@@ -80,367 +59,45 @@ def envelope_for(
     )
 
 
-async def add_message(
-    session: AsyncSession,
-    message: Message,
-    *,
-    causation_id: str | None = None,
-    correlation_id: str | None = None,
-) -> Envelope:
-    """Queue `message` for publishing when (and only if) the session's transaction commits."""
-    # several times per order: straight through asyncpg
-    return await queue_message(
-        await driver(session), message, causation_id=causation_id, correlation_id=correlation_id
-    )
+async def publish(
+    tx: Transaction, *items: Message | Envelope, topic: str | None = None
+) -> list[Envelope]:
+    """Write `items` to the outbox, in order, to be sent when (and only if) `tx` commits.
 
-
-# For a statement that writes its own state and queues its messages in one round trip: the
-# rows come from five parallel arrays (see `outbox_arrays`) at parameters $n..$n+4, in order.
-def outbox_insert(first_param: int, *, where: str = "TRUE") -> str:
-    """`INSERT INTO outbox ...` of the messages given as arrays from parameter `first_param` on,
-    if `where` holds.
-
-    The caller NOTIFYs `NOTIFY_CHANNEL` in the same statement when it queues any."""
-    m, t, k, y, e = (f"${first_param + i}" for i in range(5))
-    return (
-        "INSERT INTO outbox (message_id, topic, key, type, envelope)"
-        " SELECT q.m, q.t, q.k, q.y, q.e::jsonb"
-        f" FROM unnest({m}::uuid[], {t}::text[], {k}::text[], {y}::text[], {e}::text[])"
-        f" WITH ORDINALITY AS q(m, t, k, y, e, n) WHERE {where} ORDER BY q.n"
-    )
-
-
-def outbox_arrays(messages: Sequence[Message]) -> list[list[Any]]:
-    """The parameters of `outbox_insert` for `messages` (envelopes made as `add_message` does)."""
-    return envelope_arrays([(m.TOPIC.name, envelope_for(m)) for m in messages])
-
-
-def envelope_arrays(envelopes: Sequence[tuple[str, Envelope]]) -> list[list[Any]]:
-    """The parameters of `outbox_insert` for ready envelopes, each with its topic."""
-    return [
-        [e.message_id for _, e in envelopes],
-        [topic for topic, _ in envelopes],
-        [e.key for _, e in envelopes],
-        [e.type for _, e in envelopes],
-        [e.model_dump_json() for _, e in envelopes],
-    ]
-
-
-async def queue_message(
-    conn: asyncpg.Connection,
-    message: Message,
-    *,
-    causation_id: str | None = None,
-    correlation_id: str | None = None,
-) -> Envelope:
-    """`add_message` on a plain asyncpg connection inside its transaction (`raw_transaction`)."""
-    envelope = envelope_for(message, causation_id=causation_id, correlation_id=correlation_id)
-    await queue_envelope(conn, message.TOPIC.name, envelope)
-    return envelope
-
-
-async def queue_envelopes(
-    conn: asyncpg.Connection, envelopes: Sequence[tuple[str, Envelope]]
-) -> None:
-    """Queue many ready envelopes, each with its topic, in one statement (on a plain asyncpg
-    connection inside its transaction), in the order given."""
-    if envelopes:
-        await conn.execute(
-            f"WITH queued AS ({outbox_insert(1)}) SELECT pg_notify('{NOTIFY_CHANNEL}', '')",
-            *envelope_arrays(envelopes),
+    A message gets a new envelope (`envelope`); an envelope is written as it is. Each goes to
+    its contract's topic unless `topic` is given. One statement for all of them, which also
+    wakes the relay: NOTIFY is delivered at commit, once per transaction however many ask."""
+    if not items:
+        return []
+    envelopes = [item if isinstance(item, Envelope) else envelope(item) for item in items]
+    topics = [topic or message_type(e.type).TOPIC.name for e in envelopes]
+    if len(envelopes) == 1:
+        (one,) = envelopes
+        await tx.execute(
+            _PUBLISH_ONE, one.message_id, topics[0], one.key, one.type, one.model_dump_json()
         )
-
-
-async def add_envelope(session: AsyncSession, topic: str, envelope: Envelope) -> None:
-    await queue_envelope(await driver(session), topic, envelope)
-
-
-async def queue_envelope(conn: asyncpg.Connection, topic: str, envelope: Envelope) -> None:
-    # NOTIFY is delivered at commit, so the relay wakes exactly when there is something to send.
-    # It rides in the INSERT's own statement: PostgreSQL delivers identical notifications of one
-    # transaction once, and a separate `SELECT pg_notify` cost a round trip per transaction.
-    await conn.execute(
-        "WITH queued AS (INSERT INTO outbox (message_id, topic, key, type, envelope)"
-        " VALUES ($1, $2, $3, $4, $5) RETURNING id)"
-        " SELECT pg_notify($6, '') FROM queued",
-        envelope.message_id,
-        topic,
-        envelope.key,
-        envelope.type,
-        envelope.model_dump_json(),
-        NOTIFY_CHANNEL,
-    )
-
-
-@functools.lru_cache(maxsize=4096)
-def _key_hash(key: bytes) -> int:
-    return murmur2(key) & 0x7FFFFFFF
-
-
-def partition_for(key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
-    """aiokafka's default partitioner (murmur2 of the key, as Java clients do), remembering each
-    key's hash: a saga sends several messages with one key (its order id), and aiokafka's
-    murmur2 is pure Python."""
-    if key is None:
-        return int(DefaultPartitioner()(key, all_partitions, available))
-    return all_partitions[_key_hash(key) % len(all_partitions)]
-
-
-class SendFailed(Exception):
-    """Kafka did not acknowledge a batch in time, or failed it: the producer is rebuilt and the
-    rows, still in the outbox, are sent again."""
-
-
-class OutboxRelay:
-    """Publishes committed outbox rows to Kafka in id order, one active relay per database.
-
-    It survives both of its dependencies. Every statement on its connection is bounded (client
-    and server side) and the server drops the connection of a relay that vanished, which frees
-    the advisory lock for another replica; a failed connection is replaced a second later. A
-    batch Kafka does not acknowledge within `relay_ack_timeout_s`, or fails (an idempotent
-    producer that hit OutOfOrderSequenceNumber stays broken for good, aio-libs/aiokafka#1017),
-    makes the relay stop that producer and start a new one, retrying until Kafka answers, while
-    it keeps the lock; the unacknowledged rows were never deleted, so they go again, in id order.
-    """
-
-    def __init__(self, settings: ServiceSettings, *, batch_size: int = 500) -> None:
-        self.settings = settings
-        self.batch_size = batch_size
-        self.timeouts = Timeouts.of(settings)
-        self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
-        self._producer: AIOKafkaProducer | None = None
-        self._sent: list[int] = []  # sent, to be deleted with the next SELECT
-        self.is_leader = False
-        self.producers_started = 0
-        self.sent = 0  # rows Kafka acknowledged, for shop_outbox_sent_total
-
-    async def start(self) -> None:
-        await self.connect()
-        self._task = asyncio.create_task(self._run(), name="outbox-relay")
-
-    def new_producer(self) -> AIOKafkaProducer:
-        """A Kafka producer as the relay uses it (not started)."""
-        return AIOKafkaProducer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=2,
-            partitioner=partition_for,
-            client_id=f"{self.settings.service_name}-outbox",
-            # A batch is failed within about twice this (aiokafka's bound), inside our own wait.
-            request_timeout_ms=int(self.settings.relay_ack_timeout_s * 500),
+    else:
+        await tx.execute(
+            _PUBLISH_MANY,
+            [e.message_id for e in envelopes],
+            topics,
+            [e.key for e in envelopes],
+            [e.type for e in envelopes],
+            [e.model_dump_json() for e in envelopes],
         )
-
-    async def connect(self) -> None:
-        """Start a Kafka producer (start() also runs the relay loop)."""
-        producer = self.new_producer()
-        try:
-            async with asyncio.timeout(self.settings.relay_ack_timeout_s):
-                await producer.start()
-        except BaseException:
-            await self._close(producer)
-            raise
-        self._producer = producer
-        self.producers_started += 1
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-        if self._producer:
-            await self._close(self._producer)
-            self._producer = None
-
-    async def _close(self, producer: AIOKafkaProducer) -> None:
-        try:
-            async with asyncio.timeout(self.settings.relay_ack_timeout_s):
-                await producer.stop()
-        except Exception as exc:  # a producer that cannot even stop is abandoned, not waited on
-            log.warning(
-                "outbox producer did not stop cleanly", extra={"fields": {"error": repr(exc)}}
-            )
-
-    async def ping(self) -> None:
-        """Raise unless Kafka answers a metadata request."""
-        producer = self._producer
-        if producer is None:
-            raise KafkaConnectionError("the outbox relay is reconnecting to Kafka")
-        await producer.client.fetch_all_metadata()
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self._lead()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self.is_leader = False
-                if is_transient(exc):
-                    log.warning(
-                        "outbox relay lost its database connection; reconnecting",
-                        extra={"fields": {"error": repr(exc)}},
-                    )
-                else:
-                    log.exception("outbox relay failed; retrying")
-                await asyncio.sleep(1.0)
-
-    async def _lead(self) -> None:
-        conn = await asyncpg.connect(
-            asyncpg_dsn(self.settings.database_url),
-            **self.timeouts.connect_args(
-                per_statement=True,
-                # Deleting sent rows need not wait for the WAL flush: a delete lost in a crash
-                # only sends those rows again, as a crash between sending and deleting does
-                # anyway. Saves an fdatasync per batch, ~3 per order across the services.
-                synchronous_commit="off",
-                # The table is a queue: between vacuums it holds many deleted rows and few live
-                # ones, and its statistics say it is nearly empty, so the planner picks a scan
-                # of every page plus a sort. The primary key walks from the oldest row and skips
-                # deleted ones (marked dead in the index by the first scan that meets them):
-                # measured with 5,000 deleted rows, 0.04 ms against 0.15-0.75 ms. The relay runs
-                # only these statements.
-                enable_seqscan="off",
-                # The server, too, ends any relay statement that runs away.
-                statement_timeout=str(int(self.timeouts.command * 1000)),
-            ),
-        )
-        # A connection that dies wakes the loop, whose next statement fails and reconnects.
-        conn.add_termination_listener(lambda *_: self._wake.set())
-        try:
-            # The lock lives as long as this connection: a dead relay frees it for another replica.
-            while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK_ID):
-                await asyncio.sleep(1.0)
-            self.is_leader = True
-            await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
-            while True:
-                self._wake.clear()
-                try:
-                    sent = await self.publish_pending(conn)
-                except SendFailed as exc:
-                    log.warning(
-                        "Kafka did not take an outbox batch; starting a new producer",
-                        extra={"fields": {"error": repr(exc.__cause__ or exc)}},
-                    )
-                    await self._rebuild_producer()
-                    continue
-                if sent < self.batch_size:
-                    try:
-                        await asyncio.wait_for(self._wake.wait(), timeout=1.0)
-                    except TimeoutError:
-                        pass
-        finally:
-            self.is_leader = False
-            await self._delete_sent(conn)
-            await conn.close(timeout=2)
-
-    async def _rebuild_producer(self) -> None:
-        """Stop the producer and start a new one, retrying with capped backoff until Kafka
-        answers."""
-        old, self._producer = self._producer, None
-        if old is not None:
-            await self._close(old)
-        waited = 0
-        while True:
-            try:
-                await self.connect()
-                return
-            except Exception as exc:
-                delay = min(0.1 * 2**waited, 2.0)
-                log.warning(
-                    "Kafka unavailable; retrying",
-                    extra={"fields": {"error": repr(exc), "wait_s": delay}},
-                )
-                await asyncio.sleep(delay)
-                waited += 1
-
-    async def _delete_sent(self, conn: asyncpg.Connection) -> None:
-        """On the way out, delete what was sent (if it cannot, the next leader sends it again)."""
-        sent_rows, self._sent = self._sent, []
-        if sent_rows:
-            try:
-                await conn.execute(_DELETE, sent_rows, timeout=2)
-            except Exception:
-                log.warning(
-                    "could not delete %d sent outbox rows; they will be sent again", len(sent_rows)
-                )
-
-    async def publish_pending(self, conn: asyncpg.Connection) -> int:
-        """Send the next batch of committed rows in id order, then delete them.
-
-        When more rows are already waiting (a full batch, or a NOTIFY came while sending), the
-        delete rides in the next batch's SELECT, which comes at once: one statement per batch
-        under load instead of two. Either way a crash before the delete only sends the rows
-        again. Raises SendFailed when Kafka does not acknowledge them all in time.
-        """
-        if self._sent:
-            rows = await conn.fetch(_DELETE_AND_FETCH[tracing.ON], self.batch_size, self._sent)
-            self._sent = []
-        else:
-            rows = await conn.fetch(_FETCH[tracing.ON], self.batch_size)
-        if not rows:
-            return 0
-        producer = self._producer
-        if producer is None:
-            raise SendFailed("no producer")
-        traced = tracing.ON
-        try:
-            async with asyncio.timeout(self.settings.relay_ack_timeout_s):
-                # send() queues in call order, so per-partition order holds while we await
-                # together.
-                futures = [
-                    await producer.send(
-                        self.settings.topic(row["topic"]),
-                        value=row["envelope"].encode(),
-                        key=row["key"].encode(),
-                        headers=_headers(row, traced),
-                    )
-                    for row in rows
-                ]
-                # Every outcome is collected (none left unretrieved); the first failure counts.
-                acks = await asyncio.gather(*futures, return_exceptions=True)
-        except Exception as exc:  # the timeout, or send() itself refused
-            raise SendFailed(repr(exc)) from exc
-        for ack in acks:
-            if isinstance(ack, BaseException):
-                raise SendFailed(repr(ack)) from ack
-        self.sent += len(rows)
-        sent = [row["id"] for row in rows]
-        if len(rows) == self.batch_size or self._wake.is_set():
-            self._sent = sent
-        else:
-            await conn.execute(_DELETE, sent)
-        return len(rows)
+    return envelopes
 
 
-# Sent rows are deleted, not marked: a delete writes no new row version and no index entries
-# (an UPDATE of the whole envelope did), and the table stays as small as what waits to be sent.
-# With tracing on, each row's trace context comes along for the record's `traceparent` header.
-_ROW = {
-    False: "id, topic, key, type, envelope::text AS envelope",
-    True: "id, topic, key, type, envelope::text AS envelope, envelope->>'traceparent' AS traceparent",
-}
-_FETCH = {on: f"SELECT {_ROW[on]} FROM outbox ORDER BY id LIMIT $1" for on in (False, True)}
-_DELETE = "DELETE FROM outbox WHERE id = ANY($1::bigint[])"
-# Both parts see the same snapshot: the SELECT still sees the rows being deleted, so it leaves
-# them out by id.
-_DELETE_AND_FETCH = {
-    on: "WITH sent AS (DELETE FROM outbox WHERE id = ANY($2::bigint[]))"
-    f" SELECT {_ROW[on]} FROM outbox WHERE id <> ALL($2::bigint[]) ORDER BY id LIMIT $1"
-    for on in (False, True)
-}
-
-
-def _headers(row: Any, traced: bool) -> list[tuple[str, bytes]]:
-    headers = [("type", row["type"].encode()), ("content-type", b"application/json")]
-    traceparent = row.get("traceparent") if traced else None
-    if traceparent:
-        headers.append(("traceparent", traceparent.encode()))
-    return headers
-
-
-def encode_envelope(envelope: Envelope) -> bytes:
-    return orjson.dumps(envelope.model_dump(mode="json"))
+_PUBLISH_ONE = (
+    "WITH queued AS (INSERT INTO outbox (message_id, topic, key, type, envelope)"
+    " VALUES ($1, $2, $3, $4, $5::jsonb))"
+    f" SELECT pg_notify('{NOTIFY_CHANNEL}', '')"
+)
+# Ordinality keeps the ids (the relay's send order) in the order given.
+_PUBLISH_MANY = (
+    "WITH queued AS (INSERT INTO outbox (message_id, topic, key, type, envelope)"
+    " SELECT q.m, q.t, q.k, q.y, q.e::jsonb"
+    " FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[])"
+    " WITH ORDINALITY AS q(m, t, k, y, e, n) ORDER BY q.n)"
+    f" SELECT pg_notify('{NOTIFY_CHANNEL}', '')"
+)
