@@ -36,7 +36,7 @@ async def test_a_batch_of_debits_takes_each_balance_once_and_answers_every_comma
     rich = await funded(register, wallet, 50_000)
     poor = await funded(register, wallet, 15_000)
     answered_before = debit(rich, 1_000)
-    async with db.raw_transaction() as conn:
+    async with db.transaction() as conn:
         await payments.debit(conn, commands=[(answered_before, None)], now=system_clock())
 
     first, second = debit(poor, 10_000), debit(poor, 10_000)  # only one fits
@@ -49,7 +49,7 @@ async def test_a_batch_of_debits_takes_each_balance_once_and_answers_every_comma
         (answered_before, "c4"),  # re-sent after it was answered
         (debit(str(uuid.uuid4()), 5_000), "c5"),  # nobody's wallet
     ]
-    async with db.raw_transaction() as conn:
+    async with db.transaction() as conn:
         await payments.debit(conn, commands=commands, now=system_clock())
 
     async with db.autocommit() as conn:

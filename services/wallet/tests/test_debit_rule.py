@@ -22,7 +22,7 @@ async def test_the_debit_statement_decides_as_the_domain_rule(
 ) -> None:
     cases = [(b, (a,)) for b, a in product(BALANCES, AMOUNTS)] + list(SEQUENCES)
     users = [str(uuid.uuid4()) for _ in cases]
-    async with db.raw_transaction() as tx:
+    async with db.transaction() as tx:
         await open_wallets(tx, {u: b for u, (b, _) in zip(users, cases, strict=True)})
     commands = [
         (
@@ -37,7 +37,7 @@ async def test_the_debit_statement_decides_as_the_domain_rule(
         for user, (_, amounts) in zip(users, cases, strict=True)
         for amount in amounts
     ]
-    async with db.raw_transaction() as tx:
+    async with db.transaction() as tx:
         await payments.debit(tx, commands=[(c, None) for _, c in commands], now=system_clock())
 
     async with db.autocommit() as conn:

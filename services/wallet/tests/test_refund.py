@@ -32,7 +32,7 @@ def refund(command: DebitWallet, name: str, amount: int) -> RefundWallet:
 
 async def handle(db: Database, *commands: DebitWallet | RefundWallet) -> None:
     for command in commands:
-        async with db.raw_transaction() as tx:
+        async with db.transaction() as tx:
             if isinstance(command, DebitWallet):
                 await payments.debit(tx, commands=[(command, None)], now=system_clock())
             else:
@@ -43,7 +43,7 @@ async def test_refunds_give_back_at_most_what_the_debit_took_once_each(
     db: Database, open_wallets: OpenWallets, wallet: httpx.AsyncClient, kafka: KafkaProbe
 ) -> None:
     user, order = str(uuid.uuid4()), str(uuid.uuid4())
-    async with db.raw_transaction() as tx:
+    async with db.transaction() as tx:
         await open_wallets(tx, {user: 10_000})
     taken = debit(user, order, 6_000)
     first, second = refund(taken, "first", 2_500), refund(taken, "second", 5_000)
@@ -74,7 +74,7 @@ async def test_a_refund_that_overtakes_its_debit_voids_it_and_the_late_debit_is_
     db: Database, open_wallets: OpenWallets, wallet: httpx.AsyncClient, kafka: KafkaProbe
 ) -> None:
     user, order = str(uuid.uuid4()), str(uuid.uuid4())
-    async with db.raw_transaction() as tx:
+    async with db.transaction() as tx:
         await open_wallets(tx, {user: 10_000})
     late = debit(user, order, 6_000)
 
@@ -99,7 +99,7 @@ async def test_a_refund_of_a_refused_debit_gives_nothing_back(
     db: Database, open_wallets: OpenWallets
 ) -> None:
     user, order = str(uuid.uuid4()), str(uuid.uuid4())
-    async with db.raw_transaction() as tx:
+    async with db.transaction() as tx:
         await open_wallets(tx, {user: 100})
     refused = debit(user, order, 6_000)
 

@@ -189,7 +189,7 @@ async def get_payment(db: Database, *, payment_id: str) -> Payment:
 
 async def cancel_payment(db: Database, *, payment_id: str, now: datetime) -> Payment:
     """Cancel an approved payment; cancelling again changes nothing; a declined one -> 409."""
-    async with db.raw_transaction() as tx:
+    async with db.transaction() as tx:
         found = await tx.fetchrow(
             f"SELECT {_PAYMENT} FROM payments WHERE id = $1 FOR UPDATE", payment_id
         )

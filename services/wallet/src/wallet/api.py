@@ -2,12 +2,12 @@
 
 from typing import Annotated
 
-import asyncpg
 from fastapi import APIRouter, Depends, Header, Request
 
 from shopkit.app import ClockDep, Db
 from shopkit.auth import CurrentPrincipal
 from shopkit.clock import Clock
+from shopkit.db import Transaction
 from shopkit.errors import VALIDATION_CODES, Problem
 from shopkit.idempotency import run_idempotent
 from shopkit.limits import Limiter, client_address
@@ -179,7 +179,7 @@ async def charge(
     principal.require_self_or_admin(user_id)
     limits.take("charge", user_id)
 
-    async def work(tx: asyncpg.Connection) -> ChargeOut:
+    async def work(tx: Transaction) -> ChargeOut:
         done = await balances.charge(tx, user_id=user_id, amount=body.amount, now=clock())
         return ChargeOut(
             user_id=user_id, balance=done.balance, transaction_id=done.transaction_id or ""
@@ -192,7 +192,6 @@ async def charge(
         request=body,
         status_code=200,
         work=work,
-        transaction=db.raw_transaction,
     )
 
 

@@ -4,12 +4,10 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-import asyncpg
-
 from contracts.wallet import BalanceCharged
-from shopkit.db import Database
+from shopkit.db import Database, Transaction
 from shopkit.errors import Problem
-from shopkit.outbox import queue_message
+from shopkit.outbox import publish
 from shopkit.pagination import decode_cursor, encode_cursor
 from wallet.models import WalletTransaction
 
@@ -30,12 +28,12 @@ async def get_balance(db: Database, *, user_id: str) -> Balance:
     return Balance(user_id=user_id, balance=balance)
 
 
-async def charge(tx: asyncpg.Connection, *, user_id: str, amount: int, now: datetime) -> Balance:
+async def charge(tx: Transaction, *, user_id: str, amount: int, now: datetime) -> Balance:
     """Add `amount` to the balance and the ledger; 404 USER_NOT_FOUND writes nothing."""
     charged = await credit(tx, user_id=user_id, amount=amount, kind="CHARGE", now=now)
     if charged is None:
         raise _no_user(user_id)
-    await queue_message(
+    await publish(
         tx,
         BalanceCharged(
             user_id=user_id,
@@ -48,7 +46,7 @@ async def charge(tx: asyncpg.Connection, *, user_id: str, amount: int, now: date
 
 
 async def credit(
-    tx: asyncpg.Connection,
+    tx: Transaction,
     *,
     user_id: str,
     amount: int,

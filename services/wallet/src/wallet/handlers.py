@@ -1,18 +1,17 @@
 """Saga commands the wallet consumes: debit and refund, each answered on wallet.replies."""
 
-import asyncpg
-
 from contracts import Envelope
 from contracts.wallet import DebitWallet, RefundWallet
 from shopkit.clock import system_clock
-from shopkit.messaging import Consumer
+from shopkit.db import Transaction
+from shopkit.messaging import Consumer, each
 from wallet import payments
 
 consumer = Consumer("wallet")
 
 
-@consumer.handles_batch(DebitWallet)
-async def on_debits(tx: asyncpg.Connection, commands: list[tuple[DebitWallet, Envelope]]) -> None:
+@consumer.handles(DebitWallet)
+async def on_debits(tx: Transaction, commands: list[tuple[DebitWallet, Envelope]]) -> None:
     await payments.debit(
         tx,
         commands=[(c, envelope.correlation_id) for c, envelope in commands],
@@ -20,6 +19,7 @@ async def on_debits(tx: asyncpg.Connection, commands: list[tuple[DebitWallet, En
     )
 
 
-@consumer.handles_raw(RefundWallet)
-async def on_refund(tx: asyncpg.Connection, command: RefundWallet, _: Envelope) -> None:
+@consumer.handles(RefundWallet)
+@each
+async def on_refund(tx: Transaction, command: RefundWallet, _: Envelope) -> None:
     await payments.refund(tx, command=command, now=system_clock())

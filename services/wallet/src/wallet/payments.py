@@ -17,14 +17,15 @@ from contracts.wallet import (
     WalletDebitFailed,
     WalletRefunded,
 )
-from shopkit.outbox import envelope_for, queue_envelopes, queue_message
+from shopkit.db import Transaction
+from shopkit.outbox import envelope, publish
 from wallet import domain
 from wallet.balances import credit
 from wallet.domain import Operation
 
 
 async def debit(
-    tx: asyncpg.Connection,
+    tx: Transaction,
     *,
     commands: Sequence[tuple[DebitWallet, str | None]],
     now: datetime,
@@ -51,19 +52,16 @@ async def debit(
                 this_round[command.user_id] = command
         answered.update(await _debit_round(tx, list(this_round.values()), now))
         pending = later
-    await queue_envelopes(
+    await publish(
         tx,
-        [
-            (
-                WalletDebited.TOPIC.name,
-                envelope_for(_debit_reply(answered[c.operation_id], c), correlation_id=correlation),
-            )
+        *(
+            envelope(_debit_reply(answered[c.operation_id], c), correlation_id=correlation)
             for c, correlation in commands
-        ],
+        ),
     )
 
 
-async def _recorded(tx: asyncpg.Connection, operation_ids: set[str]) -> dict[str, Operation]:
+async def _recorded(tx: Transaction, operation_ids: set[str]) -> dict[str, Operation]:
     """The operations already answered among these, locked (in one order, against deadlocks)."""
     rows = await tx.fetch(
         "SELECT operation_id, outcome, amount, balance, transaction_id, refunded"
@@ -75,7 +73,7 @@ async def _recorded(tx: asyncpg.Connection, operation_ids: set[str]) -> dict[str
 
 
 async def _debit_round(
-    tx: asyncpg.Connection, commands: list[DebitWallet], now: datetime
+    tx: Transaction, commands: list[DebitWallet], now: datetime
 ) -> dict[str, Operation]:
     rows = await tx.fetch(
         _DEBIT,
@@ -143,7 +141,7 @@ def _debit_reply(op: Operation, command: DebitWallet) -> WalletDebited | WalletD
     )
 
 
-async def refund(tx: asyncpg.Connection, *, command: RefundWallet, now: datetime) -> None:
+async def refund(tx: Transaction, *, command: RefundWallet, now: datetime) -> None:
     """Give back what a debit took (at most that, `domain.refund`), or void a debit that never
     happened; answer once per operation."""
     recorded = await _recorded(tx, {command.operation_id, command.debit_operation_id})
@@ -152,7 +150,7 @@ async def refund(tx: asyncpg.Connection, *, command: RefundWallet, now: datetime
         done = await _refund_once(
             tx, command=command, debit=recorded.get(command.debit_operation_id), now=now
         )
-    await queue_message(
+    await publish(
         tx,
         WalletRefunded(
             order_id=command.order_id,
@@ -166,7 +164,7 @@ async def refund(tx: asyncpg.Connection, *, command: RefundWallet, now: datetime
 
 
 async def _refund_once(
-    tx: asyncpg.Connection, *, command: RefundWallet, debit: Operation | None, now: datetime
+    tx: Transaction, *, command: RefundWallet, debit: Operation | None, now: datetime
 ) -> Operation:
     decided = domain.refund(debit=debit, asked=command.amount)
     if decided.voids_debit:
@@ -198,7 +196,7 @@ async def _refund_once(
 
 
 async def _record_operation(
-    tx: asyncpg.Connection, command: RefundWallet, operation_id: str, kind: str, op: Operation
+    tx: Transaction, command: RefundWallet, operation_id: str, kind: str, op: Operation
 ) -> None:
     await tx.execute(
         "INSERT INTO wallet_operations (operation_id, order_id, user_id, kind, outcome, amount,"

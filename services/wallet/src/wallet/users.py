@@ -6,7 +6,7 @@ from datetime import datetime
 from contracts.wallet import UserRegistered
 from shopkit.db import Database
 from shopkit.errors import Problem
-from shopkit.outbox import queue_message
+from shopkit.outbox import publish
 from wallet.models import User
 from wallet.passwords import Passwords
 
@@ -24,7 +24,7 @@ async def register_user(
     """Create a user with an empty wallet; 409 EMAIL_TAKEN when the email is in use."""
     password_hash = await passwords.hash(password)
     user_id = str(uuid.uuid4())
-    async with db.raw_transaction() as tx:
+    async with db.transaction() as tx:
         created = await tx.fetchval(
             "WITH registered AS (INSERT INTO users"
             "  (id, name, email, password_hash, role, created_at) VALUES ($1, $2, $3, $4, $5, $6)"
@@ -40,7 +40,7 @@ async def register_user(
         )
         if created is None:
             raise Problem(409, "EMAIL_TAKEN", "a user with this email already exists")
-        await queue_message(
+        await publish(
             tx,
             UserRegistered(user_id=user_id, name=name, email=email, role=role, registered_at=now),
         )
