@@ -10,6 +10,7 @@ still waiting for its replies) for an operator to list and retry.
 
 from dataclasses import replace
 from datetime import datetime
+from typing import cast
 
 from contracts import Message
 from order.domain import Line
@@ -77,7 +78,7 @@ def advance(saga: Saga, event: Event, now: datetime) -> Transition:
     row = TABLE[saga.step].handlers.get(type(event))
     if row is None or saga.status in ENDED:
         return Transition(saga=saga, applied=False)
-    if isinstance(event, Reply) and event.operation_id not in saga.waiting:
+    if row.reply and cast(Reply, event).operation_id not in saga.waiting:
         return Transition(saga=saga, applied=False)  # stale, duplicated, or for another step
     fx = Effects(now=now)
     moved, to = row.handler(saga, event, fx)

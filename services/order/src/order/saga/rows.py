@@ -4,7 +4,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
-from order.saga.events import Event
+from order.saga.events import SOURCES, Event
 from order.saga.state import Effects, Moved, Saga, StepName
 
 
@@ -37,6 +37,11 @@ class On(Generic[E]):
     event: type[E]
     handler: Callable[[Saga, E, Effects], Moved]
     to: tuple[StepName, ...]
+    # A reply to a command: applied only while its operation id is waited for.
+    reply: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "reply", not isinstance(SOURCES[self.event], str))
 
 
 @dataclass(frozen=True)
