@@ -11,8 +11,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.telemetry import TelemetryConfig
-from faststream.kafka import KafkaBroker
-from sqlalchemy import text
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from contracts import Message
@@ -22,7 +20,7 @@ from shopkit.clock import Clock, system_clock
 from shopkit.db import Database, Timeouts
 from shopkit.errors import RETRY_AFTER_S, install_error_handlers, problem_response
 from shopkit.logs import configure_logging, correlation_id
-from shopkit.messaging import ConsumerGroup
+from shopkit.messaging import Consumer
 from shopkit.metrics import HttpMetrics, Metrics, metrics_router
 from shopkit.ops import router as ops_router
 from shopkit.outbox import OutboxRelay
@@ -82,7 +80,7 @@ def create_app(
     *,
     title: str,
     routers: Sequence[APIRouter],
-    consumers: Sequence[ConsumerGroup] = (),
+    consumers: Sequence[Consumer] = (),
     publishes: Sequence[type[Message]] = (),
     on_startup: Sequence[Hook] = (),
     background: Sequence[Hook] = (),
@@ -102,23 +100,19 @@ def create_app(
         db = Database(
             settings.database_url,
             pool_size=settings.db_pool_size,
-            max_overflow=settings.db_pool_overflow,
-            raw_pool_size=settings.db_raw_pool_size,
             timeouts=Timeouts.of(settings),
         )
         relay = OutboxRelay(settings)
-        broker = KafkaBroker(settings.kafka_bootstrap, client_id=settings.service_name, logger=None)
-        app.state.db, app.state.relay, app.state.broker = db, relay, broker
+        subscriptions = [consumer.subscribe(db, settings) for consumer in consumers]
+        app.state.db, app.state.relay, app.state.subscriptions = db, relay, subscriptions
         app.state.metrics.count(
             "shop_outbox_sent", "Outbox rows sent to Kafka (acknowledged)", lambda: relay.sent
         )
-        for consumer in consumers:
-            consumer.attach(broker, db, settings)
         for hook in on_startup:
             await hook(app)
         await relay.start()
-        if consumers:
-            await broker.start()
+        for subscription in subscriptions:
+            await subscription.start()
         tracing.serving(settings.service_name)  # the background jobs' spans are this service's
         jobs = (*background, prune_old_rows)
         tasks = [asyncio.create_task(job(app), name=job.__name__) for job in jobs]
@@ -130,8 +124,7 @@ def create_app(
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            if consumers:
-                await broker.stop()
+            await asyncio.gather(*(subscription.stop() for subscription in subscriptions))
             await relay.stop()
             await db.dispose()
             tracing.shutdown()
@@ -186,8 +179,8 @@ def health_router() -> APIRouter:
         settings = state.settings
         try:
             async with asyncio.timeout(settings.ready_timeout_s):
-                async with state.db.engine.connect() as conn:
-                    age = (await conn.execute(_OLDEST_OUTBOX_AGE)).scalar()
+                async with state.db.autocommit() as conn:
+                    age = await conn.fetchval(_OLDEST_OUTBOX_AGE)
                 await state.relay.ping()
         except Exception as exc:  # any failure means not ready, whatever it is
             return not_ready(repr(exc))
@@ -199,7 +192,7 @@ def health_router() -> APIRouter:
 
 
 # The oldest row by id (the primary key, no scan): the relay sends in id order.
-_OLDEST_OUTBOX_AGE = text(
+_OLDEST_OUTBOX_AGE = (
     "SELECT extract(epoch FROM clock_timestamp() - created_at)::float8 FROM outbox"
     " ORDER BY id LIMIT 1"
 )

@@ -34,7 +34,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shopkit.messaging import handled_through
+from shopkit.subscription import Subscription
 
 log = logging.getLogger("shopkit.metrics")
 
@@ -173,24 +173,22 @@ class Metrics:
                     await result
             except Exception as exc:
                 log.warning("metrics probe failed", extra={"fields": {"error": repr(exc)}})
-        for pool, (in_use, size) in state.db.pool_usage().items():
-            self.pool_in_use.labels(pool).set(in_use)
-            self.pool_size.labels(pool).set(size)
+        in_use, size = state.db.pool_usage()
+        self.pool_in_use.labels("asyncpg").set(in_use)
+        self.pool_size.labels("asyncpg").set(size)
         await self._read_kafka(app)
         await self._read_database(app)
 
     async def _read_kafka(self, app: FastAPI) -> None:
         namespace = app.state.settings.kafka_namespace
         lags: list[tuple[tuple[str, str, str], int, int]] = []
+        subscriptions: list[Subscription] = app.state.subscriptions
         try:
             async with asyncio.timeout(self.query_timeout_s):
-                for subscriber in app.state.broker.subscribers:
-                    consumer = getattr(subscriber, "consumer", None)
-                    if consumer is None:
-                        continue
-                    group = str(subscriber.group_id).removeprefix(namespace)
+                for subscription in subscriptions:
+                    consumer = subscription.consumer
                     assigned = consumer.assignment()
-                    handled = handled_through(subscriber)
+                    handled = subscription.offsets.handled_through
                     for gone in handled.keys() - assigned:  # revoked: another member has it
                         handled.pop(gone, None)
                     for tp in assigned:
@@ -203,7 +201,11 @@ class Metrics:
                         # Polled is not handled: a poll waiting out an outage still counts.
                         done = handled[tp]
                         lag = max(0, highwater - done) if highwater is not None else 0
-                        labels = (group, tp.topic.removeprefix(namespace), str(tp.partition))
+                        labels = (
+                            subscription.group,
+                            tp.topic.removeprefix(namespace),
+                            str(tp.partition),
+                        )
                         lags.append((labels, lag, position))
         except Exception as exc:  # a rebalance or an unreachable broker: keep what is known
             self.source_up.labels("kafka").set(0)
@@ -221,7 +223,7 @@ class Metrics:
         for source, query in self._queries:
             try:
                 async with asyncio.timeout(self.query_timeout_s):
-                    async with db.raw_transaction() as conn:
+                    async with db.transaction() as conn:
                         timeout_ms = int(self.query_timeout_s * 1000)
                         await conn.execute(f"SET LOCAL statement_timeout = {timeout_ms}")
                         await query(conn)
