@@ -27,7 +27,7 @@ from order.saga.events import (
     ProviderCancelFailed,
     Reply,
 )
-from order.saga.state import ENDED, Effects, Refund, Saga, StepName, Transition
+from order.saga.state import ENDED, Effects, Saga, StepName, Transition
 from order.saga.table import PROVIDER_STEPS, START, TABLE, TRANSITIONS, deadline_of
 
 __all__ = [
@@ -43,7 +43,6 @@ __all__ = [
     "PaymentTimedOut",
     "PaymentsCancelled",
     "ProviderCancelFailed",
-    "Refund",
     "Saga",
     "StepName",
     "Transition",
