@@ -4,6 +4,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import TypeAdapter
+
 from contracts.catalog import (
     CommitStock,
     ReleaseStock,
@@ -251,3 +253,45 @@ def test_impossible_modify_changes_nothing() -> None:
 
 def test_table_rows_all_have_handlers() -> None:
     assert ("PAYING", "PaymentApproved", "DONE") in TRANSITIONS
+
+
+def test_a_saga_saved_with_coupon_terms_still_loads_and_moves_on() -> None:
+    saved = {
+        "order_id": OID,
+        "user_id": "u1",
+        "lines": [
+            {
+                "product_id": "p1",
+                "quantity": 2,
+                "unit_price": 10_000,
+                "name": "Pen",
+                "category": "b",
+            }
+        ],
+        "status": "PENDING",
+        "step": "DEBITING",
+        "coupon_id": "c1",
+        "coupon": {
+            "user_coupon_id": "c1",
+            "discount_type": "PERCENT",
+            "discount_value": 10,
+            "min_order_amount": 5_000,
+        },
+        "subtotal": 20_000,
+        "discount": 2_000,
+        "total": 18_000,
+        "debits": [],
+        "refunds": [],
+        "waiting": [f"{OID}:place:debit"],
+        "failure_code": None,
+        "operation": None,
+        "modify_seq": 0,
+        "modify": None,
+        "modify_outcome": None,
+        "payment_id": None,
+        "paid_at": None,
+    }
+    saga = TypeAdapter(Saga).validate_python(saved)
+    assert (saga.step, saga.discount, saga.total) == ("DEBITING", 2_000, 18_000)
+    saga, _ = run(saga, debited(18_000), PaymentApproved("pay1"))
+    assert (saga.status, saga.total) == ("PAID", 18_000)
