@@ -8,9 +8,9 @@ import pytest
 
 from contracts.catalog import StockReserved
 from order.saga import TABLE, CancelRequested, ModifyRequested, advance
-from order.saga.events import SOURCES, DeadlinePassed
+from order.saga.events import SOURCES, DeadlinePassed, Reply
 from order.saga.state import ENDED, StepName
-from order.saga.table import PROVIDER_STEPS, START, deadline_of
+from order.saga.table import PROVIDER_STEPS, REPLIES, START, deadline_of
 
 from .test_saga import NOW, paid, placed, reserved
 
@@ -72,6 +72,11 @@ def test_every_handler_has_a_source() -> None:
                 assert step.deadline == "REPLY", where
             else:
                 assert step.sends is not None and step.sends.command is source, where
+
+
+def test_the_replies_to_subscribe_to_are_the_typed_replies() -> None:
+    assert set(REPLIES) == set(get_args(Reply))
+    assert all(isinstance(SOURCES[reply], type) for reply in REPLIES)
 
 
 def test_provider_steps_are_driven_by_the_worker_not_by_replies() -> None:

@@ -28,10 +28,11 @@ from order.saga.events import (
     Reply,
 )
 from order.saga.state import ENDED, Effects, Saga, StepName, Transition
-from order.saga.table import PROVIDER_STEPS, START, TABLE, TRANSITIONS, deadline_of
+from order.saga.table import PROVIDER_STEPS, REPLIES, START, TABLE, TRANSITIONS, deadline_of
 
 __all__ = [
     "PROVIDER_STEPS",
+    "REPLIES",
     "TABLE",
     "TRANSITIONS",
     "CancelRequested",

@@ -222,6 +222,10 @@ START: StepName = "RESERVING_STOCK"
 PROVIDER_STEPS: tuple[StepName, ...] = tuple(
     name for name, step in TABLE.items() if step.deadline in ("PROVIDER", "PROVIDER_AFTER_GRACE")
 )
+# The contract replies some step waits for: what the service's consumer subscribes to.
+REPLIES: tuple[type, ...] = tuple(
+    dict.fromkeys(row.event for step in TABLE.values() for row in step.on if row.reply)
+)
 # Every (step, event, next step) the table allows, in table order: for docs and diagrams.
 TRANSITIONS: tuple[tuple[StepName, str, StepName], ...] = tuple(
     (name, row.event.__name__, to)
