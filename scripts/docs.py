@@ -2,7 +2,7 @@
 
 - one ERD per service, from its SQLAlchemy metadata plus the kit's tables;
 - the topic map, from libs/contracts and each service's consumers and `publishes`;
-- the order saga's state machine, from the saga's own transition table.
+- the order saga's state machine and its steps, from the saga's own table.
 tests/docs fails when a committed file differs from what this script generates.
 """
 
@@ -140,23 +140,24 @@ def topic_map() -> str:
 
 
 def saga_diagram() -> str:
-    saga = importlib.import_module("order.saga")
-    table = saga.TABLE
+    saga = importlib.import_module("order.saga.diagram")
     lines = [
         HEADER,
         "# The order saga's state machine\n",
-        "Rendered from `order.saga.TABLE`, the saga's own transition table: `advance` refuses any",
+        "Rendered from `order.saga.table.TABLE`, the saga's own table: `advance` refuses any",
         "transition that is not in it. A step is entered by sending its commands; `DONE` means",
         "nothing is in flight (the order is PAID, FAILED or CANCELLED), and a PAID order leaves it",
         "again for a cancel or a modify. `DeadlinePassed` re-sends the step's commands with the",
-        "same operation ids; after the last attempt a forward step of placing compensates instead.",
+        "same operation ids; after the last attempt a forward step compensates instead.",
         "See [order.md](../order.md) and [the sequence diagrams](../sequences.md).\n",
         saga.mermaid_state_diagram(),
         "",
-        "| from step | event | to step |",
-        "|---|---|---|",
+        "## Steps\n",
+        "What each step sends on entry, how it is timed (`REPLY`: a reply deadline;",
+        "`PROVIDER`: the payment worker drives it), and for each event it takes, the handler",
+        "(a function in `order.saga.<module>`) and the steps that handler may lead to.\n",
+        saga.markdown_table(),
     ]
-    lines += [f"| {step} | {event} | {to} |" for step, event, to in table]
     return "\n".join(lines) + "\n"
 
 

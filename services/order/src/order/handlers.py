@@ -9,7 +9,13 @@ from contracts.catalog import (
     StockReserved,
     StockReturned,
 )
-from contracts.coupon import CouponReleased, CouponReservationFailed, CouponReserved
+from contracts.coupon import (
+    CouponReleased,
+    CouponRepriced,
+    CouponRepricingFailed,
+    CouponReservationFailed,
+    CouponReserved,
+)
 from contracts.wallet import WalletDebited, WalletDebitFailed, WalletRefunded
 from order import service
 from order.settings import Settings
@@ -23,6 +29,8 @@ REPLIES = (
     StockReturned,
     CouponReserved,
     CouponReservationFailed,
+    CouponRepriced,
+    CouponRepricingFailed,
     CouponReleased,
     WalletDebited,
     WalletDebitFailed,
@@ -36,6 +44,8 @@ Reply = (
     | StockReturned
     | CouponReserved
     | CouponReservationFailed
+    | CouponRepriced
+    | CouponRepricingFailed
     | CouponReleased
     | WalletDebited
     | WalletDebitFailed
