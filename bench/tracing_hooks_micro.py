@@ -21,7 +21,7 @@ from shopkit import tracing
 from shopkit.clock import system_clock
 from shopkit.logs import correlation_id as current_correlation
 from shopkit.messaging import correlated
-from shopkit.outbox import _headers, envelope_for
+from shopkit.outbox import _headers, envelope
 
 
 class EnvelopeBefore(BaseModel):
@@ -69,23 +69,23 @@ def main() -> None:
     message = ReserveStock(
         order_id="o1", operation_id="op1", lines=(StockLine(product_id="p1", quantity=2),)
     )
-    envelope = envelope_for(message, correlation_id="c1")
+    envelope_ = envelope(message, correlation_id="c1")
     old_envelope = envelope_before(message, correlation_id="c1")
     row = {"type": "ReserveStock", "traceparent": None}
 
     def handling(cm: Callable[[Envelope], AbstractContextManager[None]]) -> Callable[[], None]:
         def run() -> None:
-            with cm(envelope):
+            with cm(envelope_):
                 pass
 
         return run
 
     pairs: dict[str, tuple[Callable[[], object], Callable[[], object]]] = {
-        "envelope_for": (
+        "envelope": (
             lambda: envelope_before(message, correlation_id="c1"),
-            lambda: envelope_for(message, correlation_id="c1"),
+            lambda: envelope(message, correlation_id="c1"),
         ),
-        "envelope JSON (outbox row)": (old_envelope.model_dump_json, envelope.model_dump_json),
+        "envelope JSON (outbox row)": (old_envelope.model_dump_json, envelope_.model_dump_json),
         "correlated()": (handling(correlated_before), handling(correlated)),
         "relay headers": (lambda: headers_before(row), lambda: _headers(row, tracing.ON)),
     }

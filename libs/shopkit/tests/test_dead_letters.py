@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
 import httpx
 import orjson
 import pytest
@@ -20,10 +19,10 @@ from contracts import Envelope
 from contracts.wallet import BalanceCharged
 from shopkit import dlq
 from shopkit.app import create_app
-from shopkit.db import Database
+from shopkit.db import Database, Transaction
 from shopkit.dead_letters import dead_letter
-from shopkit.messaging import Consumer
-from shopkit.outbox import envelope_for
+from shopkit.messaging import Consumer, each
+from shopkit.outbox import envelope
 from shopkit.settings import ServiceSettings
 from shopkit.testing import (
     Infra,
@@ -111,29 +110,25 @@ async def running_shop(db: Database, settings: ServiceSettings) -> AsyncIterator
     broken: set[str] = set()
     fragile, bystander = Consumer("kit-dlq-fragile"), Consumer("kit-dlq-bystander")
 
-    async def record(
-        conn: asyncpg.Connection, name: str, message: BalanceCharged, env: Envelope
-    ) -> None:
-        await conn.execute(
+    async def record(tx: Transaction, name: str, message: BalanceCharged, env: Envelope) -> None:
+        await tx.execute(
             "INSERT INTO effects (consumer, message_id, user_id) VALUES ($1, $2, $3)",
             name,
             env.message_id,
             message.user_id,
         )
 
-    @fragile.handles_raw(BalanceCharged)
-    async def apply_fragile(
-        conn: asyncpg.Connection, message: BalanceCharged, env: Envelope
-    ) -> None:
+    @fragile.handles(BalanceCharged)
+    @each
+    async def apply_fragile(tx: Transaction, message: BalanceCharged, env: Envelope) -> None:
         if message.user_id in broken:
             raise ValueError(f"no wallet for {message.user_id}")
-        await record(conn, fragile.name, message, env)
+        await record(tx, fragile.name, message, env)
 
-    @bystander.handles_raw(BalanceCharged)
-    async def apply_bystander(
-        conn: asyncpg.Connection, message: BalanceCharged, env: Envelope
-    ) -> None:
-        await record(conn, bystander.name, message, env)
+    @bystander.handles(BalanceCharged)
+    @each
+    async def apply_bystander(tx: Transaction, message: BalanceCharged, env: Envelope) -> None:
+        await record(tx, bystander.name, message, env)
 
     app: FastAPI = create_app(settings, title="kit dlq", routers=[], consumers=[fragile, bystander])
     async with serve(app) as client:
@@ -425,7 +420,7 @@ async def test_letters_that_cannot_be_redriven_say_why_and_pages_follow_the_curs
             offset=41,
         )
     old = charged(str(uuid.uuid4()))
-    stale = envelope_for(old).model_copy(
+    stale = envelope(old).model_copy(
         update={"occurred_at": datetime.now(UTC) - timedelta(days=settings.inbox_retention_days)}
     )
     await dead_letter(

@@ -15,15 +15,13 @@ import pytest
 from aiokafka.errors import OutOfOrderSequenceNumber
 from fastapi import APIRouter
 from faststream.kafka import KafkaBroker
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import Envelope
 from contracts.wallet import BalanceCharged
 from shopkit.app import Db, create_app
-from shopkit.db import Database, asyncpg_dsn
-from shopkit.messaging import Consumer
-from shopkit.outbox import RELAY_LOCK_ID, OutboxRelay, add_message, envelope_for
+from shopkit.db import Database, Transaction, asyncpg_dsn
+from shopkit.messaging import Consumer, each
+from shopkit.outbox import RELAY_LOCK_ID, OutboxRelay, envelope, publish
 from shopkit.settings import ServiceSettings
 from shopkit.testing import (
     Infra,
@@ -104,10 +102,10 @@ def effects_consumer(name: str, kind: str) -> Consumer:
     consumer = Consumer(name)
     if kind == "batch":
 
-        @consumer.handles_batch(BalanceCharged)
-        async def record_all(conn: asyncpg.Connection, items: list[tuple[Any, Envelope]]) -> None:
+        @consumer.handles(BalanceCharged)
+        async def record_all(tx: Transaction, items: list[tuple[Any, Envelope]]) -> None:
             await asyncio.sleep(0.02)
-            await conn.executemany(
+            await tx.executemany(
                 "INSERT INTO effects (message_id, user_id, seq) VALUES ($1, $2, $3)",
                 [(env.message_id, m.user_id, m.balance) for m, env in items],
             )
@@ -115,17 +113,20 @@ def effects_consumer(name: str, kind: str) -> Consumer:
     else:
 
         @consumer.handles(BalanceCharged)
-        async def record(session: AsyncSession, message: BalanceCharged, env: Envelope) -> None:
+        @each
+        async def record(tx: Transaction, message: BalanceCharged, env: Envelope) -> None:
             await asyncio.sleep(0.02)
-            await session.execute(
-                text("INSERT INTO effects (message_id, user_id, seq) VALUES (:m, :u, :s)"),
-                {"m": env.message_id, "u": message.user_id, "s": message.balance},
+            await tx.execute(
+                "INSERT INTO effects (message_id, user_id, seq) VALUES ($1, $2, $3)",
+                env.message_id,
+                message.user_id,
+                message.balance,
             )
 
     return consumer
 
 
-@pytest.mark.parametrize("kind", ["batch", "session"])
+@pytest.mark.parametrize("kind", ["batch", "each"])
 async def test_a_database_outage_mid_poll_dead_letters_nothing_and_applies_each_message_once(
     db: Database,
     settings: ServiceSettings,
@@ -191,13 +192,16 @@ async def test_a_poison_message_is_still_dead_lettered_after_bounded_attempts(
     tries: list[uuid.UUID] = []
 
     @consumer.handles(BalanceCharged)
-    async def fragile(session: AsyncSession, message: BalanceCharged, env: Envelope) -> None:
+    @each
+    async def fragile(tx: Transaction, message: BalanceCharged, env: Envelope) -> None:
         tries.append(env.message_id)
         if env.message_id == poison.message_id:
             raise ValueError("cannot handle this one")
-        await session.execute(
-            text("INSERT INTO effects (message_id, user_id, seq) VALUES (:m, :u, :s)"),
-            {"m": env.message_id, "u": message.user_id, "s": message.balance},
+        await tx.execute(
+            "INSERT INTO effects (message_id, user_id, seq) VALUES ($1, $2, $3)",
+            env.message_id,
+            message.user_id,
+            message.balance,
         )
 
     fast = settings.model_copy(update={"consumer_max_attempts": 3})
@@ -222,17 +226,17 @@ async def test_a_message_with_a_field_its_reader_does_not_know_is_applied(
     """A newer producer added a field: the consumer reads what it knows (producers stay strict:
     the contract refuses the field when a message is made)."""
     user = str(uuid.uuid4())
-    envelope = envelope_for(charged(user, 1))
-    newer = envelope.model_copy(update={"payload": {**envelope.payload, "loyalty_points": 7}})
+    original = envelope(charged(user, 1))
+    newer = original.model_copy(update={"payload": {**original.payload, "loyalty_points": 7}})
     with pytest.raises(ValueError, match="loyalty_points"):
         BalanceCharged(**newer.payload)
-    consumer = effects_consumer("kit-newer-producer", "session")
+    consumer = effects_consumer("kit-newer-producer", "each")
 
     async with consuming(consumer, db, settings):
         await kafka.publish_envelopes([("wallet.events", newer)])
         rows = await poll(lambda: applied(db, [user]), until=bool, message="applied")
 
-    assert [r["message_id"] for r in rows] == [envelope.message_id]
+    assert [r["message_id"] for r in rows] == [original.message_id]
     assert await dead_letters(db, "kit-newer-producer") == []
 
 
@@ -265,8 +269,8 @@ async def test_the_relay_starts_a_new_producer_after_a_fatal_send_error_and_send
     user = str(uuid.uuid4())
     queued = []
     for seq in range(1, 11):
-        async with db.transaction() as session:
-            queued.append(await add_message(session, charged(user, seq)))
+        async with db.transaction() as tx:
+            queued.extend(await publish(tx, charged(user, seq)))
     relay = FirstProducerBreaksForGood(settings)
     await relay.start()
     try:
@@ -297,21 +301,24 @@ async def test_the_relay_starts_a_new_producer_after_a_fatal_send_error_and_send
 def probe_routes() -> APIRouter:
     router = APIRouter()
 
-    @router.get("/things/raw")
-    async def through_asyncpg(db: Db) -> dict[str, int]:
+    @router.get("/things/autocommit")
+    async def in_autocommit(db: Db) -> dict[str, int]:
         async with db.autocommit() as conn:
             return {"n": await conn.fetchval("SELECT count(*) FROM effects")}
 
-    @router.get("/things/orm")
-    async def through_a_session(db: Db) -> dict[str, int]:
-        async with db.transaction() as session:
-            return {"n": (await session.execute(text("SELECT count(*) FROM effects"))).scalar_one()}
+    @router.get("/things/transaction")
+    async def in_a_transaction(db: Db) -> dict[str, int]:
+        async with db.transaction() as tx:
+            return {"n": await tx.fetchval("SELECT count(*) FROM effects")}
 
     return router
 
 
 async def answers(client: httpx.AsyncClient) -> dict[str, httpx.Response]:
-    return {path: await client.get(path) for path in ("/things/raw", "/things/orm", "/ready")}
+    return {
+        path: await client.get(path)
+        for path in ("/things/autocommit", "/things/transaction", "/ready")
+    }
 
 
 async def test_http_answers_503_with_retry_after_while_the_database_refuses_and_2xx_soon_after(
@@ -324,8 +331,8 @@ async def test_http_answers_503_with_retry_after_while_the_database_refuses_and_
     )
     async with serve(app) as client:
         assert {p: r.status_code for p, r in (await answers(client)).items()} == {
-            "/things/raw": 200,
-            "/things/orm": 200,
+            "/things/autocommit": 200,
+            "/things/transaction": 200,
             "/ready": 200,
         }
         seen: list[tuple[str, int]] = []
@@ -353,8 +360,8 @@ async def test_ready_is_false_while_the_outbox_falls_behind(
     stuck = await asyncpg.connect(asyncpg_dsn(db.url))
     try:
         assert await stuck.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK_ID)
-        async with db.transaction() as session:
-            queued = await add_message(session, charged(str(uuid.uuid4()), 1))
+        async with db.transaction() as tx:
+            (queued,) = await publish(tx, charged(str(uuid.uuid4()), 1))
         await stuck.execute(
             "UPDATE outbox SET created_at = now() - interval '5 minutes' WHERE message_id = $1",
             queued.message_id,
@@ -391,8 +398,8 @@ async def test_the_relay_reconnects_after_its_database_was_away_and_sends_what_c
         async with database_refusing(infra.pg_admin_url, db.url):
             await poll(lambda: asyncio.sleep(0, not relay.is_leader), message="it lost its lock")
             await asyncio.sleep(1.0)
-        async with db.transaction() as session:
-            queued = await add_message(session, charged(user, 1))
+        async with db.transaction() as tx:
+            (queued,) = await publish(tx, charged(user, 1))
         await kafka.wait_for(
             "wallet.events", lambda e: e["message_id"] == str(queued.message_id), timeout=10
         )
@@ -408,7 +415,8 @@ async def test_a_consumer_waiting_out_an_outage_stops_at_once(
     waiting = asyncio.Event()
 
     @consumer.handles(BalanceCharged)
-    async def away(session: AsyncSession, message: BalanceCharged, env: Envelope) -> None:
+    @each
+    async def away(tx: Transaction, message: BalanceCharged, env: Envelope) -> None:
         waiting.set()
         raise ConnectionRefusedError(111, "Connect call failed")
 

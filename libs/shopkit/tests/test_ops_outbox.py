@@ -12,7 +12,7 @@ import pytest
 from contracts.wallet import BalanceCharged
 from shopkit.app import create_app
 from shopkit.db import Database, asyncpg_dsn
-from shopkit.outbox import RELAY_LOCK_ID, envelope_arrays, envelope_for, outbox_insert
+from shopkit.outbox import RELAY_LOCK_ID, publish
 from shopkit.settings import ServiceSettings
 from shopkit.testing import Infra, kit_database, poll, serve, session_keys
 
@@ -59,11 +59,10 @@ async def test_the_backlog_counts_unsent_messages_and_the_oldest_ones_age(
                 BalanceCharged(user_id=f"u{n}", amount=1, balance=1, transaction_id=f"t{n}")
                 for n in range(3)
             ]
-            arrays = envelope_arrays([("wallet.events", envelope_for(m)) for m in messages])
-            async with db.autocommit() as conn:
-                await conn.execute(outbox_insert(1), *arrays)
+            async with db.transaction() as tx:
+                await publish(tx, *messages)
                 # The first row waited a minute already.
-                await conn.execute(
+                await tx.execute(
                     "UPDATE outbox SET created_at = now() - interval '60 seconds'"
                     " WHERE id = (SELECT min(id) FROM outbox)"
                 )

@@ -10,14 +10,12 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from faststream.kafka import KafkaBroker
-from sqlalchemy import func, select, text
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import Envelope
 from contracts.wallet import BalanceCharged
-from shopkit.db import Database, asyncpg_dsn
-from shopkit.messaging import Consumer
-from shopkit.outbox import OutboxRelay, add_message, outbox_table
+from shopkit.db import Database, Transaction, asyncpg_dsn
+from shopkit.messaging import Consumer, each
+from shopkit.outbox import OutboxRelay, publish
 from shopkit.settings import ServiceSettings
 from shopkit.testing import Infra, KafkaProbe, kit_database, poll
 
@@ -62,20 +60,18 @@ def charged(user_id: str) -> BalanceCharged:
     return BalanceCharged(user_id=user_id, amount=1, balance=1, transaction_id=str(uuid.uuid4()))
 
 
-async def record_effect(session: AsyncSession, message: BalanceCharged, env: Envelope) -> None:
+@each
+async def record_effect(tx: Transaction, message: BalanceCharged, env: Envelope) -> None:
     """The handler most tests use: one effects row per applied message."""
-    await session.execute(
-        text("INSERT INTO effects (message_id, user_id) VALUES (:m, :u)"),
-        {"m": env.message_id, "u": message.user_id},
+    await tx.execute(
+        "INSERT INTO effects (message_id, user_id) VALUES ($1, $2)", env.message_id, message.user_id
     )
 
 
 async def effects_of(db: Database, user_id: str) -> list[str]:
     """The ids of the messages applied for `user_id`."""
-    async with db.sessions() as session:
-        rows = await session.execute(
-            text("SELECT message_id::text FROM effects WHERE user_id = :u"), {"u": user_id}
-        )
+    async with db.autocommit() as conn:
+        rows = await conn.fetch("SELECT message_id::text FROM effects WHERE user_id = $1", user_id)
         return [r[0] for r in rows]
 
 
@@ -94,8 +90,9 @@ async def consuming(
 
 
 async def publish_committed(db: Database, message: BalanceCharged) -> Envelope:
-    async with db.transaction() as session:
-        return await add_message(session, message)
+    async with db.transaction() as tx:
+        (envelope,) = await publish(tx, message)
+        return envelope
 
 
 async def ids_on_topic(kafka: KafkaProbe, user_id: str) -> list[str]:
@@ -104,9 +101,8 @@ async def ids_on_topic(kafka: KafkaProbe, user_id: str) -> list[str]:
 
 async def waiting(db: Database) -> int:
     """Rows in the outbox: the relay deletes each one Kafka has."""
-    async with db.sessions() as session:
-        query = select(func.count()).select_from(outbox_table)
-        return int((await session.execute(query)).scalar_one())
+    async with db.autocommit() as conn:
+        return int(await conn.fetchval("SELECT count(*) FROM outbox"))
 
 
 async def test_a_message_survives_a_relay_dying_between_publish_and_delete(
@@ -187,26 +183,15 @@ async def test_under_load_a_batch_is_deleted_with_the_next_fetch_and_sent_once(
     assert sent == [str(first.message_id), str(second.message_id)]
 
 
-async def record_effect_raw(
-    conn: asyncpg.Connection, message: BalanceCharged, env: Envelope
-) -> None:
-    """`record_effect` for a raw handler: on the poll transaction's plain connection."""
-    await conn.execute(
-        "INSERT INTO effects (message_id, user_id) VALUES ($1, $2)", env.message_id, message.user_id
-    )
-
-
-async def record_effects(
-    conn: asyncpg.Connection, items: list[tuple[BalanceCharged, Envelope]]
-) -> None:
-    """`record_effect` for a batch handler: all of a poll's messages in one statement."""
-    await conn.executemany(
+async def record_effects(tx: Transaction, items: list[tuple[BalanceCharged, Envelope]]) -> None:
+    """`record_effect` as a batch handler: all of a poll's messages in one statement."""
+    await tx.executemany(
         "INSERT INTO effects (message_id, user_id) VALUES ($1, $2)",
         [(env.message_id, message.user_id) for message, env in items],
     )
 
 
-@pytest.mark.parametrize("kind", ["session", "raw", "batch"])
+@pytest.mark.parametrize("kind", ["each", "batch"])
 async def test_a_duplicate_delivery_is_applied_once(
     db: Database, settings: ServiceSettings, kafka: KafkaProbe, kind: str
 ) -> None:
@@ -217,12 +202,7 @@ async def test_a_duplicate_delivery_is_applied_once(
     marker = await kafka.publish(charged(user_id))  # same key: same partition, after both
 
     consumer = Consumer(f"kit-test-effects-{kind}")
-    if kind == "raw":
-        consumer.handles_raw(BalanceCharged)(record_effect_raw)
-    elif kind == "batch":
-        consumer.handles_batch(BalanceCharged)(record_effects)
-    else:
-        consumer.handles(BalanceCharged)(record_effect)
+    consumer.handles(BalanceCharged)(record_effects if kind == "batch" else record_effect)
 
     async with consuming(consumer, db, settings):
         # The marker comes after both copies in its partition, so once it is applied both
@@ -251,15 +231,13 @@ async def test_a_poll_is_handled_in_one_transaction(
             lambda: effects_of(db, user_id), until=lambda ids: len(ids) >= len(sent)
         )
     assert sorted(applied) == sorted(str(e.message_id) for e in sent)
-    async with db.sessions() as session:
-        transactions = await session.execute(
-            text(
-                "SELECT count(DISTINCT processed_at) FROM inbox"
-                " WHERE consumer = 'kit-test-batch' AND message_id = ANY(CAST(:ids AS uuid[]))"
-            ),
-            {"ids": [e.message_id for e in sent]},
+    async with db.autocommit() as conn:
+        transactions = await conn.fetchval(
+            "SELECT count(DISTINCT processed_at) FROM inbox"
+            " WHERE consumer = 'kit-test-batch' AND message_id = ANY($1::uuid[])",
+            [e.message_id for e in sent],
         )
-        assert transactions.scalar_one() <= len(sent) // 3
+    assert transactions <= len(sent) // 3
 
 
 async def test_a_batch_handler_gets_a_polls_messages_in_one_call(
@@ -270,11 +248,11 @@ async def test_a_batch_handler_gets_a_polls_messages_in_one_call(
     calls: list[int] = []
     consumer = Consumer("kit-test-batch-handler")
 
-    @consumer.handles_batch(BalanceCharged)
-    async def counted(conn: asyncpg.Connection, items: list[tuple[Any, Envelope]]) -> None:
+    @consumer.handles(BalanceCharged)
+    async def counted(tx: Transaction, items: list[tuple[Any, Envelope]]) -> None:
         # The topic holds other tests' messages too: count this test's.
         calls.append(sum(message.user_id == user_id for message, _ in items))
-        await record_effects(conn, items)
+        await record_effects(tx, items)
 
     async with consuming(consumer, db, settings):
         applied = await poll(
@@ -291,8 +269,8 @@ async def test_a_rolled_back_transaction_publishes_nothing(
 ) -> None:
     user_id = str(uuid.uuid4())
     with pytest.raises(RuntimeError):
-        async with db.transaction() as session:
-            await add_message(session, charged(user_id))
+        async with db.transaction() as tx:
+            await publish(tx, charged(user_id))
             raise RuntimeError("the state change failed")
     committed = await publish_committed(db, charged(user_id))
     assert await queued_for(db, user_id) == [committed.message_id]
@@ -312,14 +290,12 @@ async def test_a_rolled_back_transaction_publishes_nothing(
 
 async def queued_for(db: Database, user_id: str) -> list[uuid.UUID]:
     """The ids of the outbox rows, still to send, about `user_id`."""
-    async with db.sessions() as session:
-        rows = await session.execute(
-            select(outbox_table.c.message_id).where(outbox_table.c.key == user_id)
-        )
+    async with db.autocommit() as conn:
+        rows = await conn.fetch("SELECT message_id FROM outbox WHERE key = $1", user_id)
         return [r[0] for r in rows]
 
 
-@pytest.mark.parametrize("kind", ["session", "batch"])
+@pytest.mark.parametrize("kind", ["each", "batch"])
 async def test_a_poison_message_is_dead_lettered_and_the_partition_moves_on(
     db: Database, settings: ServiceSettings, kafka: KafkaProbe, kind: str
 ) -> None:
@@ -332,21 +308,20 @@ async def test_a_poison_message_is_dead_lettered_and_the_partition_moves_on(
 
     if kind == "batch":
 
-        @consumer.handles_batch(BalanceCharged)
-        async def fragile_batch(
-            conn: asyncpg.Connection, items: list[tuple[Any, Envelope]]
-        ) -> None:
+        @consumer.handles(BalanceCharged)
+        async def fragile_batch(tx: Transaction, items: list[tuple[Any, Envelope]]) -> None:
             if any(env.message_id == poison.message_id for _, env in items):
                 raise ValueError("cannot handle this one")
-            await record_effects(conn, items)
+            await record_effects(tx, items)
 
     else:
 
         @consumer.handles(BalanceCharged)
-        async def fragile(session: AsyncSession, message: BalanceCharged, env: Envelope) -> None:
+        @each
+        async def fragile(tx: Transaction, message: BalanceCharged, env: Envelope) -> None:
             if env.message_id == poison.message_id:
                 raise ValueError("cannot handle this one")
-            await record_effect(session, message, env)
+            await record_effect(tx, message, env)
 
     fast = settings.model_copy(update={"consumer_max_attempts": 2})
     broker = KafkaBroker(fast.kafka_bootstrap, logger=None)
@@ -360,9 +335,9 @@ async def test_a_poison_message_is_dead_lettered_and_the_partition_moves_on(
         )
 
         async def applied() -> int:
-            async with db.sessions() as session:
-                query = text("SELECT count(*) FROM effects WHERE message_id = :m")
-                return int((await session.execute(query, {"m": after.message_id})).scalar_one())
+            async with db.autocommit() as conn:
+                query = "SELECT count(*) FROM effects WHERE message_id = $1"
+                return int(await conn.fetchval(query, after.message_id))
 
         await poll(applied, until=lambda n: n == 1, message="message after the poison applied")
     finally:

@@ -33,7 +33,7 @@ async def test_an_empty_poll_is_followed_by_the_next_poll_without_a_pause(
     consumer = Consumer("kit-test-poll")
 
     @consumer.handles(BalanceCharged)
-    async def ignore(session: Any, message: BalanceCharged, env: Envelope) -> None:
+    async def ignore(tx: Any, batch: list[tuple[BalanceCharged, Envelope]]) -> None:
         pass
 
     broker = KafkaBroker(logger=None)

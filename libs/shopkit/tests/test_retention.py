@@ -71,7 +71,7 @@ async def seed(db: Database) -> dict[str, uuid.UUID]:
         (ids["old_redriving"], "REDRIVING"),
         (ids["old_redriven_letter"], "REDRIVEN"),
     ]
-    async with db.raw_transaction() as conn:
+    async with db.transaction() as conn:
         await conn.executemany(
             "INSERT INTO inbox (consumer, message_id, type, outcome, processed_at)"
             " VALUES ('c', $1, 'T', $2, $3)",

@@ -12,7 +12,6 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.telemetry import TelemetryConfig
 from faststream.kafka import KafkaBroker
-from sqlalchemy import text
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from contracts import Message
@@ -22,7 +21,7 @@ from shopkit.clock import Clock, system_clock
 from shopkit.db import Database, Timeouts
 from shopkit.errors import RETRY_AFTER_S, install_error_handlers, problem_response
 from shopkit.logs import configure_logging, correlation_id
-from shopkit.messaging import ConsumerGroup
+from shopkit.messaging import Consumer
 from shopkit.metrics import HttpMetrics, Metrics, metrics_router
 from shopkit.ops import router as ops_router
 from shopkit.outbox import OutboxRelay
@@ -82,7 +81,7 @@ def create_app(
     *,
     title: str,
     routers: Sequence[APIRouter],
-    consumers: Sequence[ConsumerGroup] = (),
+    consumers: Sequence[Consumer] = (),
     publishes: Sequence[type[Message]] = (),
     on_startup: Sequence[Hook] = (),
     background: Sequence[Hook] = (),
@@ -102,8 +101,6 @@ def create_app(
         db = Database(
             settings.database_url,
             pool_size=settings.db_pool_size,
-            max_overflow=settings.db_pool_overflow,
-            raw_pool_size=settings.db_raw_pool_size,
             timeouts=Timeouts.of(settings),
         )
         relay = OutboxRelay(settings)
@@ -186,8 +183,8 @@ def health_router() -> APIRouter:
         settings = state.settings
         try:
             async with asyncio.timeout(settings.ready_timeout_s):
-                async with state.db.engine.connect() as conn:
-                    age = (await conn.execute(_OLDEST_OUTBOX_AGE)).scalar()
+                async with state.db.autocommit() as conn:
+                    age = await conn.fetchval(_OLDEST_OUTBOX_AGE)
                 await state.relay.ping()
         except Exception as exc:  # any failure means not ready, whatever it is
             return not_ready(repr(exc))
@@ -199,7 +196,7 @@ def health_router() -> APIRouter:
 
 
 # The oldest row by id (the primary key, no scan): the relay sends in id order.
-_OLDEST_OUTBOX_AGE = text(
+_OLDEST_OUTBOX_AGE = (
     "SELECT extract(epoch FROM clock_timestamp() - created_at)::float8 FROM outbox"
     " ORDER BY id LIMIT 1"
 )

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, create_model
 
 from contracts import Message
 from contracts.envelope import Envelope
-from shopkit.messaging import ConsumerGroup
+from shopkit.messaging import Consumer
 
 WIRE = (
     "Kafka record: key = the envelope's `key` ({key}); value = this envelope as JSON; headers"
@@ -65,7 +65,7 @@ def _describe(message_type: type[Message]) -> str:
 
 def document(app: FastAPI) -> dict[str, Any]:
     """The AsyncAPI 3.0 document of an app built with shopkit.app.create_app."""
-    consumers: list[ConsumerGroup] = app.state.consumers
+    consumers: list[Consumer] = app.state.consumers
     publishes: tuple[type[Message], ...] = app.state.publishes
     broker = KafkaBroker("kafka:9092")
     for consumer in consumers:

@@ -28,7 +28,7 @@ from contracts import Envelope
 from shopkit.clock import system_clock
 from shopkit.db import Database, json_text, kit_metadata
 from shopkit.errors import Problem
-from shopkit.outbox import queue_envelope
+from shopkit.outbox import publish
 
 log = logging.getLogger("shopkit.dead_letters")
 
@@ -85,7 +85,7 @@ async def dead_letter(
         key=envelope.key if envelope else "unknown",
         payload={"consumer": consumer, "topic": topic, "error": repr(error), "message": body},
     )
-    async with db.raw_transaction() as conn:
+    async with db.transaction() as conn:
         if envelope is None:
             # No message id to record in the inbox: the record's position tells a redelivery.
             if partition is not None and await conn.fetchval(
@@ -106,7 +106,7 @@ async def dead_letter(
                 repr(error),
                 attempts,
             )
-            await queue_envelope(conn, f"{topic}.dlt", dead)
+            await publish(conn, dead, topic=f"{topic}.dlt")
             return
         elif not await conn.fetchval(
             "INSERT INTO inbox (consumer, message_id, type, outcome)"
@@ -132,7 +132,7 @@ async def dead_letter(
             repr(error),
             attempts,
         )
-        await queue_envelope(conn, f"{topic}.dlt", dead)
+        await publish(conn, dead, topic=f"{topic}.dlt")
 
 
 # A redriven message that failed again: its inbox row goes back to dead-lettered.
@@ -193,7 +193,7 @@ async def redrive(
     409 DEAD_LETTER_NOT_REDRIVABLE when the record was not an envelope at all;
     409 DEAD_LETTER_TOO_OLD when its message is older than `window`: other consumer groups
     of the topic may have pruned their inbox row of it and would apply it a second time."""
-    async with db.raw_transaction() as conn:
+    async with db.transaction() as conn:
         letter = await conn.fetchrow(
             f"SELECT {LETTER_COLUMNS} FROM dead_letters WHERE id = $1 FOR UPDATE", letter_id
         )
@@ -229,7 +229,7 @@ async def redrive(
             envelope.message_id,
             envelope.type,
         )
-        await queue_envelope(conn, letter["topic"], envelope)
+        await publish(conn, envelope, topic=letter["topic"])
     log.warning(
         "dead letter redriven",
         extra={

@@ -7,19 +7,16 @@ A claim left IN_PROGRESS by a crashed process is taken over after `stale_after` 
 
 import hashlib
 from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 
-import asyncpg
 import orjson
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy import Column, DateTime, Integer, String, Table, delete, func, select, update
-from sqlalchemy.dialects.postgresql import JSONB, insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Column, DateTime, Integer, String, Table, func
+from sqlalchemy.dialects.postgresql import JSONB
 
-from shopkit.db import Database, driver, json_text, kit_metadata
+from shopkit.db import Database, Transaction, json_text, kit_metadata
 from shopkit.errors import PROBLEM, Problem, problem_body
 
 STALE_AFTER = timedelta(seconds=60)
@@ -36,7 +33,6 @@ idempotency_table = Table(
     Column("response_body", JSONB),
     Column("claimed_at", DateTime(timezone=True), server_default=func.now(), nullable=False),
 )
-T = idempotency_table.c
 
 
 def request_hash(body: BaseModel | dict[str, Any]) -> str:
@@ -45,42 +41,37 @@ def request_hash(body: BaseModel | dict[str, Any]) -> str:
 
 
 async def _claim(db: Database, scope: str, key: str, digest: str) -> JSONResponse | None:
-    async with db.transaction() as session:
-        inserted = await session.execute(
-            insert(idempotency_table)
-            .values(scope=scope, key=key, request_hash=digest, status="IN_PROGRESS")
-            .on_conflict_do_nothing()
-            .returning(T.key)
-        )
-        if inserted.scalar_one_or_none() is not None:
-            return None
-        record = (
-            await session.execute(
-                select(idempotency_table).where(T.scope == scope, T.key == key).with_for_update()
-            )
-        ).one()
-        if record.request_hash != digest:
-            raise Problem(422, "IDEMPOTENCY_KEY_REUSED", "this key was used with another body")
-        if record.status == "DONE":
-            status = record.response_status or 200
-            media = PROBLEM if status >= 400 else "application/json"
-            return JSONResponse(record.response_body, status_code=status, media_type=media)
-        now = (await session.execute(select(func.now()))).scalar_one()
-        if now - record.claimed_at < STALE_AFTER:
-            raise Problem(409, "IDEMPOTENCY_IN_PROGRESS", "a request with this key is running")
-        await session.execute(
-            update(idempotency_table)
-            .where(T.scope == scope, T.key == key)
-            .values(claimed_at=func.now())
-        )
+    async with db.transaction() as tx:
+        while not await tx.fetchval(_CLAIM, scope, key, digest):
+            record = await tx.fetchrow(_CLAIMED, scope, key)
+            if record is None:
+                continue  # its claim failed and was let go meanwhile: ours to take
+            if record["request_hash"] != digest:
+                raise Problem(422, "IDEMPOTENCY_KEY_REUSED", "this key was used with another body")
+            if record["status"] == "DONE":
+                status = record["response_status"] or 200
+                media = PROBLEM if status >= 400 else "application/json"
+                return JSONResponse(record["response_body"], status_code=status, media_type=media)
+            if record["age"] < STALE_AFTER:
+                raise Problem(409, "IDEMPOTENCY_IN_PROGRESS", "a request with this key is running")
+            await tx.execute(_TAKE_OVER, scope, key)
+            break
         return None
 
 
-async def _complete(
-    tx: AsyncSession | asyncpg.Connection, scope: str, key: str, status: int, body: Any
-) -> None:
-    conn = tx if isinstance(tx, asyncpg.Connection) else await driver(tx)
-    await conn.execute(
+_CLAIM = (
+    "INSERT INTO idempotency_keys (scope, key, request_hash, status)"
+    " VALUES ($1, $2, $3, 'IN_PROGRESS') ON CONFLICT DO NOTHING RETURNING true"
+)
+_CLAIMED = (
+    "SELECT request_hash, status, response_status, response_body, now() - claimed_at AS age"
+    " FROM idempotency_keys WHERE scope = $1 AND key = $2 FOR UPDATE"
+)
+_TAKE_OVER = "UPDATE idempotency_keys SET claimed_at = now() WHERE scope = $1 AND key = $2"
+
+
+async def _complete(tx: Transaction, scope: str, key: str, status: int, body: Any) -> None:
+    await tx.execute(
         "UPDATE idempotency_keys SET status = 'DONE', response_status = $3, response_body = $4"
         " WHERE scope = $1 AND key = $2",
         scope,
@@ -90,9 +81,6 @@ async def _complete(
     )
 
 
-Tx = TypeVar("Tx", AsyncSession, asyncpg.Connection)
-
-
 async def run_idempotent(
     db: Database,
     *,
@@ -100,16 +88,11 @@ async def run_idempotent(
     key: str | None,
     request: BaseModel | dict[str, Any],
     status_code: int,
-    work: Callable[[Tx], Awaitable[BaseModel]],
-    transaction: Callable[[], AbstractAsyncContextManager[Tx]] | None = None,
+    work: Callable[[Transaction], Awaitable[BaseModel]],
 ) -> JSONResponse:
-    """Run `work` in one transaction; with a key, at most once per (scope, key).
-
-    `transaction` opens it: `db.transaction` (a session) unless given, e.g. `db.raw_transaction`
-    for work that is plain asyncpg statements."""
-    begin: Callable[[], AbstractAsyncContextManager[Any]] = transaction or db.transaction
+    """Run `work` in one transaction; with a key, at most once per (scope, key)."""
     if key is None:
-        async with begin() as tx:
+        async with db.transaction() as tx:
             result = await work(tx)
         return JSONResponse(result.model_dump(mode="json"), status_code=status_code)
     if not 1 <= len(key) <= 200:
@@ -118,7 +101,7 @@ async def run_idempotent(
     if replay is not None:
         return replay
     try:
-        async with begin() as tx:
+        async with db.transaction() as tx:
             result = await work(tx)
             body = result.model_dump(mode="json")
             await _complete(tx, scope, key, status_code, body)
@@ -126,10 +109,12 @@ async def run_idempotent(
     except Problem as problem:
         # A refusal is an answer too: the same request must get the same refusal again.
         answer = problem_body(problem.status, problem.code, problem.title, problem.detail)
-        async with db.transaction() as session:
-            await _complete(session, scope, key, problem.status, answer)
+        async with db.transaction() as tx:
+            await _complete(tx, scope, key, problem.status, answer)
         raise
     except BaseException:
-        async with db.transaction() as session:
-            await session.execute(delete(idempotency_table).where(T.scope == scope, T.key == key))
+        async with db.autocommit() as conn:
+            await conn.execute(
+                "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2", scope, key
+            )
         raise

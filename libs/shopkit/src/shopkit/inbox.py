@@ -7,11 +7,9 @@ operator sent the dead letter back: the next delivery is let through once) or `r
 
 import uuid
 
-import asyncpg
 from sqlalchemy import Column, DateTime, String, Table, Uuid, func
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from shopkit.db import driver, kit_metadata
+from shopkit.db import Transaction, kit_metadata
 
 inbox_table = Table(
     "inbox",
@@ -25,7 +23,7 @@ inbox_table = Table(
 
 
 async def first_delivery(
-    db: AsyncSession | asyncpg.Connection,
+    tx: Transaction,
     *,
     consumer: str,
     message_id: uuid.UUID,
@@ -33,8 +31,7 @@ async def first_delivery(
     outcome: str = "processed",
 ) -> bool:
     """Record the message; False when it was already recorded (a redelivery to skip)."""
-    conn = db if isinstance(db, asyncpg.Connection) else await driver(db)
-    recorded = await conn.fetchval(
+    recorded = await tx.fetchval(
         "INSERT INTO inbox (consumer, message_id, type, outcome) VALUES ($1, $2, $3, $4)"
         " ON CONFLICT DO NOTHING RETURNING message_id",
         consumer,
@@ -42,11 +39,11 @@ async def first_delivery(
         type_,
         outcome,
     )
-    return recorded is not None or bool(await _redriven(conn, consumer, [message_id]))
+    return recorded is not None or bool(await _redriven(tx, consumer, [message_id]))
 
 
 async def first_deliveries(
-    db: AsyncSession | asyncpg.Connection,
+    tx: Transaction,
     *,
     consumer: str,
     messages: list[tuple[uuid.UUID, str]],
@@ -55,8 +52,7 @@ async def first_deliveries(
     if not messages:
         return set()
     # unnest keeps it one statement whatever the batch size; it runs once per poll.
-    conn = db if isinstance(db, asyncpg.Connection) else await driver(db)
-    rows = await conn.fetch(
+    rows = await tx.fetch(
         "INSERT INTO inbox (consumer, message_id, type, outcome)"
         " SELECT $1, m, t, 'processed' FROM unnest($2::uuid[], $3::text[]) AS u(m, t)"
         " ON CONFLICT DO NOTHING RETURNING message_id",
@@ -69,16 +65,14 @@ async def first_deliveries(
     if len(fresh) < len(messages):
         # Only a poll with redeliveries in it pays this statement: the hot path stays one.
         seen = list({m for m, _ in messages if m not in fresh})
-        fresh |= await _redriven(conn, consumer, seen)
+        fresh |= await _redriven(tx, consumer, seen)
     return fresh
 
 
-async def _redriven(
-    conn: asyncpg.Connection, consumer: str, message_ids: list[uuid.UUID]
-) -> set[uuid.UUID]:
+async def _redriven(tx: Transaction, consumer: str, message_ids: list[uuid.UUID]) -> set[uuid.UUID]:
     """Of `message_ids` (already in the inbox), those an operator redrove: let through once,
     and their dead letters marked REDRIVEN in the same transaction."""
-    rows = await conn.fetch(
+    rows = await tx.fetch(
         "WITH redriven AS (UPDATE inbox SET outcome = 'redriven', processed_at = now()"
         " WHERE consumer = $1 AND message_id = ANY($2::uuid[]) AND outcome = 'redriving'"
         " RETURNING message_id),"

@@ -1,13 +1,12 @@
 """Kafka consumers: route by message type, one transaction per poll, bounded retries.
 
-A handler is a typed function `(session, message, envelope) -> None`, or, registered with
-`handles_raw`, `(asyncpg connection, message, envelope) -> None`, or, registered with
-`handles_batch`, `(asyncpg connection, [(message, envelope), ...]) -> None` for a set-based
-handler that takes a poll's messages at once. The consumer records the
-message in the inbox in the same transaction as the handler's effect, so a redelivery is skipped.
-A whole poll is handled in one transaction; if anything in it fails, the poll is rolled back and
-handled again one message per transaction. The offset is committed only after that (NACK_ON_ERROR,
-never ACK_FIRST; through `OffsetCommitter`, at most every `consumer_commit_interval_ms`).
+One kind of handler: `fn(tx, [(message, envelope), ...])`, registered with
+`Consumer.handles(*types)`, gets every fresh message of a poll that it handles at once, on the
+poll's transaction; `each` adapts a per-message `fn(tx, message, envelope)` to it. The consumer
+records the messages in the inbox in the same transaction as the handlers' effects, so a
+redelivery is skipped. If anything in the poll fails, it is rolled back and handled again one
+message per transaction. The offset is committed only after that (NACK_ON_ERROR, never
+ACK_FIRST; through `OffsetCommitter`, at most every `consumer_commit_interval_ms`).
 
 A failure that says the database or the broker is away or busy (`shopkit.faults`) is waited out
 with capped backoff, however long it lasts, and never dead-lettered; a message that keeps
@@ -22,10 +21,9 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import chain
-from typing import Any, Protocol, TypeAlias, TypeVar
+from typing import Any, Generic, TypeVar
 from weakref import WeakKeyDictionary
 
-import asyncpg
 import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from faststream import AckPolicy
@@ -33,11 +31,10 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.message import KafkaAckableMessage, KafkaMessage
 from faststream.message import StreamMessage
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from contracts import Envelope, Message, Topic
 from shopkit import tracing
-from shopkit.db import Database, driver
+from shopkit.db import Database, Transaction
 from shopkit.dead_letters import dead_letter
 from shopkit.faults import Failed, Patience, StillUnavailable, bounded
 from shopkit.inbox import first_deliveries, first_delivery
@@ -50,39 +47,53 @@ log = logging.getLogger("shopkit.messaging")
 LONG_POLL_MS = 1000
 
 M = TypeVar("M", bound=Message)
-SessionFn = Callable[[AsyncSession, M, Envelope], Awaitable[None]]
-RawFn = Callable[[asyncpg.Connection, M, Envelope], Awaitable[None]]
-BatchFn = Callable[[asyncpg.Connection, list[tuple[Any, Envelope]]], Awaitable[None]]
-Transaction: TypeAlias = AsyncSession | asyncpg.Connection
+Batch = list[tuple[Any, Envelope]]
+BatchFn = Callable[[Transaction, Batch], Awaitable[None]]
+
+
+class Each(Generic[M]):
+    """A per-message handler `fn(tx, message, envelope)` as a batch handler (see `each`).
+    Called directly it is still the per-message function."""
+
+    def __init__(self, fn: Callable[[Transaction, M, Envelope], Awaitable[None]]) -> None:
+        self.fn = fn
+        self.__name__ = getattr(fn, "__name__", "each")
+        self.__doc__ = fn.__doc__
+
+    async def __call__(self, tx: Transaction, message: M, envelope: Envelope) -> None:
+        await self.fn(tx, message, envelope)
+
+    async def batch(self, tx: Transaction, batch: Batch) -> None:
+        for message, envelope in batch:
+            with correlated(envelope):
+                await self.fn(tx, message, envelope)
+
+
+def each(fn: Callable[[Transaction, M, Envelope], Awaitable[None]]) -> Each[M]:
+    """Adapt `fn(tx, message, envelope)` to a batch handler: it is called for each message of
+    the batch in order, each under `correlated(envelope)`."""
+    return Each(fn)
+
+
+HandlerFn = TypeVar("HandlerFn", bound=BatchFn | Each[Any])
 
 
 @dataclass(frozen=True)
 class Handler:
-    """A registered handler: `fn(session, message, envelope)`; with `raw`,
-    `fn(connection, message, envelope)` on the transaction's plain asyncpg connection; with
-    `batch` (always raw), `fn(connection, [(message, envelope), ...])`."""
+    """A registered handler: `fn(tx, [(message, envelope), ...])`, or an `each` adapter."""
 
-    fn: Callable[..., Awaitable[None]]
-    raw: bool = False
-    batch: bool = False
+    fn: BatchFn | Each[Any]
 
-    async def __call__(self, tx: Transaction, message: Message, envelope: Envelope) -> None:
-        await self.many(tx, [(message, envelope)])
-
-    async def many(self, tx: Transaction, items: list[tuple[Message, Envelope]]) -> None:
-        """Handle `items` in order: all in one call for a batch handler, else one by one."""
-        if self.raw and isinstance(tx, AsyncSession):
-            tx = await driver(tx)
-        if self.batch:
-            if tracing.ON:
-                with tracing.consuming_batch([envelope for _, envelope in items]):
-                    await self.fn(tx, items)
-                return
-            await self.fn(tx, items)
-            return
-        for message, envelope in items:
-            with correlated(envelope):
-                await self.fn(tx, message, envelope)
+    async def many(self, tx: Transaction, items: Batch) -> None:
+        """Handle `items` in order, all in one call."""
+        fn = self.fn
+        if isinstance(fn, Each):
+            await fn.batch(tx, items)
+        elif tracing.ON:
+            with tracing.consuming_batch([envelope for _, envelope in items]):
+                await fn(tx, items)
+        else:
+            await fn(tx, items)
 
 
 def long_poll(subscriber: Any, max_records: int, *, linger_ms: int = 0) -> None:
@@ -220,61 +231,41 @@ class Polled:
     body: Any
 
 
-class ConsumerGroup(Protocol):
-    """What create_app needs of a consumer: its group name, the types it handles, and how to
-    subscribe it. `Consumer` (one transaction per poll) is the usual one; a service may
-    bring its own, e.g. a batch consumer for a projection."""
-
-    name: str
-
-    @property
-    def handled_types(self) -> dict[str, type[Message]]: ...
-
-    def attach(self, broker: KafkaBroker, db: Database, settings: ServiceSettings) -> None: ...
-
-
 class Consumer:
     """A consumer group of one service: which message types it handles, and how."""
 
-    def __init__(self, name: str, *, topics: tuple[Topic, ...] = ()) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        topics: tuple[Topic, ...] = (),
+        linger_ms: int = 0,
+        max_records: int | None = None,
+    ) -> None:
+        """`linger_ms` > 0 only for a consumer whose latency matters little (a projection): a
+        poll that was not full is followed by the next one that much later, so under load a
+        poll holds many records (see `long_poll`). `max_records` defaults to the settings'
+        `consumer_batch_size`."""
         self.name = name
+        self.linger_ms = linger_ms
+        self.max_records = max_records
         self.handlers: dict[str, tuple[type[Message], Handler]] = {}
         self._topics = {t.name for t in topics}
         self._stopping: Callable[[], bool] | None = None
 
-    def handles(self, message_type: type[M]) -> Callable[[SessionFn[M]], SessionFn[M]]:
-        """Register `fn(session, message, envelope)` for `message_type`."""
+    def handles(self, *message_types: type[Message]) -> Callable[[HandlerFn], HandlerFn]:
+        """Register `fn(tx, [(message, envelope), ...])` for all of `message_types` (or an
+        `each` adapter of a per-message function).
 
-        def register(fn: SessionFn[M]) -> SessionFn[M]:
-            self._register(message_type, Handler(fn))
-            return fn
+        It gets every fresh message of a poll that it handles at once (a round of them when a
+        poll mixes handlers, see `_runs`), grouped by key and in poll order within a key, on
+        the poll's transaction: it can read and write them in a few statements for all, not a
+        few each. When a poll is retried one message per transaction, it gets lists of one.
+        Messages it publishes should take each one's correlation id (`correlated`)."""
 
-        return register
-
-    def handles_raw(self, message_type: type[M]) -> Callable[[RawFn[M]], RawFn[M]]:
-        """Register `fn(connection, message, envelope)`: it gets the transaction's plain asyncpg
-        connection. A poll whose messages all have such handlers runs in `raw_transaction`,
-        without a session (~0.5 ms of CPU less per poll, measured)."""
-
-        def register(fn: RawFn[M]) -> RawFn[M]:
-            self._register(message_type, Handler(fn, raw=True))
-            return fn
-
-        return register
-
-    def handles_batch(self, *message_types: type[Message]) -> Callable[[BatchFn], BatchFn]:
-        """Register `fn(connection, [(message, envelope), ...])` for all of `message_types`.
-
-        A set-based handler: it gets every fresh message of a poll that it handles at once (a
-        round of them when a poll mixes handlers, see `_runs`), grouped by key and in poll order
-        within a key, on the poll transaction's plain asyncpg connection. It can then read and write
-        them in a few statements for all, not a few each. When a poll is retried one message
-        per transaction, it gets lists of one. Messages it writes to the outbox should take
-        each one's correlation id (`correlated`)."""
-
-        def register(fn: BatchFn) -> BatchFn:
+        def register(fn: HandlerFn) -> HandlerFn:
             for message_type in message_types:
-                self._register(message_type, Handler(fn, raw=True, batch=True))
+                self._register(message_type, Handler(fn))
             return fn
 
         return register
@@ -298,17 +289,18 @@ class Consumer:
         transaction (see `process_poll`). Offsets are committed once the whole poll is handled.
         One transaction per message cost each message a commit and most of a service's CPU.
         """
+        max_records = self.max_records or settings.consumer_batch_size
         subscriber = broker.subscriber(
             *[settings.topic(t) for t in self.topics],
             group_id=settings.group(self.name),
             ack_policy=AckPolicy.NACK_ON_ERROR,
             auto_offset_reset="earliest",
             batch=True,
-            max_records=settings.consumer_batch_size,
+            max_records=max_records,
             batch_timeout_ms=LONG_POLL_MS,
             title=f"{self.name}:{','.join(self.topics)}",
         )
-        long_poll(subscriber, settings.consumer_batch_size)
+        long_poll(subscriber, max_records, linger_ms=self.linger_ms)
         lazy_commits(subscriber, settings.consumer_commit_interval_ms / 1000)
         self._stopping = stopping(subscriber)
 
@@ -377,8 +369,7 @@ class Consumer:
     async def _in_one_transaction(
         self, ready: list[tuple["Polled", Envelope, Message, Handler]], *, db: Database
     ) -> None:
-        raw = all(handler.raw for _, _, _, handler in ready)
-        async with db.raw_transaction() if raw else db.transaction() as tx:
+        async with db.transaction() as tx:
             fresh = await first_deliveries(
                 tx,
                 consumer=self.name,
@@ -425,11 +416,11 @@ class Consumer:
         handler: Handler,
     ) -> None:
         async def once() -> None:
-            async with db.raw_transaction() if handler.raw else db.transaction() as tx:
+            async with db.transaction() as tx:
                 if await first_delivery(
                     tx, consumer=self.name, message_id=envelope.message_id, type_=envelope.type
                 ):
-                    await handler(tx, message, envelope)
+                    await handler.many(tx, [(message, envelope)])
 
         outcome = await bounded(
             once,

@@ -173,9 +173,9 @@ class Metrics:
                     await result
             except Exception as exc:
                 log.warning("metrics probe failed", extra={"fields": {"error": repr(exc)}})
-        for pool, (in_use, size) in state.db.pool_usage().items():
-            self.pool_in_use.labels(pool).set(in_use)
-            self.pool_size.labels(pool).set(size)
+        in_use, size = state.db.pool_usage()
+        self.pool_in_use.labels("asyncpg").set(in_use)
+        self.pool_size.labels("asyncpg").set(size)
         await self._read_kafka(app)
         await self._read_database(app)
 
@@ -221,7 +221,7 @@ class Metrics:
         for source, query in self._queries:
             try:
                 async with asyncio.timeout(self.query_timeout_s):
-                    async with db.raw_transaction() as conn:
+                    async with db.transaction() as conn:
                         timeout_ms = int(self.query_timeout_s * 1000)
                         await conn.execute(f"SET LOCAL statement_timeout = {timeout_ms}")
                         await query(conn)

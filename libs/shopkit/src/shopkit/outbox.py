@@ -1,6 +1,6 @@
 """Transactional outbox: messages are rows written in the same transaction as the state change.
 
-`add_message` is the only way a service publishes. The relay (one active per service database,
+`publish` is the only way a service writes messages. The relay (one active per service database,
 elected by a Postgres advisory lock) sends rows in id order and deletes them once Kafka has them,
 so the table holds only what is still to send. Id order is commit order for any one key as long
 as the transactions writing that key's messages hold the key's row lock (they do: stock, wallet,
@@ -12,11 +12,9 @@ import asyncio
 import functools
 import logging
 import uuid
-from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
-import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
 from aiokafka.partitioner import DefaultPartitioner, murmur2
@@ -30,12 +28,11 @@ from sqlalchemy import (
     func,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from contracts import Envelope, Message
+from contracts import Envelope, Message, message_type
 from shopkit import tracing
 from shopkit.clock import system_clock
-from shopkit.db import Timeouts, asyncpg_dsn, driver, kit_metadata
+from shopkit.db import Timeouts, Transaction, asyncpg_dsn, kit_metadata
 from shopkit.faults import is_transient
 from shopkit.logs import correlation_id as current_correlation
 from shopkit.settings import ServiceSettings
@@ -59,13 +56,15 @@ outbox_table = Table(
 )
 
 
-def envelope_for(
+def envelope(
     message: Message,
     *,
-    causation_id: str | None = None,
     correlation_id: str | None = None,
+    causation_id: str | None = None,
     traceparent: str | None = None,
 ) -> Envelope:
+    """`message` in a new envelope; the correlation id defaults to the one in context (the HTTP
+    request's, or the message being handled: `shopkit.messaging.correlated`)."""
     correlation_id = correlation_id or current_correlation.get()
     return Envelope(
         message_id=uuid.uuid4(),
@@ -80,96 +79,48 @@ def envelope_for(
     )
 
 
-async def add_message(
-    session: AsyncSession,
-    message: Message,
-    *,
-    causation_id: str | None = None,
-    correlation_id: str | None = None,
-) -> Envelope:
-    """Queue `message` for publishing when (and only if) the session's transaction commits."""
-    # several times per order: straight through asyncpg
-    return await queue_message(
-        await driver(session), message, causation_id=causation_id, correlation_id=correlation_id
-    )
+async def publish(
+    tx: Transaction, *items: Message | Envelope, topic: str | None = None
+) -> list[Envelope]:
+    """Write `items` to the outbox, in order, to be sent when (and only if) `tx` commits.
 
-
-# For a statement that writes its own state and queues its messages in one round trip: the
-# rows come from five parallel arrays (see `outbox_arrays`) at parameters $n..$n+4, in order.
-def outbox_insert(first_param: int, *, where: str = "TRUE") -> str:
-    """`INSERT INTO outbox ...` of the messages given as arrays from parameter `first_param` on,
-    if `where` holds.
-
-    The caller NOTIFYs `NOTIFY_CHANNEL` in the same statement when it queues any."""
-    m, t, k, y, e = (f"${first_param + i}" for i in range(5))
-    return (
-        "INSERT INTO outbox (message_id, topic, key, type, envelope)"
-        " SELECT q.m, q.t, q.k, q.y, q.e::jsonb"
-        f" FROM unnest({m}::uuid[], {t}::text[], {k}::text[], {y}::text[], {e}::text[])"
-        f" WITH ORDINALITY AS q(m, t, k, y, e, n) WHERE {where} ORDER BY q.n"
-    )
-
-
-def outbox_arrays(messages: Sequence[Message]) -> list[list[Any]]:
-    """The parameters of `outbox_insert` for `messages` (envelopes made as `add_message` does)."""
-    return envelope_arrays([(m.TOPIC.name, envelope_for(m)) for m in messages])
-
-
-def envelope_arrays(envelopes: Sequence[tuple[str, Envelope]]) -> list[list[Any]]:
-    """The parameters of `outbox_insert` for ready envelopes, each with its topic."""
-    return [
-        [e.message_id for _, e in envelopes],
-        [topic for topic, _ in envelopes],
-        [e.key for _, e in envelopes],
-        [e.type for _, e in envelopes],
-        [e.model_dump_json() for _, e in envelopes],
-    ]
-
-
-async def queue_message(
-    conn: asyncpg.Connection,
-    message: Message,
-    *,
-    causation_id: str | None = None,
-    correlation_id: str | None = None,
-) -> Envelope:
-    """`add_message` on a plain asyncpg connection inside its transaction (`raw_transaction`)."""
-    envelope = envelope_for(message, causation_id=causation_id, correlation_id=correlation_id)
-    await queue_envelope(conn, message.TOPIC.name, envelope)
-    return envelope
-
-
-async def queue_envelopes(
-    conn: asyncpg.Connection, envelopes: Sequence[tuple[str, Envelope]]
-) -> None:
-    """Queue many ready envelopes, each with its topic, in one statement (on a plain asyncpg
-    connection inside its transaction), in the order given."""
-    if envelopes:
-        await conn.execute(
-            f"WITH queued AS ({outbox_insert(1)}) SELECT pg_notify('{NOTIFY_CHANNEL}', '')",
-            *envelope_arrays(envelopes),
+    A message gets a new envelope (`envelope`); an envelope is written as it is. Each goes to
+    its contract's topic unless `topic` is given. One statement for all of them, which also
+    wakes the relay: NOTIFY is delivered at commit, once per transaction however many ask."""
+    if not items:
+        return []
+    envelopes = [item if isinstance(item, Envelope) else envelope(item) for item in items]
+    topics = [topic or message_type(e.type).TOPIC.name for e in envelopes]
+    if len(envelopes) == 1:
+        (one,) = envelopes
+        await tx.execute(
+            _PUBLISH_ONE, one.message_id, topics[0], one.key, one.type, one.model_dump_json()
         )
+    else:
+        await tx.execute(
+            _PUBLISH_MANY,
+            [e.message_id for e in envelopes],
+            topics,
+            [e.key for e in envelopes],
+            [e.type for e in envelopes],
+            [e.model_dump_json() for e in envelopes],
+        )
+    return envelopes
 
 
-async def add_envelope(session: AsyncSession, topic: str, envelope: Envelope) -> None:
-    await queue_envelope(await driver(session), topic, envelope)
-
-
-async def queue_envelope(conn: asyncpg.Connection, topic: str, envelope: Envelope) -> None:
-    # NOTIFY is delivered at commit, so the relay wakes exactly when there is something to send.
-    # It rides in the INSERT's own statement: PostgreSQL delivers identical notifications of one
-    # transaction once, and a separate `SELECT pg_notify` cost a round trip per transaction.
-    await conn.execute(
-        "WITH queued AS (INSERT INTO outbox (message_id, topic, key, type, envelope)"
-        " VALUES ($1, $2, $3, $4, $5) RETURNING id)"
-        " SELECT pg_notify($6, '') FROM queued",
-        envelope.message_id,
-        topic,
-        envelope.key,
-        envelope.type,
-        envelope.model_dump_json(),
-        NOTIFY_CHANNEL,
-    )
+_PUBLISH_ONE = (
+    "WITH queued AS (INSERT INTO outbox (message_id, topic, key, type, envelope)"
+    " VALUES ($1, $2, $3, $4, $5::jsonb))"
+    f" SELECT pg_notify('{NOTIFY_CHANNEL}', '')"
+)
+# Ordinality keeps the ids (the relay's send order) in the order given.
+_PUBLISH_MANY = (
+    "WITH queued AS (INSERT INTO outbox (message_id, topic, key, type, envelope)"
+    " SELECT q.m, q.t, q.k, q.y, q.e::jsonb"
+    " FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[])"
+    " WITH ORDINALITY AS q(m, t, k, y, e, n) ORDER BY q.n)"
+    f" SELECT pg_notify('{NOTIFY_CHANNEL}', '')"
+)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -440,7 +391,3 @@ def _headers(row: Any, traced: bool) -> list[tuple[str, bytes]]:
     if traceparent:
         headers.append(("traceparent", traceparent.encode()))
     return headers
-
-
-def encode_envelope(envelope: Envelope) -> bytes:
-    return orjson.dumps(envelope.model_dump(mode="json"))

@@ -28,15 +28,11 @@ class ServiceSettings(BaseSettings):
 
     service_name: str = "service"
     database_url: str = "postgresql+asyncpg://postgres:postgres@127.0.0.1:5432/postgres"
-    # The process's connection budget (README "Replicas"): at most db_pool_size +
-    # db_pool_overflow (SQLAlchemy sessions) + db_raw_pool_size (asyncpg: saga steps, consumer
-    # polls) + 1 (the outbox relay's lock) + 1 (order and coupon: LISTEN for ?wait) connections,
-    # 22 by default, so two replicas of all six services (264) fit in max_connections=300 with
-    # room for migrations and operators. Overflow connections are opened and closed per use,
-    # which under load costs more CPU (connect, statement cache) than the queries: keep it small.
-    db_pool_size: int = Field(default=8, ge=1)
-    db_pool_overflow: int = Field(default=4, ge=0)
-    db_raw_pool_size: int = Field(default=8, ge=1)
+    # The process's connection budget (README "Replicas"): at most db_pool_size (one asyncpg
+    # pool: requests, saga steps, consumer polls) + 1 (the outbox relay's lock) + 1 (order and
+    # coupon: LISTEN for ?wait) connections, 22 by default, so two replicas of all six services
+    # (264) fit in max_connections=300 with room for migrations and operators.
+    db_pool_size: int = Field(default=20, ge=1)
     kafka_bootstrap: str = "127.0.0.1:9092"
     # Prefixes every topic and consumer group: lets test runs and tenants share one cluster.
     kafka_namespace: str = ""

@@ -31,14 +31,15 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from fastapi import FastAPI
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from contracts import Envelope, Message
-from shopkit import local_secrets
+from shopkit import idempotency, inbox, local_secrets
 from shopkit.auth import Role, TokenSigner
 from shopkit.db import Database, kit_metadata
 from shopkit.kafka_admin import ensure_topics
 from shopkit.keys import generate_private_key, load_private_key, public_text
-from shopkit.outbox import envelope_for
+from shopkit.outbox import envelope as envelope_of
 
 T = TypeVar("T")
 
@@ -223,12 +224,19 @@ async def kit_database(infra: Infra, prefix: str, *ddl: str) -> AsyncIterator[Da
     finally:
         await admin.close()
     _CREATED.append((infra.pg_admin_url, name))
-    database = Database(infra.database_url(name))
+    url = infra.database_url(name)
+    # Every kit table is in kit_metadata once its module is imported.
+    assert {idempotency.idempotency_table, inbox.inbox_table} <= set(kit_metadata.sorted_tables)
+    engine = create_async_engine(url)
     try:
-        async with database.engine.begin() as conn:
+        async with engine.begin() as conn:
             await conn.run_sync(kit_metadata.create_all)
             for statement in ddl:
                 await conn.execute(text(statement))
+    finally:
+        await engine.dispose()
+    database = Database(url)
+    try:
         yield database
     finally:
         await database.dispose()
@@ -316,13 +324,13 @@ class KafkaProbe:
 
     async def publish(self, message: Message, *, envelope: Envelope | None = None) -> Envelope:
         """Publish one message (or a given envelope of it, e.g. to deliver it twice)."""
-        envelope = envelope or envelope_for(message)
+        envelope = envelope or envelope_of(message)
         await self.publish_envelopes([(message.TOPIC.name, envelope)])
         return envelope
 
     async def publish_many(self, messages: list[Message]) -> list[Envelope]:
         """Publish many messages through one producer (a producer per message is slow)."""
-        sent = [(m.TOPIC.name, envelope_for(m)) for m in messages]
+        sent = [(m.TOPIC.name, envelope_of(m)) for m in messages]
         await self.publish_envelopes(sent)
         return [envelope for _, envelope in sent]
 

@@ -16,8 +16,8 @@ async def _other(*_: Any) -> None:
     pass
 
 
-RESERVE = Handler(_noop, raw=True, batch=True)
-COMMIT = Handler(_other, raw=True, batch=True)
+RESERVE = Handler(_noop)
+COMMIT = Handler(_other)
 
 
 def entry(key: bytes, handler: Handler, name: str) -> tuple[Any, Handler, Any, Envelope]:

@@ -16,7 +16,7 @@ from contracts.wallet import UserRegistered
 from shopkit import tracing
 from shopkit.logs import configure_logging
 from shopkit.messaging import correlated
-from shopkit.outbox import envelope_for
+from shopkit.outbox import envelope as envelope_of
 
 MESSAGE = UserRegistered(
     user_id="u1",
@@ -43,7 +43,7 @@ def test_off_by_default_nothing_is_traced(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.delenv("OTEL_TRACES_EXPORTER", raising=False)
     tracing.reset()
     assert not tracing.ON
-    assert envelope_for(MESSAGE).traceparent is None
+    assert envelope_of(MESSAGE).traceparent is None
     assert tracing.fastapi_telemetry("svc") is None
 
 
@@ -71,13 +71,13 @@ def test_a_message_queued_in_a_span_carries_it_and_its_consumer_continues_it(
 ) -> None:
     tracing.serving("wallet", "wallet-consumer")
     with tracing.tracer("wallet").start_as_current_span("POST /api/users") as request:
-        envelope = envelope_for(MESSAGE)
+        envelope = envelope_of(MESSAGE)
     context = request.get_span_context()
     flags = f"{int(context.trace_flags):02x}"
     assert envelope.traceparent == f"00-{context.trace_id:032x}-{context.span_id:016x}-{flags}"
     assert tracing.trace_id_of(envelope.traceparent) == f"{context.trace_id:032x}"
     with correlated(envelope):
-        reply = envelope_for(MESSAGE)
+        reply = envelope_of(MESSAGE)
     consumer = next(s for s in spans.get_finished_spans() if s.kind == SpanKind.CONSUMER)
     assert consumer.parent is not None and consumer.parent.span_id == context.span_id
     assert consumer.context.trace_id == context.trace_id
