@@ -73,7 +73,7 @@ infra-status:  ## what is running
 migrate: infra-up  ## apply every service's migrations to the local databases
 	@$(RUN) python scripts/migrate.py
 
-docs: asyncapi  ## regenerate docs/generated (ERDs, topic map, saga, OpenAPI), docs/errors.md, AsyncAPI
+docs: asyncapi  ## regenerate docs/generated (ERDs, classes, topic map, saga, OpenAPI), docs/errors.md, AsyncAPI
 	@$(RUN) python scripts/docs.py
 	@$(RUN) python scripts/openapi.py
 
