@@ -7,6 +7,7 @@ Found by introspection, not by a list, so a module moved or split shows up witho
 """
 
 import ast
+import collections.abc
 import dataclasses
 import enum
 import importlib
@@ -129,6 +130,10 @@ class Diagram:
         if origin is not None:
             inner = ", ".join("..." if a is Ellipsis else self.type_name(a) for a in args)
             return f"{getattr(origin, '__name__', str(origin))}[{inner}]"
+        if isinstance(tp, list):  # a Callable's parameters
+            return f"[{', '.join(self.type_name(a) for a in tp)}]"
+        if isinstance(tp, typing.TypeVar):  # str() would start with "~", mermaid's generics
+            return tp.__name__
         if isinstance(tp, str):
             return tp
         return getattr(tp, "__name__", str(tp).replace("typing.", ""))
@@ -184,8 +189,14 @@ def _fields(cls: type) -> list[tuple[str, Any]]:
 
 
 def _classes_in(tp: Any) -> Iterator[type]:
-    if inspect.isclass(tp) and typing.get_origin(tp) is None:
+    """The classes a field's type holds values of: a function or a class object holds none."""
+    origin = typing.get_origin(tp)
+    if origin is type or origin is collections.abc.Callable:
+        return
+    if inspect.isclass(tp) and origin is None:
         yield tp
+    if inspect.isclass(origin):  # a generic class of the diagram, e.g. `On[Any]`
+        yield origin
     for arg in typing.get_args(tp):
         yield from _classes_in(arg)
 

@@ -35,9 +35,13 @@ FILES = {
     """,
     "shop_demo/saga/__init__.py": "from shop_demo.saga.state import Saga, Started\n",
     "shop_demo/saga/state.py": """
+        from collections.abc import Callable
         from dataclasses import dataclass
+        from typing import Any, Generic, TypeVar
 
         from shop_demo.domain import Line, Status
+
+        E = TypeVar("E")
 
         @dataclass(frozen=True)
         class Started:
@@ -55,6 +59,15 @@ FILES = {
             lines: tuple[Line, ...]
             status: Status = "OPEN"
             coupon: Line | None = None
+
+        @dataclass(frozen=True)
+        class On(Generic[E]):
+            event: type[E]
+            handler: Callable[[Saga, E], Saga]
+
+        @dataclass(frozen=True)
+        class Step:
+            on: tuple[On[Any], ...]
     """,
     "shop_demo/store.py": """
         from dataclasses import dataclass
@@ -116,6 +129,13 @@ def test_each_type_once_with_its_fields_values_and_links(class_diagram: ModuleTy
     assert 'Saga --> "*" Line : lines' in text
     assert 'Saga --> "0..1" Line : coupon' in text
     assert 'Saga --> "1" Status : status' in text
+
+
+def test_functions_and_class_objects_are_fields_not_links(class_diagram: ModuleType) -> None:
+    text = section(class_diagram)
+    assert members(text, "On") == ["type[E] event", "Callable[[Saga, E], Saga] handler"]
+    assert 'Step --> "*" On : on' in text  # through the generic `On[Any]`
+    assert "On -->" not in text
 
 
 def test_private_types_and_other_modules_stay_out(class_diagram: ModuleType) -> None:
