@@ -1,15 +1,16 @@
 """Analytics benchmark: projection events/s through real Kafka, and query latency over a year.
 
-    .venv/bin/python bench/analytics_bench.py [--events 20000] [--per-message 3000]
+    .venv/bin/python bench/analytics_bench.py [--events 20000] [--kit-defaults 5000]
         [--products 10000] [--days 365] [--queries 200]
 
 Uses the PostgreSQL of SHOP_TEST_PG_ADMIN_URL (else SHOP_PG_* on 127.0.0.1, as the local stack
 does) and the Kafka of SHOP_TEST_KAFKA_BOOTSTRAP (else 127.0.0.1:9092), in a fresh topic
 namespace and fresh databases that are dropped at the end.
   1. Consumer: publishes `--events` OrderPaid events (1-3 lines over `--products` products,
-     paid on random days of the last year), then times the service's batch consumer projecting
-     them; then the same apply function behind the kit's one-transaction-per-message Consumer,
-     on `--per-message` events, for comparison.
+     paid on random days of the last year), then times the projection consumer as the service
+     configures it (500 records a poll, lingering after a poll that was not full); then the
+     same consumer with the kit's defaults (`consumer_batch_size` records a poll, no linger),
+     on `--kit-defaults` events, for comparison.
   2. Queries: fills the aggregate tables directly with a year of daily sales for every one of
      `--products` products, then times the HTTP endpoints in-process (ASGI, no network).
 Stops by itself and prints tables; docs/analytics.md records the figures.
@@ -33,20 +34,15 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 import httpx
-from faststream.kafka import KafkaBroker
 
 from analytics.api import router
-from analytics.consumer import Delivery
-from analytics.handlers import consumer as batch_consumer
-from analytics.projection import CONSUMER, project
+from analytics.handlers import CONSUMER, projection_consumer
 from analytics.settings import Settings
-from contracts import Envelope
 from contracts.order import OrderPaid, SoldLine
 from shopkit.app import create_app
 from shopkit.clock import FrozenClock
 from shopkit.db import Database
 from shopkit.kafka_admin import ensure_topics
-from shopkit.messaging import Consumer
 from shopkit.stack import SERVICES, migrate
 from shopkit.testing import KafkaProbe, session_keys
 
@@ -54,6 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SEOUL = ZoneInfo("Asia/Seoul")
 TODAY = date(2026, 11, 20)
 CATEGORIES = [f"category-{i:02d}" for i in range(20)]
+KIT_POLL: int = Settings.model_fields["consumer_batch_size"].default
 
 
 def admin_url() -> str:
@@ -121,38 +118,22 @@ async def count_inbox(dsn: str, consumer: str) -> tuple[int, float]:
         await conn.close()
 
 
-async def time_consumer(
-    settings: Settings, dsn: str, *, expected: int, batch: bool, inbox_name: str
-) -> dict[str, float]:
+async def time_consumer(settings: Settings, dsn: str, *, expected: int) -> dict[str, float]:
     db = Database(settings.database_url, pool_size=4)
-    broker = KafkaBroker(settings.kafka_bootstrap, logger=None)
-    if batch:
-        batch_consumer.attach(broker, db, settings)
-    else:
-        single = Consumer(inbox_name)
-
-        async def on_paid(session: Any, message: OrderPaid, envelope: Envelope) -> None:
-            await project(
-                session,
-                [Delivery(topic="order.events", envelope=envelope, message=message)],
-                timezone=settings.timezone,
-            )
-
-        single.handles(OrderPaid)(on_paid)
-        single.attach(broker, db, settings)
+    subscription = projection_consumer(settings).subscribe(db, settings)
     started = time.perf_counter()
-    await broker.start()
+    await subscription.start()
     try:
         deadline = started + 600
-        while (await count_inbox(dsn, inbox_name))[0] < expected:
+        while (await count_inbox(dsn, CONSUMER))[0] < expected:
             if time.perf_counter() > deadline:
                 raise RuntimeError("the consumer did not catch up in 10 minutes")
             await asyncio.sleep(0.2)
         wall = time.perf_counter() - started
     finally:
-        await broker.stop()
+        await subscription.stop()
         await db.dispose()
-    _, span = await count_inbox(dsn, inbox_name)
+    _, span = await count_inbox(dsn, CONSUMER)
     return {"events": expected, "wall_s": wall, "steady_s": span}
 
 
@@ -259,7 +240,7 @@ async def new_database(admin: str, label: str) -> tuple[str, str]:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=20_000)
-    parser.add_argument("--per-message", type=int, default=3_000)
+    parser.add_argument("--kit-defaults", type=int, default=5_000)
     parser.add_argument("--products", type=int, default=10_000)
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--queries", type=int, default=200)
@@ -272,9 +253,13 @@ async def main() -> None:
     try:
         print(f"== consumer: {args.events} OrderPaid events over {args.products} products ==")
         rows = []
-        for label, count, batch in (
-            ("batch", args.events, True),
-            ("per-message", args.per_message, False),
+        for label, count, configured in (
+            ("projection", args.events, {}),
+            (
+                "kit-defaults",
+                args.kit_defaults,
+                {"batch_max_records": KIT_POLL, "batch_linger_ms": 0},
+            ),
         ):
             if count <= 0 or args.only == "queries":
                 continue
@@ -290,15 +275,8 @@ async def main() -> None:
                 kafka_namespace=namespace,
                 log_json=False,
                 log_level="WARNING",
-            )
-            inbox_name = CONSUMER if batch else "analytics-per-message"
-            timing = await time_consumer(
-                settings,
-                url.replace("+asyncpg", ""),
-                expected=count,
-                batch=batch,
-                inbox_name=inbox_name,
-            )
+            ).model_copy(update=configured)
+            timing = await time_consumer(settings, url.replace("+asyncpg", ""), expected=count)
             rows.append((label, count, sent, timing))
         print(
             f"{'consumer':<12} {'events':>7} {'published/s':>12} {'events/s (wall)':>16} "

@@ -115,7 +115,12 @@ async def connected(sock: socket.socket) -> None:
     """Wait until a non-blocking connect finishes; raise its error if it failed."""
     loop = asyncio.get_running_loop()
     done: asyncio.Future[None] = loop.create_future()
-    loop.add_writer(sock.fileno(), lambda: done.done() or done.set_result(None))
+
+    def writable() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    loop.add_writer(sock.fileno(), writable)
     try:
         await done
     finally:

@@ -21,7 +21,8 @@ from shopkit import tracing
 from shopkit.clock import system_clock
 from shopkit.logs import correlation_id as current_correlation
 from shopkit.messaging import correlated
-from shopkit.outbox import _headers, envelope
+from shopkit.outbox import envelope
+from shopkit.relay import record_headers
 
 
 class EnvelopeBefore(BaseModel):
@@ -87,7 +88,7 @@ def main() -> None:
         ),
         "envelope JSON (outbox row)": (old_envelope.model_dump_json, envelope_.model_dump_json),
         "correlated()": (handling(correlated_before), handling(correlated)),
-        "relay headers": (lambda: headers_before(row), lambda: _headers(row, tracing.ON)),
+        "relay headers": (lambda: headers_before(row), lambda: record_headers(row, tracing.ON)),
     }
     for name, (old, new) in pairs.items():
         before, after = [], []

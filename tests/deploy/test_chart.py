@@ -21,7 +21,6 @@ import yaml
 
 from shopkit import demo, local_secrets
 from shopkit.kafka_admin import topic_configs
-from shopkit.settings import ServiceSettings
 from shopkit.stack import BACKLOG, KEEP_ALIVE_S, SERVICES, ServiceSpec, database_role, process_env
 from shopkit.testing import repo_root
 
@@ -38,7 +37,7 @@ UPSTREAM = re.compile(r"upstream\s+(\w+)\s*\{\s*server\s+([^;\s]+)[^;]*;")
 DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?")
 # 32+ characters of base64/hex with digits in them: a key, a token or a generated password
 RANDOM_LOOKING = re.compile(r"(?<![\w/.-])(?=[\w+/-]*\d[\w+/-]*\d)[\w+/-]{32,}={0,2}(?![\w/.-])")
-# A connection per process besides the pools: the relay's lock, LISTEN (order and coupon).
+# A connection per process besides the pool: the relay's lock, LISTEN (order and coupon).
 EXTRA_CONNECTIONS = 2
 
 
@@ -273,10 +272,6 @@ def test_a_service_gets_its_settings_and_only_its_part_of_the_credentials(
         f"SHOP_{name.upper()}"
         for name in importlib.import_module(f"{package}.settings").Settings.model_fields
     }
-    # The budget's overflow and raw-pool settings arrive with the replicas work; until then the
-    # pools follow SHOP_DB_POOL_SIZE alone and these two are ignored.
-    if "db_raw_pool_size" not in ServiceSettings.model_fields:
-        fields |= {"SHOP_DB_POOL_OVERFLOW", "SHOP_DB_RAW_POOL_SIZE"}
     credentials = dict.fromkeys(
         (
             local_secrets.PRIVATE_KEY,
@@ -451,20 +446,14 @@ def worst_case_connections(objects: list[dict[str, Any]]) -> int:
         most = hpas[0]["spec"]["maxReplicas"] if hpas else deployment["spec"]["replicas"]
         surge = deployment["spec"]["strategy"]["rollingUpdate"]["maxSurge"]
         env = env_of(pod_spec(deployment)["containers"][0])
-        per_process = (
-            sum(
-                int(env[name])
-                for name in ("SHOP_DB_POOL_SIZE", "SHOP_DB_POOL_OVERFLOW", "SHOP_DB_RAW_POOL_SIZE")
-            )
-            + EXTRA_CONNECTIONS
-        )
+        per_process = int(env["SHOP_DB_POOL_SIZE"]) + EXTRA_CONNECTIONS
         total += (most + surge) * per_process + 1  # + its migration job
     return total
 
 
 def test_the_worst_case_fits_max_connections_in_both_value_sets() -> None:
-    assert worst_case_connections(render()) == 6 * 3 * (6 + 2 + 6 + 2) + 6 <= 300 - 3
-    assert worst_case_connections(render("scale")) == 6 * 5 * (4 + 2 + 4 + 2) + 6 <= 500 - 3
+    assert worst_case_connections(render()) == 6 * 3 * (14 + 2) + 6 <= 300 - 3
+    assert worst_case_connections(render("scale")) == 6 * 5 * (10 + 2) + 6 <= 500 - 3
 
 
 def test_a_release_that_would_exhaust_max_connections_is_refused() -> None:

@@ -18,13 +18,11 @@ def most_connections(spec: ServiceSpec) -> int:
     """Every connection one process of the service can open, from its settings' defaults."""
     package = spec.factory.split(".")[0]
     fields = importlib.import_module(f"{package}.settings").Settings.model_fields
-    pools = sum(
-        fields[name].default for name in ("db_pool_size", "db_pool_overflow", "db_raw_pool_size")
-    )
+    pool = fields["db_pool_size"].default
     relay = 1  # the outbox relay's own connection, holding (or waiting for) the advisory lock
     sources = (ROOT / spec.directory / "src" / package).glob("*.py")
     listens = any("notifications.listen(" in path.read_text() for path in sources)
-    return pools + relay + int(listens)
+    return pool + relay + int(listens)
 
 
 def max_connections(text: str) -> int:

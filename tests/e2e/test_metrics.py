@@ -63,9 +63,8 @@ async def test_every_service_serves_its_kit_series_on_its_own_port_only(stack: S
         for name in ("shop_outbox_backlog", "shop_outbox_oldest_age_seconds"):
             assert has(samples, name), (service, name)
         assert has(samples, "shop_outbox_sent_total"), service
-        assert total(samples, "shop_db_pool_size", pool="session") > 0, service
-        assert total(samples, "shop_db_pool_size", pool="raw") > 0, service
-        assert has(samples, "shop_db_pool_in_use", pool="raw"), service
+        assert total(samples, "shop_db_pool_size", pool="asyncpg") > 0, service
+        assert has(samples, "shop_db_pool_in_use", pool="asyncpg"), service
         for source in ("outbox", "dead_letters"):
             assert total(samples, "shop_metrics_source_up", source=source) == 1, (service, source)
         assert has(samples, "shop_http_request_duration_seconds_count", route="/ready")

@@ -8,7 +8,7 @@ own tracer provider, all exporting to one in-memory exporter.
 import asyncio
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,7 @@ ADMIN = session_keys().headers("tracing-admin", role="admin")
 
 
 @pytest.fixture
-def spans() -> AsyncIterator[InMemorySpanExporter]:
+def spans() -> Iterator[InMemorySpanExporter]:
     exporter = InMemorySpanExporter()
     tracing.export_to(SimpleSpanProcessor(exporter))
     yield exporter

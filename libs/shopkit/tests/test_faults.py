@@ -14,14 +14,14 @@ import httpx
 import pytest
 from aiokafka.errors import OutOfOrderSequenceNumber
 from fastapi import APIRouter
-from faststream.kafka import KafkaBroker
 
 from contracts import Envelope
 from contracts.wallet import BalanceCharged
 from shopkit.app import Db, create_app
 from shopkit.db import Database, Transaction, asyncpg_dsn
 from shopkit.messaging import Consumer, each
-from shopkit.outbox import RELAY_LOCK_ID, OutboxRelay, envelope, publish
+from shopkit.outbox import RELAY_LOCK_ID, envelope, publish
+from shopkit.relay import OutboxRelay
 from shopkit.settings import ServiceSettings
 from shopkit.testing import (
     Infra,
@@ -83,13 +83,12 @@ async def dead_letters(db: Database, consumer: str) -> list[asyncpg.Record]:
 async def consuming(
     consumer: Consumer, db: Database, settings: ServiceSettings
 ) -> AsyncIterator[None]:
-    broker = KafkaBroker(settings.kafka_bootstrap, logger=None)
-    consumer.attach(broker, db, settings)
-    await broker.start()
+    subscription = consumer.subscribe(db, settings)
+    await subscription.start()
     try:
         yield
     finally:
-        await broker.stop()
+        await subscription.stop()
 
 
 def charged(user_id: str, seq: int) -> BalanceCharged:
@@ -420,14 +419,13 @@ async def test_a_consumer_waiting_out_an_outage_stops_at_once(
         waiting.set()
         raise ConnectionRefusedError(111, "Connect call failed")
 
-    broker = KafkaBroker(settings.kafka_bootstrap, logger=None)
-    consumer.attach(broker, db, settings)
-    await broker.start()
+    subscription = consumer.subscribe(db, settings)
+    await subscription.start()
     try:
         await kafka.publish(charged(str(uuid.uuid4()), 1))
         await asyncio.wait_for(waiting.wait(), timeout=15)
     finally:
         started = asyncio.get_running_loop().time()
-        await asyncio.wait_for(broker.stop(), timeout=10)
+        await asyncio.wait_for(subscription.stop(), timeout=10)
     assert asyncio.get_running_loop().time() - started < 5
     assert await dead_letters(db, "kit-stops-while-waiting") == []

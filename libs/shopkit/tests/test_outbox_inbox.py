@@ -9,13 +9,13 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from faststream.kafka import KafkaBroker
 
 from contracts import Envelope
 from contracts.wallet import BalanceCharged
 from shopkit.db import Database, Transaction, asyncpg_dsn
 from shopkit.messaging import Consumer, each
-from shopkit.outbox import OutboxRelay, publish
+from shopkit.outbox import publish
+from shopkit.relay import OutboxRelay
 from shopkit.settings import ServiceSettings
 from shopkit.testing import Infra, KafkaProbe, kit_database, poll
 
@@ -79,14 +79,13 @@ async def effects_of(db: Database, user_id: str) -> list[str]:
 async def consuming(
     consumer: Consumer, db: Database, settings: ServiceSettings
 ) -> AsyncIterator[None]:
-    """`consumer` subscribed and running on a broker of its own for the block."""
-    broker = KafkaBroker(settings.kafka_bootstrap, logger=None)
-    consumer.attach(broker, db, settings)
-    await broker.start()
+    """`consumer` subscribed and running for the block."""
+    subscription = consumer.subscribe(db, settings)
+    await subscription.start()
     try:
         yield
     finally:
-        await broker.stop()
+        await subscription.stop()
 
 
 async def publish_committed(db: Database, message: BalanceCharged) -> Envelope:
@@ -324,10 +323,9 @@ async def test_a_poison_message_is_dead_lettered_and_the_partition_moves_on(
             await record_effect(tx, message, env)
 
     fast = settings.model_copy(update={"consumer_max_attempts": 2})
-    broker = KafkaBroker(fast.kafka_bootstrap, logger=None)
-    consumer.attach(broker, db, fast)
+    subscription = consumer.subscribe(db, fast)
     relay = OutboxRelay(fast)
-    await broker.start()
+    await subscription.start()
     await relay.start()
     try:
         dead = await kafka.wait_for(
@@ -342,7 +340,7 @@ async def test_a_poison_message_is_dead_lettered_and_the_partition_moves_on(
         await poll(applied, until=lambda n: n == 1, message="message after the poison applied")
     finally:
         await relay.stop()
-        await broker.stop()
+        await subscription.stop()
     assert dead[0]["payload"]["consumer"] == f"kit-test-poison-{kind}"
     assert "cannot handle this one" in dead[0]["payload"]["error"]
 
@@ -352,11 +350,11 @@ class LosesItsDatabaseOnce(Consumer):
 
     failed = 0
 
-    async def process_poll(self, polled: list[Any], *, db: Database, settings: Any) -> None:
+    async def process_poll(self, polled: list[Any], **context: Any) -> None:
         if not self.failed:
             self.failed += 1
             raise ConnectionError("the database went away")
-        await super().process_poll(polled, db=db, settings=settings)
+        await super().process_poll(polled, **context)
 
 
 async def test_a_poll_that_fails_is_delivered_again_and_its_offsets_committed_after(

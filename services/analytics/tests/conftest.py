@@ -8,10 +8,10 @@ import asyncpg
 import httpx
 import pytest
 
+from analytics.handlers import CONSUMER
 from analytics.main import build_app
-from analytics.projection import CONSUMER
 from analytics.settings import Settings
-from contracts import Envelope
+from contracts import Envelope, Message
 from contracts.order import OrderPaid, SoldLine
 from shopkit.clock import FrozenClock
 from shopkit.db import asyncpg_dsn
@@ -84,7 +84,7 @@ class Shop:
             SoldLine(
                 product_id=line[0],
                 name=f"name of {line[0]}",
-                category=line[3] if len(line) > 3 else "misc",  # type: ignore[misc]
+                category=line[3] if len(line) > 3 else "misc",
                 quantity=line[1],
                 unit_price=line[2],
             )
@@ -100,7 +100,7 @@ class Shop:
             paid_at=paid_at.astimezone(UTC),
         )
 
-    async def publish(self, message, *, envelope: Envelope | None = None) -> Envelope:  # type: ignore[no-untyped-def]
+    async def publish(self, message: Message, *, envelope: Envelope | None = None) -> Envelope:
         sent = await self.kafka.publish(message, envelope=envelope)
         self.published.append(sent)
         return sent

@@ -3,9 +3,11 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 
+from shopkit.db import Database
 from shopkit.testing import Infra, create_database, serve, session_keys, unique_name
 from wallet.main import build_app
 from wallet.settings import Settings
@@ -66,3 +68,34 @@ async def admin(wallet: httpx.AsyncClient) -> dict[str, str]:
     )
     assert login.status_code == 200, login.text
     return {"Authorization": f"Bearer {login.json()['access_token']}"}
+
+
+@pytest.fixture
+async def db(wallet_db: str) -> AsyncIterator[Database]:
+    database = Database(wallet_db)
+    yield database
+    await database.dispose()
+
+
+OpenWallets = Callable[[asyncpg.Connection, dict[str, int | None]], Awaitable[None]]
+
+
+@pytest.fixture(scope="session")
+def open_wallets() -> OpenWallets:
+    return insert_wallets
+
+
+async def insert_wallets(tx: asyncpg.Connection, balances: dict[str, int | None]) -> None:
+    """Users holding these balances, written straight to the tables (None: a user id with no
+    wallet at all)."""
+    held = {u: b for u, b in balances.items() if b is not None}
+    await tx.execute(
+        "INSERT INTO users (id, name, email, password_hash, role)"
+        " SELECT u, 'Kim', u || '@example.com', 'unused', 'user' FROM unnest($1::text[]) u",
+        list(held),
+    )
+    await tx.execute(
+        "INSERT INTO wallets (user_id, balance) SELECT * FROM unnest($1::text[], $2::bigint[])",
+        list(held),
+        list(held.values()),
+    )

@@ -44,10 +44,10 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 {{- add $most 1 -}}
 {{- end -}}
 
-{{/* Connections one process may open: both pools at full stretch, the relay's lock
-connection and the LISTEN connection (order and coupon; counted for all, to be safe). */}}
+{{/* Connections one process may open: its pool at full stretch, the relay's lock connection
+and the LISTEN connection (order and coupon; counted for all, to be safe). */}}
 {{- define "shop.connectionsPerProcess" -}}
-{{- add .pool.size .pool.overflow .pool.raw 2 -}}
+{{- add .pool.size 2 -}}
 {{- end -}}
 
 {{/* Environment of a service's containers and its migration job: the role's password first,

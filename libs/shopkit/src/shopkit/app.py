@@ -11,7 +11,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.telemetry import TelemetryConfig
-from faststream.kafka import KafkaBroker
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from contracts import Message
@@ -24,7 +23,7 @@ from shopkit.logs import configure_logging, correlation_id
 from shopkit.messaging import Consumer
 from shopkit.metrics import HttpMetrics, Metrics, metrics_router
 from shopkit.ops import router as ops_router
-from shopkit.outbox import OutboxRelay
+from shopkit.relay import OutboxRelay
 from shopkit.retention import prune_old_rows
 from shopkit.settings import ServiceSettings
 
@@ -62,13 +61,11 @@ class CorrelationMiddleware:
 def tune_garbage_collector(threshold: int) -> None:
     """Keep the cycle collector off what start-up built, and let it run less often.
 
-    A service's modules, classes, pydantic schemas and routes are some 130,000 objects that
-    live as long as the process, and every full collection traversed them all again: in the
-    order process under load, ~70 ms a time and 12% of its CPU in the collector (measured with
-    `gc.callbacks`). Frozen after start-up, they are never traversed again. Most of what a
-    request allocates is freed by reference counting before a collection could find it, so a
-    young-generation threshold of thousands instead of 700 finds about as much garbage with a
-    fraction of the passes: 1,215 ms of collection in 3,000 orders became 19 ms.
+    A service's modules, classes, schemas and routes live as long as the process, and every full
+    collection would traverse them all again: frozen after start-up, they never are. Most of
+    what a request allocates is freed by reference counting before a collection could find it,
+    so a young-generation threshold of thousands instead of 700 finds about as much garbage with
+    a fraction of the passes (figures: docs/performance.md).
     """
     gc.collect()  # what start-up left as garbage goes now, not into the frozen set
     gc.freeze()
@@ -104,18 +101,16 @@ def create_app(
             timeouts=Timeouts.of(settings),
         )
         relay = OutboxRelay(settings)
-        broker = KafkaBroker(settings.kafka_bootstrap, client_id=settings.service_name, logger=None)
-        app.state.db, app.state.relay, app.state.broker = db, relay, broker
+        subscriptions = [consumer.subscribe(db, settings) for consumer in consumers]
+        app.state.db, app.state.relay, app.state.subscriptions = db, relay, subscriptions
         app.state.metrics.count(
             "shop_outbox_sent", "Outbox rows sent to Kafka (acknowledged)", lambda: relay.sent
         )
-        for consumer in consumers:
-            consumer.attach(broker, db, settings)
         for hook in on_startup:
             await hook(app)
         await relay.start()
-        if consumers:
-            await broker.start()
+        for subscription in subscriptions:
+            await subscription.start()
         tracing.serving(settings.service_name)  # the background jobs' spans are this service's
         jobs = (*background, prune_old_rows)
         tasks = [asyncio.create_task(job(app), name=job.__name__) for job in jobs]
@@ -127,8 +122,7 @@ def create_app(
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            if consumers:
-                await broker.stop()
+            await asyncio.gather(*(subscription.stop() for subscription in subscriptions))
             await relay.stop()
             await db.dispose()
             tracing.shutdown()

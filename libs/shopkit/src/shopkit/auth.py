@@ -3,9 +3,9 @@ the wallet's public keys only, so no other service can mint one. `alg` is pinned
 and sub are required; roles are user and admin.
 
 Verification is this module's own (PyJWT signs at login): a service checks a token it has not
-seen before on every such request, and PyJWT's general decoding cost 26 us of the 47 us an RS256
-token took; this takes ~24 us (docs/security.md). Its rules are tested in test_auth.py and the
-gateway's token matrix, against tokens PyJWT makes."""
+seen before on every such request, and PyJWT's general decoding cost about as much as the
+signature check (docs/security.md). Its rules are tested in test_auth.py and the gateway's token
+matrix, against tokens PyJWT makes."""
 
 import base64
 import binascii
@@ -193,7 +193,7 @@ def principal_of(request: Request, credentials: Credentials) -> Principal:
 
 
 # Dependencies are async on purpose: FastAPI runs a plain `def` dependency in a worker
-# thread, which cost more than the request itself under a burst (measured on coupons).
+# thread, which costs more than the request itself under a burst.
 async def current_principal(
     request: Request, credentials: Annotated[Credentials, Depends(bearer)]
 ) -> Principal:

@@ -8,7 +8,6 @@ from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shopkit.faults import StillUnavailable, is_transient
@@ -124,10 +123,6 @@ def install_error_handlers(app: FastAPI) -> None:
             response.headers.update(exc.headers)
         return response
 
-    @app.exception_handler(DBAPIError)
-    async def _database(_: Request, exc: DBAPIError) -> JSONResponse:
-        return _dependency_failed(exc)
-
     # What a dependency raises when it is away: the database through asyncpg or the pools, the
     # network, the broker. Each is a 503 when it is transient, else a bug (500). Handled here,
     # not by the catch-all below, which Starlette re-raises to the server after answering.
@@ -145,7 +140,6 @@ def install_error_handlers(app: FastAPI) -> None:
 _DEPENDENCY_ERRORS: tuple[type[Exception], ...] = (
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
-    SQLAlchemyError,
     OSError,  # refused, reset, timed out (TimeoutError is one)
     KafkaError,
     StillUnavailable,
@@ -158,8 +152,7 @@ async def _dependency_handler(_: Request, exc: Exception) -> JSONResponse:
 
 def _dependency_failed(exc: Exception) -> JSONResponse:
     # Text PostgreSQL cannot store (a NUL character) is the client's input, not our fault.
-    cause = exc.orig.__cause__ if isinstance(exc, DBAPIError) and exc.orig else exc
-    if isinstance(cause, _UNSTORABLE_TEXT):
+    if isinstance(exc, _UNSTORABLE_TEXT):
         return problem_response(422, "INVALID_CHARACTER", "text contains a NUL character")
     if is_transient(exc):
         return unavailable(exc)

@@ -18,8 +18,6 @@ from typing import Any, TypeVar
 
 import asyncpg
 from aiokafka import errors as kafka_errors
-from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from shopkit.settings import ServiceSettings
 
@@ -106,7 +104,7 @@ def connection_lost(exc: BaseException) -> bool:
 def _transient_itself(exc: BaseException) -> bool:
     if isinstance(exc, StillUnavailable):
         return True
-    if _network(exc) or isinstance(exc, PoolTimeout):
+    if _network(exc):
         return True
     if isinstance(exc, kafka_errors.KafkaError):
         # The bare class is what aiokafka raises when no broker answers a metadata request.
@@ -121,10 +119,6 @@ def _transient_itself(exc: BaseException) -> bool:
         if state == "55000":
             return _NOT_ACCEPTING in str(exc)
         return state in _TRANSIENT_STATES or state.startswith(_TRANSIENT_CLASSES)
-    if isinstance(exc, (DisconnectionError, OperationalError)):
-        return True
-    if isinstance(exc, DBAPIError):
-        return bool(exc.connection_invalidated)
     return False
 
 

@@ -28,7 +28,7 @@ class GroupCommit(Generic[T]):
     one per transaction, so one bad item cannot fail the others: each submitter gets its own
     item's outcome (its exception, if it has one).
 
-    `transaction` opens what a group is written on: `Database.raw_transaction`, or
+    `transaction` opens what a group is written on: `Database.transaction`, or
     `Database.autocommit` when each of the writer's statements is atomic on its own. Then a
     group that fails halfway may have written part of itself, and writing its items again
     must find that harmless (the payment mock keeps each request's payment id for that).

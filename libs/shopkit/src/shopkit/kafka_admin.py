@@ -60,7 +60,7 @@ async def ensure_topics(bootstrap: str, namespace: str = "", *, attempts: int = 
                     await admin.create_topics(missing)
                 except TopicAlreadyExistsError:
                     pass
-                await _wait_until_served(bootstrap, list(wanted))
+                await _wait_until_served(bootstrap, wanted)
             return sorted(wanted)
         except Exception:
             if attempt == attempts - 1:
@@ -71,31 +71,29 @@ async def ensure_topics(bootstrap: str, namespace: str = "", *, attempts: int = 
     return sorted(wanted)
 
 
-async def _wait_until_served(bootstrap: str, topics: list[str], timeout: float = 30.0) -> None:
-    """Return once every partition of `topics` answers an offsets request.
+async def _wait_until_served(
+    bootstrap: str, partitions_of: dict[str, int], timeout: float = 30.0
+) -> None:
+    """Return once every partition of the topics (name: partition count) answers an offsets
+    request.
 
     A topic that was just created is listed before its partitions are served; a consumer that
-    reads it at once gets NotLeaderForPartition and sees an empty topic.
+    reads it at once gets NotLeaderForPartition and sees an empty topic. Asking for a partition
+    the consumer has no metadata of makes it fetch the topic's.
     """
+    partitions = [TopicPartition(t, p) for t, n in partitions_of.items() for p in range(n)]
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             try:
-                partitions = [
-                    TopicPartition(topic, p)
-                    for topic in topics
-                    for p in consumer.partitions_for_topic(topic) or ()
-                ]
-                if len({tp.topic for tp in partitions}) == len(topics):
-                    await consumer.end_offsets(partitions)
-                    return
-                await consumer._client.force_metadata_update()
+                await consumer.end_offsets(partitions)
+                return
             except KafkaError:
                 pass
             if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(f"topics not served after {timeout}s: {topics}")
+                raise TimeoutError(f"topics not served after {timeout}s: {list(partitions_of)}")
             await asyncio.sleep(0.2)
     finally:
         await consumer.stop()

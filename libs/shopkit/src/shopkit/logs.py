@@ -43,7 +43,7 @@ class RepeatedLines(logging.Filter):
     """Lets a line of a kind (logger and message template) through once per `window` seconds and
     says how many like it it held back. While Kafka is down aiokafka logs a failed connect and a
     failed metadata update for each retry of its producer's sender, which does not back off:
-    ~10,000 lines a second per service, whose formatting took the CPU the shop needs to recover."""
+    thousands of lines a second, whose formatting takes the CPU the shop needs to recover."""
 
     def __init__(
         self,
@@ -83,5 +83,5 @@ def configure_logging(service: str, level: str = "INFO", *, json: bool = True) -
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
-    for noisy in ("aiokafka", "kafka", "uvicorn.access", "faststream"):
+    for noisy in ("aiokafka", "kafka", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

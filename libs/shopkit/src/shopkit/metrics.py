@@ -14,7 +14,6 @@ Each app has its own registry: the in-process tests run several apps in one proc
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -32,16 +31,14 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shopkit.messaging import handled_through
+from shopkit.http_metrics import ROUTE, HttpMetrics
+from shopkit.subscription import Subscription
+
+__all__ = ["ROUTE", "HttpMetrics", "Metrics", "metrics_router"]
 
 log = logging.getLogger("shopkit.metrics")
 
-# A middleware that answers before routing (coupon's issue fast lane) names its route here.
-ROUTE = "shop.route"
-UNMATCHED = "unmatched"
-_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 # Latency buckets (seconds) around what the shop answers in: ~1 ms reads to multi-second waits.
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -182,15 +179,13 @@ class Metrics:
     async def _read_kafka(self, app: FastAPI) -> None:
         namespace = app.state.settings.kafka_namespace
         lags: list[tuple[tuple[str, str, str], int, int]] = []
+        subscriptions: list[Subscription] = app.state.subscriptions
         try:
             async with asyncio.timeout(self.query_timeout_s):
-                for subscriber in app.state.broker.subscribers:
-                    consumer = getattr(subscriber, "consumer", None)
-                    if consumer is None:
-                        continue
-                    group = str(subscriber.group_id).removeprefix(namespace)
+                for subscription in subscriptions:
+                    consumer = subscription.consumer
                     assigned = consumer.assignment()
-                    handled = handled_through(subscriber)
+                    handled = subscription.offsets.handled_through
                     for gone in handled.keys() - assigned:  # revoked: another member has it
                         handled.pop(gone, None)
                     for tp in assigned:
@@ -203,7 +198,11 @@ class Metrics:
                         # Polled is not handled: a poll waiting out an outage still counts.
                         done = handled[tp]
                         lag = max(0, highwater - done) if highwater is not None else 0
-                        labels = (group, tp.topic.removeprefix(namespace), str(tp.partition))
+                        labels = (
+                            subscription.group,
+                            tp.topic.removeprefix(namespace),
+                            str(tp.partition),
+                        )
                         lags.append((labels, lag, position))
         except Exception as exc:  # a rebalance or an unreachable broker: keep what is known
             self.source_up.labels("kafka").set(0)
@@ -258,36 +257,6 @@ class _Readings(Collector):
 
     def describe(self) -> Iterable[Metric]:
         return ()  # made at collection time; nothing to check for clashes at registration
-
-
-class HttpMetrics:
-    """Times every HTTP request by method, route template (never the raw path: the label's
-    values stay as few as the routes) and status class."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500  # what the server answers when the app raises
-
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            route = scope.get("route")
-            template = getattr(route, "path_format", None) or scope.get(ROUTE) or UNMATCHED
-            method = scope["method"] if scope["method"] in _METHODS else "OTHER"
-            self.metrics.observe(method, template, status, time.perf_counter() - started)
 
 
 def metrics_router() -> APIRouter:

@@ -2,23 +2,38 @@
 POST /api/auth/login, `admin` as its role where only an admin may call), the merchant key on the
 provider's routes, and for every route its problem+json responses with the stable codes.
 
-Every problem code is defined once here or in the service's api.py (`define`), with its status,
-meaning and an example detail; routes name theirs with `problems(...)` in `responses=`. The codes
-every route can answer (401 on a protected route, 422 on one that takes input, 429 from the
+Every problem code is defined once (shopkit.problems, or the service's api.py: `define`), with
+its status, meaning and an example detail; routes name theirs with `problems(...)` in
+`responses=`. The codes every route can answer (401 on a protected route, 422 on one that takes input, 429 from the
 gateway's limits, 503 while a dependency is away) are added to every route by `openapi_document`.
 docs/errors.md and the gateway's merged document (scripts/openapi.py) are made from the same.
 """
 
-from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, Field
 
-from shopkit.errors import PROBLEM, problem_body
+from shopkit.errors import PROBLEM
+from shopkit.problems import CODES, CODES_KEY, Code, Responses, define, example_of, lookup, problems
 
-Responses = dict[int | str, dict[str, Any]]
+# The codes live in shopkit.problems; services and scripts name them from here too.
+__all__ = [
+    "BEARER",
+    "CODES",
+    "INTERNAL_PATHS",
+    "MERCHANT",
+    "Code",
+    "ProblemDetails",
+    "Responses",
+    "complete",
+    "define",
+    "example_of",
+    "install",
+    "openapi_document",
+    "problems",
+]
 
 # A service's own routes that the gateway does not serve: left out of the shop's document.
 INTERNAL_PATHS = frozenset({"/health", "/ready", "/metrics"})
@@ -27,51 +42,6 @@ MERCHANT = "merchantKey"
 # The schemes' names as FastAPI's security classes call them (shopkit.auth, payment-mock's api).
 _SCHEME_NAMES = {"HTTPBearer": (BEARER, []), "AdminBearer": (BEARER, ["admin"])}
 _MERCHANT_NAMES = {"MerchantKey"}
-
-
-@dataclass(frozen=True)
-class Code:
-    """A problem code: the status it comes with, what it means, and a detail as sent."""
-
-    code: str
-    status: int
-    meaning: str
-    example: str
-    source: str  # who answers it: "kit", a service, or "gateway"
-
-
-# (status, code) -> Code: the same code may come with two statuses (PRODUCT_NOT_FOUND is a 404
-# on a product read and a 409 on a modify that names a product that is gone).
-CODES: dict[tuple[int, str], Code] = {}
-
-
-def define(source: str, *codes: tuple[int, str, str, str]) -> None:
-    """Document problem codes: (status, CODE, meaning, example detail) each."""
-    for status, code, meaning, example in codes:
-        known = CODES.get((status, code))
-        if known is not None and known.source == "kit" and source != "kit":
-            continue  # a kit code a service names again keeps the kit's words
-        if known is not None and (known.meaning, known.example) != (meaning, example):
-            # One code, one meaning: else the merged document would depend on import order.
-            raise ValueError(
-                f"{code} ({status}) is defined differently by {known.source} and {source}"
-            )
-        CODES[(status, code)] = Code(code, status, meaning, example, source)
-
-
-def _lookup(code: str | tuple[int, str]) -> Code:
-    if isinstance(code, tuple):
-        return CODES[code]
-    found = [c for (_, name), c in CODES.items() if name == code]
-    if len(found) != 1:
-        raise KeyError(f"problem code {code!r} is {'ambiguous' if found else 'not defined'}")
-    return found[0]
-
-
-def example_of(code: Code) -> dict[str, Any]:
-    body = problem_body(code.status, code.code, code.code.replace("_", " ").capitalize())
-    body["detail"] = code.example
-    return body
 
 
 _RETRY_AFTER = {
@@ -95,20 +65,6 @@ def _response(status: int, codes: list[Code]) -> dict[str, Any]:
     if status in (429, 503):
         response["headers"] = _RETRY_AFTER
     return response
-
-
-# Where `problems` leaves a route's codes until the document is made: a module may name a code
-# (with its status) that another module of its service defines later.
-_CODES_KEY = "x-problem-codes"
-
-
-def problems(*codes: str | tuple[int, str]) -> Responses:
-    """`responses=` of a route: its problem codes, grouped by status, one example each."""
-    by_status: dict[int, list[str]] = {}
-    for named in codes:
-        status, code = named if isinstance(named, tuple) else (_lookup(named).status, named)
-        by_status.setdefault(status, []).append(code)
-    return {status: {"description": "", _CODES_KEY: names} for status, names in by_status.items()}
 
 
 class ValidationIssue(BaseModel):
@@ -194,7 +150,7 @@ _SHARED = {
 def _shared(response: dict[str, Any], components: dict[str, Any]) -> dict[str, Any]:
     """A reference to the shared response equal to `response`, or `response` itself."""
     for name, (status, codes) in _SHARED.items():
-        shared = _response(status, [_lookup((status, c)) for c in codes])
+        shared = _response(status, [lookup((status, c)) for c in codes])
         if response == shared:
             components.setdefault("responses", {})[name] = shared
             return {"$ref": f"#/components/responses/{name}"}
@@ -223,22 +179,22 @@ def complete(document: dict[str, Any]) -> dict[str, Any]:
             bearer, admin, merchant = _securities(operation)
             responses = operation.setdefault("responses", {})
             for status, response in list(responses.items()):
-                if _CODES_KEY in response:
-                    names = response.pop(_CODES_KEY)
+                if CODES_KEY in response:
+                    names = response.pop(CODES_KEY)
                     responses[status] = _response(
-                        int(status), [_lookup((int(status), n)) for n in names]
+                        int(status), [lookup((int(status), n)) for n in names]
                     )
             if bearer or merchant:
                 names = ["UNAUTHORIZED", "INVALID_TOKEN"]  # a token sent is checked
                 names += ["INVALID_MERCHANT_KEY"] if merchant else []
-                _add(responses, 401, [_lookup((401, n)) for n in names])
+                _add(responses, 401, [lookup((401, n)) for n in names])
             if admin and not merchant:
-                _add(responses, 403, [_lookup((403, "FORBIDDEN"))])
+                _add(responses, 403, [lookup((403, "FORBIDDEN"))])
             if _takes_input(operation):
-                _add(responses, 422, [_lookup((422, "VALIDATION_ERROR"))])
+                _add(responses, 422, [lookup((422, "VALIDATION_ERROR"))])
             if path not in INTERNAL_PATHS:  # the gateway's limits per client address
-                _add(responses, 429, [_lookup((429, "RATE_LIMITED"))])
-            _add(responses, 503, [_lookup((503, "SERVICE_UNAVAILABLE"))])
+                _add(responses, 429, [lookup((429, "RATE_LIMITED"))])
+            _add(responses, 503, [lookup((503, "SERVICE_UNAVAILABLE"))])
             for status, response in responses.items():
                 _problem_only(response)
                 responses[status] = _shared(response, components)
@@ -288,119 +244,3 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
 def install(app: FastAPI) -> None:
     """Serve the completed document at the app's /openapi.json and /docs."""
     app.openapi = lambda: openapi_document(app)  # type: ignore[method-assign]
-
-
-define(
-    "kit",
-    (400, "BAD_REQUEST", "The request could not be read (e.g. malformed JSON).", "bad request"),
-    (
-        401,
-        "UNAUTHORIZED",
-        "No credential was sent: a bearer token (or the merchant key).",
-        "missing bearer token",
-    ),
-    (
-        401,
-        "INVALID_TOKEN",
-        "The bearer token is malformed, forged, expired or not this shop's.",
-        "Signature has expired",
-    ),
-    (
-        403,
-        "FORBIDDEN",
-        "Not yours (another user's resource) or admin only.",
-        "you may act only on your own resources",
-    ),
-    (404, "NOT_FOUND", "No such route.", "Not Found"),
-    (405, "METHOD_NOT_ALLOWED", "The route exists but not with this method.", "Method Not Allowed"),
-    (409, "CONFLICT", "A state conflict without a more precise code.", "Conflict"),
-    (
-        415,
-        "UNSUPPORTED_MEDIA_TYPE",
-        "The body is not in a media type the route reads.",
-        "Unsupported Media Type",
-    ),
-    (
-        422,
-        "VALIDATION_ERROR",
-        "The request does not match its schema (unknown fields included);"
-        " `errors` lists each failing field.",
-        "body.items: List should have at least 1 item after validation, not 0",
-    ),
-    (
-        422,
-        "INVALID_CHARACTER",
-        "Text contains a character PostgreSQL cannot store (NUL).",
-        "text contains a NUL character",
-    ),
-    (422, "INVALID_CURSOR", "`cursor` is not one this list handed out.", "cursor is not valid"),
-    (
-        422,
-        "IDEMPOTENCY_KEY_REUSED",
-        "This Idempotency-Key was used with another body.",
-        "this key was used with another body",
-    ),
-    (
-        422,
-        "INVALID_IDEMPOTENCY_KEY",
-        "Idempotency-Key must be 1..200 characters.",
-        "Idempotency-Key must be 1..200 characters",
-    ),
-    (
-        409,
-        "IDEMPOTENCY_IN_PROGRESS",
-        "A request with this Idempotency-Key is still running.",
-        "a request with this key is running",
-    ),
-    (
-        429,
-        "RATE_LIMITED",
-        "An abuse limit was reached (per client address at the gateway, per"
-        " account in the service); nothing was done. Retry after `Retry-After` seconds.",
-        "too many requests; retry in 12 s",
-    ),
-    (
-        500,
-        "INTERNAL_ERROR",
-        "A bug: never an answer to what a client sends. It is logged.",
-        "unexpected error; it has been logged",
-    ),
-    (
-        503,
-        "SERVICE_UNAVAILABLE",
-        "A database or the broker is away for a moment (or the wallet's"
-        " password hashing is saturated); retry after `Retry-After` seconds.",
-        "a dependency is unavailable for a moment; retry shortly",
-    ),
-    (
-        503,
-        "NOT_READY",
-        "/ready of a service (not behind the gateway): a dependency is away or"
-        " the outbox is falling behind.",
-        "the oldest unsent outbox message is 75 s old",
-    ),
-    (404, "DEAD_LETTER_NOT_FOUND", "No dead letter with this id.", "no dead letter with this id"),
-    (
-        409,
-        "DEAD_LETTER_NOT_DEAD",
-        "The letter was redriven already.",
-        "this letter is REDRIVING: it was redriven already",
-    ),
-    (
-        409,
-        "DEAD_LETTER_NOT_REDRIVABLE",
-        "The record was not a message envelope at all.",
-        "the record was not a message envelope at all",
-    ),
-    (
-        409,
-        "DEAD_LETTER_TOO_OLD",
-        "Other consumers of the topic no longer remember the message and would apply it again.",
-        "its message is older than 13 days: other consumers of the"
-        " topic no longer remember it and would apply it again",
-    ),
-)
-define(
-    "gateway",
-    (413, "PAYLOAD_TOO_LARGE", "The request body exceeds 1 MiB.", "request body exceeds 1 MiB"),
-)

@@ -75,7 +75,7 @@ class ServiceSettings(BaseSettings):
     log_json: bool = True
     # FastAPI's native OpenTelemetry (spans, metrics, logs), for a process whose OpenTelemetry
     # providers are configured. Off, a request skips it; on but with no provider configured, it
-    # asks three global providers per request for nothing (~7% of the HTTP work here).
+    # asks three global providers per request for nothing.
     otel: bool = False
     # Allocations (net) between two young-generation garbage collections; CPython's is 700.
     # Objects alive at start-up are frozen out of collection (see shopkit.app).

@@ -23,9 +23,12 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import trace
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 
+from shopkit import trace_export
+from shopkit.trace_export import provider as provider  # the service's, for tests to read
+
 if TYPE_CHECKING:
     from fastapi.telemetry import TelemetryConfig
-    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+    from opentelemetry.sdk.trace import SpanProcessor
 
     from contracts import Envelope
 
@@ -38,41 +41,13 @@ def _from_environment() -> bool:
 
 
 ON: bool = _from_environment()
-_providers: dict[str, "TracerProvider"] = {}
 _tracers: dict[str, trace.Tracer] = {}
-_extra: list["SpanProcessor"] = []  # added to every provider (tests' in-memory exporter)
 # The tracer of the service whose consumer or background job runs in this task, and the
 # consumer group's name.
 _tracer: ContextVar[tuple[trace.Tracer, str] | None] = ContextVar("shop_tracer", default=None)
 # While a set-based handler runs: each message's correlation id -> its consumer span's context,
 # so what the handler queues for a message continues that message's trace (`parent_for`).
 _batch: ContextVar[dict[str, str] | None] = ContextVar("shop_trace_batch", default=None)
-
-
-def provider(service: str) -> "TracerProvider":
-    """The service's tracer provider, made on first use with the exporters the environment
-    names."""
-    found = _providers.get(service)
-    if found is not None:
-        return found
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
-
-    # With OTEL_RESOURCE_ATTRIBUTES; OTEL_SERVICE_NAME, when set, names the service.
-    name = os.environ.get("OTEL_SERVICE_NAME") or service
-    made = TracerProvider(resource=Resource.create({"service.name": name}))
-    exporters = os.environ.get("OTEL_TRACES_EXPORTER", "").lower().replace(" ", "").split(",")
-    if "otlp" in exporters:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-        made.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-    if "console" in exporters:
-        made.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
-    for processor in _extra:
-        made.add_span_processor(processor)
-    _providers[service] = made
-    return made
 
 
 def tracer(service: str) -> trace.Tracer:
@@ -106,8 +81,7 @@ def serving(service: str, consumer: str = "") -> None:
 
 def shutdown() -> None:
     """Export what is buffered (at a service's stop)."""
-    for made in _providers.values():
-        made.force_flush(timeout_millis=2000)  # a collector that is away must not hold a stop
+    trace_export.flush()
 
 
 def current_traceparent() -> str | None:
@@ -292,17 +266,12 @@ def export_to(processor: "SpanProcessor") -> None:
     """Turn tracing on in this process with `processor` on every service's provider (tests)."""
     global ON
     ON = True
-    _extra.append(processor)
-    for made in _providers.values():
-        made.add_span_processor(processor)
+    trace_export.add(processor)
 
 
 def reset() -> None:
     """Back to what the environment says, with no providers (tests)."""
     global ON
-    for made in _providers.values():
-        made.shutdown()
-    _providers.clear()
+    trace_export.clear()
     _tracers.clear()
-    _extra.clear()
     ON = _from_environment()

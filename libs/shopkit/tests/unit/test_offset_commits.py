@@ -5,7 +5,7 @@ from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
 
-from shopkit.messaging import OffsetCommitter
+from shopkit.subscription import OffsetCommitter
 from shopkit.testing import poll
 
 
@@ -45,12 +45,12 @@ def record(partition: int, offset: int) -> Any:
 
 async def test_polls_handled_within_the_interval_are_committed_together() -> None:
     kafka = RecordingConsumer()
-    committer = OffsetCommitter(interval=0.1)
+    committer = OffsetCommitter(kafka, interval=0.1)  # type: ignore[arg-type]
 
-    committer.handled(kafka, (record(0, 7), record(1, 3)))  # type: ignore[arg-type]
+    committer.handled((record(0, 7), record(1, 3)))
     await kafka.committed(1)  # the first is due at once
-    committer.handled(kafka, (record(0, 8), record(0, 9)))  # type: ignore[arg-type]
-    committer.handled(kafka, (record(1, 4),))  # type: ignore[arg-type]
+    committer.handled((record(0, 8), record(0, 9)))
+    committer.handled((record(1, 4),))
     await kafka.committed(2)
 
     (first_at, first), (second_at, second) = kafka.commits
@@ -61,7 +61,7 @@ async def test_polls_handled_within_the_interval_are_committed_together() -> Non
 
 async def test_nothing_handled_nothing_committed() -> None:
     kafka = RecordingConsumer()
-    committer = OffsetCommitter(interval=0.01)
-    committer.handled(kafka, ())  # type: ignore[arg-type]
+    committer = OffsetCommitter(kafka, interval=0.01)  # type: ignore[arg-type]
+    committer.handled(())
     await committer.flush()
     assert kafka.commits == []

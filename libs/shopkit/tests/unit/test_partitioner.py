@@ -4,7 +4,7 @@ import uuid
 
 from aiokafka.partitioner import DefaultPartitioner
 
-from shopkit.outbox import partition_for
+from shopkit.relay import partition_for
 
 
 def test_every_key_goes_to_the_default_partition() -> None:

@@ -5,7 +5,7 @@ from typing import Any
 
 from contracts import Envelope
 from shopkit.clock import system_clock
-from shopkit.messaging import Handler, _runs
+from shopkit.handling import Handler, calls
 
 
 async def _noop(*_: Any) -> None:
@@ -31,8 +31,8 @@ def entry(key: bytes, handler: Handler, name: str) -> tuple[Any, Handler, Any, E
     return key, handler, name, envelope
 
 
-def calls(todo: list[tuple[Any, Handler, Any, Envelope]]) -> list[tuple[Handler, list[str]]]:
-    return [(handler, [message for message, _ in items]) for handler, items in _runs(todo)]
+def made(todo: list[tuple[Any, Handler, Any, Envelope]]) -> list[tuple[Handler, list[str]]]:
+    return [(handler, [message for message, _ in items]) for handler, items in calls(todo)]
 
 
 def test_one_handler_for_everything_gets_the_whole_poll_in_one_call() -> None:
@@ -41,7 +41,7 @@ def test_one_handler_for_everything_gets_the_whole_poll_in_one_call() -> None:
         entry(b"a", RESERVE, "a2"),
         entry(b"b", RESERVE, "b1"),
     ]
-    assert calls(todo) == [(RESERVE, ["a1", "a2", "b1"])]
+    assert made(todo) == [(RESERVE, ["a1", "a2", "b1"])]
 
 
 def test_a_keys_messages_keep_their_order_across_handlers() -> None:
@@ -53,7 +53,7 @@ def test_a_keys_messages_keep_their_order_across_handlers() -> None:
         entry(b"c", COMMIT, "c-commit"),
         entry(b"c", RESERVE, "c-reserve-again"),
     ]
-    assert calls(todo) == [
+    assert made(todo) == [
         (RESERVE, ["a-reserve", "c-reserve"]),
         (COMMIT, ["b-commit"]),
         (COMMIT, ["a-commit", "c-commit"]),

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.security import APIKeyHeader
 
 from payment_mock import service
+from payment_mock.domain import Random
 from payment_mock.models import Payment, ProviderBehavior
 from payment_mock.schemas import BehaviorIn, BehaviorOut, PaymentIn, PaymentOut
 from payment_mock.settings import Settings
@@ -68,7 +69,7 @@ async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-async def get_random(request: Request) -> service.Random:
+async def get_random(request: Request) -> Random:
     return request.app.state.random
 
 
@@ -120,7 +121,7 @@ async def merchant_or_admin(
 Merchant = Annotated[None, Depends(merchant_only)]
 MerchantOrAdmin = Annotated[None, Depends(merchant_or_admin)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-RandomDep = Annotated[service.Random, Depends(get_random)]
+RandomDep = Annotated[Random, Depends(get_random)]
 PaymentsDep = Annotated[service.Payments, Depends(get_payments)]
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 

@@ -3,17 +3,17 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from shopkit.app import ClockDep, Db
 from shopkit.auth import CurrentPrincipal
 from shopkit.clock import Clock
+from shopkit.db import Transaction
 from shopkit.errors import VALIDATION_CODES, Problem
 from shopkit.idempotency import run_idempotent
 from shopkit.limits import Limiter, client_address
 from shopkit.openapi import define, problems
 from shopkit.pagination import Cursor, Limit, Page
-from wallet import service
+from wallet import balances, users
 from wallet.passwords import Passwords
 from wallet.schemas import (
     BalanceOut,
@@ -97,7 +97,7 @@ async def register(
 ) -> UserOut:
     """Sign up; 409 EMAIL_TAKEN; 429 RATE_LIMITED past the registrations per client address."""
     limits.take("register-address", address_of(request))
-    user = await service.register_user(
+    user = await users.register_user(
         db,
         passwords=passwords,
         name=body.name,
@@ -130,7 +130,7 @@ async def login(
     # refused after the rule's count instead of all passing the check at once.
     limits.fail("login-account", body.email)
     try:
-        user = await service.authenticate(
+        user = await users.authenticate(
             db, passwords=passwords, email=body.email, password=body.password
         )
     except Problem as problem:
@@ -150,7 +150,7 @@ async def login(
 async def balance(user_id: str, db: Db, principal: CurrentPrincipal) -> BalanceOut:
     """The user's current balance in KRW."""
     principal.require_self_or_admin(user_id)
-    found = await service.get_balance(db, user_id=user_id)
+    found = await balances.get_balance(db, user_id=user_id)
     return BalanceOut(user_id=found.user_id, balance=found.balance)
 
 
@@ -179,14 +179,19 @@ async def charge(
     principal.require_self_or_admin(user_id)
     limits.take("charge", user_id)
 
-    async def work(session: AsyncSession) -> ChargeOut:
-        done = await service.charge(session, user_id=user_id, amount=body.amount, now=clock())
+    async def work(tx: Transaction) -> ChargeOut:
+        done = await balances.charge(tx, user_id=user_id, amount=body.amount, now=clock())
         return ChargeOut(
             user_id=user_id, balance=done.balance, transaction_id=done.transaction_id or ""
         )
 
     return await run_idempotent(
-        db, scope=f"charge:{user_id}", key=idempotency_key, request=body, status_code=200, work=work
+        db,
+        scope=f"charge:{user_id}",
+        key=idempotency_key,
+        request=body,
+        status_code=200,
+        work=work,
     )
 
 
@@ -200,7 +205,7 @@ async def transactions(
 ) -> Page[TransactionOut]:
     """The user's ledger, newest first; the balance is the sum of these amounts."""
     principal.require_self_or_admin(user_id)
-    rows, next_cursor = await service.list_transactions(
+    rows, next_cursor = await balances.list_transactions(
         db, user_id=user_id, limit=limit, cursor=cursor
     )
     items = [TransactionOut.model_validate(r, from_attributes=True) for r in rows]

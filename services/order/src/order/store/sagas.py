@@ -10,7 +10,7 @@ from typing import Any
 
 from contracts import Envelope
 from order import parking
-from order.saga import PROVIDER_STEPS, Saga, Transition
+from order.saga import PROVIDER_STEPS, Saga, Transition, deadline_of
 from order.settings import Settings
 from order.store.rows import COLUMNS, SAGA, OrderRow, saga_of
 from order.views import changed_payload
@@ -119,18 +119,19 @@ class MovedSagas:
         self.envelopes = [e for e in self.envelopes if e.key != order_id]
 
     def _schedule(self, row: OrderRow, saga: Saga, *, now: datetime) -> None:
-        """A fresh deadline for a newly entered step (provider steps: when the worker may
-        take it)."""
+        """A fresh deadline for a newly entered step, as the saga's table times it (provider
+        steps: when the worker may take it)."""
         settings = self.settings
+        timing = deadline_of(saga.step)
         row.attempts = 0 if saga.step in PROVIDER_STEPS else 1
-        if saga.step == "DONE":
+        if timing is None:
             row.deadline = None
-        elif saga.step == "VOIDING_PAYMENT":
-            # Look for a late payment only after the provider could have recorded it.
-            row.deadline = now + timedelta(seconds=settings.payment_void_grace_seconds)
-            self.checks[row.id] = now + timedelta(seconds=settings.reconcile_delay_seconds)
-        elif saga.step in PROVIDER_STEPS:
+        elif timing == "PROVIDER":
             row.deadline = now
+        elif timing == "PROVIDER_AFTER_GRACE":
+            row.deadline = now + timedelta(seconds=settings.payment_void_grace_seconds)
+            # The payment timed out: the provider may still approve it after the void.
+            self.checks[row.id] = now + timedelta(seconds=settings.reconcile_delay_seconds)
         else:
             row.deadline = now + timedelta(seconds=settings.step_timeout_seconds)
 
