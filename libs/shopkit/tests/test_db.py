@@ -1,6 +1,7 @@
 """`Database`: one asyncpg pool, its transactions and autocommit statements, against real
 PostgreSQL."""
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -125,3 +126,30 @@ async def test_every_connection_asks_the_server_to_watch_for_a_vanished_client(
     async with db.transaction() as tx:
         count_ = await tx.fetchval("SHOW tcp_keepalives_count")
     assert (idle, keepalive, count_) == ("1min", "10", "3")
+
+
+async def test_a_pooled_connection_whose_server_side_ended_fails_as_transient_or_is_replaced(
+    db: Database, infra: Infra
+) -> None:
+    """An operator (or a restart) ends the backend of a connection idle in the pool. Depending
+    on how far asyncpg has read the server's goodbye, its next use is either given a new
+    connection or fails, and then transiently (503, a retried poll), never as a bug; the use
+    after it works. Checked on asyncpg as installed: its errors here are what faults.py reads."""
+    small = Database(db.url, pool_size=1)
+    admin = await asyncpg.connect(infra.pg_admin_url)
+    try:
+        for wait in (0.0, 0.0, 0.0, 0.0, 0.0, 0.001, 0.05):  # at once, the goodbye half-read
+            async with small.autocommit() as conn:
+                pid = await conn.fetchval("SELECT pg_backend_pid()")
+            await admin.execute("SELECT pg_terminate_backend($1)", pid)
+            await asyncio.sleep(wait)
+            try:
+                async with small.autocommit() as conn:
+                    assert await conn.fetchval("SELECT pg_backend_pid()") != pid
+            except Exception as exc:
+                assert is_transient(exc), repr(exc)
+            async with small.transaction() as tx:
+                assert await tx.fetchval("SELECT pg_backend_pid()") != pid
+    finally:
+        await admin.close()
+        await small.dispose()

@@ -91,7 +91,7 @@ def connection_lost(exc: BaseException) -> bool:
     """True when `exc` says the connection it came from cannot be trusted again (closed,
     reset, timed out mid-statement, or the server is shutting it down): drop it, do not pool it.
     A serialization failure or a deadlock leaves a healthy connection and is not one of these."""
-    if _network(exc):  # TimeoutError too: a statement cut short leaves it unknown
+    if _network(exc) or _stuck(exc):  # TimeoutError too: a statement cut short leaves it unknown
         return True
     if isinstance(exc, asyncpg.InterfaceError):
         return "connection is closed" in str(exc)
@@ -101,10 +101,17 @@ def connection_lost(exc: BaseException) -> bool:
     return False
 
 
+def _stuck(exc: BaseException) -> bool:
+    """A pooled connection whose protocol is still taken by an error the server sent while it
+    sat idle (its FATAL when a backend is terminated): asyncpg refuses the next statement
+    before it learns the socket is gone."""
+    return isinstance(exc, asyncpg.InternalClientError) and "cannot switch to state" in str(exc)
+
+
 def _transient_itself(exc: BaseException) -> bool:
     if isinstance(exc, StillUnavailable):
         return True
-    if _network(exc):
+    if _network(exc) or _stuck(exc):
         return True
     if isinstance(exc, kafka_errors.KafkaError):
         # The bare class is what aiokafka raises when no broker answers a metadata request.

@@ -65,8 +65,8 @@ class Consumer:
     ) -> None:
         """`linger_ms` > 0 only for a consumer whose latency matters little (a projection): a
         poll that was not full is followed by the next one that much later, so under load a
-        poll holds many records (see `shopkit.subscription`). `max_records` defaults to the settings'
-        `consumer_batch_size`."""
+        poll holds many records (see `shopkit.subscription`). `max_records` defaults to the
+        settings' `consumer_batch_size`."""
         self.name = name
         self.linger_ms = linger_ms
         self.max_records = max_records
@@ -78,10 +78,11 @@ class Consumer:
         `each` adapter of a per-message function).
 
         It gets every fresh message of a poll that it handles at once (a round of them when a
-        poll mixes handlers, see `shopkit.handling.calls`), grouped by key and in poll order within a key, on
-        the poll's transaction: it can read and write them in a few statements for all, not a
-        few each. When a poll is retried one message per transaction, it gets lists of one.
-        Messages it publishes should take each one's correlation id (`correlated`)."""
+        poll mixes handlers, see `shopkit.handling.calls`), grouped by key and in poll order
+        within a key, on the poll's transaction: it can read and write them in a few statements
+        for all, not a few each. When a poll is retried one message per transaction, it gets
+        lists of one. Messages it publishes should take each one's correlation id
+        (`correlated`)."""
 
         def register(fn: HandlerFn) -> HandlerFn:
             for message_type in message_types:
@@ -130,7 +131,6 @@ class Consumer:
             linger_ms=self.linger_ms,
             commit_interval=settings.consumer_commit_interval_ms / 1000,
         )
-
         return subscription
 
     async def process_poll(

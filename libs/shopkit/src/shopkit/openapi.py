@@ -4,8 +4,9 @@ provider's routes, and for every route its problem+json responses with the stabl
 
 Every problem code is defined once (shopkit.problems, or the service's api.py: `define`), with
 its status, meaning and an example detail; routes name theirs with `problems(...)` in
-`responses=`. The codes every route can answer (401 on a protected route, 422 on one that takes input, 429 from the
-gateway's limits, 503 while a dependency is away) are added to every route by `openapi_document`.
+`responses=`. The codes every route can answer (401 on a protected route, 422 on one that takes
+input, 429 from the gateway's limits, 503 while a dependency is away) are added to every route
+by `openapi_document`.
 docs/errors.md and the gateway's merged document (scripts/openapi.py) are made from the same.
 """
 

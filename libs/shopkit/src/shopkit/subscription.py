@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from itertools import chain
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
-from aiokafka.errors import ConsumerStoppedError, IllegalStateError, KafkaError
+from aiokafka.errors import ConsumerStoppedError, IllegalStateError
 
 log = logging.getLogger("shopkit.subscription")
 
@@ -64,6 +64,9 @@ class OffsetCommitter:
     async def flush(self) -> None:
         """Commit what is pending now."""
         pending, self._pending = self._pending, {}
+        # A partition revoked meanwhile is its new owner's to commit (the inbox skips repeats).
+        assigned = self.consumer.assignment()
+        pending = {tp: offset for tp, offset in pending.items() if tp in assigned}
         if not pending:
             return
         self._last = time.monotonic()
@@ -160,7 +163,7 @@ class Subscription:
                 records = await self.poll()
             except ConsumerStoppedError:
                 return
-            except (KafkaError, OSError) as exc:
+            except Exception as exc:  # the broker away, say: the loop must outlive it
                 log.warning("poll failed; polling again", extra={"fields": {"error": repr(exc)}})
                 await asyncio.sleep(1.0)
                 continue

@@ -289,7 +289,7 @@ def unique_name(service: str) -> str:
 
 @asynccontextmanager
 async def serve(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """Run the app's lifespan (broker, relay) and give an HTTP client bound to it in-process."""
+    """Run the app's lifespan (consumers, relay) and give an HTTP client bound to it in-process."""
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:

@@ -34,6 +34,9 @@ TRANSIENT = {
         "cannot call Connection.fetch(): connection is closed"
     ),
     "admin shutdown": postgres(asyncpg.exceptions.AdminShutdownError),
+    "a connection stuck on the server's goodbye": asyncpg.InternalClientError(
+        "cannot switch to state 12; another operation (2) is in progress"
+    ),
     "cannot connect now": postgres(asyncpg.exceptions.CannotConnectNowError),
     "too many clients": postgres(asyncpg.exceptions.TooManyConnectionsError),
     "serialization failure": postgres(asyncpg.exceptions.SerializationError),
@@ -120,11 +123,13 @@ def test_only_a_connection_level_failure_drops_the_connection() -> None:
     assert connection_lost(ConnectionResetError())
     assert connection_lost(asyncpg.exceptions.AdminShutdownError())
     assert connection_lost(asyncpg.InterfaceError("connection is closed"))
+    assert connection_lost(asyncpg.InternalClientError("cannot switch to state 12; another (2)"))
     # The connection is healthy after these: keep it pooled.
     assert not connection_lost(asyncpg.exceptions.SerializationError())
     assert not connection_lost(asyncpg.exceptions.DeadlockDetectedError())
     assert not connection_lost(asyncpg.exceptions.DataError("invalid input"))
     assert not connection_lost(ValueError())
+    assert not connection_lost(asyncpg.InternalClientError("released a free connection"))
 
 
 async def test_transient_failures_are_waited_out_with_capped_doubling_waits() -> None:

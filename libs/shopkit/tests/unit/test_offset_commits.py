@@ -10,10 +10,14 @@ from shopkit.testing import poll
 
 
 class RecordingConsumer:
-    """Records the offsets it is asked to commit, and when."""
+    """Records the offsets it is asked to commit, and when; holds partitions 0 and 1 of t."""
 
     def __init__(self) -> None:
         self.commits: list[tuple[float, dict[TopicPartition, int]]] = []
+        self.assigned = {TopicPartition("t", 0), TopicPartition("t", 1)}
+
+    def assignment(self) -> set[TopicPartition]:
+        return self.assigned
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
         self.commits.append((time.monotonic(), dict(offsets)))
@@ -65,3 +69,12 @@ async def test_nothing_handled_nothing_committed() -> None:
     committer.handled(())
     await committer.flush()
     assert kafka.commits == []
+
+
+async def test_a_revoked_partition_is_left_to_its_new_owner() -> None:
+    kafka = RecordingConsumer()
+    committer = OffsetCommitter(kafka, interval=0.01)  # type: ignore[arg-type]
+    kafka.assigned = {TopicPartition("t", 1)}  # partition 0 went to another member
+    committer.handled((record(0, 7), record(1, 3)))
+    await kafka.committed(1)
+    assert [offsets for _, offsets in kafka.commits] == [{TopicPartition("t", 1): 4}]
