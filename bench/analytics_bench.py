@@ -43,8 +43,8 @@ from shopkit.app import create_app
 from shopkit.clock import FrozenClock
 from shopkit.db import Database
 from shopkit.kafka_admin import ensure_topics
-from shopkit.stack import SERVICES, migrate
-from shopkit.testing import KafkaProbe, session_keys
+from shopdev.stack import SERVICES, migrate
+from shopdev.testing import KafkaProbe, session_keys
 
 ROOT = Path(__file__).resolve().parents[1]
 SEOUL = ZoneInfo("Asia/Seoul")

@@ -31,7 +31,7 @@ from stock_strategies import STRATEGIES, StockContention
 from catalog import stock
 from contracts.catalog import ReserveStock, StockLine
 from shopkit.db import Database
-from shopkit.stack import SERVICES, migrate
+from shopdev.stack import SERVICES, migrate
 
 ROOT = Path(__file__).resolve().parents[1]
 

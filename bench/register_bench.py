@@ -35,8 +35,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from shopkit import local_secrets
 from shopkit.kafka_admin import ensure_topics
-from shopkit.stack import SERVICES, ServiceProcess, migrate
-from shopkit.testing import session_keys
+from shopdev.stack import SERVICES, ServiceProcess, migrate
+from shopdev.testing import session_keys
 
 ROOT = Path(__file__).resolve().parents[1]
 STARTED = ("wallet", "catalog", "order", "payment-mock")

@@ -20,7 +20,7 @@ net.core.somaxconn.
 
 It uses PostgreSQL and Kafka from SHOP_TEST_PG_ADMIN_URL / SHOP_TEST_KAFKA_BOOTSTRAP (a fresh
 database and Kafka namespace, dropped afterwards), starts the coupon service as `make dev` does
-(shopkit.stack, --workers N) and two nginx gateways on free ports with SHOP_RATE_LIMITS=off (the
+(shopdev.stack, --workers N) and two nginx gateways on free ports with SHOP_RATE_LIMITS=off (the
 abuse limits would refuse 1,000 users from one address), and stops them all at the end. The
 client is a lean asyncio (uvloop) HTTP/1.1 client so it costs far less CPU than what it measures;
 it opens its sockets in one tight loop of non-blocking connects, as wrk does, but unlike wrk it
@@ -55,7 +55,7 @@ from coupon_bench import Connection, create_coupon, free_port, percentile, signe
 
 from shopkit.kafka_admin import ensure_topics
 from shopkit.keys import generate_private_key, public_text
-from shopkit.stack import SERVICES, ServiceProcess, migrate
+from shopdev.stack import SERVICES, ServiceProcess, migrate
 
 ROOT = Path(__file__).resolve().parents[1]
 COUPON = next(s for s in SERVICES if s.name == "coupon")
@@ -256,7 +256,7 @@ class Stack:
         namespace = f"s{uuid.uuid4().hex[:8]}."
         await ensure_topics(self.args.kafka, namespace)
         public = public_text(signer_of(self.private_key).public_key)
-        os.environ["SHOP_COUPON_WORKERS"] = str(self.args.workers)  # read by shopkit.stack
+        os.environ["SHOP_COUPON_WORKERS"] = str(self.args.workers)  # read by shopdev.stack
         self.service = ServiceProcess(
             COUPON,
             free_port(),

@@ -16,7 +16,7 @@ from chaos.load import REQUEST_TIMEOUT_S, Load
 from chaos.probe import Probe, recovery
 from chaos.set_up import set_up
 from chaos.stack import Infra, Shop, delete_namespace, start_shop
-from shopkit.stack import SERVICES
+from shopdev.stack import SERVICES
 
 
 @dataclass(frozen=True)

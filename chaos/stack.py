@@ -21,8 +21,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from shopkit import local_secrets
 from shopkit.kafka_admin import ensure_topics
-from shopkit.stack import SERVICES, ServiceProcess, ServiceSpec, migrate, ports_env
-from shopkit.testing import session_keys
+from shopdev.stack import SERVICES, ServiceProcess, ServiceSpec, migrate, ports_env
+from shopdev.testing import session_keys
 
 ROOT = Path(__file__).resolve().parents[1]
 INFRA = ROOT / "infra" / "local"

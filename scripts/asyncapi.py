@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from shopkit.asyncapi import render
-from shopkit.stack import SERVICES, ServiceSpec
+from shopdev.stack import SERVICES, ServiceSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from shopkit import demo, local_secrets
 from shopkit.kafka_admin import ensure_topics
-from shopkit.stack import (
+from shopdev.stack import (
     SERVICES,
     ServiceProcess,
     local_database_url,

@@ -22,7 +22,7 @@ import shopkit.inbox
 import shopkit.outbox  # noqa: F401
 from contracts import ALL_TOPICS, MESSAGE_TYPES
 from shopkit.db import kit_metadata
-from shopkit.stack import SERVICES, ServiceSpec
+from shopdev.stack import SERVICES, ServiceSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "generated"

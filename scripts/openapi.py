@@ -16,7 +16,7 @@ from typing import Any, get_args
 
 from contracts.order import OrderFailed
 from shopkit.openapi import CODES, INTERNAL_PATHS, Code, example_of
-from shopkit.stack import SERVICES, ServiceSpec
+from shopdev.stack import SERVICES, ServiceSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENT = "docs/generated/openapi.json"

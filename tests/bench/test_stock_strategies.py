@@ -13,7 +13,7 @@ from types import ModuleType
 import pytest
 
 from shopkit.db import Database
-from shopkit.testing import Infra, create_database, unique_name
+from shopdev.testing import Infra, create_database, unique_name
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -14,8 +14,8 @@ import pytest
 from contracts import MESSAGE_TYPES
 from contracts.envelope import Envelope
 from shopkit.asyncapi import document
-from shopkit.stack import SERVICES, ServiceSpec
-from shopkit.testing import repo_root
+from shopdev.stack import SERVICES, ServiceSpec
+from shopdev.testing import repo_root
 
 
 def build(spec: ServiceSpec) -> Any:

@@ -18,7 +18,7 @@ from openapi_spec_validator import validate
 
 from shopkit.errors import VALIDATION_CODES
 from shopkit.openapi import CODES
-from shopkit.testing import repo_root
+from shopdev.testing import repo_root
 
 PROBLEM = "application/problem+json"
 METHODS = ("get", "put", "post", "patch", "delete")

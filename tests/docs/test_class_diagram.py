@@ -9,7 +9,7 @@ from types import ModuleType
 
 import pytest
 
-from shopkit.testing import repo_root
+from shopdev.testing import repo_root
 
 FILES = {
     "shop_demo/__init__.py": "",

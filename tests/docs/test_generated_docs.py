@@ -13,7 +13,7 @@ from types import ModuleType
 
 import pytest
 
-from shopkit.testing import repo_root
+from shopdev.testing import repo_root
 
 GENERATED = repo_root() / "docs" / "generated"
 SCRIPTS = repo_root() / "scripts"
@@ -67,7 +67,7 @@ def test_no_stale_files_in_docs_generated() -> None:
 
 
 def test_every_service_has_an_erd_and_the_saga_topics_and_classes_are_there() -> None:
-    from shopkit.stack import SERVICES
+    from shopdev.stack import SERVICES
 
     documents = {"topics.md", "saga.md", "classes.md"}
     assert {f"erd-{s.name}.md" for s in SERVICES} | documents == set(expected())

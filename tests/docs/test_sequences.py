@@ -13,7 +13,7 @@ import pytest
 
 from contracts import ALL_TOPICS, MESSAGE_TYPES
 from order.saga import TRANSITIONS
-from shopkit.testing import repo_root
+from shopdev.testing import repo_root
 
 DOCS = repo_root() / "docs"
 ARROW = re.compile(r"^\s*[\w ]+?\s*(?:-{1,2}(?:>>|>|x|\)))\s*[+-]?[\w ]+?\s*:\s*(?P<label>.*)$")

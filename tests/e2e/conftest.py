@@ -21,8 +21,8 @@ import httpx
 import pytest
 
 from shopkit import local_secrets
-from shopkit.stack import SERVICES, ServiceProcess, ServiceSpec
-from shopkit.testing import (
+from shopdev.stack import SERVICES, ServiceProcess, ServiceSpec
+from shopdev.testing import (
     Infra,
     create_database,
     new_namespace,

@@ -9,8 +9,8 @@ import httpx
 import jsonschema
 import pytest
 
-from shopkit.stack import SERVICES
-from shopkit.testing import repo_root
+from shopdev.stack import SERVICES
+from shopdev.testing import repo_root
 
 from .conftest import Stack
 

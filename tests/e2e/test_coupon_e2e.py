@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from shopkit.db import asyncpg_dsn
-from shopkit.testing import poll, session_keys
+from shopdev.testing import poll, session_keys
 
 from .conftest import Stack, User, log_tail
 

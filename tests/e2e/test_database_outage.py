@@ -10,7 +10,7 @@ from functools import partial
 import httpx
 import pytest
 
-from shopkit.testing import database_refusing, poll
+from shopdev.testing import database_refusing, poll
 
 from .conftest import Stack, User, log_tail, problem_code
 

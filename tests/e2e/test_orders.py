@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 
 from shopkit.db import asyncpg_dsn
-from shopkit.testing import poll
+from shopdev.testing import poll
 
 from .conftest import Stack, User, log_tail
 

@@ -17,7 +17,7 @@ import asyncpg
 import pytest
 
 from shopkit.db import asyncpg_dsn
-from shopkit.testing import Infra, create_database, repo_root, unique_name
+from shopdev.testing import Infra, create_database, repo_root, unique_name
 
 ROOT = repo_root()
 POSTGRES_SH = ROOT / "infra" / "local" / "postgres.sh"

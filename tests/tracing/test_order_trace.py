@@ -31,8 +31,8 @@ from order.settings import Settings as OrderSettings
 from payment_mock.main import build_app as payment_app
 from payment_mock.settings import Settings as PaymentSettings
 from shopkit import tracing
-from shopkit.testing import Infra, create_database, new_namespace, poll, serve, session_keys
-from shopkit.testing import unique_name as db_name
+from shopdev.testing import Infra, create_database, new_namespace, poll, serve, session_keys
+from shopdev.testing import unique_name as db_name
 from wallet.main import build_app as wallet_app
 from wallet.settings import Settings as WalletSettings
 

@@ -12,7 +12,7 @@ from playwright.async_api import Page, expect
 
 from contracts.order import OrderPaid, SoldLine
 from shopkit.db import asyncpg_dsn
-from shopkit.testing import KafkaProbe, poll
+from shopdev.testing import KafkaProbe, poll
 
 from .conftest import Stack, log_in, shoot
 

@@ -11,7 +11,7 @@ import pytest
 
 from shopkit.db import Database, Timeouts, json_text
 from shopkit.faults import is_transient
-from shopkit.testing import _CREATED, Infra, unique_name
+from shopdev.testing import _CREATED, Infra, unique_name
 
 
 @pytest.fixture(scope="module")

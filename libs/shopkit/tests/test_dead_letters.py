@@ -24,7 +24,7 @@ from shopkit.dead_letters import dead_letter
 from shopkit.messaging import Consumer, each
 from shopkit.outbox import envelope
 from shopkit.settings import ServiceSettings
-from shopkit.testing import (
+from shopdev.testing import (
     Infra,
     KafkaProbe,
     kit_database,

@@ -23,7 +23,7 @@ from shopkit.messaging import Consumer, each
 from shopkit.outbox import RELAY_LOCK_ID, envelope, publish
 from shopkit.relay import OutboxRelay
 from shopkit.settings import ServiceSettings
-from shopkit.testing import (
+from shopdev.testing import (
     Infra,
     KafkaProbe,
     database_refusing,

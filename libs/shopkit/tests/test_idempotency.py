@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from shopkit.db import Database, Transaction
 from shopkit.errors import Problem
 from shopkit.idempotency import request_hash, run_idempotent
-from shopkit.testing import Infra, kit_database
+from shopdev.testing import Infra, kit_database
 
 
 class Note(BaseModel):

@@ -17,7 +17,7 @@ from shopkit.messaging import Consumer, each
 from shopkit.outbox import publish
 from shopkit.relay import OutboxRelay
 from shopkit.settings import ServiceSettings
-from shopkit.testing import Infra, KafkaProbe, kit_database, poll
+from shopdev.testing import Infra, KafkaProbe, kit_database, poll
 
 
 class RelayCrash(Exception):

@@ -15,7 +15,7 @@ from shopkit.db import Database
 from shopkit.kafka_admin import RETENTION_MS, SEGMENT_MS, ensure_topics
 from shopkit.retention import prune
 from shopkit.settings import ServiceSettings
-from shopkit.testing import (
+from shopdev.testing import (
     Infra,
     kit_database,
     new_namespace,

@@ -15,7 +15,7 @@ from contracts import Envelope, Message
 from contracts.order import OrderPaid, SoldLine
 from shopkit.clock import FrozenClock
 from shopkit.db import asyncpg_dsn
-from shopkit.testing import (
+from shopdev.testing import (
     Infra,
     KafkaProbe,
     create_database,

@@ -17,7 +17,7 @@ from shopkit.db import Database, asyncpg_dsn
 from shopkit.dead_letters import redrive
 from shopkit.messaging import Delivery
 from shopkit.outbox import envelope
-from shopkit.testing import Infra, create_database, database_refusing, unique_name
+from shopdev.testing import Infra, create_database, database_refusing, unique_name
 
 SERVICE_DIR = Path(__file__).resolve().parents[1]
 

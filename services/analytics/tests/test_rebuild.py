@@ -17,7 +17,7 @@ from analytics.settings import Settings
 from contracts.catalog import ProductChanged
 from contracts.order import OrderCancelled, OrderModified, SoldLine
 from shopkit.db import Database, asyncpg_dsn
-from shopkit.testing import Infra, create_database, poll, unique_name
+from shopdev.testing import Infra, create_database, poll, unique_name
 
 SERVICE_DIR = Path(__file__).resolve().parents[1]
 TABLES = {

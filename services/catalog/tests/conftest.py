@@ -10,7 +10,7 @@ import pytest
 from catalog.main import build_app
 from catalog.settings import Settings
 from shopkit.clock import FrozenClock
-from shopkit.testing import Infra, create_database, serve, session_keys, unique_name
+from shopdev.testing import Infra, create_database, serve, session_keys, unique_name
 
 SERVICE_DIR = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from shopkit.clock import FrozenClock
-from shopkit.testing import KafkaProbe
+from shopdev.testing import KafkaProbe
 
 SERVICE_DIR = Path(__file__).resolve().parents[1]
 

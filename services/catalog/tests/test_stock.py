@@ -24,7 +24,7 @@ from contracts.catalog import (
 from shopkit.clock import system_clock
 from shopkit.db import Database, asyncpg_dsn
 from shopkit.outbox import envelope as envelope_of
-from shopkit.testing import KafkaProbe, poll, serve
+from shopdev.testing import KafkaProbe, poll, serve
 
 REPLIES = "catalog.replies"
 

@@ -8,7 +8,7 @@ import httpx
 
 from contracts.coupon import ReleaseCoupon, ReserveCoupon
 from shopkit.clock import FrozenClock
-from shopkit.testing import KafkaProbe
+from shopdev.testing import KafkaProbe
 
 
 async def issued_coupon(

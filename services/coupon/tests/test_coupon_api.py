@@ -8,7 +8,7 @@ import pytest
 
 from contracts.wallet import UserRegistered
 from shopkit.clock import FrozenClock
-from shopkit.testing import KafkaProbe, poll
+from shopdev.testing import KafkaProbe, poll
 
 
 def user() -> str:

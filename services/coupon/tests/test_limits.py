@@ -18,7 +18,7 @@ from coupon.waiting import SETTLED_CHANNEL, Settlements
 from shopkit import notifications
 from shopkit.db import Database
 from shopkit.limits import Rule
-from shopkit.testing import (
+from shopdev.testing import (
     Infra,
     create_database,
     new_namespace,

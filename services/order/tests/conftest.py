@@ -8,7 +8,7 @@ from order.main import build_app
 from order.settings import Settings
 from shopkit.auth import Role
 from shopkit.db import Database
-from shopkit.testing import (
+from shopdev.testing import (
     Infra,
     KafkaProbe,
     create_database,

@@ -14,7 +14,7 @@ from order.views import order_out
 from order.waiting import Waiters
 from shopkit.clock import system_clock
 from shopkit.db import Database, asyncpg_dsn
-from shopkit.testing import poll
+from shopdev.testing import poll
 
 from .test_order_saga import reserved
 

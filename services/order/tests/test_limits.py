@@ -11,7 +11,7 @@ from order.settings import Settings
 from order.waiting import Waiters
 from shopkit.db import Database, asyncpg_dsn
 from shopkit.limits import Rule
-from shopkit.testing import Infra, new_namespace, poll, serve
+from shopdev.testing import Infra, new_namespace, poll, serve
 
 from .conftest import headers_for
 from .test_apply_events import placed

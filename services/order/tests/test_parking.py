@@ -19,7 +19,7 @@ from order.settings import Settings
 from order.store.leases import claim_provider_work
 from shopkit.clock import system_clock
 from shopkit.db import Database
-from shopkit.testing import KafkaProbe, poll
+from shopdev.testing import KafkaProbe, poll
 
 from .conftest import headers_for
 from .test_order_saga import place, reserved, status_of

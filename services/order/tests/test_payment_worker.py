@@ -16,7 +16,7 @@ from order.store.sagas import PROVIDER_WORK_CHANNEL
 from order.waiting import Waiters
 from shopkit.clock import system_clock
 from shopkit.db import Database
-from shopkit.testing import poll
+from shopdev.testing import poll
 
 from .test_order_saga import reserved
 

@@ -6,7 +6,7 @@ import pytest
 
 from payment_mock.main import build_app
 from payment_mock.settings import Settings
-from shopkit.testing import Infra, create_database, serve, session_keys, unique_name
+from shopdev.testing import Infra, create_database, serve, session_keys, unique_name
 
 SERVICE_DIR = Path(__file__).resolve().parents[1]
 DEFAULTS = {"decline_rate": 0, "timeout_rate": 0, "latency_ms": 0}

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from shopkit.db import Database
-from shopkit.testing import Infra, create_database, serve, session_keys, unique_name
+from shopdev.testing import Infra, create_database, serve, session_keys, unique_name
 from wallet.main import build_app
 from wallet.settings import Settings
 

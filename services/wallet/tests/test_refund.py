@@ -8,7 +8,7 @@ import httpx
 from contracts.wallet import DebitWallet, RefundWallet
 from shopkit.clock import system_clock
 from shopkit.db import Database
-from shopkit.testing import KafkaProbe
+from shopdev.testing import KafkaProbe
 from wallet import payments
 
 from .conftest import OpenWallets

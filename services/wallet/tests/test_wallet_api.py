@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from shopkit.db import asyncpg_dsn as asyncpg_url
-from shopkit.testing import KafkaProbe, poll
+from shopdev.testing import KafkaProbe, poll
 
 
 async def balance_of(client: httpx.AsyncClient, user_id: str, headers: dict[str, str]) -> int:

@@ -6,7 +6,7 @@ from typing import Any
 from aiokafka import ConsumerRecord, TopicPartition
 
 from shopkit.subscription import OffsetCommitter
-from shopkit.testing import poll
+from shopdev.testing import poll
 
 
 class RecordingConsumer:

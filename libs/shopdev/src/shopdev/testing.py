@@ -173,7 +173,7 @@ async def _delete_namespaces() -> None:
             if mine:
                 await admin.delete_topics(mine)
         except Exception as exc:  # cleanup must never fail a green run
-            print(f"[shopkit.testing] could not delete topics of {namespace}: {exc!r}")
+            print(f"[shopdev.testing] could not delete topics of {namespace}: {exc!r}")
         finally:
             await admin.close()
 
@@ -207,7 +207,7 @@ def drop_test_databases() -> Iterator[None]:
                 try:  # create_database's role; cleanup must never fail a green run
                     await conn.execute(f'DROP ROLE IF EXISTS "{name}"')
                 except asyncpg.PostgresError as exc:
-                    print(f"[shopkit.testing] could not drop role {name}: {exc!r}")
+                    print(f"[shopdev.testing] could not drop role {name}: {exc!r}")
             finally:
                 await conn.close()
 
