@@ -39,12 +39,12 @@ from analytics.api import router
 from analytics.handlers import CONSUMER, projection_consumer
 from analytics.settings import Settings
 from contracts.order import OrderPaid, SoldLine
+from shopdev.stack import SERVICES, migrate
+from shopdev.testing import KafkaProbe, session_keys
 from shopkit.app import create_app
 from shopkit.clock import FrozenClock
 from shopkit.db import Database
 from shopkit.kafka_admin import ensure_topics
-from shopdev.stack import SERVICES, migrate
-from shopdev.testing import KafkaProbe, session_keys
 
 ROOT = Path(__file__).resolve().parents[1]
 SEOUL = ZoneInfo("Asia/Seoul")

@@ -30,8 +30,8 @@ from stock_strategies import STRATEGIES, StockContention
 
 from catalog import stock
 from contracts.catalog import ReserveStock, StockLine
-from shopkit.db import Database
 from shopdev.stack import SERVICES, migrate
+from shopkit.db import Database
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -45,11 +45,11 @@ import asyncpg
 import httpx
 import orjson
 
+from shopdev.stack import SERVICES, migrate
 from shopkit import local_secrets
 from shopkit.auth import TokenSigner
 from shopkit.kafka_admin import ensure_topics
 from shopkit.keys import generate_private_key, load_private_key, public_text
-from shopdev.stack import SERVICES, migrate
 
 ROOT = Path(__file__).resolve().parents[1]
 COUPON = next(s for s in SERVICES if s.name == "coupon")

@@ -33,10 +33,10 @@ import asyncpg
 import httpx
 from aiokafka.admin import AIOKafkaAdminClient
 
-from shopkit import local_secrets
-from shopkit.kafka_admin import ensure_topics
 from shopdev.stack import SERVICES, ServiceProcess, migrate
 from shopdev.testing import session_keys
+from shopkit import local_secrets
+from shopkit.kafka_admin import ensure_topics
 
 ROOT = Path(__file__).resolve().parents[1]
 STARTED = ("wallet", "catalog", "order", "payment-mock")

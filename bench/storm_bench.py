@@ -53,9 +53,9 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from coupon_bench import Connection, create_coupon, free_port, percentile, signer_of
 
+from shopdev.stack import SERVICES, ServiceProcess, migrate
 from shopkit.kafka_admin import ensure_topics
 from shopkit.keys import generate_private_key, public_text
-from shopdev.stack import SERVICES, ServiceProcess, migrate
 
 ROOT = Path(__file__).resolve().parents[1]
 COUPON = next(s for s in SERVICES if s.name == "coupon")

@@ -21,8 +21,8 @@ import shopkit.idempotency
 import shopkit.inbox
 import shopkit.outbox  # noqa: F401
 from contracts import ALL_TOPICS, MESSAGE_TYPES
-from shopkit.db import kit_metadata
 from shopdev.stack import SERVICES, ServiceSpec
+from shopkit.db import kit_metadata
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "generated"

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any, get_args
 
 from contracts.order import OrderFailed
-from shopkit.openapi import CODES, INTERNAL_PATHS, Code, example_of
 from shopdev.stack import SERVICES, ServiceSpec
+from shopkit.openapi import CODES, INTERNAL_PATHS, Code, example_of
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENT = "docs/generated/openapi.json"

@@ -12,8 +12,8 @@ from types import ModuleType
 
 import pytest
 
-from shopkit.db import Database
 from shopdev.testing import Infra, create_database, unique_name
+from shopkit.db import Database
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -13,9 +13,9 @@ import pytest
 
 from contracts import MESSAGE_TYPES
 from contracts.envelope import Envelope
-from shopkit.asyncapi import document
 from shopdev.stack import SERVICES, ServiceSpec
 from shopdev.testing import repo_root
+from shopkit.asyncapi import document
 
 
 def build(spec: ServiceSpec) -> Any:

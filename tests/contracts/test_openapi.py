@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from openapi_spec_validator import validate
 
+from shopdev.testing import repo_root
 from shopkit.errors import VALIDATION_CODES
 from shopkit.openapi import CODES
-from shopdev.testing import repo_root
 
 PROBLEM = "application/problem+json"
 METHODS = ("get", "put", "post", "patch", "delete")

@@ -14,9 +14,9 @@ import jsonschema
 import pytest
 import yaml
 
-from shopkit import demo, local_secrets
 from shopdev.stack import BACKLOG, KEEP_ALIVE_S, SERVICES, ServiceSpec, database_role, process_env
 from shopdev.testing import repo_root
+from shopkit import demo, local_secrets
 
 ROOT = repo_root()
 PORT = 8000  # every container listens here; the local stack gives each service its own

@@ -20,7 +20,6 @@ from typing import Any
 import httpx
 import pytest
 
-from shopkit import local_secrets
 from shopdev.stack import SERVICES, ServiceProcess, ServiceSpec
 from shopdev.testing import (
     Infra,
@@ -30,6 +29,7 @@ from shopdev.testing import (
     session_keys,
     unique_name,
 )
+from shopkit import local_secrets
 
 ADMIN_PASSWORD = secrets.token_urlsafe(18)
 

@@ -7,8 +7,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from shopkit.db import asyncpg_dsn
 from shopdev.testing import poll
+from shopkit.db import asyncpg_dsn
 
 from .conftest import Stack, User, log_tail
 

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 import yaml
 
-from shopkit import local_secrets
-from shopkit.keys import KeyRefused, check_secret, key_id, load_private_key, load_public_keys
 from shopdev.stack import SERVICES
 from shopdev.testing import repo_root, session_keys
+from shopkit import local_secrets
+from shopkit.keys import KeyRefused, check_secret, key_id, load_private_key, load_public_keys
 
 from .published import repository_secrets
 

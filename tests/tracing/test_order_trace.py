@@ -30,9 +30,9 @@ from order.main import build_app as order_app
 from order.settings import Settings as OrderSettings
 from payment_mock.main import build_app as payment_app
 from payment_mock.settings import Settings as PaymentSettings
-from shopkit import tracing
 from shopdev.testing import Infra, create_database, new_namespace, poll, serve, session_keys
 from shopdev.testing import unique_name as db_name
+from shopkit import tracing
 from wallet.main import build_app as wallet_app
 from wallet.settings import Settings as WalletSettings
 

@@ -13,8 +13,6 @@ from analytics.main import build_app
 from analytics.settings import Settings
 from contracts import Envelope, Message
 from contracts.order import OrderPaid, SoldLine
-from shopkit.clock import FrozenClock
-from shopkit.db import asyncpg_dsn
 from shopdev.testing import (
     Infra,
     KafkaProbe,
@@ -24,6 +22,8 @@ from shopdev.testing import (
     session_keys,
     unique_name,
 )
+from shopkit.clock import FrozenClock
+from shopkit.db import asyncpg_dsn
 
 SERVICE_DIR = Path(__file__).resolve().parents[1]
 SEOUL = ZoneInfo("Asia/Seoul")

@@ -13,11 +13,11 @@ from analytics.handlers import CONSUMER, projection_consumer
 from analytics.settings import Settings
 from contracts import Envelope
 from contracts.order import OrderFailed, OrderPaid, SoldLine
+from shopdev.testing import Infra, create_database, database_refusing, unique_name
 from shopkit.db import Database, asyncpg_dsn
 from shopkit.dead_letters import redrive
 from shopkit.messaging import Delivery
 from shopkit.outbox import envelope
-from shopdev.testing import Infra, create_database, database_refusing, unique_name
 
 SERVICE_DIR = Path(__file__).resolve().parents[1]
 

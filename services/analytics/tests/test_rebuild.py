@@ -16,8 +16,8 @@ from analytics.handlers import CONSUMER
 from analytics.settings import Settings
 from contracts.catalog import ProductChanged
 from contracts.order import OrderCancelled, OrderModified, SoldLine
-from shopkit.db import Database, asyncpg_dsn
 from shopdev.testing import Infra, create_database, poll, unique_name
+from shopkit.db import Database, asyncpg_dsn
 
 SERVICE_DIR = Path(__file__).resolve().parents[1]
 TABLES = {

@@ -9,8 +9,8 @@ import pytest
 
 from catalog.main import build_app
 from catalog.settings import Settings
-from shopkit.clock import FrozenClock
 from shopdev.testing import Infra, create_database, serve, session_keys, unique_name
+from shopkit.clock import FrozenClock
 
 SERVICE_DIR = Path(__file__).resolve().parents[1]
 

@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from shopkit.clock import FrozenClock
 from shopdev.testing import KafkaProbe
+from shopkit.clock import FrozenClock
 
 SERVICE_DIR = Path(__file__).resolve().parents[1]
 

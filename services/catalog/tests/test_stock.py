@@ -21,10 +21,10 @@ from contracts.catalog import (
     ReturnStock,
     StockLine,
 )
+from shopdev.testing import KafkaProbe, poll, serve
 from shopkit.clock import system_clock
 from shopkit.db import Database, asyncpg_dsn
 from shopkit.outbox import envelope as envelope_of
-from shopdev.testing import KafkaProbe, poll, serve
 
 REPLIES = "catalog.replies"
 

@@ -7,8 +7,8 @@ from typing import Any
 import httpx
 
 from contracts.coupon import ReleaseCoupon, ReserveCoupon
-from shopkit.clock import FrozenClock
 from shopdev.testing import KafkaProbe
+from shopkit.clock import FrozenClock
 
 
 async def issued_coupon(

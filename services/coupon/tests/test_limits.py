@@ -15,9 +15,6 @@ from coupon.line import Lines
 from coupon.main import build_app
 from coupon.settings import Settings
 from coupon.waiting import SETTLED_CHANNEL, Settlements
-from shopkit import notifications
-from shopkit.db import Database
-from shopkit.limits import Rule
 from shopdev.testing import (
     Infra,
     create_database,
@@ -27,6 +24,9 @@ from shopdev.testing import (
     session_keys,
     unique_name,
 )
+from shopkit import notifications
+from shopkit.db import Database
+from shopkit.limits import Rule
 
 from .conftest import SERVICE_DIR, NewCoupon, Query
 

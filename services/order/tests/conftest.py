@@ -6,8 +6,6 @@ import pytest
 
 from order.main import build_app
 from order.settings import Settings
-from shopkit.auth import Role
-from shopkit.db import Database
 from shopdev.testing import (
     Infra,
     KafkaProbe,
@@ -17,6 +15,8 @@ from shopdev.testing import (
     session_keys,
     unique_name,
 )
+from shopkit.auth import Role
+from shopkit.db import Database
 
 SERVICE_DIR = Path(__file__).resolve().parents[1]
 

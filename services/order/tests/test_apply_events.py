@@ -12,9 +12,9 @@ from order.settings import Settings
 from order.store.sagas import CHANGED_CHANNEL
 from order.views import order_out
 from order.waiting import Waiters
+from shopdev.testing import poll
 from shopkit.clock import system_clock
 from shopkit.db import Database, asyncpg_dsn
-from shopdev.testing import poll
 
 from .test_order_saga import reserved
 

@@ -17,9 +17,9 @@ from order.provider import PaymentProvider
 from order.saga import PaymentApproved, PaymentsCancelled, PaymentTimedOut
 from order.settings import Settings
 from order.store.leases import claim_provider_work
+from shopdev.testing import KafkaProbe, poll
 from shopkit.clock import system_clock
 from shopkit.db import Database
-from shopdev.testing import KafkaProbe, poll
 
 from .conftest import headers_for
 from .test_order_saga import place, reserved, status_of

@@ -14,9 +14,9 @@ from order.saga import PaymentApproved
 from order.settings import Settings
 from order.store.sagas import PROVIDER_WORK_CHANNEL
 from order.waiting import Waiters
+from shopdev.testing import poll
 from shopkit.clock import system_clock
 from shopkit.db import Database
-from shopdev.testing import poll
 
 from .test_order_saga import reserved
 

@@ -7,8 +7,8 @@ import asyncpg
 import httpx
 import pytest
 
-from shopkit.db import Database
 from shopdev.testing import Infra, create_database, serve, session_keys, unique_name
+from shopkit.db import Database
 from wallet.main import build_app
 from wallet.settings import Settings
 

@@ -5,9 +5,9 @@ import uuid
 import httpx
 
 from contracts.wallet import DebitWallet
+from shopdev.testing import KafkaProbe
 from shopkit.clock import system_clock
 from shopkit.db import Database
-from shopdev.testing import KafkaProbe
 from wallet import payments
 
 

@@ -6,9 +6,9 @@ import uuid
 import httpx
 
 from contracts.wallet import DebitWallet, RefundWallet
+from shopdev.testing import KafkaProbe
 from shopkit.clock import system_clock
 from shopkit.db import Database
-from shopdev.testing import KafkaProbe
 from wallet import payments
 
 from .conftest import OpenWallets
