@@ -3,7 +3,7 @@
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import Response
 
 from order import service
@@ -12,7 +12,7 @@ from order.settings import Settings
 from order.views import Progress, json_response, order_out, order_response
 from order.waiting import Waiters, WaitOutcome
 from shopkit import tracing
-from shopkit.app import ClockDep, Db
+from shopkit.app import ClockDep, Db, from_state
 from shopkit.auth import CurrentPrincipal
 from shopkit.db import Transaction
 from shopkit.errors import Problem
@@ -61,26 +61,10 @@ _REQUESTED: Responses = {
 _MINE = ("FORBIDDEN", "ORDER_NOT_FOUND")
 
 
-async def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
-
-
-async def get_waiters(request: Request) -> Waiters:
-    return request.app.state.waiters
-
-
-async def get_placement(request: Request) -> service.OrderPlacement:
-    return request.app.state.placement
-
-
-async def get_limits(request: Request) -> Limiter:
-    return request.app.state.limits
-
-
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-WaitersDep = Annotated[Waiters, Depends(get_waiters)]
-PlacementDep = Annotated[service.OrderPlacement, Depends(get_placement)]
-LimitsDep = Annotated[Limiter, Depends(get_limits)]
+SettingsDep = Annotated[Settings, Depends(from_state("settings"))]
+WaitersDep = Annotated[Waiters, Depends(from_state("waiters"))]
+PlacementDep = Annotated[service.OrderPlacement, Depends(from_state("placement"))]
+LimitsDep = Annotated[Limiter, Depends(from_state("limits"))]
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 Wait = Annotated[bool, Query(description="wait up to 10 s for the final state")]
 

@@ -17,7 +17,7 @@ from payment_mock.domain import Random
 from payment_mock.models import Payment, ProviderBehavior
 from payment_mock.schemas import BehaviorIn, BehaviorOut, PaymentIn, PaymentOut
 from payment_mock.settings import Settings
-from shopkit.app import ClockDep, Db
+from shopkit.app import ClockDep, Db, from_state
 from shopkit.auth import AdminPrincipal, Credentials, admin_bearer, bearer, principal_of
 from shopkit.errors import VALIDATION_CODES, Problem
 from shopkit.openapi import define, problems
@@ -65,18 +65,6 @@ define(
 _MERCHANT_ONLY = ("FORBIDDEN",)  # a shop token, even an admin's, is refused
 
 
-async def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
-
-
-async def get_random(request: Request) -> Random:
-    return request.app.state.random
-
-
-async def get_payments(request: Request) -> service.Payments:
-    return request.app.state.payments
-
-
 # The merchant API's credential: the key the provider gave the shop, sent in its own header.
 merchant_key_header = APIKeyHeader(
     name="X-Merchant-Key",
@@ -120,9 +108,9 @@ async def merchant_or_admin(
 
 Merchant = Annotated[None, Depends(merchant_only)]
 MerchantOrAdmin = Annotated[None, Depends(merchant_or_admin)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-RandomDep = Annotated[Random, Depends(get_random)]
-PaymentsDep = Annotated[service.Payments, Depends(get_payments)]
+SettingsDep = Annotated[Settings, Depends(from_state("settings"))]
+RandomDep = Annotated[Random, Depends(from_state("random"))]
+PaymentsDep = Annotated[service.Payments, Depends(from_state("payments"))]
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 
 

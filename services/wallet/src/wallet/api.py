@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request
 
-from shopkit.app import ClockDep, Db
+from shopkit.app import ClockDep, Db, from_state
 from shopkit.auth import CurrentPrincipal
 from shopkit.clock import Clock
 from shopkit.db import Transaction
@@ -50,18 +50,6 @@ define(
 router = APIRouter(prefix="/api", tags=["wallet"])
 
 
-async def get_passwords(request: Request) -> Passwords:
-    return request.app.state.passwords
-
-
-async def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
-
-
-async def get_limits(request: Request) -> Limiter:
-    return request.app.state.limits
-
-
 def limiter(settings: Settings, clock: Clock) -> Limiter:
     """The wallet's abuse limits, from its settings."""
     return Limiter(
@@ -80,9 +68,9 @@ def address_of(request: Request) -> str:
     return client_address(request.headers, request.client.host if request.client else None)
 
 
-PasswordsDep = Annotated[Passwords, Depends(get_passwords)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-LimitsDep = Annotated[Limiter, Depends(get_limits)]
+PasswordsDep = Annotated[Passwords, Depends(from_state("passwords"))]
+SettingsDep = Annotated[Settings, Depends(from_state("settings"))]
+LimitsDep = Annotated[Limiter, Depends(from_state("limits"))]
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 
 
