@@ -19,7 +19,7 @@ from shopdev.testing import (
     create_database,
     poll,
     serve,
-    session_keys,
+    settings_for,
     unique_name,
 )
 from shopkit.clock import FrozenClock
@@ -42,13 +42,12 @@ def clock() -> FrozenClock:
 
 @pytest.fixture(scope="session")
 def settings(infra: Infra, kafka_namespace: str, analytics_db: str) -> Settings:
-    return Settings(
-        database_url=analytics_db,
-        kafka_bootstrap=infra.kafka_bootstrap,
+    return settings_for(
+        Settings,
+        infra,
         kafka_namespace=kafka_namespace,
+        database_url=analytics_db,
         batch_linger_ms=50,
-        log_json=False,
-        jwt_public_keys=session_keys().public_keys,
     )
 
 

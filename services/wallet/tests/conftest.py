@@ -7,7 +7,7 @@ import asyncpg
 import httpx
 import pytest
 
-from shopdev.testing import Infra, create_database, serve, session_keys, unique_name
+from shopdev.testing import Infra, create_database, serve, session_keys, settings_for, unique_name
 from shopkit.db import Database
 from wallet.main import build_app
 from wallet.settings import Settings
@@ -26,15 +26,14 @@ async def wallet_db(infra: Infra) -> str:
 async def wallet(
     infra: Infra, kafka_namespace: str, wallet_db: str
 ) -> AsyncIterator[httpx.AsyncClient]:
-    settings = Settings(
-        database_url=wallet_db,
-        kafka_bootstrap=infra.kafka_bootstrap,
+    settings = settings_for(
+        Settings,
+        infra,
         kafka_namespace=kafka_namespace,
+        database_url=wallet_db,
         admin_password=ADMIN_PASSWORD,
         argon2_time_cost=1,
         argon2_memory_kib=1024,
-        log_json=False,
-        jwt_public_keys=session_keys().public_keys,
         jwt_private_key=session_keys().private_key,
     )
     async with serve(build_app(settings)) as client:

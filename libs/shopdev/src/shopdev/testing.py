@@ -42,8 +42,10 @@ from shopkit.db import Database, kit_metadata
 from shopkit.kafka_admin import ensure_topics
 from shopkit.keys import generate_private_key, load_private_key, public_text
 from shopkit.outbox import envelope as envelope_of
+from shopkit.settings import ServiceSettings
 
 T = TypeVar("T")
+SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
 
 
 @dataclass(frozen=True)
@@ -240,6 +242,26 @@ async def kit_database(infra: Infra, prefix: str, *ddl: str) -> AsyncIterator[Da
         yield database
     finally:
         await database.dispose()
+
+
+def settings_for(
+    settings_type: type[SettingsT],
+    infra: Infra,
+    *,
+    kafka_namespace: str,
+    database_url: str,
+    **overrides: Any,
+) -> SettingsT:
+    """A service's settings for tests: this session's database, Kafka namespace and token keys,
+    plain-text logs, and `overrides`."""
+    return settings_type(
+        database_url=database_url,
+        kafka_bootstrap=infra.kafka_bootstrap,
+        kafka_namespace=kafka_namespace,
+        log_json=False,
+        jwt_public_keys=session_keys().public_keys,
+        **overrides,
+    )
 
 
 async def create_database(infra: Infra, service_dir: Path, name: str) -> str:
