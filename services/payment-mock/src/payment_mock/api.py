@@ -23,7 +23,6 @@ from shopkit.errors import VALIDATION_CODES, Problem
 from shopkit.openapi import define, problems
 from shopkit.pagination import Cursor, Limit, Page
 
-VALIDATION_CODES["amount"] = "INVALID_AMOUNT"
 for _field in ("decline_rate", "timeout_rate", "latency_ms"):
     VALIDATION_CODES[_field] = "INVALID_BEHAVIOR"
 
@@ -48,12 +47,6 @@ define(
         "IDEMPOTENCY_KEY_REQUIRED",
         "A charge needs an Idempotency-Key header.",
         "send an Idempotency-Key header",
-    ),
-    (
-        422,
-        "INVALID_AMOUNT",
-        "`amount` is not a positive integer in range (a wallet charge takes 1..10,000,000 KRW).",
-        "body.amount: Input should be greater than 0",
     ),
     (
         422,

@@ -8,7 +8,7 @@ from shopkit.app import ClockDep, Db, from_state
 from shopkit.auth import CurrentPrincipal
 from shopkit.clock import Clock
 from shopkit.db import Transaction
-from shopkit.errors import VALIDATION_CODES, Problem
+from shopkit.errors import Problem
 from shopkit.idempotency import run_idempotent
 from shopkit.limits import Limiter, client_address
 from shopkit.openapi import define, problems
@@ -28,7 +28,6 @@ from wallet.schemas import (
 from wallet.settings import Settings
 from wallet.tokens import issue_token
 
-VALIDATION_CODES["amount"] = "INVALID_AMOUNT"
 define(
     "wallet",
     (409, "EMAIL_TAKEN", "A user with this email exists.", "a user with this email already exists"),
@@ -39,12 +38,6 @@ define(
         "email or password is wrong",
     ),
     (404, "USER_NOT_FOUND", "No user with this id; nothing was done.", "no user 8f14e45f"),
-    (
-        422,
-        "INVALID_AMOUNT",
-        "`amount` is not a positive integer in range (a wallet charge takes 1..10,000,000 KRW).",
-        "body.amount: Input should be greater than 0",
-    ),
 )
 
 router = APIRouter(prefix="/api", tags=["wallet"])
