@@ -34,6 +34,7 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 import httpx
+from local_infra import pg_admin_url
 
 from analytics.api import router
 from analytics.handlers import CONSUMER, projection_consumer
@@ -51,14 +52,6 @@ SEOUL = ZoneInfo("Asia/Seoul")
 TODAY = date(2026, 11, 20)
 CATEGORIES = [f"category-{i:02d}" for i in range(20)]
 KIT_POLL: int = Settings.model_fields["consumer_batch_size"].default
-
-
-def admin_url() -> str:
-    if url := os.environ.get("SHOP_TEST_PG_ADMIN_URL"):
-        return url
-    user = os.environ.get("SHOP_PG_USER", "postgres")
-    password = os.environ.get("SHOP_PG_PASSWORD", "postgres")
-    return f"postgresql://{user}:{password}@127.0.0.1:{os.environ.get('SHOP_PG_PORT', '5432')}/postgres"
 
 
 def percentile(samples: Sequence[float], p: float) -> float:
@@ -246,7 +239,7 @@ async def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--only", choices=["consumer", "queries"], help="run one part")
     args = parser.parse_args()
-    admin = admin_url()
+    admin = pg_admin_url()
     bootstrap = os.environ.get("SHOP_TEST_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
     created: list[str] = []
     rng = random.Random(42)
