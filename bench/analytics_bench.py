@@ -34,7 +34,7 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 import httpx
-from local_infra import pg_admin_url
+from local_infra import admin_execute, pg_admin_url
 
 from analytics.api import router
 from analytics.handlers import CONSUMER, projection_consumer
@@ -218,11 +218,7 @@ async def time_queries(settings: Settings, queries: int) -> list[tuple[str, int,
 
 async def new_database(admin: str, label: str) -> tuple[str, str]:
     name = f"bench_analytics_{label}_{uuid.uuid4().hex[:6]}"
-    server = await asyncpg.connect(admin)
-    try:
-        await server.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await server.close()
+    await admin_execute(admin, f'CREATE DATABASE "{name}"')
     base = admin.rsplit("/", 1)[0]
     url = f"postgresql+asyncpg://{base.split('://', 1)[1]}/{name}"
     spec = next(s for s in SERVICES if s.name == "analytics")

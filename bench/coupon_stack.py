@@ -12,11 +12,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import orjson
 from coupon_client import signer_of
-from local_infra import free_port
+from local_infra import admin_execute, fetch_row, free_port
 
 from shopdev.stack import SERVICES, migrate
 from shopkit.auth import TokenSigner
@@ -75,11 +74,7 @@ class OwnStack:
             raise
 
     async def _start(self) -> "OwnStack":
-        conn = await asyncpg.connect(self.pg_admin_url)
-        try:
-            await conn.execute(f'CREATE DATABASE "{self.db_name}"')
-        finally:
-            await conn.close()
+        await admin_execute(self.pg_admin_url, f'CREATE DATABASE "{self.db_name}"')
         await asyncio.to_thread(migrate, ROOT, COUPON, self.database_url)
         namespace = f"b{uuid.uuid4().hex[:8]}."
         await ensure_topics(self.kafka, namespace)
@@ -142,23 +137,18 @@ class OwnStack:
         raise RuntimeError("coupon not ready in 60 s")
 
     async def counts(self, coupon_id: str) -> dict[str, Any]:
-        dsn = self.database_url.replace("postgresql+asyncpg://", "postgresql://")
-        conn = await asyncpg.connect(dsn)
-        try:
-            row = await conn.fetchrow(
-                "SELECT c.issued_quantity, l.accepted,"
-                " (SELECT count(*) FROM user_coupons u WHERE u.coupon_id = c.id"
-                "  AND u.status = 'ISSUED') AS issued_rows,"
-                " (SELECT count(DISTINCT user_id) FROM user_coupons u WHERE u.coupon_id = c.id"
-                "  AND u.status = 'ISSUED') AS issued_users,"
-                " (SELECT count(*) FROM user_coupons u WHERE u.coupon_id = c.id"
-                "  AND u.status = 'PENDING') AS pending"
-                " FROM coupons c JOIN coupon_lines l ON l.coupon_id = c.id WHERE c.id = $1",
-                coupon_id,
-            )
-            return dict(row) if row else {}
-        finally:
-            await conn.close()
+        return await fetch_row(
+            self.database_url,
+            "SELECT c.issued_quantity, l.accepted,"
+            " (SELECT count(*) FROM user_coupons u WHERE u.coupon_id = c.id"
+            "  AND u.status = 'ISSUED') AS issued_rows,"
+            " (SELECT count(DISTINCT user_id) FROM user_coupons u WHERE u.coupon_id = c.id"
+            "  AND u.status = 'ISSUED') AS issued_users,"
+            " (SELECT count(*) FROM user_coupons u WHERE u.coupon_id = c.id"
+            "  AND u.status = 'PENDING') AS pending"
+            " FROM coupons c JOIN coupon_lines l ON l.coupon_id = c.id WHERE c.id = $1",
+            coupon_id,
+        )
 
     async def __aexit__(self, *_: object) -> None:
         gateway = ROOT / "infra" / "local" / "gateway.sh"
@@ -171,11 +161,9 @@ class OwnStack:
                 self.process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 self.process.kill()
-        conn = await asyncpg.connect(self.pg_admin_url)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
-        finally:
-            await conn.close()
+        await admin_execute(
+            self.pg_admin_url, f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)'
+        )
         if os.environ.get("COUPON_BENCH_KEEP"):
             shutil.copytree(self.dir, os.environ["COUPON_BENCH_KEEP"], dirs_exist_ok=True)
         if (self.dir / "coupon.log").exists():

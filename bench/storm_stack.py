@@ -11,10 +11,9 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import asyncpg
 import orjson
 from coupon_client import signer_of
-from local_infra import free_port
+from local_infra import admin_execute, fetch_row, free_port
 
 from shopdev.stack import SERVICES, ServiceProcess, migrate
 from shopkit.kafka_admin import ensure_topics
@@ -90,11 +89,7 @@ class Stack:
         self.gateways: list[Gateway] = []
 
     async def start(self) -> None:
-        admin = await asyncpg.connect(self.args.pg)
-        try:
-            await admin.execute(f'CREATE DATABASE "{self.db_name}"')
-        finally:
-            await admin.close()
+        await admin_execute(self.args.pg, f'CREATE DATABASE "{self.db_name}"')
         await asyncio.to_thread(migrate, ROOT, COUPON, self.database_url)
         namespace = f"s{uuid.uuid4().hex[:8]}."
         await ensure_topics(self.args.kafka, namespace)
@@ -126,32 +121,23 @@ class Stack:
             await asyncio.to_thread(gateway.run, "start")
 
     async def counts(self, coupon_id: str) -> dict[str, int]:
-        dsn = self.database_url.replace("postgresql+asyncpg://", "postgresql://")
-        conn = await asyncpg.connect(dsn)
-        try:
-            row = await conn.fetchrow(
-                "SELECT c.issued_quantity,"
-                " (SELECT count(DISTINCT user_id) FROM user_coupons u WHERE u.coupon_id = c.id"
-                "  AND u.status = 'ISSUED') AS issued_users,"
-                " (SELECT count(*) FROM user_coupons u WHERE u.coupon_id = c.id"
-                "  AND u.status = 'PENDING') AS pending"
-                " FROM coupons c WHERE c.id = $1",
-                coupon_id,
-            )
-            return dict(row) if row else {}
-        finally:
-            await conn.close()
+        return await fetch_row(
+            self.database_url,
+            "SELECT c.issued_quantity,"
+            " (SELECT count(DISTINCT user_id) FROM user_coupons u WHERE u.coupon_id = c.id"
+            "  AND u.status = 'ISSUED') AS issued_users,"
+            " (SELECT count(*) FROM user_coupons u WHERE u.coupon_id = c.id"
+            "  AND u.status = 'PENDING') AS pending"
+            " FROM coupons c WHERE c.id = $1",
+            coupon_id,
+        )
 
     async def stop(self) -> None:
         for gateway in self.gateways:
             await asyncio.to_thread(gateway.run, "stop")
         if self.service is not None:
             await asyncio.to_thread(self.service.stop)
-        admin = await asyncpg.connect(self.args.pg)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+        await admin_execute(self.args.pg, f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
         if os.environ.get("STORM_BENCH_KEEP"):
             shutil.copytree(self.dir, os.environ["STORM_BENCH_KEEP"], dirs_exist_ok=True)
         shutil.rmtree(self.dir, ignore_errors=True)
