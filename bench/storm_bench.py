@@ -200,8 +200,8 @@ async def main() -> None:
     rounds: list[Round] = []
     try:
         await stack.start()
-        # The first burst after a start pays the service's cold start (its database pools fill,
-        # first requests of every code path): ~2 s tails here whatever the gateway. Not counted.
+        # The first burst after a start pays the service's cold start (pools fill, first requests
+        # of every code path) whatever the gateway: not counted.
         for _ in range(args.warmup):
             for gateway in stack.gateways:
                 r = await one_round(stack, gateway, args)

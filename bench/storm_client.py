@@ -119,7 +119,7 @@ async def storm(
     shares = [share for i in range(connections) if (share := tokens[i::connections])]
     began = time.perf_counter()
     # All handshakes at once, as wrk or a sale's browsers send them: a tight loop of
-    # non-blocking connects (~20 us each), not one per task as the event loop gets to it.
+    # non-blocking connects, not one per task as the event loop gets to it.
     socks = []
     for _ in shares:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
