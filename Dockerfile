@@ -19,6 +19,7 @@ WORKDIR /app
 COPY pyproject.toml uv.lock ./
 COPY libs/contracts/pyproject.toml libs/contracts/
 COPY libs/shopkit/pyproject.toml libs/shopkit/
+COPY libs/shopdev/pyproject.toml libs/shopdev/
 COPY services/wallet/pyproject.toml services/wallet/
 COPY services/catalog/pyproject.toml services/catalog/
 COPY services/order/pyproject.toml services/order/

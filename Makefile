@@ -38,7 +38,7 @@ screenshots: install  ## the console's pages as PNGs in docs/screenshots (shown 
 	@bash infra/local/install.sh chromium
 	@SHOP_SCREENSHOTS=$(CURDIR)/docs/screenshots $(RUN) pytest -q -m ui tests/ui $(PYTEST_ARGS)
 
-lint:  ## ruff lint and format check
+lint: install  ## ruff lint and format check over the whole repository (CI runs it)
 	@$(RUN) ruff check .
 	@$(RUN) ruff format --check .
 
@@ -46,8 +46,9 @@ fmt:  ## format and autofix
 	@$(RUN) ruff format .
 	@$(RUN) ruff check --fix .
 
-typecheck:  ## mypy over the libraries and services
-	@$(RUN) mypy libs/contracts/src libs/shopkit/src services/*/src chaos
+TYPECHECK_PATHS ?= libs/contracts/src libs/shopkit/src services/*/src scripts chaos bench tests
+typecheck: install  ## mypy over the libraries, services, scripts, chaos, bench and tests/ (CI runs it)
+	@$(RUN) mypy $(TYPECHECK_PATHS)
 
 # Helm is built from its Go module by `make install` into .local/bin (docs/deployment.md).
 .PHONY: chart
@@ -72,7 +73,7 @@ infra-status:  ## what is running
 migrate: infra-up  ## apply every service's migrations to the local databases
 	@$(RUN) python scripts/migrate.py
 
-docs: asyncapi  ## regenerate docs/generated (ERDs, topic map, saga, OpenAPI), docs/errors.md, AsyncAPI
+docs: asyncapi  ## regenerate docs/generated (ERDs, classes, topic map, saga, OpenAPI), docs/errors.md, AsyncAPI
 	@$(RUN) python scripts/docs.py
 	@$(RUN) python scripts/openapi.py
 

@@ -1,15 +1,16 @@
 """Analytics benchmark: projection events/s through real Kafka, and query latency over a year.
 
-    .venv/bin/python bench/analytics_bench.py [--events 20000] [--per-message 3000]
+    .venv/bin/python bench/analytics_bench.py [--events 20000] [--kit-defaults 5000]
         [--products 10000] [--days 365] [--queries 200]
 
 Uses the PostgreSQL of SHOP_TEST_PG_ADMIN_URL (else SHOP_PG_* on 127.0.0.1, as the local stack
 does) and the Kafka of SHOP_TEST_KAFKA_BOOTSTRAP (else 127.0.0.1:9092), in a fresh topic
 namespace and fresh databases that are dropped at the end.
   1. Consumer: publishes `--events` OrderPaid events (1-3 lines over `--products` products,
-     paid on random days of the last year), then times the service's batch consumer projecting
-     them; then the same apply function behind the kit's one-transaction-per-message Consumer,
-     on `--per-message` events, for comparison.
+     paid on random days of the last year), then times the projection consumer as the service
+     configures it (500 records a poll, lingering after a poll that was not full); then the
+     same consumer with the kit's defaults (`consumer_batch_size` records a poll, no linger),
+     on `--kit-defaults` events, for comparison.
   2. Queries: fills the aggregate tables directly with a year of daily sales for every one of
      `--products` products, then times the HTTP endpoints in-process (ASGI, no network).
 Stops by itself and prints tables; docs/analytics.md records the figures.
@@ -19,59 +20,27 @@ import argparse
 import asyncio
 import os
 import random
-import statistics
 import sys
 import time
 import uuid
-from collections import defaultdict
-from collections.abc import Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from datetime import time as dtime
 from pathlib import Path
-from typing import Any
-from zoneinfo import ZoneInfo
 
 import asyncpg
-import httpx
-from faststream.kafka import KafkaBroker
+from analytics_queries import SEOUL, TODAY, fill_year, product, time_queries
+from local_infra import admin_execute, pg_admin_url
 
-from analytics.api import router
-from analytics.consumer import Delivery
-from analytics.handlers import consumer as batch_consumer
-from analytics.projection import CONSUMER, project
+from analytics.handlers import CONSUMER, projection_consumer
 from analytics.settings import Settings
-from contracts import Envelope
 from contracts.order import OrderPaid, SoldLine
-from shopkit.app import create_app
-from shopkit.clock import FrozenClock
+from shopdev.stack import SERVICES, migrate
+from shopdev.testing import KafkaProbe, session_keys
 from shopkit.db import Database
 from shopkit.kafka_admin import ensure_topics
-from shopkit.messaging import Consumer
-from shopkit.stack import SERVICES, migrate
-from shopkit.testing import KafkaProbe, session_keys
 
 ROOT = Path(__file__).resolve().parents[1]
-SEOUL = ZoneInfo("Asia/Seoul")
-TODAY = date(2026, 11, 20)
-CATEGORIES = [f"category-{i:02d}" for i in range(20)]
-
-
-def admin_url() -> str:
-    if url := os.environ.get("SHOP_TEST_PG_ADMIN_URL"):
-        return url
-    user = os.environ.get("SHOP_PG_USER", "postgres")
-    password = os.environ.get("SHOP_PG_PASSWORD", "postgres")
-    return f"postgresql://{user}:{password}@127.0.0.1:{os.environ.get('SHOP_PG_PORT', '5432')}/postgres"
-
-
-def percentile(samples: Sequence[float], p: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
-
-
-def product(i: int) -> tuple[str, str, int]:
-    """Product i's id, category and price."""
-    return f"p{i:05d}", CATEGORIES[i % len(CATEGORIES)], 1_000 + (i * 37) % 99_000
+KIT_POLL: int = Settings.model_fields["consumer_batch_size"].default
 
 
 def random_order(rng: random.Random, products: int, days: int) -> OrderPaid:
@@ -121,134 +90,28 @@ async def count_inbox(dsn: str, consumer: str) -> tuple[int, float]:
         await conn.close()
 
 
-async def time_consumer(
-    settings: Settings, dsn: str, *, expected: int, batch: bool, inbox_name: str
-) -> dict[str, float]:
+async def time_consumer(settings: Settings, dsn: str, *, expected: int) -> dict[str, float]:
     db = Database(settings.database_url, pool_size=4)
-    broker = KafkaBroker(settings.kafka_bootstrap, logger=None)
-    if batch:
-        batch_consumer.attach(broker, db, settings)
-    else:
-        single = Consumer(inbox_name)
-
-        async def on_paid(session: Any, message: OrderPaid, envelope: Envelope) -> None:
-            await project(
-                session,
-                [Delivery(topic="order.events", envelope=envelope, message=message)],
-                timezone=settings.timezone,
-            )
-
-        single.handles(OrderPaid)(on_paid)
-        single.attach(broker, db, settings)
+    subscription = projection_consumer(settings).subscribe(db, settings)
     started = time.perf_counter()
-    await broker.start()
+    await subscription.start()
     try:
         deadline = started + 600
-        while (await count_inbox(dsn, inbox_name))[0] < expected:
+        while (await count_inbox(dsn, CONSUMER))[0] < expected:
             if time.perf_counter() > deadline:
                 raise RuntimeError("the consumer did not catch up in 10 minutes")
             await asyncio.sleep(0.2)
         wall = time.perf_counter() - started
     finally:
-        await broker.stop()
+        await subscription.stop()
         await db.dispose()
-    _, span = await count_inbox(dsn, inbox_name)
+    _, span = await count_inbox(dsn, CONSUMER)
     return {"events": expected, "wall_s": wall, "steady_s": span}
-
-
-async def fill_year(dsn: str, products: int, days: int) -> int:
-    """Daily sales of every product on every day, with matching category and shop totals."""
-    rng = random.Random(7)
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.copy_records_to_table(
-            "products",
-            records=[
-                (pid, f"product {pid}", category, price, "catalog", None)
-                for pid, category, price in map(product, range(products))
-            ],
-            columns=["product_id", "name", "category", "price", "source", "seen_at"],
-        )
-        by_category: dict[tuple[str, date], list[int]] = defaultdict(lambda: [0, 0, 0])
-        by_day: dict[date, list[int]] = defaultdict(lambda: [0, 0, 0])
-        rows = 0
-        for d in range(days):
-            day = TODAY - timedelta(days=d)
-            records = []
-            for i in range(products):
-                pid, category, price = product(i)
-                quantity = rng.randint(1, 20)
-                orders = rng.randint(1, quantity)
-                records.append((pid, day, category, quantity, quantity * price, orders))
-                for bucket in (by_category[category, day], by_day[day]):
-                    bucket[0] += quantity
-                    bucket[1] += quantity * price
-                    bucket[2] += orders
-            await conn.copy_records_to_table("product_daily_sales", records=records)
-            rows += len(records)
-        await conn.copy_records_to_table(
-            "category_daily_sales", records=[(c, d, *f) for (c, d), f in by_category.items()]
-        )
-        await conn.copy_records_to_table(
-            "daily_sales", records=[(d, *f) for d, f in by_day.items()]
-        )
-        await conn.execute("VACUUM ANALYZE")
-        return rows
-    finally:
-        await conn.close()
-
-
-async def time_queries(settings: Settings, queries: int) -> list[tuple[str, int, float, float]]:
-    clock = FrozenClock(datetime.combine(TODAY, dtime(12), SEOUL).astimezone(UTC))
-    app = create_app(settings, title="bench", routers=[router], clock=clock)
-    year = {"from": str(TODAY - timedelta(days=364)), "to": str(TODAY)}
-    cases: list[tuple[str, str, dict[str, Any], int]] = [
-        ("popular default (3 days, top 5)", "/api/products/popular", {}, queries),
-        (
-            "popular 7 days by amount, category",
-            "/api/products/popular",
-            {"days": 7, "metric": "amount", "category": CATEGORIES[3]},
-            queries,
-        ),
-        ("popular 30 days, top 100", "/api/products/popular", {"days": 30, "limit": 100}, 20),
-        ("stats day, a year", "/api/stats/sales", {"period": "day", **year}, queries),
-        (
-            "stats week, a year, category",
-            "/api/stats/sales",
-            {"period": "week", "category": CATEGORIES[5], **year},
-            queries,
-        ),
-        (
-            "stats month, a year, product",
-            "/api/stats/sales",
-            {"period": "month", "product_id": "p04242", **year},
-            queries,
-        ),
-    ]
-    results = []
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
-            for name, path, params, n in cases:
-                samples = []
-                for _ in range(3):  # warm up
-                    assert (await client.get(path, params=params)).status_code == 200
-                for _ in range(n):
-                    started = time.perf_counter()
-                    response = await client.get(path, params=params)
-                    samples.append((time.perf_counter() - started) * 1000)
-                    assert response.status_code == 200, response.text
-                results.append((name, n, statistics.median(samples), percentile(samples, 99)))
-    return results
 
 
 async def new_database(admin: str, label: str) -> tuple[str, str]:
     name = f"bench_analytics_{label}_{uuid.uuid4().hex[:6]}"
-    server = await asyncpg.connect(admin)
-    try:
-        await server.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await server.close()
+    await admin_execute(admin, f'CREATE DATABASE "{name}"')
     base = admin.rsplit("/", 1)[0]
     url = f"postgresql+asyncpg://{base.split('://', 1)[1]}/{name}"
     spec = next(s for s in SERVICES if s.name == "analytics")
@@ -259,22 +122,26 @@ async def new_database(admin: str, label: str) -> tuple[str, str]:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=20_000)
-    parser.add_argument("--per-message", type=int, default=3_000)
+    parser.add_argument("--kit-defaults", type=int, default=5_000)
     parser.add_argument("--products", type=int, default=10_000)
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--only", choices=["consumer", "queries"], help="run one part")
     args = parser.parse_args()
-    admin = admin_url()
+    admin = pg_admin_url()
     bootstrap = os.environ.get("SHOP_TEST_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
     created: list[str] = []
     rng = random.Random(42)
     try:
         print(f"== consumer: {args.events} OrderPaid events over {args.products} products ==")
         rows = []
-        for label, count, batch in (
-            ("batch", args.events, True),
-            ("per-message", args.per_message, False),
+        for label, count, configured in (
+            ("projection", args.events, {}),
+            (
+                "kit-defaults",
+                args.kit_defaults,
+                {"batch_max_records": KIT_POLL, "batch_linger_ms": 0},
+            ),
         ):
             if count <= 0 or args.only == "queries":
                 continue
@@ -290,15 +157,8 @@ async def main() -> None:
                 kafka_namespace=namespace,
                 log_json=False,
                 log_level="WARNING",
-            )
-            inbox_name = CONSUMER if batch else "analytics-per-message"
-            timing = await time_consumer(
-                settings,
-                url.replace("+asyncpg", ""),
-                expected=count,
-                batch=batch,
-                inbox_name=inbox_name,
-            )
+            ).model_copy(update=configured)
+            timing = await time_consumer(settings, url.replace("+asyncpg", ""), expected=count)
             rows.append((label, count, sent, timing))
         print(
             f"{'consumer':<12} {'events':>7} {'published/s':>12} {'events/s (wall)':>16} "

@@ -1,84 +1,39 @@
-"""Catalog benchmark: reservation throughput per locking strategy, and listing latency at 100k.
+"""Catalog benchmark: reservation throughput on a hot product, and listing latency at 100k.
 
     .venv/bin/python bench/catalog_bench.py [--seconds 5] [--clients 4,32] [--products 100000]
 
 Creates its own database (dropped at the end) on the PostgreSQL named by SHOP_TEST_PG_ADMIN_URL
 (else SHOP_PG_USER/SHOP_PG_PASSWORD/SHOP_PG_PORT on 127.0.0.1, as the local stack uses), applies
 the catalog migrations, and runs the service's own code paths:
-  1. many clients reserving 1 unit of ONE hot product through `stock.reserve_stock` (claim row,
-     stock update, reply in the outbox: the whole transaction a ReserveStock message costs),
-     once per strategy;
-  2. `service.list_products` with random filters over 100,000 products, one client.
+  1. many clients reserving 1 unit of ONE hot product through `stock.reserve_stocks` (claim row,
+     stock update, reply in the outbox: the whole transaction a ReserveStock message costs);
+  2. the locking step alone, in a bare transaction, with each strategy of bench/stock_strategies.py
+     (the service's conditional UPDATE, pessimistic and optimistic locking);
+  3. `service.list_products` with random filters over 100,000 products, one client
+     (bench/catalog_listing.py).
 Stops by itself and prints tables; docs/catalog.md records the figures.
 """
 
 import argparse
 import asyncio
 import os
-import random
-import statistics
 import sys
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+from catalog_listing import fill_products, listings, percentile
+from stock_strategies import STRATEGIES, StockContention
 
 from catalog import stock
-from catalog.domain import CATEGORIES
-from catalog.service import ProductFilter, list_products
 from contracts.catalog import ReserveStock, StockLine
+from shopdev.stack import SERVICES, migrate
 from shopkit.db import Database
-from shopkit.stack import SERVICES, migrate
 
 ROOT = Path(__file__).resolve().parents[1]
-WORDS = [
-    "lamp",
-    "mug",
-    "desk",
-    "chair",
-    "phone",
-    "cable",
-    "shirt",
-    "jeans",
-    "shoe",
-    "apple",
-    "coffee",
-    "tea",
-    "novel",
-    "atlas",
-    "towel",
-    "ball",
-    "racket",
-    "bike",
-    "cream",
-    "lotion",
-    "robot",
-    "puzzle",
-    "blocks",
-    "camera",
-    "speaker",
-    "watch",
-    "bag",
-    "cap",
-    "sock",
-]
-ADJECTIVES = [
-    "red",
-    "blue",
-    "green",
-    "black",
-    "white",
-    "small",
-    "large",
-    "smart",
-    "classic",
-    "premium",
-    "eco",
-    "mini",
-]
 
 
 def admin_url() -> str:
@@ -88,11 +43,6 @@ def admin_url() -> str:
     password = os.environ.get("SHOP_PG_PASSWORD", "postgres")
     port = os.environ.get("SHOP_PG_PORT", "5432")
     return f"postgresql://{user}:{password}@127.0.0.1:{port}/postgres"
-
-
-def percentile(samples: list[float], p: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
 
 
 async def create_product(conn: asyncpg.Connection, available: int) -> str:
@@ -113,9 +63,11 @@ async def create_product(conn: asyncpg.Connection, available: int) -> str:
 
 
 async def reservations(
-    url: str, conn: asyncpg.Connection, strategy: stock.Strategy, clients: int, seconds: float
+    url: str, conn: asyncpg.Connection, strategy: str, clients: int, seconds: float
 ) -> dict[str, Any]:
-    """`clients` workers reserve 1 unit of one product for `seconds`; what they achieved."""
+    """`clients` workers reserve 1 unit of one product for `seconds` through the service, one
+    command per transaction; what they achieved. The service has one strategy (`strategy` only
+    labels the row)."""
     product_id = await create_product(conn, available=10_000_000)
     db = Database(url, pool_size=clients)
     latencies: list[float] = []
@@ -131,17 +83,10 @@ async def reservations(
                 lines=(StockLine(product_id=product_id, quantity=1),),
             )
             started = time.perf_counter()
-            try:
-                async with db.raw_transaction() as conn:
-                    outcome = await stock.reserve_stock(
-                        conn, command=command, now=now, strategy=strategy
-                    )
-            except stock.StockContention:
-                counts["gave_up"] += 1
-                continue
+            async with db.transaction() as conn:
+                [outcome] = await stock.reserve_stocks(conn, commands=[(command, None)], now=now)
             latencies.append(time.perf_counter() - started)
             assert outcome is not None
-            counts["retries"] += outcome.retries
             counts["failed" if outcome.reason else "ok"] += 1
 
     started = time.monotonic()
@@ -165,53 +110,31 @@ async def reservations(
     }
 
 
-RAW_TAKE = (
-    "UPDATE stock SET available = available - 1, reserved = reserved + 1, version = version + 1"
-    " WHERE product_id = $1"
-)
-
-
 async def raw_reservations(
     dsn: str, conn: asyncpg.Connection, strategy: str, clients: int, seconds: float
 ) -> dict[str, Any]:
-    """The locking step alone (asyncpg, no ORM, no claim/outbox rows): its own ceiling."""
+    """The locking step alone (asyncpg, no claim/outbox rows), with `strategy`: its own ceiling."""
     product_id = await create_product(conn, available=10_000_000)
     pool = await asyncpg.create_pool(dsn, min_size=clients, max_size=clients)
+    take = STRATEGIES[strategy]
     latencies: list[float] = []
-    counts = {"ok": 0, "retries": 0}
+    counts = {"ok": 0, "retries": 0, "gave_up": 0}
     deadline = time.monotonic() + seconds
-
-    async def once(c: asyncpg.Connection) -> None:
-        if strategy == "conditional":
-            async with c.transaction():
-                await c.fetchval(RAW_TAKE + " AND available >= 1 RETURNING 1", product_id)
-        elif strategy == "pessimistic":
-            async with c.transaction():
-                await c.fetchval(
-                    "SELECT available FROM stock WHERE product_id = $1 FOR UPDATE", product_id
-                )
-                await c.execute(RAW_TAKE, product_id)
-        else:
-            for attempt in range(1000):
-                async with c.transaction():
-                    row = await c.fetchrow(
-                        "SELECT available, version FROM stock WHERE product_id = $1", product_id
-                    )
-                    done = await c.fetchval(
-                        RAW_TAKE + " AND version = $2 RETURNING 1", product_id, row["version"]
-                    )
-                if done:
-                    counts["retries"] += attempt
-                    return
-                await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
 
     async def worker() -> None:
         async with pool.acquire() as c:
             while time.monotonic() < deadline:
                 started = time.perf_counter()
-                await once(c)
+                try:
+                    async with c.transaction():
+                        short, retries = await take(c, {product_id: 1})
+                except StockContention:
+                    counts["gave_up"] += 1
+                    continue
+                assert not short
                 latencies.append(time.perf_counter() - started)
                 counts["ok"] += 1
+                counts["retries"] += retries
 
     started = time.monotonic()
     try:
@@ -225,109 +148,10 @@ async def raw_reservations(
         "strategy": strategy,
         "clients": clients,
         "per_s": counts["ok"] / elapsed,
-        "p50_ms": percentile(latencies, 50) * 1000,
-        "p99_ms": percentile(latencies, 99) * 1000,
-        "retries": counts["retries"],
-        "gave_up": 0,
+        "p50_ms": percentile(latencies, 50) * 1000 if latencies else 0.0,
+        "p99_ms": percentile(latencies, 99) * 1000 if latencies else 0.0,
+        **counts,
     }
-
-
-async def fill_products(conn: asyncpg.Connection, count: int) -> None:
-    """`count` products spread over categories, prices and a year of creation times."""
-    rng = random.Random(42)
-    start = datetime(2025, 1, 1, tzinfo=UTC)
-    codes = [code for code, _ in CATEGORIES]
-    products, stocks = [], []
-    for i in range(count):
-        pid = str(uuid.UUID(int=rng.getrandbits(128)))
-        name = f"{rng.choice(ADJECTIVES)} {rng.choice(WORDS)} {rng.choice(WORDS)} {i}"
-        created = start + timedelta(seconds=rng.randrange(365 * 86_400))
-        price = rng.randrange(1, 1_000) * 1_000
-        products.append((pid, name, rng.choice(codes), price, "", created, created))
-        # One product in twenty is sold out.
-        stocks.append((pid, 0 if rng.random() < 0.05 else rng.randrange(1, 500), 0, 0, 0))
-    await conn.copy_records_to_table(
-        "products",
-        records=products,
-        columns=["id", "name", "category", "price", "description", "created_at", "updated_at"],
-    )
-    await conn.copy_records_to_table(
-        "stock", records=stocks, columns=["product_id", "available", "reserved", "sold", "version"]
-    )
-    await conn.execute("ANALYZE products; ANALYZE stock")
-
-
-def scenarios(rng: random.Random) -> dict[str, Any]:
-    """Listing requests: name -> a function giving (filters, sort) for one random request."""
-    codes = [code for code, _ in CATEGORIES]
-
-    def price_range() -> tuple[int, int]:
-        low = rng.randrange(0, 900) * 1_000
-        return low, low + rng.randrange(10, 200) * 1_000
-
-    return {
-        "no filter, newest": lambda: (ProductFilter(), "newest"),
-        "category, newest": lambda: (ProductFilter(category=rng.choice(codes)), "newest"),
-        "category + price range, price_asc": lambda: (
-            ProductFilter(
-                category=rng.choice(codes), min_price=price_range()[0], max_price=price_range()[1]
-            ),
-            "price_asc",
-        ),
-        "price range, price_desc": lambda: (
-            ProductFilter(min_price=(r := price_range())[0], max_price=r[1]),
-            "price_desc",
-        ),
-        "q (name contains), newest": lambda: (ProductFilter(q=rng.choice(WORDS)), "newest"),
-        "q + category, name": lambda: (
-            ProductFilter(q=rng.choice(WORDS), category=rng.choice(codes)),
-            "name",
-        ),
-        "sold_out=only, newest": lambda: (ProductFilter(sold_out="only"), "newest"),
-        "category + sold_out=exclude, price_desc": lambda: (
-            ProductFilter(category=rng.choice(codes), sold_out="exclude"),
-            "price_desc",
-        ),
-        "everything: category+q+price+exclude": lambda: (
-            ProductFilter(
-                category=rng.choice(codes),
-                q=rng.choice(WORDS),
-                min_price=(r := price_range())[0],
-                max_price=r[1] + 300_000,
-                sold_out="exclude",
-            ),
-            "price_asc",
-        ),
-    }
-
-
-async def listings(url: str, requests: int) -> list[dict[str, Any]]:
-    db = Database(url, pool_size=2)
-    rng = random.Random(7)
-    results = []
-    try:
-        for name, make in scenarios(rng).items():
-            samples = []
-            for i in range(requests):
-                filters, sort = make()
-                cursor = None
-                if i % 4 == 3:  # every fourth request reads a later page, through a cursor
-                    _, cursor = await list_products(
-                        db, filters=filters, sort=sort, limit=100, cursor=None
-                    )
-                started = time.perf_counter()
-                await list_products(db, filters=filters, sort=sort, limit=20, cursor=cursor)
-                samples.append(time.perf_counter() - started)
-            results.append(
-                {
-                    "scenario": name,
-                    "p50_ms": statistics.median(samples) * 1000,
-                    "p99_ms": percentile(samples, 99) * 1000,
-                }
-            )
-    finally:
-        await db.dispose()
-    return results
 
 
 RESERVE_HEADER = (
@@ -357,15 +181,25 @@ async def main() -> None:
         conn = await asyncpg.connect(f"{base}/{name}")
         print(f"# catalog benchmark on {os.cpu_count()} cores, database {name}", flush=True)
 
-        for title, run, target in (
-            ("the whole ReserveStock transaction (service code)", reservations, url),
-            ("the locking step alone (raw asyncpg)", raw_reservations, f"{base}/{name}"),
+        for title, run, target, strategies in (
+            (
+                "the whole ReserveStock transaction (service code)",
+                reservations,
+                url,
+                ["conditional"],
+            ),
+            (
+                "the locking step alone (raw asyncpg)",
+                raw_reservations,
+                f"{base}/{name}",
+                list(STRATEGIES),
+            ),
         ):
             print(f"\n## Reserving 1 unit of one hot product: {title}", flush=True)
             print(RESERVE_HEADER)
             print("-" * len(RESERVE_HEADER))
             for clients in [int(c) for c in args.clients.split(",")]:
-                for strategy in ("conditional", "pessimistic", "optimistic"):
+                for strategy in strategies:
                     r = await run(target, conn, strategy, clients, args.seconds)
                     print(
                         f"{r['strategy']:<12} {r['clients']:>7} {r['per_s']:>10.0f}"

@@ -21,7 +21,6 @@ import asyncio
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -32,30 +31,17 @@ from pathlib import Path
 import asyncpg
 import httpx
 from aiokafka.admin import AIOKafkaAdminClient
+from local_infra import free_port, pg_admin_url
 
+from shopdev.stack import SERVICES, ServiceProcess, migrate
+from shopdev.testing import session_keys
 from shopkit import local_secrets
 from shopkit.kafka_admin import ensure_topics
-from shopkit.stack import SERVICES, ServiceProcess, migrate
-from shopkit.testing import session_keys
 
 ROOT = Path(__file__).resolve().parents[1]
 STARTED = ("wallet", "catalog", "order", "payment-mock")
 ADMIN_PASSWORD = secrets.token_urlsafe(18)
 CREDENTIALS = session_keys().credentials(ADMIN_PASSWORD)  # made for this run, written nowhere
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def pg_admin_url() -> str:
-    if url := os.environ.get("SHOP_TEST_PG_ADMIN_URL"):
-        return url
-    user = os.environ.get("SHOP_PG_USER", "postgres")
-    password = os.environ.get("SHOP_PG_PASSWORD", "postgres")
-    return f"postgresql://{user}:{password}@127.0.0.1:{os.environ.get('SHOP_PG_PORT', '5432')}/postgres"
 
 
 def rss_mib(pid: int) -> float:

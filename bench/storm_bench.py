@@ -20,7 +20,7 @@ net.core.somaxconn.
 
 It uses PostgreSQL and Kafka from SHOP_TEST_PG_ADMIN_URL / SHOP_TEST_KAFKA_BOOTSTRAP (a fresh
 database and Kafka namespace, dropped afterwards), starts the coupon service as `make dev` does
-(shopkit.stack, --workers N) and two nginx gateways on free ports with SHOP_RATE_LIMITS=off (the
+(shopdev.stack, --workers N) and two nginx gateways on free ports with SHOP_RATE_LIMITS=off (the
 abuse limits would refuse 1,000 users from one address), and stops them all at the end. The
 client is a lean asyncio (uvloop) HTTP/1.1 client so it costs far less CPU than what it measures;
 it opens its sockets in one tight loop of non-blocking connects, as wrk does, but unlike wrk it
@@ -34,279 +34,22 @@ latency target is printed, not enforced: it depends on how idle the machine is.
 import argparse
 import asyncio
 import os
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import asyncpg
 import httpx
-import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from coupon_bench import Connection, create_coupon, free_port, percentile, signer_of
+from coupon_client import create_coupon, percentile, run, signer_of
+from storm_client import Round, listen_overflows, storm
+from storm_stack import Gateway, Stack
 
-from shopkit.kafka_admin import ensure_topics
-from shopkit.keys import generate_private_key, public_text
-from shopkit.stack import SERVICES, ServiceProcess, migrate
-
-ROOT = Path(__file__).resolve().parents[1]
-COUPON = next(s for s in SERVICES if s.name == "coupon")
-GATEWAY = ROOT / "infra" / "local" / "gateway.sh"
-TEMPLATE = ROOT / "infra" / "gateway" / "nginx.conf.template"
 # The gateway template before the storm settings (listen backlog 511, 4,096 worker connections).
 BEFORE = "253d5a8"
-
-
-def listen_overflows() -> int:
-    """This network namespace's count of handshakes a full accept queue dropped (TcpExt)."""
-    try:
-        lines = Path("/proc/net/netstat").read_text().splitlines()
-    except OSError:
-        return -1
-    for names, values in zip(lines[::2], lines[1::2], strict=False):
-        if names.startswith("TcpExt:"):
-            return int(dict(zip(names.split(), values.split(), strict=True))["ListenOverflows"])
-    return -1
-
-
-@dataclass
-class Result:
-    status: int
-    code: str
-    latency: float  # the first request of a connection includes its connect
-    user_id: str
-    first: bool = False
-
-
-@dataclass
-class Round:
-    variant: str
-    elapsed: float
-    results: list[Result]
-    connects: list[float]
-    issued: int
-    pending: int
-    distinct: int
-    settled: float
-    overflows: int
-    client_cpu: float  # the load generator's own CPU seconds during the burst
-
-    @property
-    def rps(self) -> float:
-        return len(self.results) / self.elapsed
-
-    def latency(self, p: float) -> float:
-        return percentile([r.latency for r in self.results], p)
-
-    @property
-    def errors(self) -> int:
-        return sum(r.status not in (202, 409) for r in self.results)
-
-
-async def connected(sock: socket.socket) -> None:
-    """Wait until a non-blocking connect finishes; raise its error if it failed."""
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[None] = loop.create_future()
-    loop.add_writer(sock.fileno(), lambda: done.done() or done.set_result(None))
-    try:
-        await done
-    finally:
-        loop.remove_writer(sock.fileno())
-    if error := sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
-        raise OSError(error, os.strerror(error))
-
-
-async def storm(
-    port: int, coupon_id: str, tokens: list[tuple[str, str]], connections: int
-) -> tuple[list[Result], list[float], float]:
-    """Every (user, token) asks once for the coupon over `connections` connections, all opened
-    after the clock starts; returns the results, the connect times and the burst's duration."""
-    path = f"/api/coupons/{coupon_id}/issue"
-    results: list[Result] = []
-    connects: list[float] = []
-
-    async def client(share: list[tuple[str, str]], sock: socket.socket, began: float) -> None:
-        conn = Connection("127.0.0.1", port)
-        try:
-            try:
-                await connected(sock)
-                conn.reader, conn.writer = await asyncio.open_connection(sock=sock)
-            except OSError as error:
-                sock.close()
-                now = time.perf_counter() - began
-                results.extend(Result(0, type(error).__name__, now, u, True) for u, _ in share)
-                return
-            connects.append(time.perf_counter() - began)
-            for i, (user_id, token) in enumerate(share):
-                body = orjson.dumps({"user_id": user_id})
-                try:
-                    status, data = await asyncio.wait_for(
-                        conn.request("POST", path, body, token), 30
-                    )
-                except (OSError, TimeoutError, asyncio.IncompleteReadError) as error:
-                    results.append(Result(0, type(error).__name__, 0.0, user_id))
-                    await conn.close()
-                    conn = Connection("127.0.0.1", port)
-                    began = time.perf_counter()
-                    continue
-                answer = orjson.loads(data) if data else {}
-                code = answer.get("code") or answer.get("status") or str(status)
-                results.append(Result(status, code, time.perf_counter() - began, user_id, i == 0))
-                began = time.perf_counter()
-        finally:
-            await conn.close()
-
-    shares = [share for i in range(connections) if (share := tokens[i::connections])]
-    began = time.perf_counter()
-    # All handshakes at once, as wrk or a sale's browsers send them: a tight loop of
-    # non-blocking connects (~20 us each), not one per task as the event loop gets to it.
-    socks = []
-    for _ in shares:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setblocking(False)
-        sock.connect_ex(("127.0.0.1", port))
-        socks.append(sock)
-    await asyncio.gather(*[client(share, s, began) for share, s in zip(shares, socks, strict=True)])
-    return results, connects, time.perf_counter() - began
-
-
-@dataclass
-class Gateway:
-    name: str
-    template: Path
-    coupon_port: int
-    dir: Path
-    port: int = field(default_factory=free_port)
-    # Only the coupon service runs: the other upstreams point at ports nothing listens on.
-    others: dict[str, str] = field(
-        default_factory=lambda: {
-            f"SHOP_{s.name.split('-')[0].upper()}_PORT": str(free_port()) for s in SERVICES
-        }
-    )
-
-    def env(self) -> dict[str, str]:
-        return {
-            **os.environ,
-            **self.others,
-            "SHOP_COUPON_PORT": str(self.coupon_port),
-            "SHOP_GATEWAY_PORT": str(self.port),
-            "SHOP_LOCAL_DIR": str(self.dir),
-            "SHOP_GATEWAY_TEMPLATE": str(self.template),
-            "SHOP_RATE_LIMITS": "off",  # a load test from one address (see the docstring)
-        }
-
-    def run(self, command: str) -> None:
-        subprocess.run(["bash", str(GATEWAY), command], env=self.env(), check=command != "stop")
-
-    def listen_line(self) -> str:
-        conf = (self.dir / "nginx" / "nginx.conf").read_text()
-        return next(line.strip() for line in conf.splitlines() if line.strip().startswith("listen"))
-
-
-def before_template(spec: str, into: Path) -> Path:
-    """A template file as given, or the gateway template at a git revision."""
-    if Path(spec).is_file():
-        return Path(spec)
-    shown = subprocess.run(
-        ["git", "-C", str(ROOT), "show", f"{spec}:infra/gateway/nginx.conf.template"],
-        capture_output=True,
-        text=True,
-    )
-    if shown.returncode != 0:
-        raise SystemExit(
-            f"no gateway template at {spec!r} (a file or a git revision): {shown.stderr}"
-        )
-    into.write_text(shown.stdout)
-    return into
-
-
-class Stack:
-    """A fresh database and namespace, the coupon service and the gateways; stopped on exit."""
-
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.args = args
-        self.db_name = f"bench_storm_{uuid.uuid4().hex[:8]}"
-        self.dir = Path(tempfile.mkdtemp(prefix="storm-bench-"))
-        self.private_key = generate_private_key()  # this run's wallet key, written nowhere
-        base = args.pg.rsplit("/", 1)[0].split("://", 1)[1]
-        self.database_url = f"postgresql+asyncpg://{base}/{self.db_name}"
-        self.service: ServiceProcess | None = None
-        self.gateways: list[Gateway] = []
-
-    async def start(self) -> None:
-        admin = await asyncpg.connect(self.args.pg)
-        try:
-            await admin.execute(f'CREATE DATABASE "{self.db_name}"')
-        finally:
-            await admin.close()
-        await asyncio.to_thread(migrate, ROOT, COUPON, self.database_url)
-        namespace = f"s{uuid.uuid4().hex[:8]}."
-        await ensure_topics(self.args.kafka, namespace)
-        public = public_text(signer_of(self.private_key).public_key)
-        os.environ["SHOP_COUPON_WORKERS"] = str(self.args.workers)  # read by shopkit.stack
-        self.service = ServiceProcess(
-            COUPON,
-            free_port(),
-            {
-                "SHOP_DATABASE_URL": self.database_url,
-                "SHOP_KAFKA_BOOTSTRAP": self.args.kafka,
-                "SHOP_KAFKA_NAMESPACE": namespace,
-                "SHOP_JWT_PUBLIC_KEYS": orjson.dumps([public]).decode(),
-                "SHOP_LOG_LEVEL": "WARNING",
-                "SHOP_RATE_LIMITS": "off",
-            },
-            self.dir / "coupon.log",
-        )
-        self.service.start()
-        await asyncio.to_thread(self.service.wait_ready, 120)
-        variants = [("after", TEMPLATE)]
-        if not self.args.only_after:
-            variants.insert(
-                0, ("before", before_template(self.args.before, self.dir / "before.template"))
-            )
-        for name, template in variants:
-            gateway = Gateway(name, template, self.service.port, self.dir / name)
-            self.gateways.append(gateway)
-            await asyncio.to_thread(gateway.run, "start")
-
-    async def counts(self, coupon_id: str) -> dict[str, int]:
-        dsn = self.database_url.replace("postgresql+asyncpg://", "postgresql://")
-        conn = await asyncpg.connect(dsn)
-        try:
-            row = await conn.fetchrow(
-                "SELECT c.issued_quantity,"
-                " (SELECT count(DISTINCT user_id) FROM user_coupons u WHERE u.coupon_id = c.id"
-                "  AND u.status = 'ISSUED') AS issued_users,"
-                " (SELECT count(*) FROM user_coupons u WHERE u.coupon_id = c.id"
-                "  AND u.status = 'PENDING') AS pending"
-                " FROM coupons c WHERE c.id = $1",
-                coupon_id,
-            )
-            return dict(row) if row else {}
-        finally:
-            await conn.close()
-
-    async def stop(self) -> None:
-        for gateway in self.gateways:
-            await asyncio.to_thread(gateway.run, "stop")
-        if self.service is not None:
-            await asyncio.to_thread(self.service.stop)
-        admin = await asyncpg.connect(self.args.pg)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
-        finally:
-            await admin.close()
-        if os.environ.get("STORM_BENCH_KEEP"):
-            shutil.copytree(self.dir, os.environ["STORM_BENCH_KEEP"], dirs_exist_ok=True)
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 async def one_round(stack: Stack, gateway: Gateway, args: argparse.Namespace) -> Round:
@@ -457,8 +200,8 @@ async def main() -> None:
     rounds: list[Round] = []
     try:
         await stack.start()
-        # The first burst after a start pays the service's cold start (its database pools fill,
-        # first requests of every code path): ~2 s tails here whatever the gateway. Not counted.
+        # The first burst after a start pays the service's cold start (pools fill, first requests
+        # of every code path) whatever the gateway: not counted.
         for _ in range(args.warmup):
             for gateway in stack.gateways:
                 r = await one_round(stack, gateway, args)
@@ -481,10 +224,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
-    asyncio.run(main())
+    run(main)

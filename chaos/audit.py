@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from chaos.checker import (
+from chaos.books import (
     CouponRow,
     LedgerSums,
     OrderLine,

@@ -11,9 +11,12 @@ from typing import Any
 import httpx
 
 from chaos import audit, checker, faults
-from chaos.load import REQUEST_TIMEOUT_S, Load, Probe, recovery, set_up
+from chaos.books import Books, FaultOutcome
+from chaos.load import REQUEST_TIMEOUT_S, Load
+from chaos.probe import Probe, recovery
+from chaos.set_up import set_up
 from chaos.stack import Infra, Shop, delete_namespace, start_shop
-from shopkit.stack import SERVICES
+from shopdev.stack import SERVICES
 
 
 @dataclass(frozen=True)
@@ -175,7 +178,7 @@ async def run_once(
         except Exception as exc:  # leftover topics only slow a later start: report, go on
             print(f"[chaos] could not delete topics of {shop.namespace}: {exc!r}", flush=True)
     traffic = load.traffic
-    books = checker.Books(
+    books = Books(
         orders=read.orders,
         wallets=read.wallets,
         charged=setup.charged,
@@ -190,9 +193,7 @@ async def run_once(
         dlt_messages=read.dlt_messages,
         accepted_orders=traffic.accepted,
         settled_after_s=settled,
-        faults=[
-            checker.FaultOutcome(r.name, r.recovery_s, r.spared, r.failed_reads) for r in records
-        ],
+        faults=[FaultOutcome(r.name, r.recovery_s, r.spared, r.failed_reads) for r in records],
         http_status=dict(traffic.status),
     )
     violations = [str(v) for v in checker.check(books)]

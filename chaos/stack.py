@@ -19,10 +19,10 @@ from pathlib import Path
 import asyncpg
 from aiokafka.admin import AIOKafkaAdminClient
 
+from shopdev.stack import SERVICES, ServiceProcess, ServiceSpec, migrate, ports_env
+from shopdev.testing import session_keys
 from shopkit import local_secrets
 from shopkit.kafka_admin import ensure_topics
-from shopkit.stack import SERVICES, ServiceProcess, ServiceSpec, migrate, ports_env
-from shopkit.testing import session_keys
 
 ROOT = Path(__file__).resolve().parents[1]
 INFRA = ROOT / "infra" / "local"

@@ -4,8 +4,8 @@ import importlib
 import sys
 from pathlib import Path
 
+from shopdev.stack import SERVICES, ServiceSpec
 from shopkit.asyncapi import render
-from shopkit.stack import SERVICES, ServiceSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -16,9 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from shopkit import demo, local_secrets
-from shopkit.kafka_admin import ensure_topics
-from shopkit.stack import (
+from shopdev.stack import (
     SERVICES,
     ServiceProcess,
     local_database_url,
@@ -27,6 +25,8 @@ from shopkit.stack import (
     process_env,
     replica_ports,
 )
+from shopkit import demo, local_secrets
+from shopkit.kafka_admin import ensure_topics
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCAL = Path(os.environ.get("SHOP_LOCAL_DIR", ROOT / ".local"))

@@ -2,15 +2,18 @@
 
 - one ERD per service, from its SQLAlchemy metadata plus the kit's tables;
 - the topic map, from libs/contracts and each service's consumers and `publishes`;
-- the order saga's state machine, from the saga's own transition table.
+- the order saga's state machine and its steps, from the saga's own table;
+- the class diagrams of domain types, saga state and contracts (scripts/class_diagram.py).
 tests/docs fails when a committed file differs from what this script generates.
 """
 
 import importlib
 import sys
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import MetaData, Table
+from class_diagram import class_diagram
+from sqlalchemy import MetaData, Table, UniqueConstraint
 from sqlalchemy.dialects import postgresql
 
 import shopkit.dead_letters
@@ -18,8 +21,8 @@ import shopkit.idempotency
 import shopkit.inbox
 import shopkit.outbox  # noqa: F401
 from contracts import ALL_TOPICS, MESSAGE_TYPES
+from shopdev.stack import SERVICES, ServiceSpec
 from shopkit.db import kit_metadata
-from shopkit.stack import SERVICES, ServiceSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "generated"
@@ -33,7 +36,7 @@ def _package(spec: ServiceSpec) -> str:
 
 
 def service_metadata(spec: ServiceSpec) -> MetaData:
-    return importlib.import_module(f"{_package(spec)}.models").Base.metadata  # type: ignore[no-any-return]
+    return importlib.import_module(f"{_package(spec)}.models").Base.metadata
 
 
 def _column_type(column: object) -> str:
@@ -50,7 +53,7 @@ def _entity(table: Table) -> list[str]:
     unique = {
         c.name
         for con in table.constraints
-        if type(con).__name__ == "UniqueConstraint"
+        if isinstance(con, UniqueConstraint)
         for c in con.columns
         if len(con.columns) == 1
     }
@@ -92,7 +95,7 @@ def erd(spec: ServiceSpec) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _app(spec: ServiceSpec):  # type: ignore[no-untyped-def]
+def _app(spec: ServiceSpec) -> Any:
     module, factory = spec.factory.split(":")
     return getattr(importlib.import_module(module), factory)()
 
@@ -140,23 +143,24 @@ def topic_map() -> str:
 
 
 def saga_diagram() -> str:
-    saga = importlib.import_module("order.saga")
-    table = saga.TABLE
+    saga = importlib.import_module("order.saga.diagram")
     lines = [
         HEADER,
         "# The order saga's state machine\n",
-        "Rendered from `order.saga.TABLE`, the saga's own transition table: `advance` refuses any",
+        "Rendered from `order.saga.table.TABLE`, the saga's own table: `advance` refuses any",
         "transition that is not in it. A step is entered by sending its commands; `DONE` means",
         "nothing is in flight (the order is PAID, FAILED or CANCELLED), and a PAID order leaves it",
         "again for a cancel or a modify. `DeadlinePassed` re-sends the step's commands with the",
-        "same operation ids; after the last attempt a forward step of placing compensates instead.",
+        "same operation ids; after the last attempt a forward step compensates instead.",
         "See [order.md](../order.md) and [the sequence diagrams](../sequences.md).\n",
         saga.mermaid_state_diagram(),
         "",
-        "| from step | event | to step |",
-        "|---|---|---|",
+        "## Steps\n",
+        "What each step sends on entry, how it is timed (`REPLY`: a reply deadline;",
+        "`PROVIDER`: the payment worker drives it), and for each event it takes, the handler",
+        "(a function in `order.saga.<module>`) and the steps that handler may lead to.\n",
+        saga.markdown_table(),
     ]
-    lines += [f"| {step} | {event} | {to} |" for step, event, to in table]
     return "\n".join(lines) + "\n"
 
 
@@ -164,6 +168,7 @@ def generated() -> dict[str, str]:
     files = {f"erd-{spec.name}.md": erd(spec) for spec in SERVICES}
     files["topics.md"] = topic_map()
     files["saga.md"] = saga_diagram()
+    files["classes.md"] = class_diagram((spec.name, _package(spec)) for spec in SERVICES)
     return files
 
 

@@ -3,7 +3,7 @@
 import os
 from pathlib import Path
 
-from shopkit.stack import SERVICES, local_database_url, migrate
+from shopdev.stack import SERVICES, local_database_url, migrate
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCAL = Path(os.environ.get("SHOP_LOCAL_DIR", ROOT / ".local"))

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any, get_args
 
 from contracts.order import OrderFailed
+from shopdev.stack import SERVICES, ServiceSpec
 from shopkit.openapi import CODES, INTERNAL_PATHS, Code, example_of
-from shopkit.stack import SERVICES, ServiceSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENT = "docs/generated/openapi.json"
@@ -64,7 +64,7 @@ def gateway_name(spec: ServiceSpec) -> str:
 def service_document(spec: ServiceSpec) -> dict[str, Any]:
     module, factory = spec.factory.split(":")
     app = getattr(importlib.import_module(module), factory)()
-    return app.openapi()  # type: ignore[no-any-return]
+    return app.openapi()
 
 
 def _public_path(spec: ServiceSpec, path: str) -> str | None:

@@ -3,7 +3,7 @@ installed one: its tests import it from there."""
 
 import sys
 
-from shopkit.testing import repo_root
+from shopdev.testing import repo_root
 
 if str(repo_root()) not in sys.path:
     sys.path.insert(0, str(repo_root()))

@@ -7,17 +7,18 @@ commit the diff: a contract change is then always visible in review.
 import importlib
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from contracts import MESSAGE_TYPES
 from contracts.envelope import Envelope
+from shopdev.stack import SERVICES, ServiceSpec
+from shopdev.testing import repo_root
 from shopkit.asyncapi import document
-from shopkit.stack import SERVICES, ServiceSpec
-from shopkit.testing import repo_root
 
 
-def build(spec: ServiceSpec):  # type: ignore[no-untyped-def]
+def build(spec: ServiceSpec) -> Any:
     module, factory = spec.factory.split(":")
     return getattr(importlib.import_module(module), factory)()
 

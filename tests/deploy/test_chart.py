@@ -19,10 +19,10 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from shopdev.stack import BACKLOG, KEEP_ALIVE_S, SERVICES, ServiceSpec, database_role, process_env
+from shopdev.testing import repo_root
 from shopkit import demo, local_secrets
 from shopkit.kafka_admin import topic_configs
-from shopkit.stack import BACKLOG, KEEP_ALIVE_S, SERVICES, ServiceSpec, database_role, process_env
-from shopkit.testing import repo_root
 
 ROOT = repo_root()
 CHART = ROOT / "deploy" / "helm" / "shop"

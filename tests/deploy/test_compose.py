@@ -14,9 +14,9 @@ import jsonschema
 import pytest
 import yaml
 
+from shopdev.stack import BACKLOG, KEEP_ALIVE_S, SERVICES, ServiceSpec, database_role, process_env
+from shopdev.testing import repo_root
 from shopkit import demo, local_secrets
-from shopkit.stack import BACKLOG, KEEP_ALIVE_S, SERVICES, ServiceSpec, database_role, process_env
-from shopkit.testing import repo_root
 
 ROOT = repo_root()
 PORT = 8000  # every container listens here; the local stack gives each service its own
@@ -84,7 +84,7 @@ def test_a_service_runs_its_factory_on_the_port_the_gateway_and_healthcheck_use(
     assert command[:3] == ["uvicorn", "--factory", spec.factory]
     assert command[command.index("--port") + 1] == str(PORT)
     assert command[command.index("--host") + 1] == "0.0.0.0"
-    # the same uvicorn flags as the local stack's processes (shopkit.stack.ServiceProcess)
+    # the same uvicorn flags as the local stack's processes (shopdev.stack.ServiceProcess)
     assert {"--no-access-log", "--timeout-graceful-shutdown"} <= set(command)
     assert command[command.index("--timeout-keep-alive") + 1] == str(KEEP_ALIVE_S)
     assert command[command.index("--backlog") + 1] == str(BACKLOG)

@@ -4,8 +4,8 @@ max_connections, locally and in compose, with room left for migrations and opera
 import importlib
 import re
 
-from shopkit.stack import SERVICES, ServiceSpec
-from shopkit.testing import repo_root
+from shopdev.stack import SERVICES, ServiceSpec
+from shopdev.testing import repo_root
 
 ROOT = repo_root()
 REPLICAS = 2

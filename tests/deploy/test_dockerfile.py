@@ -10,8 +10,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from shopkit.stack import SERVICES
-from shopkit.testing import repo_root
+from shopdev.stack import SERVICES
+from shopdev.testing import repo_root
 
 ROOT = repo_root()
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from shopkit.testing import repo_root
+from shopdev.testing import repo_root
 
 from .test_dockerfile import dockerignore_rules, ignored, stages
 

@@ -1,8 +1,9 @@
 """The hand-written sequence diagrams name the messages and topics that really exist.
 
 Every arrow label's message must be in libs/contracts, on the topic the label names; notes may
-also name the saga's internal events (checked against order.saga.TABLE). Every saga command,
-reply and order event has to appear in some arrow, so a new message cannot go undocumented.
+also name the saga's internal events (checked against order.saga.TRANSITIONS). Every saga
+command, reply and order event has to appear in some arrow, so a new message cannot go
+undocumented.
 """
 
 import re
@@ -11,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from contracts import ALL_TOPICS, MESSAGE_TYPES
-from order.saga import TABLE
-from shopkit.testing import repo_root
+from order.saga import TRANSITIONS
+from shopdev.testing import repo_root
 
 DOCS = repo_root() / "docs"
 ARROW = re.compile(r"^\s*[\w ]+?\s*(?:-{1,2}(?:>>|>|x|\)))\s*[+-]?[\w ]+?\s*:\s*(?P<label>.*)$")
@@ -20,7 +21,7 @@ CAMEL = re.compile(r"\b[A-Z][a-z0-9]+(?:[A-Z][a-z0-9]+)+\b")
 TOPIC = re.compile(r"\b[a-z][a-z-]*\.[a-z][a-z-]*(?:\.dlt)?\b")
 MESSAGE_ON_TOPIC = re.compile(r"\b(?P<message>[A-Z]\w+) on (?P<topic>[a-z][a-z-]*\.[a-z][a-z-]*)")
 TOPICS = {t.name for t in ALL_TOPICS} | {t.dead_letter for t in ALL_TOPICS}
-SAGA_EVENTS = {event for _, event, _ in TABLE}
+SAGA_EVENTS = {event for _, event, _ in TRANSITIONS}
 # CamelCase words that are not messages: HTTP bodies of the public API (API.md's `UserCoupon`).
 NOT_MESSAGES = {"UserCoupon"}
 # Documented flows every one of these messages must appear in.

@@ -20,9 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
-from shopkit import local_secrets
-from shopkit.stack import SERVICES, ServiceProcess, ServiceSpec
-from shopkit.testing import (
+from shopdev.stack import SERVICES, ServiceProcess, ServiceSpec
+from shopdev.testing import (
     Infra,
     create_database,
     new_namespace,
@@ -30,6 +29,7 @@ from shopkit.testing import (
     session_keys,
     unique_name,
 )
+from shopkit import local_secrets
 
 ADMIN_PASSWORD = secrets.token_urlsafe(18)
 

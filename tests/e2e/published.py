@@ -11,7 +11,7 @@ import subprocess
 from functools import lru_cache
 from pathlib import Path
 
-from shopkit.testing import repo_root
+from shopdev.testing import repo_root
 
 PEM = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----(?:\s|\\n|[A-Za-z0-9+/=]){40,}?-----END \1-----")
 DER = re.compile(r"(?<![\w-])MI[\w-]{200,}(?![\w-])")  # 0x30 0x82: a DER sequence, base64url

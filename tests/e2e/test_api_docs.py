@@ -9,8 +9,8 @@ import httpx
 import jsonschema
 import pytest
 
-from shopkit.stack import SERVICES
-from shopkit.testing import repo_root
+from shopdev.stack import SERVICES
+from shopdev.testing import repo_root
 
 from .conftest import Stack
 
@@ -20,7 +20,7 @@ PROBLEM = "application/problem+json"
 
 
 def checked_in() -> dict[str, Any]:
-    return json.loads((repo_root() / "docs" / "generated" / "openapi.json").read_text())  # type: ignore[no-any-return]
+    return json.loads((repo_root() / "docs" / "generated" / "openapi.json").read_text())
 
 
 def conforms(document: dict[str, Any], response: httpx.Response, operation: dict[str, Any]) -> None:

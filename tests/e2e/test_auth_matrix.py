@@ -31,9 +31,9 @@ from cryptography.hazmat.primitives.serialization import (
 )
 from fastapi import FastAPI
 
+from shopdev.stack import SERVICES, ServiceSpec
+from shopdev.testing import session_keys
 from shopkit.keys import key_id, load_private_key
-from shopkit.stack import SERVICES, ServiceSpec
-from shopkit.testing import session_keys
 
 from .conftest import Stack, User
 from .published import repository_secrets

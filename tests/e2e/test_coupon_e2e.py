@@ -10,8 +10,8 @@ import asyncpg
 import httpx
 import pytest
 
+from shopdev.testing import poll, session_keys
 from shopkit.db import asyncpg_dsn
-from shopkit.testing import poll, session_keys
 
 from .conftest import Stack, User, log_tail
 

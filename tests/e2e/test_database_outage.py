@@ -5,11 +5,12 @@ and its /ready is false; both come back by themselves once the database is back.
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import httpx
 import pytest
 
-from shopkit.testing import database_refusing, poll
+from shopdev.testing import database_refusing, poll
 
 from .conftest import Stack, User, log_tail, problem_code
 
@@ -74,7 +75,7 @@ async def test_a_service_without_its_database_answers_503_and_recovers(
 
     # Back by itself: no restart, the pools drop the connections the server closed.
     for call in calls:
-        back = await poll(lambda c=call: answer(stack.client, c), until=_ok, timeout=20)
+        back = await poll(partial(answer, stack.client, call), until=_ok, timeout=20)
         assert back.status_code == before[call.path], back.text
     await poll(lambda: ready(stack, service), until=_is(200), timeout=20)
 

@@ -12,9 +12,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
+from shopdev.testing import database_refusing, poll, repo_root
 from shopkit.db import asyncpg_dsn
 from shopkit.outbox import RELAY_LOCK_ID
-from shopkit.testing import database_refusing, poll, repo_root
 
 from .conftest import Stack, User, log_tail
 

@@ -7,8 +7,8 @@ from typing import Any
 import asyncpg
 import pytest
 
+from shopdev.testing import poll
 from shopkit.db import asyncpg_dsn
-from shopkit.testing import poll
 
 from .conftest import Stack, User, log_tail
 

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 import yaml
 
+from shopdev.stack import SERVICES
+from shopdev.testing import repo_root, session_keys
 from shopkit import local_secrets
 from shopkit.keys import KeyRefused, check_secret, key_id, load_private_key, load_public_keys
-from shopkit.stack import SERVICES
-from shopkit.testing import repo_root, session_keys
 
 from .published import repository_secrets
 

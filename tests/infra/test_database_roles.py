@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 
+from shopdev.testing import Infra, create_database, repo_root, unique_name
 from shopkit.db import asyncpg_dsn
-from shopkit.testing import Infra, create_database, repo_root, unique_name
 
 ROOT = repo_root()
 POSTGRES_SH = ROOT / "infra" / "local" / "postgres.sh"

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shopkit.testing import repo_root
+from shopdev.testing import repo_root
 
 GATEWAY_SH = repo_root() / "infra" / "local" / "gateway.sh"
 

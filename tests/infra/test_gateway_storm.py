@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from shopkit.testing import repo_root
+from shopdev.testing import repo_root
 
 ROOT = repo_root()
 GATEWAY = ROOT / "infra" / "local" / "gateway.sh"

@@ -8,7 +8,7 @@ own tracer provider, all exporting to one in-memory exporter.
 import asyncio
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -30,9 +30,9 @@ from order.main import build_app as order_app
 from order.settings import Settings as OrderSettings
 from payment_mock.main import build_app as payment_app
 from payment_mock.settings import Settings as PaymentSettings
+from shopdev.testing import Infra, create_database, new_namespace, poll, serve, session_keys
+from shopdev.testing import unique_name as db_name
 from shopkit import tracing
-from shopkit.testing import Infra, create_database, new_namespace, poll, serve, session_keys
-from shopkit.testing import unique_name as db_name
 from wallet.main import build_app as wallet_app
 from wallet.settings import Settings as WalletSettings
 
@@ -41,7 +41,7 @@ ADMIN = session_keys().headers("tracing-admin", role="admin")
 
 
 @pytest.fixture
-def spans() -> AsyncIterator[InMemorySpanExporter]:
+def spans() -> Iterator[InMemorySpanExporter]:
     exporter = InMemorySpanExporter()
     tracing.export_to(SimpleSpanProcessor(exporter))
     yield exporter

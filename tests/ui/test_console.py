@@ -11,8 +11,8 @@ import pytest
 from playwright.async_api import Page, expect
 
 from contracts.order import OrderPaid, SoldLine
+from shopdev.testing import KafkaProbe, poll
 from shopkit.db import asyncpg_dsn
-from shopkit.testing import KafkaProbe, poll
 
 from .conftest import Stack, log_in, shoot
 

@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
+from shopdev.testing import _CREATED, Infra, unique_name
 from shopkit.db import Database, Timeouts, json_text
 from shopkit.faults import is_transient
-from shopkit.testing import _CREATED, Infra, unique_name
 
 
 @pytest.fixture(scope="module")

@@ -17,14 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from contracts import Envelope
 from contracts.wallet import BalanceCharged
-from shopkit import dlq
-from shopkit.app import create_app
-from shopkit.db import Database, Transaction
-from shopkit.dead_letters import dead_letter
-from shopkit.messaging import Consumer, each
-from shopkit.outbox import envelope
-from shopkit.settings import ServiceSettings
-from shopkit.testing import (
+from shopdev.testing import (
     Infra,
     KafkaProbe,
     kit_database,
@@ -32,6 +25,13 @@ from shopkit.testing import (
     serve,
     session_keys,
 )
+from shopkit import dlq
+from shopkit.app import create_app
+from shopkit.db import Database, Transaction
+from shopkit.dead_letters import dead_letter
+from shopkit.messaging import Consumer, each
+from shopkit.outbox import envelope
+from shopkit.settings import ServiceSettings
 
 TOPIC = "wallet.events"
 

@@ -17,13 +17,7 @@ from fastapi import APIRouter
 
 from contracts import Envelope
 from contracts.wallet import BalanceCharged
-from shopkit.app import Db, create_app
-from shopkit.db import Database, Transaction, asyncpg_dsn
-from shopkit.messaging import Consumer, each
-from shopkit.outbox import RELAY_LOCK_ID, envelope, publish
-from shopkit.relay import OutboxRelay
-from shopkit.settings import ServiceSettings
-from shopkit.testing import (
+from shopdev.testing import (
     Infra,
     KafkaProbe,
     database_refusing,
@@ -32,6 +26,12 @@ from shopkit.testing import (
     serve,
     session_keys,
 )
+from shopkit.app import Db, create_app
+from shopkit.db import Database, Transaction, asyncpg_dsn
+from shopkit.messaging import Consumer, each
+from shopkit.outbox import RELAY_LOCK_ID, envelope, publish
+from shopkit.relay import OutboxRelay
+from shopkit.settings import ServiceSettings
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,10 @@ import orjson
 import pytest
 from pydantic import BaseModel
 
+from shopdev.testing import Infra, kit_database
 from shopkit.db import Database, Transaction
 from shopkit.errors import Problem
 from shopkit.idempotency import request_hash, run_idempotent
-from shopkit.testing import Infra, kit_database
 
 
 class Note(BaseModel):

@@ -10,11 +10,11 @@ import asyncpg
 import pytest
 
 from contracts.wallet import BalanceCharged
+from shopdev.testing import Infra, kit_database, poll, serve, session_keys
 from shopkit.app import create_app
 from shopkit.db import Database, asyncpg_dsn
 from shopkit.outbox import RELAY_LOCK_ID, publish
 from shopkit.settings import ServiceSettings
-from shopkit.testing import Infra, kit_database, poll, serve, session_keys
 
 
 @pytest.fixture(scope="module")

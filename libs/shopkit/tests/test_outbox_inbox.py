@@ -12,12 +12,12 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from contracts import Envelope
 from contracts.wallet import BalanceCharged
+from shopdev.testing import Infra, KafkaProbe, kit_database, poll
 from shopkit.db import Database, Transaction, asyncpg_dsn
 from shopkit.messaging import Consumer, each
 from shopkit.outbox import publish
 from shopkit.relay import OutboxRelay
 from shopkit.settings import ServiceSettings
-from shopkit.testing import Infra, KafkaProbe, kit_database, poll
 
 
 class RelayCrash(Exception):

@@ -9,13 +9,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from shopkit.app import create_app
-from shopkit.clock import FrozenClock
-from shopkit.db import Database
-from shopkit.kafka_admin import RETENTION_MS, SEGMENT_MS, ensure_topics
-from shopkit.retention import prune
-from shopkit.settings import ServiceSettings
-from shopkit.testing import (
+from shopdev.testing import (
     Infra,
     kit_database,
     new_namespace,
@@ -23,6 +17,12 @@ from shopkit.testing import (
     serve,
     session_keys,
 )
+from shopkit.app import create_app
+from shopkit.clock import FrozenClock
+from shopkit.db import Database
+from shopkit.kafka_admin import RETENTION_MS, SEGMENT_MS, ensure_topics
+from shopkit.retention import prune
+from shopkit.settings import ServiceSettings
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

@@ -11,11 +11,11 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from contracts import Envelope
 from contracts.wallet import BalanceCharged
+from shopdev.testing import Infra, KafkaProbe, kit_database, poll, serve, session_keys
 from shopkit.app import create_app
 from shopkit.db import Database, Transaction
 from shopkit.messaging import Consumer, each
 from shopkit.settings import ServiceSettings
-from shopkit.testing import Infra, KafkaProbe, kit_database, poll, serve, session_keys
 
 GROUP = "kit-test-rebalance"
 

@@ -8,22 +8,22 @@ import asyncpg
 import httpx
 import pytest
 
+from analytics.handlers import CONSUMER
 from analytics.main import build_app
-from analytics.projection import CONSUMER
 from analytics.settings import Settings
-from contracts import Envelope
+from contracts import Envelope, Message
 from contracts.order import OrderPaid, SoldLine
-from shopkit.clock import FrozenClock
-from shopkit.db import asyncpg_dsn
-from shopkit.testing import (
+from shopdev.testing import (
     Infra,
     KafkaProbe,
     create_database,
     poll,
     serve,
-    session_keys,
+    settings_for,
     unique_name,
 )
+from shopkit.clock import FrozenClock
+from shopkit.db import asyncpg_dsn
 
 SERVICE_DIR = Path(__file__).resolve().parents[1]
 SEOUL = ZoneInfo("Asia/Seoul")
@@ -42,13 +42,12 @@ def clock() -> FrozenClock:
 
 @pytest.fixture(scope="session")
 def settings(infra: Infra, kafka_namespace: str, analytics_db: str) -> Settings:
-    return Settings(
-        database_url=analytics_db,
-        kafka_bootstrap=infra.kafka_bootstrap,
+    return settings_for(
+        Settings,
+        infra,
         kafka_namespace=kafka_namespace,
+        database_url=analytics_db,
         batch_linger_ms=50,
-        log_json=False,
-        jwt_public_keys=session_keys().public_keys,
     )
 
 
@@ -84,7 +83,7 @@ class Shop:
             SoldLine(
                 product_id=line[0],
                 name=f"name of {line[0]}",
-                category=line[3] if len(line) > 3 else "misc",  # type: ignore[misc]
+                category=line[3] if len(line) > 3 else "misc",
                 quantity=line[1],
                 unit_price=line[2],
             )
@@ -100,7 +99,7 @@ class Shop:
             paid_at=paid_at.astimezone(UTC),
         )
 
-    async def publish(self, message, *, envelope: Envelope | None = None) -> Envelope:  # type: ignore[no-untyped-def]
+    async def publish(self, message: Message, *, envelope: Envelope | None = None) -> Envelope:
         sent = await self.kafka.publish(message, envelope=envelope)
         self.published.append(sent)
         return sent

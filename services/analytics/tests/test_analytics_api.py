@@ -13,7 +13,7 @@ import pytest
 
 from contracts.catalog import ProductCreated
 from contracts.order import OrderCancelled, OrderModified, SoldLine
-from shopkit.outbox import envelope_for
+from shopkit.outbox import envelope
 
 SEOUL = ZoneInfo("Asia/Seoul")
 
@@ -23,13 +23,13 @@ def ids(prefix: str, n: int) -> list[str]:
     return [f"{prefix}-{tag}-{i}" for i in range(n)]
 
 
-async def popular(client: httpx.AsyncClient, **params: object) -> list[dict]:
+async def popular(client: httpx.AsyncClient, **params: str | int) -> list[dict]:
     response = await client.get("/api/products/popular", params=params)
     assert response.status_code == 200, response.text
     return response.json()
 
 
-async def stats(client: httpx.AsyncClient, **params: object) -> list[dict]:
+async def stats(client: httpx.AsyncClient, **params: str | int) -> list[dict]:
     response = await client.get("/api/stats/sales", params=params)
     assert response.status_code == 200, response.text
     return response.json()
@@ -270,9 +270,7 @@ async def test_a_duplicated_event_counts_once(shop, analytics: httpx.AsyncClient
     await shop.publish(order, envelope=first)
     # A later message with the same key lands on the same partition, behind the duplicate.
     later = shop.order([(product, 2, 2_000)], on=today)
-    await shop.publish(
-        later, envelope=envelope_for(later).model_copy(update={"key": order.order_id})
-    )
+    await shop.publish(later, envelope=envelope(later).model_copy(update={"key": order.order_id}))
     await shop.caught_up()
 
     [top] = await popular(analytics)
@@ -328,8 +326,8 @@ async def test_an_unreadable_event_is_dead_lettered_and_does_not_block(
     shop.today(today)
     [product] = ids("poison", 1)
     good = await shop.paid([(product, 2, 100)], on=today)
-    envelope = envelope_for(good)
-    broken = envelope.model_copy(update={"payload": {**envelope.payload, "lines": "nonsense"}})
+    sent = envelope(good)
+    broken = sent.model_copy(update={"payload": {**sent.payload, "lines": "nonsense"}})
     await shop.publish(good, envelope=broken)
     await shop.paid([(product, 1, 100)], on=today)
     await shop.caught_up()

@@ -6,7 +6,7 @@ import asyncio
 import httpx
 
 from analytics.settings import Settings
-from shopkit.testing import Infra, database_refusing, poll
+from shopdev.testing import Infra, database_refusing, poll
 
 PATHS = ("/api/products/popular", "/api/stats/sales", "/ready")
 

@@ -6,17 +6,18 @@ import subprocess
 import sys
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import orjson
 
 from analytics import service
-from analytics.projection import CONSUMER
+from analytics.handlers import CONSUMER
 from analytics.settings import Settings
 from contracts.catalog import ProductChanged
 from contracts.order import OrderCancelled, OrderModified, SoldLine
+from shopdev.testing import Infra, create_database, poll, unique_name
 from shopkit.db import Database, asyncpg_dsn
-from shopkit.testing import Infra, create_database, poll, unique_name
 
 SERVICE_DIR = Path(__file__).resolve().parents[1]
 TABLES = {
@@ -47,10 +48,10 @@ async def projected(database_url: str) -> int:
         await conn.close()
 
 
-async def answers(database_url: str, today: date) -> list[object]:
+async def answers(database_url: str, today: date) -> list[Any]:
     db = Database(database_url, pool_size=1)
     try:
-        found: list[object] = []
+        found: list[Any] = []
         for metric in ("quantity", "amount"):
             found.append(
                 await service.popular_products(

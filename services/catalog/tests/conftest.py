@@ -9,8 +9,8 @@ import pytest
 
 from catalog.main import build_app
 from catalog.settings import Settings
+from shopdev.testing import Infra, create_database, serve, session_keys, settings_for, unique_name
 from shopkit.clock import FrozenClock
-from shopkit.testing import Infra, create_database, serve, session_keys, unique_name
 
 SERVICE_DIR = Path(__file__).resolve().parents[1]
 
@@ -22,12 +22,11 @@ async def catalog_db(infra: Infra) -> str:
 
 @pytest.fixture(scope="session")
 def catalog_settings(infra: Infra, kafka_namespace: str, catalog_db: str) -> Settings:
-    return Settings(
-        database_url=catalog_db,
-        kafka_bootstrap=infra.kafka_bootstrap,
+    return settings_for(
+        Settings,
+        infra,
         kafka_namespace=kafka_namespace,
-        log_json=False,
-        jwt_public_keys=session_keys().public_keys,
+        database_url=catalog_db,
     )
 
 

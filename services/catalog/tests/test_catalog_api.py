@@ -9,12 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from catalog import service
-from catalog.seed import seed_demo
-from catalog.service import ProductFilter
+from shopdev.testing import KafkaProbe
 from shopkit.clock import FrozenClock
-from shopkit.db import Database
-from shopkit.testing import Infra, KafkaProbe, create_database, unique_name
 
 SERVICE_DIR = Path(__file__).resolve().parents[1]
 
@@ -282,20 +278,6 @@ async def test_product_events_are_published(
         "created_at": None,
     }
     assert changed[0]["payload"]["stock"] == 5
-
-
-async def test_demo_seed_fills_an_empty_catalog_once(infra: Infra) -> None:
-    url = await create_database(infra, SERVICE_DIR, unique_name("catalog_seed"))
-    db = Database(url, pool_size=1)
-    try:
-        assert await seed_demo(db) == 20
-        assert await seed_demo(db) == 0
-        items, _ = await service.list_products(
-            db, filters=ProductFilter(sold_out="only"), sort="name", limit=100, cursor=None
-        )
-        assert len(items) == 2
-    finally:
-        await db.dispose()
 
 
 async def test_a_nul_character_is_bad_input_not_a_crash(

@@ -3,6 +3,7 @@
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -20,10 +21,10 @@ from contracts.catalog import (
     ReturnStock,
     StockLine,
 )
+from shopdev.testing import KafkaProbe, poll, serve
 from shopkit.clock import system_clock
 from shopkit.db import Database, asyncpg_dsn
-from shopkit.outbox import envelope_for
-from shopkit.testing import KafkaProbe, poll, serve
+from shopkit.outbox import envelope as envelope_of
 
 REPLIES = "catalog.replies"
 
@@ -48,6 +49,13 @@ def reserve(order_id: str, op: str, *lines: tuple[str, int]) -> ReserveStock:
         operation_id=op,
         lines=tuple(StockLine(product_id=p, quantity=q) for p, q in lines),
     )
+
+
+async def reserve_one(
+    conn: asyncpg.Connection, command: ReserveStock, now: datetime
+) -> stock.Outcome | None:
+    [outcome] = await stock.reserve_stocks(conn, commands=[(command, None)], now=now)
+    return outcome
 
 
 async def replies_for(kafka: KafkaProbe, op: str, count: int = 1) -> list[dict[str, Any]]:
@@ -111,18 +119,17 @@ async def test_100_concurrent_reservations_of_a_stock_of_10_reserve_exactly_10(
     assert (detail["stock"], detail["sold_out"]) == (0, True)
 
 
-@pytest.mark.parametrize("strategy", ["conditional", "pessimistic", "optimistic"])
-async def test_every_locking_strategy_never_oversells(
-    catalog_db: str, create_product, pg: asyncpg.Connection, strategy: stock.Strategy
+async def test_concurrent_reservations_never_oversell(
+    catalog_db: str, create_product, pg: asyncpg.Connection
 ) -> None:
     product = await create_product(stock=10)
     db = Database(catalog_db, pool_size=10)
     now = await pg.fetchval("SELECT now()")
 
     async def one() -> stock.Outcome | None:
-        async with db.raw_transaction() as conn:
+        async with db.transaction() as conn:
             command = reserve(str(uuid.uuid4()), str(uuid.uuid4()), (product["id"], 1))
-            return await stock.reserve_stock(conn, command=command, now=now, strategy=strategy)
+            return await reserve_one(conn, command, now)
 
     try:
         outcomes = await asyncio.gather(*[one() for _ in range(50)])
@@ -174,7 +181,7 @@ async def test_a_duplicated_command_is_applied_once(
 ) -> None:
     product = await create_product(stock=10, price=7_000, name="중복 테스트", category="FOOD")
     command = reserve(str(uuid.uuid4()), f"op-{uuid.uuid4()}", (product["id"], 3))
-    envelope = envelope_for(command)
+    envelope = envelope_of(command)
 
     await kafka.publish(command, envelope=envelope)
     await kafka.publish(command, envelope=envelope)  # the same message delivered twice
@@ -261,9 +268,8 @@ async def test_a_release_before_its_reserve_voids_the_reservation(
     assert await quantities(pg, product["id"]) == (5, 0, 0)
 
 
-@pytest.mark.parametrize("strategy", ["conditional", "pessimistic"])
 async def test_orders_sharing_products_in_any_line_order_never_deadlock(
-    catalog_db: str, create_product, pg: asyncpg.Connection, strategy: stock.Strategy
+    catalog_db: str, create_product, pg: asyncpg.Connection
 ) -> None:
     a, b = await create_product(stock=10), await create_product(stock=10)
     db = Database(catalog_db, pool_size=10)
@@ -273,8 +279,8 @@ async def test_orders_sharing_products_in_any_line_order_never_deadlock(
         lines = [(a["id"], 1), (b["id"], 1)]
         # Half the orders list the lines the other way round.
         command = reserve(str(uuid.uuid4()), str(uuid.uuid4()), *(lines[::-1] if i % 2 else lines))
-        async with db.raw_transaction() as conn:
-            return await stock.reserve_stock(conn, command=command, now=now, strategy=strategy)
+        async with db.transaction() as conn:
+            return await reserve_one(conn, command, now)
 
     try:
         outcomes = await asyncio.gather(*[one(i) for i in range(40)])
@@ -294,10 +300,10 @@ async def test_a_poll_of_commits_sells_each_reservation_once(
     a, b = str(uuid.uuid4()), str(uuid.uuid4())
     now = system_clock()
     db = Database(catalog_db)  # the service's connections: JSON columns decoded
-    async with db.raw_transaction() as conn:
-        await stock.reserve_stock(conn, command=reserve(a, f"{a}:s", (pen, 2), (ink, 1)), now=now)
-        await stock.reserve_stock(conn, command=reserve(b, f"{b}:s", (pen, 3)), now=now)
-        await stock.reserve_stock(conn, command=reserve(a, f"{a}:m", (pen, 1)), now=now)
+    async with db.transaction() as conn:
+        await reserve_one(conn, reserve(a, f"{a}:s", (pen, 2), (ink, 1)), now)
+        await reserve_one(conn, reserve(b, f"{b}:s", (pen, 3)), now)
+        await reserve_one(conn, reserve(a, f"{a}:m", (pen, 1)), now)
     assert await quantities(pg, pen) == (4, 6, 0)
 
     commits = [
@@ -307,7 +313,7 @@ async def test_a_poll_of_commits_sells_each_reservation_once(
         CommitStock(order_id=a, operation_id=f"{a}:never-reserved"),
         CommitStock(order_id=a, operation_id=f"{a}:m"),  # the order's second operation
     ]
-    async with db.raw_transaction() as conn:
+    async with db.transaction() as conn:
         await stock.commit_stock(conn, commands=commits, now=now)
     await db.dispose()
 
@@ -329,8 +335,8 @@ async def test_a_poll_of_reservations_is_claimed_together_and_taken_in_order(
     a, b, c, d = (str(uuid.uuid4()) for _ in range(4))
     now = system_clock()
     db = Database(catalog_db)
-    async with db.raw_transaction() as conn:
-        await stock.reserve_stock(conn, command=reserve(d, f"{d}:s", (pen, 1)), now=now)
+    async with db.transaction() as conn:
+        await reserve_one(conn, reserve(d, f"{d}:s", (pen, 1)), now)
     assert await quantities(pg, pen) == (2, 1, 0)
 
     commands = [
@@ -340,7 +346,7 @@ async def test_a_poll_of_reservations_is_claimed_together_and_taken_in_order(
         (reserve(c, f"{c}:s", ("no-such-product", 1)), "c-c"),
         (reserve(d, f"{d}:s", (pen, 1)), "c-d"),  # claimed before
     ]
-    async with db.raw_transaction() as conn:
+    async with db.transaction() as conn:
         outcomes = await stock.reserve_stocks(conn, commands=commands, now=now)
     await db.dispose()
 

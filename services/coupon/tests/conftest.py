@@ -10,9 +10,9 @@ import pytest
 
 from coupon.main import build_app
 from coupon.settings import Settings
+from shopdev.testing import Infra, create_database, serve, session_keys, unique_name
 from shopkit.clock import FrozenClock
 from shopkit.db import asyncpg_dsn
-from shopkit.testing import Infra, create_database, serve, session_keys, unique_name
 
 SERVICE_DIR = Path(__file__).resolve().parents[1]
 

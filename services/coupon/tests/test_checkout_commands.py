@@ -7,8 +7,8 @@ from typing import Any
 import httpx
 
 from contracts.coupon import ReleaseCoupon, RepriceCoupon, ReserveCoupon
+from shopdev.testing import KafkaProbe
 from shopkit.clock import FrozenClock
-from shopkit.testing import KafkaProbe
 
 
 async def issued_coupon(

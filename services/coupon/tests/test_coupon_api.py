@@ -7,8 +7,8 @@ import httpx
 import pytest
 
 from contracts.wallet import UserRegistered
+from shopdev.testing import KafkaProbe, poll
 from shopkit.clock import FrozenClock
-from shopkit.testing import KafkaProbe, poll
 
 
 def user() -> str:

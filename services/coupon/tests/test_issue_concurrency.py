@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from shopkit.testing import KafkaProbe, poll
+from shopdev.testing import KafkaProbe, poll
 
 
 async def issue(

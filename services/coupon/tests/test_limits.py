@@ -15,10 +15,7 @@ from coupon.issue_queue import IssueQueue
 from coupon.main import build_app
 from coupon.settings import Settings
 from coupon.waiting import SETTLED_CHANNEL, Settlements
-from shopkit import notifications
-from shopkit.db import Database
-from shopkit.limits import Rule
-from shopkit.testing import (
+from shopdev.testing import (
     Infra,
     create_database,
     new_namespace,
@@ -27,6 +24,9 @@ from shopkit.testing import (
     session_keys,
     unique_name,
 )
+from shopkit import notifications
+from shopkit.db import Database
+from shopkit.limits import Rule
 
 from .conftest import SERVICE_DIR, NewCoupon, Query
 

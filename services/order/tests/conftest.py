@@ -6,17 +6,18 @@ import pytest
 
 from order.main import build_app
 from order.settings import Settings
-from shopkit.auth import Role
-from shopkit.db import Database
-from shopkit.testing import (
+from shopdev.testing import (
     Infra,
     KafkaProbe,
     create_database,
     new_namespace,
     serve,
     session_keys,
+    settings_for,
     unique_name,
 )
+from shopkit.auth import Role
+from shopkit.db import Database
 
 SERVICE_DIR = Path(__file__).resolve().parents[1]
 
@@ -49,18 +50,17 @@ async def own_db(infra: Infra) -> AsyncIterator[Database]:
 
 @pytest.fixture(scope="session")
 def settings(infra: Infra, kafka_namespace: str, order_db: str) -> Settings:
-    return Settings(
-        database_url=order_db,
-        kafka_bootstrap=infra.kafka_bootstrap,
+    return settings_for(
+        Settings,
+        infra,
         kafka_namespace=kafka_namespace,
+        database_url=order_db,
         # No provider in these tests: the worker finds nothing listening and retries.
         payment_url="http://127.0.0.1:9",
         step_timeout_seconds=3.0,
         max_step_attempts=2,
         max_compensation_attempts=2,
         scan_interval_seconds=0.2,
-        log_json=False,
-        jwt_public_keys=session_keys().public_keys,
         merchant_key=session_keys().merchant_key,
     )
 

@@ -9,16 +9,18 @@ from contracts.catalog import StockReleased, StockReservationFailed
 from contracts.wallet import WalletDebited, WalletDebitFailed
 from order import service
 from order.settings import Settings
+from order.store.sagas import CHANGED_CHANNEL
+from order.views import order_out
 from order.waiting import Waiters
+from shopdev.testing import poll
 from shopkit.clock import system_clock
 from shopkit.db import Database, asyncpg_dsn
-from shopkit.testing import poll
 
 from .test_order_saga import reserved
 
 
 async def placed(db: Database, settings: Settings) -> str:
-    async with db.raw_transaction() as conn:
+    async with db.transaction() as conn:
         out = await service.place_order(
             conn,
             settings=settings,
@@ -57,7 +59,7 @@ async def test_a_batch_of_events_for_several_orders_is_applied_in_order(
         (c, failed_c, None),
         (str(uuid.uuid4()), reserved("x"), None),  # an order this database never had
     ]
-    async with own_db.raw_transaction() as conn:
+    async with own_db.transaction() as conn:
         await service.apply_events(conn, settings=settings, events=events, now=system_clock())
 
     async with own_db.autocommit() as conn:
@@ -105,14 +107,14 @@ async def test_a_settled_order_is_notified_with_its_json_and_a_waiter_answers_wi
         waiters.changed(str(args[3]))
 
     listener = await asyncpg.connect(asyncpg_dsn(own_db.url))
-    await listener.add_listener(service.CHANGED_CHANNEL, on_changed)
+    await listener.add_listener(CHANGED_CHANNEL, on_changed)
     try:
         waiting = asyncio.create_task(
             waiters.wait(
                 own_db, oid, until=lambda seen: seen.status != "PENDING", timeout=5, unmet=True
             )
         )
-        async with own_db.raw_transaction() as conn:
+        async with own_db.transaction() as conn:
             await service.apply_events(
                 conn, settings=settings, events=[(oid, reserved(oid), None)], now=system_clock()
             )
@@ -120,7 +122,7 @@ async def test_a_settled_order_is_notified_with_its_json_and_a_waiter_answers_wi
             order_id=oid, operation_id=f"{oid}:place:stock", reason="OUT_OF_STOCK", product_ids=()
         )
         # A reply the current step does not expect: it changes and notifies nothing.
-        async with own_db.raw_transaction() as conn:
+        async with own_db.transaction() as conn:
             await service.apply_events(
                 conn, settings=settings, events=[(oid, failed, None)], now=system_clock()
             )
@@ -135,7 +137,7 @@ async def test_a_settled_order_is_notified_with_its_json_and_a_waiter_answers_wi
             reason="INSUFFICIENT_BALANCE",
         )
         released = StockReleased(order_id=oid, operation_id=f"{oid}:place:stock")
-        async with own_db.raw_transaction() as conn:
+        async with own_db.transaction() as conn:
             await service.apply_events(
                 conn,
                 settings=settings,
@@ -148,7 +150,7 @@ async def test_a_settled_order_is_notified_with_its_json_and_a_waiter_answers_wi
 
     row = await service.read_order(own_db, order_id=oid)
     assert row is not None and row.status == "FAILED"
-    settled = service.order_out(row).model_dump_json()
+    settled = order_out(row).model_dump_json()
     assert heard[-1] == f"{oid} FAILED - {settled}"
     # The waiter answered with the notification's order, not a row it read.
     assert waited.done and waited.row is None and waited.order_json() == settled

@@ -22,9 +22,9 @@ from order.saga import PaymentsCancelled, PaymentTimedOut
 from order.settings import Settings
 from payment_mock.main import build_app as build_provider
 from payment_mock.settings import Settings as ProviderSettings
+from shopdev.testing import Infra, KafkaProbe, create_database, poll, session_keys, unique_name
 from shopkit.clock import system_clock
 from shopkit.db import Database
-from shopkit.testing import Infra, KafkaProbe, create_database, poll, session_keys, unique_name
 
 from .conftest import headers_for
 from .test_order_saga import place, reserved, status_of
@@ -135,7 +135,7 @@ async def failed_after_timeout(db: Database, settings: Settings) -> str:
         StockReleased(order_id=oid, operation_id=f"{oid}:place:stock"),
     )
     for event in steps:
-        async with db.raw_transaction() as conn:
+        async with db.transaction() as conn:
             await service.apply_events(
                 conn, settings=settings, events=[(oid, event, None)], now=system_clock()
             )

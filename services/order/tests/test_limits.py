@@ -9,9 +9,9 @@ import asyncpg
 from order.main import build_app
 from order.settings import Settings
 from order.waiting import Waiters
+from shopdev.testing import Infra, new_namespace, poll, serve
 from shopkit.db import Database, asyncpg_dsn
 from shopkit.limits import Rule
-from shopkit.testing import Infra, new_namespace, poll, serve
 
 from .conftest import headers_for
 from .test_apply_events import placed

@@ -7,7 +7,7 @@ import httpx
 from contracts.catalog import ReservedLine, StockReservationFailed, StockReserved
 from contracts.wallet import WalletDebitFailed
 from order.settings import Settings
-from shopkit.testing import KafkaProbe, poll
+from shopdev.testing import KafkaProbe, poll
 
 from .conftest import headers_for
 

@@ -12,12 +12,14 @@ import httpx
 from contracts.catalog import StockReleased
 from contracts.wallet import WalletDebited, WalletDebitFailed, WalletRefunded
 from order import service
-from order.provider import PaymentProvider, Results, handle_one
+from order.payments import ProviderOutcomes, do_provider_step
+from order.provider import PaymentProvider
 from order.saga import PaymentApproved, PaymentsCancelled, PaymentTimedOut
 from order.settings import Settings
+from order.store.leases import claim_provider_work
+from shopdev.testing import KafkaProbe, poll
 from shopkit.clock import system_clock
 from shopkit.db import Database
-from shopkit.testing import KafkaProbe, poll
 
 from .conftest import headers_for
 from .test_order_saga import place, reserved, status_of
@@ -131,27 +133,22 @@ async def test_a_provider_cancel_that_keeps_failing_parks_the_order(
     `max_compensation_attempts` times, then the order is parked (still PENDING)."""
     now = system_clock()
     oid = await put_in_paying(own_db, settings)
-    async with own_db.raw_transaction() as conn:
+    async with own_db.transaction() as conn:
         await service.apply_events(
             conn, settings=settings, events=[(oid, PaymentTimedOut("slow"), None)], now=now
         )
     provider = PaymentProvider(settings)  # 127.0.0.1:9: nothing listens
-    results = Results(own_db, settings, system_clock)
+    outcomes = ProviderOutcomes(own_db, settings, system_clock)
     try:
         for attempt in range(1, settings.max_compensation_attempts + 1):
             later = now + timedelta(minutes=attempt)
-            [(order_id, step, saga, attempts, _)] = await service.claim_provider_work(
-                own_db, lease_seconds=30, now=later, limit=10
-            )
-            assert (order_id, step, attempts) == (oid, "VOIDING_PAYMENT", attempt)
-            await handle_one(
+            [work] = await claim_provider_work(own_db, lease_seconds=30, now=later, limit=10)
+            assert (work.order_id, work.step, work.attempt) == (oid, "VOIDING_PAYMENT", attempt)
+            await do_provider_step(
                 own_db,
                 provider,
-                results,
-                order_id=oid,
-                step=step,
-                saga=saga,
-                attempt=attempts,
+                outcomes,
+                work,
                 settings=settings,
                 clock=lambda later=later: later,
             )
@@ -162,7 +159,7 @@ async def test_a_provider_cancel_that_keeps_failing_parks_the_order(
     assert row["parked_at"] is not None and "cancel failed 2 time(s)" in row["last_error"]
     assert (await history_events(own_db, oid))[-1] == "SagaParked"
     far = now + timedelta(days=1)
-    assert await service.claim_provider_work(own_db, lease_seconds=30, now=far, limit=10) == []
+    assert await claim_provider_work(own_db, lease_seconds=30, now=far, limit=10) == []
 
 
 async def test_one_corrupt_saga_row_does_not_stop_the_others_deadlines(
@@ -171,7 +168,7 @@ async def test_one_corrupt_saga_row_does_not_stop_the_others_deadlines(
     now = system_clock()
     orders = []
     for _ in range(4):
-        async with own_db.raw_transaction() as conn:
+        async with own_db.transaction() as conn:
             placed = await service.place_order(
                 conn, settings=settings, user_id="u1", items=[("p1", 1)], coupon_id=None, now=now
             )
@@ -223,9 +220,7 @@ async def test_a_corrupt_row_is_parked_by_the_payment_claim_and_by_replies(
         await conn.execute(
             "UPDATE orders SET saga = jsonb_set(saga, '{step}', '\"DONE\"') WHERE id = $1", stuck
         )
-    claimed = await service.claim_provider_work(
-        own_db, lease_seconds=30, now=system_clock(), limit=10
-    )
+    claimed = await claim_provider_work(own_db, lease_seconds=30, now=system_clock(), limit=10)
     assert [c[0] for c in claimed] == [good]
     assert "ValidationError" in (await parked_row(own_db, corrupt))["last_error"]
     assert "SagaStuck" in (await parked_row(own_db, stuck))["last_error"]
@@ -233,7 +228,7 @@ async def test_a_corrupt_row_is_parked_by_the_payment_claim_and_by_replies(
     # Replies for a broken saga and a sound one, in one transaction: the sound one moves on.
     placed = []
     for _ in range(2):
-        async with own_db.raw_transaction() as conn:
+        async with own_db.transaction() as conn:
             placed.append(
                 (
                     await service.place_order(
@@ -249,7 +244,7 @@ async def test_a_corrupt_row_is_parked_by_the_payment_claim_and_by_replies(
     sound, broken = placed
     async with own_db.autocommit() as conn:
         await conn.execute("UPDATE orders SET saga = '{}' WHERE id = $1", broken)
-    async with own_db.raw_transaction() as conn:
+    async with own_db.transaction() as conn:
         await service.apply_events(
             conn,
             settings=settings,
@@ -268,7 +263,7 @@ async def test_a_parked_step_that_moves_on_without_changing_step_gets_its_deadli
     now = system_clock()
     oid = await put_in_paying(own_db, settings)
     user = (await service.read_order(own_db, order_id=oid)).user_id  # type: ignore[union-attr]
-    async with own_db.raw_transaction() as conn:
+    async with own_db.transaction() as conn:
         await service.apply_events(
             conn, settings=settings, events=[(oid, PaymentApproved("pay-1"), None)], now=now
         )
@@ -291,14 +286,14 @@ async def test_a_parked_step_that_moves_on_without_changing_step_gets_its_deadli
         transaction_id=str(uuid.uuid4()),
     )
     for event in (more, debit):
-        async with own_db.raw_transaction() as conn:
+        async with own_db.transaction() as conn:
             await service.apply_events(
                 conn, settings=settings, events=[(oid, event, None)], now=now
             )
     await service.request_cancel(
         own_db, settings=settings, order_id=oid, user_id=user, is_admin=False, now=now
     )
-    async with own_db.raw_transaction() as conn:
+    async with own_db.transaction() as conn:
         await service.apply_events(
             conn, settings=settings, events=[(oid, PaymentsCancelled(("pay-1",)), None)], now=now
         )
@@ -317,7 +312,7 @@ async def test_a_parked_step_that_moves_on_without_changing_step_gets_its_deadli
         balance=20_000,
         transaction_id=str(uuid.uuid4()),
     )
-    async with own_db.raw_transaction() as conn:
+    async with own_db.transaction() as conn:
         await service.apply_events(conn, settings=settings, events=[(oid, refund, None)], now=later)
     row = await parked_row(own_db, oid)
     assert row["step"] == "CANCEL_REFUNDING" and row["parked_at"] is None

@@ -5,17 +5,18 @@ import uuid
 from types import SimpleNamespace
 
 import pytest
-from sqlalchemy import text
 
 from contracts.wallet import WalletDebited
 from order import service
-from order.provider import Results, payment_worker
+from order.main import listen
+from order.payments import ProviderOutcomes, payment_worker
 from order.saga import PaymentApproved
 from order.settings import Settings
+from order.store.sagas import PROVIDER_WORK_CHANNEL
 from order.waiting import Waiters
+from shopdev.testing import poll
 from shopkit.clock import system_clock
 from shopkit.db import Database
-from shopkit.testing import poll
 
 from .test_order_saga import reserved
 
@@ -45,7 +46,7 @@ class SilentProvider:
 async def put_in_paying(db: Database, settings: Settings) -> str:
     user = str(uuid.uuid4())
     now = system_clock()
-    async with db.raw_transaction() as conn:
+    async with db.transaction() as conn:
         placed = await service.place_order(
             conn, settings=settings, user_id=user, items=[("p1", 2)], coupon_id=None, now=now
         )
@@ -59,7 +60,7 @@ async def put_in_paying(db: Database, settings: Settings) -> str:
         transaction_id=str(uuid.uuid4()),
     )
     for reply in (reserved(oid), debited):
-        async with db.raw_transaction() as conn:
+        async with db.transaction() as conn:
             await service.apply_events(
                 conn, settings=settings, events=[(oid, reply, None)], now=now
             )
@@ -84,7 +85,7 @@ async def test_worker_at_capacity_keeps_the_event_loop_free(
             await put_in_paying(own_db, conf)
         app = SimpleNamespace(
             state=SimpleNamespace(
-                settings=conf, db=own_db, clock=system_clock, waiters=Waiters(100)
+                settings=conf, db=own_db, clock=system_clock, provider_work=asyncio.Event()
             )
         )
         worker = asyncio.create_task(payment_worker(app))  # type: ignore[arg-type]
@@ -98,10 +99,57 @@ async def test_worker_at_capacity_keeps_the_event_loop_free(
                 await worker
 
 
-async def approve_all(results: Results, orders: list[str], *extra: str) -> list[object]:
+async def listening(db: Database, channel: str) -> int:
+    async with db.autocommit() as conn:
+        return int(
+            await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND query LIKE 'LISTEN%' || $1 || '%'",
+                channel,
+            )
+        )
+
+
+@pytest.mark.timeout(60)
+async def test_a_saga_entering_a_provider_step_wakes_the_worker_through_its_channel(
+    settings: Settings, own_db: Database
+) -> None:
+    """The worker's next scan is far away: only its own NOTIFY can bring the payment call on
+    time (no `?wait` request is involved)."""
+    provider = SilentProvider()
+    async with provider as url:
+        conf = settings.model_copy(
+            update={"database_url": own_db.url, "payment_url": url, "scan_interval_seconds": 60}
+        )
+        app = SimpleNamespace(
+            state=SimpleNamespace(
+                settings=conf,
+                db=own_db,
+                clock=system_clock,
+                provider_work=asyncio.Event(),
+                waiters=Waiters(100),
+            )
+        )
+        jobs = [asyncio.create_task(job(app)) for job in (listen, payment_worker)]  # type: ignore[arg-type]
+        try:
+            await poll(lambda: listening(own_db, PROVIDER_WORK_CHANNEL), until=lambda n: n == 1)
+            await poll(
+                lambda: asyncio.sleep(0, app.state.provider_work.is_set()), until=lambda s: not s
+            )
+            await put_in_paying(own_db, conf)
+            await poll(
+                lambda: asyncio.sleep(0, provider.requests), until=lambda n: n == 1, timeout=10
+            )
+        finally:
+            for job in jobs:
+                job.cancel()
+            await asyncio.gather(*jobs, return_exceptions=True)
+
+
+async def approve_all(outcomes: ProviderOutcomes, orders: list[str], *extra: str) -> list[object]:
     return await asyncio.gather(
-        *[results.apply(oid, PaymentApproved(payment_id=f"pay-{oid}")) for oid in orders],
-        *[results.apply(oid, PaymentApproved(payment_id="pay-bad")) for oid in extra],
+        *[outcomes.record(oid, PaymentApproved(payment_id=f"pay-{oid}")) for oid in orders],
+        *[outcomes.record(oid, PaymentApproved(payment_id="pay-bad")) for oid in extra],
         return_exceptions=True,
     )
 
@@ -111,34 +159,28 @@ async def test_results_are_applied_together_and_a_bad_one_holds_no_one_back(
 ) -> None:
     """Provider results arriving together share a transaction; one that cannot be written (an
     order id PostgreSQL cannot hold) fails alone, and every other order moves on, once."""
-    results = Results(own_db, settings, system_clock)
+    outcomes = ProviderOutcomes(own_db, settings, system_clock)
     together = [await put_in_paying(own_db, settings) for _ in range(8)]
-    assert await approve_all(results, together) == [None] * len(together)
+    assert await approve_all(outcomes, together) == [None] * len(together)
     with_bad = [await put_in_paying(own_db, settings) for _ in range(4)]
-    outcomes = await approve_all(results, with_bad, "bad\x00id")
-    assert outcomes[:-1] == [None] * len(with_bad)
-    assert isinstance(outcomes[-1], Exception)
+    answers = await approve_all(outcomes, with_bad, "bad\x00id")
+    assert answers[:-1] == [None] * len(with_bad)
+    assert isinstance(answers[-1], Exception)
 
     orders = together + with_bad
-    async with own_db.sessions() as session:
-        approved = await session.execute(
-            text(
-                "SELECT order_id, count(*) FROM order_history WHERE event = 'PaymentApproved'"
-                " AND order_id = ANY(CAST(:ids AS text[])) GROUP BY order_id"
-            ),
-            {"ids": orders},
+    async with own_db.autocommit() as conn:
+        approved = await conn.fetch(
+            "SELECT order_id, count(*) FROM order_history WHERE event = 'PaymentApproved'"
+            " AND order_id = ANY($1::text[]) GROUP BY order_id",
+            orders,
         )
-        assert dict(approved.all()) == dict.fromkeys(orders, 1)
-        steps = await session.execute(
-            text("SELECT DISTINCT step FROM orders WHERE id = ANY(CAST(:ids AS text[]))"),
-            {"ids": orders},
+        assert {r["order_id"]: r["count"] for r in approved} == dict.fromkeys(orders, 1)
+        steps = await conn.fetch(
+            "SELECT DISTINCT step FROM orders WHERE id = ANY($1::text[])", orders
         )
-        assert "PAYING" not in set(steps.scalars())
+        assert "PAYING" not in {r["step"] for r in steps}
         # Rows written by one transaction share its xmin.
-        writers = await session.execute(
-            text(
-                "SELECT count(DISTINCT xmin::text) FROM orders WHERE id = ANY(CAST(:ids AS text[]))"
-            ),
-            {"ids": together},
+        writers = await conn.fetchval(
+            "SELECT count(DISTINCT xmin::text) FROM orders WHERE id = ANY($1::text[])", together
         )
-        assert writers.scalar_one() <= 2
+        assert writers <= 2

@@ -6,7 +6,7 @@ import pytest
 
 from payment_mock.main import build_app
 from payment_mock.settings import Settings
-from shopkit.testing import Infra, create_database, serve, session_keys, unique_name
+from shopdev.testing import Infra, create_database, serve, session_keys, settings_for, unique_name
 
 SERVICE_DIR = Path(__file__).resolve().parents[1]
 DEFAULTS = {"decline_rate": 0, "timeout_rate": 0, "latency_ms": 0}
@@ -19,14 +19,13 @@ async def payment_db(infra: Infra) -> str:
 
 @pytest.fixture(scope="session")
 def settings(infra: Infra, kafka_namespace: str, payment_db: str) -> Settings:
-    return Settings(
-        database_url=payment_db,
-        kafka_bootstrap=infra.kafka_bootstrap,
+    return settings_for(
+        Settings,
+        infra,
         kafka_namespace=kafka_namespace,
+        database_url=payment_db,
         timeout_hang_seconds=1.0,
         random_seed=7,
-        log_json=False,
-        jwt_public_keys=session_keys().public_keys,
         merchant_key=session_keys().merchant_key,
     )
 

@@ -11,7 +11,7 @@ import uvicorn
 
 from payment_mock.main import build_app
 from payment_mock.settings import Settings
-from shopkit.testing import poll
+from shopdev.testing import poll
 
 Behave = Callable[..., Awaitable[None]]
 HANG_SECONDS = 30.0

@@ -3,10 +3,12 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 
-from shopkit.testing import Infra, create_database, serve, session_keys, unique_name
+from shopdev.testing import Infra, create_database, serve, session_keys, settings_for, unique_name
+from shopkit.db import Database
 from wallet.main import build_app
 from wallet.settings import Settings
 
@@ -24,15 +26,14 @@ async def wallet_db(infra: Infra) -> str:
 async def wallet(
     infra: Infra, kafka_namespace: str, wallet_db: str
 ) -> AsyncIterator[httpx.AsyncClient]:
-    settings = Settings(
-        database_url=wallet_db,
-        kafka_bootstrap=infra.kafka_bootstrap,
+    settings = settings_for(
+        Settings,
+        infra,
         kafka_namespace=kafka_namespace,
+        database_url=wallet_db,
         admin_password=ADMIN_PASSWORD,
         argon2_time_cost=1,
         argon2_memory_kib=1024,
-        log_json=False,
-        jwt_public_keys=session_keys().public_keys,
         jwt_private_key=session_keys().private_key,
     )
     async with serve(build_app(settings)) as client:
@@ -66,3 +67,34 @@ async def admin(wallet: httpx.AsyncClient) -> dict[str, str]:
     )
     assert login.status_code == 200, login.text
     return {"Authorization": f"Bearer {login.json()['access_token']}"}
+
+
+@pytest.fixture
+async def db(wallet_db: str) -> AsyncIterator[Database]:
+    database = Database(wallet_db)
+    yield database
+    await database.dispose()
+
+
+OpenWallets = Callable[[asyncpg.Connection, dict[str, int | None]], Awaitable[None]]
+
+
+@pytest.fixture(scope="session")
+def open_wallets() -> OpenWallets:
+    return insert_wallets
+
+
+async def insert_wallets(tx: asyncpg.Connection, balances: dict[str, int | None]) -> None:
+    """Users holding these balances, written straight to the tables (None: a user id with no
+    wallet at all)."""
+    held = {u: b for u, b in balances.items() if b is not None}
+    await tx.execute(
+        "INSERT INTO users (id, name, email, password_hash, role)"
+        " SELECT u, 'Kim', u || '@example.com', 'unused', 'user' FROM unnest($1::text[]) u",
+        list(held),
+    )
+    await tx.execute(
+        "INSERT INTO wallets (user_id, balance) SELECT * FROM unnest($1::text[], $2::bigint[])",
+        list(held),
+        list(held.values()),
+    )

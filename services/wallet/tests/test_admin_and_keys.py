@@ -7,8 +7,8 @@ import httpx
 import jwt
 import pytest
 
+from shopdev.testing import Infra, new_namespace, serve, session_keys
 from shopkit.keys import KeyRefused, generate_private_key, key_id, load_private_key, public_text
-from shopkit.testing import Infra, new_namespace, serve, session_keys
 from wallet.main import build_app
 from wallet.settings import Settings
 

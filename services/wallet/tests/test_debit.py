@@ -1,23 +1,14 @@
 """The saga's debits, set-based, against real PostgreSQL: a poll of commands at once."""
 
 import uuid
-from collections.abc import AsyncIterator
 
 import httpx
-import pytest
 
 from contracts.wallet import DebitWallet
+from shopdev.testing import KafkaProbe
 from shopkit.clock import system_clock
 from shopkit.db import Database
-from shopkit.testing import KafkaProbe
-from wallet import service
-
-
-@pytest.fixture
-async def db(wallet_db: str) -> AsyncIterator[Database]:
-    database = Database(wallet_db)
-    yield database
-    await database.dispose()
+from wallet import payments
 
 
 async def funded(register, wallet: httpx.AsyncClient, amount: int) -> str:
@@ -45,8 +36,8 @@ async def test_a_batch_of_debits_takes_each_balance_once_and_answers_every_comma
     rich = await funded(register, wallet, 50_000)
     poor = await funded(register, wallet, 15_000)
     answered_before = debit(rich, 1_000)
-    async with db.raw_transaction() as conn:
-        await service.debit(conn, commands=[(answered_before, None)], now=system_clock())
+    async with db.transaction() as conn:
+        await payments.debit(conn, commands=[(answered_before, None)], now=system_clock())
 
     first, second = debit(poor, 10_000), debit(poor, 10_000)  # only one fits
     third = debit(rich, 20_000)
@@ -58,8 +49,8 @@ async def test_a_batch_of_debits_takes_each_balance_once_and_answers_every_comma
         (answered_before, "c4"),  # re-sent after it was answered
         (debit(str(uuid.uuid4()), 5_000), "c5"),  # nobody's wallet
     ]
-    async with db.raw_transaction() as conn:
-        await service.debit(conn, commands=commands, now=system_clock())
+    async with db.transaction() as conn:
+        await payments.debit(conn, commands=commands, now=system_clock())
 
     async with db.autocommit() as conn:
         balances = dict(
@@ -67,13 +58,13 @@ async def test_a_batch_of_debits_takes_each_balance_once_and_answers_every_comma
                 "SELECT user_id, balance FROM wallets WHERE user_id = ANY($1)", [rich, poor]
             )
         )
-        payments = await conn.fetch(
+        ledger = await conn.fetch(
             "SELECT user_id, amount, balance_after FROM wallet_transactions"
             " WHERE user_id = ANY($1) AND type = 'PAYMENT'",
             [rich, poor],
         )
     assert balances == {rich: 50_000 - 1_000 - 20_000, poor: 15_000 - 10_000}
-    assert sorted((p["user_id"], p["amount"], p["balance_after"]) for p in payments) == sorted(
+    assert sorted((p["user_id"], p["amount"], p["balance_after"]) for p in ledger) == sorted(
         [(rich, -1_000, 49_000), (rich, -20_000, 29_000), (poor, -10_000, 5_000)]
     )
     # One answer per command, each with its command's correlation id (the relay deletes what it

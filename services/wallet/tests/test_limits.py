@@ -9,11 +9,11 @@ import asyncpg
 import httpx
 import pytest
 
+from shopdev.testing import Infra, create_database, new_namespace, serve, session_keys, unique_name
 from shopkit.clock import FrozenClock
 from shopkit.db import asyncpg_dsn
 from shopkit.errors import Problem
 from shopkit.limits import Rule
-from shopkit.testing import Infra, create_database, new_namespace, serve, session_keys, unique_name
 from wallet.main import build_app
 from wallet.passwords import Passwords
 from wallet.settings import Settings

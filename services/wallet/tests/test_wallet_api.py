@@ -7,8 +7,8 @@ import asyncpg
 import httpx
 import pytest
 
+from shopdev.testing import KafkaProbe, poll
 from shopkit.db import asyncpg_dsn as asyncpg_url
-from shopkit.testing import KafkaProbe, poll
 
 
 async def balance_of(client: httpx.AsyncClient, user_id: str, headers: dict[str, str]) -> int:

@@ -2,7 +2,7 @@
 
 from dataclasses import replace
 
-from chaos.checker import (
+from chaos.books import (
     Books,
     CouponRow,
     FaultOutcome,
@@ -12,9 +12,9 @@ from chaos.checker import (
     PaymentRow,
     StockRow,
     UserCouponRow,
-    check,
 )
-from chaos.load import Sample, recovery
+from chaos.checker import check
+from chaos.probe import Sample, recovery
 
 P1, P2 = "p1", "p2"
 

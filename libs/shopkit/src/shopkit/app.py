@@ -202,13 +202,16 @@ def not_ready(detail: str) -> JSONResponse:
     return response
 
 
-async def get_db(request: Request) -> Database:
-    return request.app.state.db
+def from_state(name: str) -> Callable[[Request], Coroutine[Any, Any, Any]]:
+    """A dependency answering `app.state.<name>`, which the service's lifespan set."""
+
+    async def dependency(request: Request) -> Any:
+        return getattr(request.app.state, name)
+
+    dependency.__name__ = f"get_{name}"
+    return dependency
 
 
-async def get_clock(request: Request) -> Clock:
-    return request.app.state.clock
-
-
+get_db = from_state("db")
 Db = Annotated[Database, Depends(get_db)]
-ClockDep = Annotated[Clock, Depends(get_clock)]
+ClockDep = Annotated[Clock, Depends(from_state("clock"))]

@@ -85,7 +85,8 @@ def problem_response(
 
 # A route can name the code its validation failures carry, e.g. {"amount": "INVALID_AMOUNT"}:
 # the first failing field that has a code decides; otherwise the code is VALIDATION_ERROR.
-VALIDATION_CODES: dict[str, str] = {}
+# A body field named `amount` is money in every service: its own code, wherever it fails.
+VALIDATION_CODES: dict[str, str] = {"amount": "INVALID_AMOUNT"}
 
 
 def _validation_code(errors: list[dict[str, Any]]) -> str:

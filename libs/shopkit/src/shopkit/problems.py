@@ -114,6 +114,12 @@ define(
         "Text contains a character PostgreSQL cannot store (NUL).",
         "text contains a NUL character",
     ),
+    (
+        422,
+        "INVALID_AMOUNT",
+        "`amount` is not a positive integer in the route's range (its schema gives the bounds).",
+        "body.amount: Input should be greater than 0",
+    ),
     (422, "INVALID_CURSOR", "`cursor` is not one this list handed out.", "cursor is not valid"),
     (
         422,

@@ -5,8 +5,8 @@ from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
 
+from shopdev.testing import poll
 from shopkit.subscription import OffsetCommitter
-from shopkit.testing import poll
 
 
 class RecordingConsumer:

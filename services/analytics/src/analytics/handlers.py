@@ -1,16 +1,23 @@
-"""The projection consumer: order and catalog events, applied in batches."""
+"""The projection's consumer: order and catalog events, many to a transaction."""
 
-from collections.abc import Sequence
-
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from analytics.consumer import BatchConsumer, Delivery
-from analytics.projection import CONSUMER, HANDLED, project
+from analytics.projection import PROJECTED, ProjectedEvent, project
 from analytics.settings import Settings
+from contracts import Envelope
+from shopkit.db import Transaction
+from shopkit.messaging import Consumer
+
+CONSUMER = "analytics-projection"
 
 
-async def apply(session: AsyncSession, deliveries: Sequence[Delivery], settings: Settings) -> int:
-    return await project(session, deliveries, timezone=settings.timezone)
+def projection_consumer(settings: Settings) -> Consumer:
+    """The projection's consumer group. Its answers may lag a little, so it lingers after a
+    poll that was not full: under load one transaction then applies many events."""
+    consumer = Consumer(
+        CONSUMER, linger_ms=settings.batch_linger_ms, max_records=settings.batch_max_records
+    )
 
+    @consumer.handles(*PROJECTED)
+    async def count_sales(tx: Transaction, batch: list[tuple[ProjectedEvent, Envelope]]) -> None:
+        await project(tx, batch, timezone=settings.timezone)
 
-consumer = BatchConsumer(CONSUMER, handles=HANDLED, apply=apply)
+    return consumer

@@ -3,7 +3,7 @@
 from fastapi import FastAPI
 
 from analytics.api import router
-from analytics.handlers import consumer
+from analytics.handlers import projection_consumer
 from analytics.settings import Settings
 from shopkit.app import create_app
 from shopkit.clock import Clock, system_clock
@@ -15,6 +15,6 @@ def build_app(settings: Settings | None = None, *, clock: Clock = system_clock) 
         settings,
         title="Shop analytics",
         routers=[router],
-        consumers=[consumer],
+        consumers=[projection_consumer(settings)],
         clock=clock,
     )

@@ -1,10 +1,11 @@
 """Rebuild the projection from the Kafka topics: `python -m analytics.rebuild [--truncate]`.
 
 Reads order.events and catalog.events from the beginning up to their end offsets at start,
-with no consumer group (nothing is committed, the live group is untouched), and applies them
-with the same function the live consumer uses. Run it against a fresh, migrated database, or
-pass --truncate to empty this service's tables first (stop the service while it runs).
-Afterwards the live consumer may redeliver some of the same events: the inbox skips them.
+with no consumer group (nothing is committed, the live group is untouched), and hands each
+fetch to the live consumer's own poll handling (inbox, projection, dead letters). Run it
+against a fresh, migrated database, or pass --truncate to empty this service's tables first
+(stop the service while it runs). Afterwards the live consumer may redeliver some of the same
+events: the inbox skips them.
 """
 
 import argparse
@@ -15,13 +16,11 @@ from dataclasses import asdict, dataclass
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from sqlalchemy import delete, func, select, text
 
-from analytics.handlers import consumer
-from analytics.models import Product, SaleOrder
-from analytics.projection import INBOX
+from analytics.handlers import CONSUMER, projection_consumer
 from analytics.settings import Settings
 from shopkit.db import Database
+from shopkit.messaging import Delivery
 
 PROJECTION_TABLES = "products, sale_orders, product_daily_sales, category_daily_sales, daily_sales"
 
@@ -43,29 +42,34 @@ async def rebuild(settings: Settings, *, truncate: bool = False) -> Rebuilt:
     db = Database(settings.database_url, pool_size=2)
     try:
         await _prepare(db, truncate=truncate)
-        records, applied = await _replay(db, settings)
-        async with db.sessions() as session:
-            orders = await session.scalar(select(func.count()).select_from(SaleOrder))
-            products = await session.scalar(select(func.count()).select_from(Product))
-        return Rebuilt(records=records, applied=applied, orders=orders or 0, products=products or 0)
+        records = await _replay(db, settings)
+        async with db.autocommit() as conn:
+            applied = await conn.fetchval(
+                "SELECT count(*) FROM inbox WHERE consumer = $1 AND outcome = 'processed'",
+                CONSUMER,
+            )
+            orders = await conn.fetchval("SELECT count(*) FROM sale_orders")
+            products = await conn.fetchval("SELECT count(*) FROM products")
+        return Rebuilt(records=records, applied=applied, orders=orders, products=products)
     finally:
         await db.dispose()
 
 
 async def _prepare(db: Database, *, truncate: bool) -> None:
-    async with db.transaction() as session:
+    async with db.transaction() as tx:
         if truncate:
-            await session.execute(text(f"TRUNCATE {PROJECTION_TABLES}"))
-            await session.execute(delete(INBOX).where(INBOX.c.consumer == consumer.name))
+            await tx.execute(f"TRUNCATE {PROJECTION_TABLES}")
+            # What the projection applied is forgotten with it, so the replay applies it again.
+            await tx.execute("DELETE FROM inbox WHERE consumer = $1", CONSUMER)
             return
-        seen = await session.scalar(
-            select(func.count()).select_from(INBOX).where(INBOX.c.consumer == consumer.name)
-        )
+        seen = await tx.fetchval("SELECT count(*) FROM inbox WHERE consumer = $1", CONSUMER)
         if seen:
             raise NotEmpty(f"the database already projected {seen} events; use --truncate")
 
 
-async def _replay(db: Database, settings: Settings) -> tuple[int, int]:
+async def _replay(db: Database, settings: Settings) -> int:
+    """How many records were read."""
+    consumer = projection_consumer(settings)
     kafka = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
         group_id=None,
@@ -80,21 +84,21 @@ async def _replay(db: Database, settings: Settings) -> tuple[int, int]:
         await kafka.seek_to_beginning(*partitions)
         end = await kafka.end_offsets(partitions)
         remaining = {tp for tp in partitions if await kafka.position(tp) < end[tp]}
-        records = applied = 0
+        records = 0
         while remaining:
             fetched = await kafka.getmany(
                 *remaining, timeout_ms=1000, max_records=settings.batch_max_records
             )
             batch = [
-                (r.topic.removeprefix(settings.kafka_namespace), r.value)
+                Delivery.of(r, namespace=settings.kafka_namespace)
                 for tp, found in fetched.items()
                 for r in found
                 if r.offset < end[tp]
             ]
             records += len(batch)
-            applied += await consumer.process(batch, db=db, settings=settings)
+            await consumer.process_poll(batch, db=db, settings=settings)
             remaining = {tp for tp in remaining if await kafka.position(tp) < end[tp]}
-        return records, applied
+        return records
     finally:
         await kafka.stop()
 

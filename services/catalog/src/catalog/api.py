@@ -41,7 +41,7 @@ Search = Annotated[
 @router.get("/categories", response_model=list[CategoryOut])
 async def categories(db: Db) -> list[CategoryOut]:
     """The fixed list of categories."""
-    return [CategoryOut(code=c.code, name=c.name) for c in await service.list_categories(db)]
+    return [CategoryOut(code=code, name=name) for code, name in await service.list_categories(db)]
 
 
 @router.get(

@@ -69,7 +69,7 @@ class Product(Base):
 
 
 class Stock(Base):
-    """available + reserved + sold units of one product; `version` serves optimistic locking."""
+    """available + reserved + sold units of one product; `version` counts its changes."""
 
     __tablename__ = "stock"
 

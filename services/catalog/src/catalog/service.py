@@ -1,22 +1,16 @@
-"""Product use cases: create, restock, read and list. Stock commands of the saga are in stock.py."""
+"""Product use cases: create, restock, read and list. The saga's stock commands are in `stock`."""
 
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVarTuple
-
-from sqlalchemy import Select, and_, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from typing import Any
 
 from catalog.domain import SORTS, SoldOut, Sort, escape_like
-from catalog.models import Category, Product, Stock
 from contracts.catalog import ProductChanged, ProductCreated
 from shopkit.db import Database
 from shopkit.errors import Problem
-from shopkit.outbox import add_message
+from shopkit.outbox import publish
 from shopkit.pagination import decode_cursor, encode_cursor
-
-Ts = TypeVarTuple("Ts")
 
 # Keeps available + a restock inside the INTEGER column, with room to spare.
 MAX_STOCK = 2_000_000_000
@@ -48,10 +42,11 @@ class ProductFilter:
     sold_out: SoldOut = "include"
 
 
-async def list_categories(db: Database) -> list[Category]:
-    """The fixed categories, in display order."""
-    async with db.sessions() as session:
-        return list((await session.execute(select(Category).order_by(Category.position))).scalars())
+async def list_categories(db: Database) -> list[tuple[str, str]]:
+    """The fixed categories as (code, name), in display order."""
+    async with db.autocommit() as conn:
+        rows = await conn.fetch("SELECT code, name FROM categories ORDER BY position")
+    return [(row["code"], row["name"]) for row in rows]
 
 
 async def create_product(
@@ -65,77 +60,73 @@ async def create_product(
     now: datetime,
 ) -> ProductView:
     """Add a product with its initial stock and announce it."""
-    product = Product(
-        id=str(uuid.uuid4()),
-        name=name,
-        category=category,
-        price=price,
-        description=description,
-        created_at=now,
-        updated_at=now,
-    )
-    async with db.transaction() as session:
-        session.add(product)
-        await session.flush()
-        session.add(Stock(product_id=product.id, available=stock, reserved=0, sold=0, version=0))
-        await add_message(
-            session,
-            ProductCreated(
-                product_id=product.id, name=name, category=category, price=price, created_at=now
-            ),
+    product_id = str(uuid.uuid4())
+    async with db.transaction() as tx:
+        await tx.execute(
+            "WITH product AS (INSERT INTO products"
+            " (id, name, category, price, description, created_at, updated_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING id)"
+            " INSERT INTO stock (product_id, available, reserved, sold, version)"
+            " SELECT id, $7, 0, 0, 0 FROM product",
+            product_id,
+            name,
+            category,
+            price,
+            description,
+            now,
+            stock,
         )
-    return _view(product, stock, detail=True)
+        created = ProductCreated(
+            product_id=product_id, name=name, category=category, price=price, created_at=now
+        )
+        await publish(tx, created)
+    return ProductView(product_id, name, category, price, stock, now, description)
 
 
 async def restock(db: Database, *, product_id: str, quantity: int, now: datetime) -> ProductView:
     """Add units to what buyers can order; 404 PRODUCT_NOT_FOUND for an unknown product."""
     _require_storable(product_id)
-    async with db.transaction() as session:
-        available = (
-            await session.execute(
-                update(Stock)
-                .where(Stock.product_id == product_id, Stock.available <= MAX_STOCK - quantity)
-                .values(available=Stock.available + quantity, version=Stock.version + 1)
-                .returning(Stock.available)
-            )
-        ).scalar_one_or_none()
-        product = await session.get(Product, product_id)
-        if product is None:
+    async with db.transaction() as tx:
+        available = await tx.fetchval(
+            "UPDATE stock SET available = available + $2, version = version + 1"
+            " WHERE product_id = $1 AND available <= $3::integer - $2 RETURNING available",
+            product_id,
+            quantity,
+            MAX_STOCK,
+        )
+        row = await tx.fetchrow(
+            f"UPDATE products p SET updated_at = $2 WHERE p.id = $1 RETURNING {_PRODUCT}",
+            product_id,
+            now,
+        )
+        if row is None:
             raise Problem(404, "PRODUCT_NOT_FOUND", f"no product {product_id}")
         if available is None:
             raise Problem(409, "STOCK_LIMIT_EXCEEDED", f"stock cannot exceed {MAX_STOCK}")
-        product.updated_at = now
-        await _announce_change(session, product, available)
-    return _view(product, available, detail=True)
-
-
-async def _announce_change(session: AsyncSession, product: Product, available: int) -> None:
-    await add_message(
-        session,
-        ProductChanged(
+        product = _view(row, available)
+        changed = ProductChanged(
             product_id=product.id,
             name=product.name,
             category=product.category,
             price=product.price,
             stock=available,
-        ),
-    )
+        )
+        await publish(tx, changed)
+    return product
 
 
 async def get_product(db: Database, *, product_id: str) -> ProductView:
     """One product with its description; 404 PRODUCT_NOT_FOUND when unknown."""
     _require_storable(product_id)
-    async with db.sessions() as session:
-        row = (
-            await session.execute(
-                select(Product, Stock.available)
-                .join(Stock, Stock.product_id == Product.id)
-                .where(Product.id == product_id)
-            )
-        ).one_or_none()
+    async with db.autocommit() as conn:
+        row = await conn.fetchrow(
+            f"SELECT {_PRODUCT}, s.available FROM products p"
+            " JOIN stock s ON s.product_id = p.id WHERE p.id = $1",
+            product_id,
+        )
     if row is None:
         raise Problem(404, "PRODUCT_NOT_FOUND", f"no product {product_id}")
-    return _view(row[0], row[1], detail=True)
+    return _view(row, row["available"])
 
 
 async def list_products(
@@ -143,68 +134,63 @@ async def list_products(
 ) -> tuple[list[ProductView], str | None]:
     """A page of products matching `filters` in `sort` order, ties broken by id ascending."""
     key = SORTS[sort]
-    column = getattr(Product, key.column)
-    query = _filtered(
-        select(
-            Product.id,
-            Product.name,
-            Product.category,
-            Product.price,
-            Product.created_at,
-            Stock.available,
-        ).join(Stock, Stock.product_id == Product.id),
-        filters,
-    )
+    column = f"p.{key.column}"
+    where, params = _conditions(filters)
     after = _decode(cursor, sort)
     if after is not None:
         value, last_id = after
+        params += [value, last_id]
+        v, last = f"${len(params) - 1}", f"${len(params)}"
         # The redundant `<=`/`>=` bound lets the planner turn the keyset into an index range.
-        if key.descending:
-            query = query.where(
-                column <= value, or_(column < value, and_(column == value, Product.id > last_id))
-            )
-        else:
-            query = query.where(
-                column >= value, or_(column > value, and_(column == value, Product.id > last_id))
-            )
-    order = column.desc() if key.descending else column.asc()
-    query = query.order_by(order, Product.id.asc()).limit(limit + 1)
-    async with db.sessions() as session:
-        rows = (await session.execute(query)).all()
-    items = [
-        ProductView(
-            id=r.id,
-            name=r.name,
-            category=r.category,
-            price=r.price,
-            stock=r.available,
-            created_at=r.created_at,
+        bound, beyond = ("<=", "<") if key.descending else (">=", ">")
+        where.append(
+            f"{column} {bound} {v} AND ({column} {beyond} {v} OR ({column} = {v} AND p.id > {last}))"
         )
+    params.append(limit + 1)
+    query = (
+        "SELECT p.id, p.name, p.category, p.price, p.created_at, s.available"
+        " FROM products p JOIN stock s ON s.product_id = p.id"
+        + (f" WHERE {' AND '.join(where)}" if where else "")
+        + f" ORDER BY {column} {'DESC' if key.descending else 'ASC'}, p.id ASC"
+        + f" LIMIT ${len(params)}"
+    )
+    async with db.autocommit() as conn:
+        rows = await conn.fetch(query, *params)
+    items = [
+        ProductView(r["id"], r["name"], r["category"], r["price"], r["available"], r["created_at"])
         for r in rows[:limit]
     ]
     next_cursor = None
     if len(rows) > limit:
-        last = items[-1]
-        value = getattr(last, key.column)
-        encoded = value.isoformat() if isinstance(value, datetime) else value
-        next_cursor = encode_cursor([sort, encoded, last.id])
+        last_item = items[-1]
+        last_value = getattr(last_item, key.column)
+        encoded = last_value.isoformat() if isinstance(last_value, datetime) else last_value
+        next_cursor = encode_cursor([sort, encoded, last_item.id])
     return items, next_cursor
 
 
-def _filtered(query: Select[*Ts], filters: ProductFilter) -> Select[*Ts]:
+def _conditions(filters: ProductFilter) -> tuple[list[str], list[Any]]:
+    """The WHERE conditions of `filters` and their parameters, numbered from $1."""
+    where: list[str] = []
+    params: list[Any] = []
+
+    def holds(condition: str, value: Any) -> None:
+        params.append(value)
+        where.append(condition.format(f"${len(params)}"))
+
     if filters.category is not None:
-        query = query.where(Product.category == filters.category)
+        holds("p.category = {}", filters.category)
     if filters.q:
-        query = query.where(Product.name.ilike(f"%{escape_like(filters.q)}%", escape="\\"))
+        holds("p.name ILIKE {} ESCAPE '\\'", f"%{escape_like(filters.q)}%")
     if filters.min_price is not None:
-        query = query.where(Product.price >= filters.min_price)
+        holds("p.price >= {}", filters.min_price)
     if filters.max_price is not None:
-        query = query.where(Product.price <= filters.max_price)
+        holds("p.price <= {}", filters.max_price)
     if filters.sold_out == "exclude":
-        query = query.where(Stock.available > 0)
+        where.append("s.available > 0")
     elif filters.sold_out == "only":
-        query = query.where(Stock.available == 0)
-    return query
+        where.append("s.available = 0")
+    return where, params
 
 
 def _decode(cursor: str | None, sort: Sort) -> tuple[Any, str] | None:
@@ -237,13 +223,16 @@ def _require_storable(product_id: str) -> None:
         raise Problem(404, "PRODUCT_NOT_FOUND", "no such product")
 
 
-def _view(product: Product, available: int, *, detail: bool) -> ProductView:
+_PRODUCT = "p.id, p.name, p.category, p.price, p.description, p.created_at"
+
+
+def _view(row: Any, available: int) -> ProductView:
     return ProductView(
-        id=product.id,
-        name=product.name,
-        category=product.category,
-        price=product.price,
+        id=row["id"],
+        name=row["name"],
+        category=row["category"],
+        price=row["price"],
         stock=available,
-        created_at=product.created_at,
-        description=product.description if detail else "",
+        created_at=row["created_at"],
+        description=row["description"],
     )

@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 
 from coupon import service
 from coupon.issue_queue import IssueQueue
@@ -15,7 +15,7 @@ from coupon.schemas import (
     UserCouponOut,
     user_coupon_out,
 )
-from shopkit.app import ClockDep, Db
+from shopkit.app import ClockDep, Db, from_state
 from shopkit.auth import AdminPrincipal, CurrentPrincipal
 from shopkit.openapi import define, problems
 from shopkit.pagination import Cursor, Limit, Page
@@ -53,11 +53,7 @@ define(
 )
 
 
-async def get_issue_queue(request: Request) -> IssueQueue:
-    return request.app.state.issue_queue
-
-
-IssueQueueDep = Annotated[IssueQueue, Depends(get_issue_queue)]
+IssueQueueDep = Annotated[IssueQueue, Depends(from_state("issue_queue"))]
 
 
 @router.post(

@@ -3,18 +3,18 @@
 import json
 from typing import Annotated, Any
 
-import asyncpg
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import Response
 
 from order import service
 from order.schemas import HistoryOut, ModifyOrderIn, OrderOut, PlaceOrderIn
-from order.service import OrderRow
 from order.settings import Settings
-from order.waiting import Seen, Waited, Waiters
+from order.views import Progress, json_response, order_out, order_response
+from order.waiting import Waiters, WaitOutcome
 from shopkit import tracing
-from shopkit.app import ClockDep, Db
+from shopkit.app import ClockDep, Db, from_state
 from shopkit.auth import CurrentPrincipal
+from shopkit.db import Transaction
 from shopkit.errors import Problem
 from shopkit.idempotency import run_idempotent
 from shopkit.limits import Limiter
@@ -22,6 +22,7 @@ from shopkit.openapi import Responses, define, problems
 from shopkit.pagination import Cursor, Limit, Page
 
 router = APIRouter(prefix="/api", tags=["orders"])
+_UNCHANGED = "the order was left unchanged"
 define(
     "order",
     (404, "ORDER_NOT_FOUND", "No order with this id.", "no order 5d41402a"),
@@ -29,29 +30,19 @@ define(
     (409, "ORDER_NOT_MODIFIABLE", "Only a PAID order can be modified.", "order is CANCELLED"),
     (409, "ORDER_NOT_PARKED", "The order's saga is not parked.", "the order is not parked"),
     # A modify waited for (?wait=true) that could not be done: the order is left unchanged.
-    (
-        409,
-        "OUT_OF_STOCK",
-        "Modify: not enough stock for the new lines.",
-        "the order was left unchanged",
-    ),
+    (409, "OUT_OF_STOCK", "Modify: not enough stock for the new lines.", _UNCHANGED),
     (
         409,
         "PRODUCT_NOT_FOUND",
         "Modify: a new line names a product that does not exist.",
-        "the order was left unchanged",
+        _UNCHANGED,
     ),
-    (
-        409,
-        "INSUFFICIENT_BALANCE",
-        "Modify: the wallet cannot pay the extra amount.",
-        "the order was left unchanged",
-    ),
+    (409, "INSUFFICIENT_BALANCE", "Modify: the wallet cannot pay the extra amount.", _UNCHANGED),
     (
         409,
         "COUPON_NOT_USABLE",
         "Modify: the new subtotal is below the coupon's minimum.",
-        "the order was left unchanged",
+        _UNCHANGED,
     ),
 )
 _ORDER_OUT: dict[str, Any] = {"model": OrderOut}
@@ -70,50 +61,21 @@ _REQUESTED: Responses = {
 _MINE = ("FORBIDDEN", "ORDER_NOT_FOUND")
 
 
-async def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
-
-
-async def get_waiters(request: Request) -> Waiters:
-    return request.app.state.waiters
-
-
-async def get_placing(request: Request) -> service.Placing:
-    return request.app.state.placing
-
-
-async def get_limits(request: Request) -> Limiter:
-    return request.app.state.limits
-
-
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-WaitersDep = Annotated[Waiters, Depends(get_waiters)]
-PlacingDep = Annotated[service.Placing, Depends(get_placing)]
-LimitsDep = Annotated[Limiter, Depends(get_limits)]
+SettingsDep = Annotated[Settings, Depends(from_state("settings"))]
+WaitersDep = Annotated[Waiters, Depends(from_state("waiters"))]
+PlacementDep = Annotated[service.OrderPlacement, Depends(from_state("placement"))]
+LimitsDep = Annotated[Limiter, Depends(from_state("limits"))]
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 Wait = Annotated[bool, Query(description="wait up to 10 s for the final state")]
 
 
-def _reply(row: OrderRow, status_code: int) -> Response:
-    return _json(service.order_out(row), status_code)
-
-
-def _waited(waited: Waited) -> Response:
+def _waited(waited: WaitOutcome) -> Response:
     """200 with the order once the wait's condition held, 202 with it as it is if not."""
-    return Response(
-        waited.order_json(),
-        status_code=200 if waited.done else 202,
-        media_type="application/json",
-    )
+    return json_response(waited.order_json(), 200 if waited.done else 202)
 
 
-def _json(order: OrderOut, status_code: int) -> Response:
-    # Serialized by pydantic straight to bytes (JSONResponse would go through a dict and json).
-    return Response(order.model_dump_json(), status_code=status_code, media_type="application/json")
-
-
-def _settled(row: Seen) -> bool:
-    return row.status != "PENDING"
+def _settled(progress: Progress) -> bool:
+    return progress.status != "PENDING"
 
 
 @router.post(
@@ -137,7 +99,7 @@ async def place(
     clock: ClockDep,
     settings: SettingsDep,
     waiters: WaitersDep,
-    placing: PlacingDep,
+    placement: PlacementDep,
     limits: LimitsDep,
     wait: Wait = False,
     idempotency_key: IdempotencyKey = None,
@@ -150,26 +112,27 @@ async def place(
     items = [(i.product_id, i.quantity) for i in body.items]
     if idempotency_key is None:
         # Saved with the orders of concurrent requests, in one statement and one commit.
-        row, saga = await placing.place(
+        row, saga = await placement.place(
             user_id=body.user_id, items=items, coupon_id=body.coupon_id, now=clock()
         )
         if not wait:
-            return _json(service.order_out(row, saga), 202)
+            return order_response(row, 202, saga)
         order_id, placed_now = row.id, True
     else:
         placed_now = False  # stays False when the answer is a replay of an earlier request
 
-        async def work(conn: asyncpg.Connection) -> OrderOut:
+        async def work(tx: Transaction) -> OrderOut:
             nonlocal placed_now
             placed_now = True
-            return await service.place_order(
-                conn,
+            row = await service.place_order(
+                tx,
                 settings=settings,
                 user_id=body.user_id,
                 items=items,
                 coupon_id=body.coupon_id,
                 now=clock(),
             )
+            return order_out(row)
 
         answer = await run_idempotent(
             db,
@@ -178,7 +141,6 @@ async def place(
             request=body,
             status_code=202,
             work=work,
-            transaction=db.raw_transaction,  # the stored answer commits with the order
         )
         if not wait or answer.status_code != 202:
             return answer
@@ -195,7 +157,7 @@ async def read(order_id: str, db: Db, principal: CurrentPrincipal) -> OrderOut:
     row = await service.get_order(
         db, order_id=order_id, user_id=principal.user_id, is_admin=principal.is_admin
     )
-    return service.order_out(row)
+    return order_out(row)
 
 
 @router.get(
@@ -204,14 +166,13 @@ async def read(order_id: str, db: Db, principal: CurrentPrincipal) -> OrderOut:
 async def order_history(order_id: str, db: Db, principal: CurrentPrincipal) -> list[HistoryOut]:
     """Every state change and compensation of the order, oldest first; each entry names the
     order's trace (`trace_id`) when one was recorded."""
-    order = await service.get_order(
+    order, entries = await service.order_history(
         db, order_id=order_id, user_id=principal.user_id, is_admin=principal.is_admin
     )
-    rows = await service.history(db, order_id=order_id)
     trace_id = tracing.trace_id_of(order.traceparent)
     return [
-        HistoryOut(status=r.status, event=r.event, detail=r.detail, at=r.at, trace_id=trace_id)
-        for r in rows
+        HistoryOut(status=h.status, event=h.event, detail=h.detail, at=h.at, trace_id=trace_id)
+        for h in entries
     ]
 
 
@@ -226,7 +187,7 @@ async def user_orders(
     """The user's orders, newest first."""
     principal.require_self_or_admin(user_id)
     rows, next_cursor = await service.list_orders(db, user_id=user_id, limit=limit, cursor=cursor)
-    return Page[OrderOut](items=[service.order_out(r) for r in rows], next_cursor=next_cursor)
+    return Page[OrderOut](items=[order_out(r) for r in rows], next_cursor=next_cursor)
 
 
 @router.post(
@@ -254,7 +215,7 @@ async def cancel(
         now=clock(),
     )
     if not wait:
-        return _reply(row, 202)
+        return order_response(row, 202)
     waited = await waiters.wait(
         db, order_id, until=lambda r: r.status == "CANCELLED", timeout=settings.wait_seconds
     )
@@ -298,7 +259,7 @@ async def modify(
         now=clock(),
     )
     if not wait:
-        return _reply(row, 202)
+        return order_response(row, 202)
     waited = await waiters.wait(
         db,
         order_id,
@@ -307,8 +268,7 @@ async def modify(
         read=True,  # the modify's outcome is in the saga
     )
     assert waited.row is not None
-    row = waited.row
-    outcome = service.load(row).modify_outcome
-    if waited.done and service.load(row).modify_seq == seq and outcome not in (None, "APPLIED"):
-        raise Problem(409, outcome, "the order was left unchanged")
-    return _reply(row, 200 if waited.done else 202)
+    refusal = service.modify_refusal(waited.row, seq) if waited.done else None
+    if refusal is not None:
+        raise Problem(409, refusal, _UNCHANGED)
+    return order_response(waited.row, 200 if waited.done else 202)

@@ -1,31 +1,12 @@
-"""Pure order rules: lines, totals, coupon discounts, the lines a modify adds or gives back."""
+"""Pure order rules: lines, totals, the lines a modify adds or gives back, refund splitting.
+
+Discounts are the coupon service's rule: the order takes them from its replies."""
 
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Literal
 
 Status = Literal["PENDING", "PAID", "FAILED", "CANCELLED"]
-
-FAILURE_CODES = (
-    "OUT_OF_STOCK",
-    "PRODUCT_NOT_FOUND",
-    "INSUFFICIENT_BALANCE",
-    "COUPON_NOT_USABLE",
-    "PAYMENT_DECLINED",
-    "PAYMENT_TIMEOUT",
-)
-
-# What a client may see an order become; the saga's internal steps stay behind PENDING.
-ALLOWED_STATUS_CHANGES: dict[Status, tuple[Status, ...]] = {
-    "PENDING": ("PAID", "FAILED"),
-    "PAID": ("CANCELLED",),
-    "FAILED": (),
-    "CANCELLED": (),
-}
-
-
-def can_change(current: Status, new: Status) -> bool:
-    return current == new or new in ALLOWED_STATUS_CHANGES[current]
 
 
 @dataclass(frozen=True)
@@ -41,16 +22,6 @@ class Line:
     @property
     def amount(self) -> int:
         return self.quantity * self.unit_price
-
-
-@dataclass(frozen=True)
-class CouponTerms:
-    """The terms a reserved coupon carries, so a modify can recompute the discount."""
-
-    user_coupon_id: str
-    discount_type: Literal["FIXED", "PERCENT"]
-    discount_value: int
-    min_order_amount: int
 
 
 @dataclass(frozen=True)
@@ -70,19 +41,6 @@ def subtotal(lines: Iterable[Line]) -> int:
     return sum(line.amount for line in lines)
 
 
-def discount(terms: CouponTerms | None, subtotal_: int) -> int:
-    """FIXED takes min(value, subtotal); PERCENT takes floor(subtotal * value / 100)."""
-    if terms is None:
-        return 0
-    if terms.discount_type == "FIXED":
-        return min(terms.discount_value, subtotal_)
-    return subtotal_ * terms.discount_value // 100
-
-
-def coupon_usable(terms: CouponTerms | None, subtotal_: int) -> bool:
-    return terms is None or subtotal_ >= terms.min_order_amount
-
-
 @dataclass(frozen=True)
 class ModifyPlan:
     """What replacing an order's lines takes from and gives back to the shelf."""
@@ -90,6 +48,7 @@ class ModifyPlan:
     lines: tuple[Line, ...]  # the requested lines; prices filled once known
     more: tuple[Line, ...]  # units to reserve (new products, or higher quantities)
     fewer: tuple[Line, ...]  # units to return (dropped products, or lower quantities)
+    discount: int = 0  # what the order's coupon takes off the new lines, as the coupon service said
 
 
 def plan_modify(current: Iterable[Line], requested: Iterable[tuple[str, int]]) -> ModifyPlan:

@@ -13,10 +13,13 @@ from order import ops, service
 from order.api import router
 from order.handlers import make_consumer
 from order.parking import saga_metrics
-from order.provider import merchant_headers, payment_worker
+from order.payments import payment_worker
+from order.provider import merchant_headers
 from order.reconcile import reconciler
 from order.settings import Settings
-from order.waiting import Waiters, listen
+from order.store.sagas import CHANGED_CHANNEL, PROVIDER_WORK_CHANNEL
+from order.waiting import Waiters
+from shopkit import notifications
 from shopkit.app import create_app
 from shopkit.clock import Clock, system_clock
 from shopkit.limits import Limiter
@@ -53,16 +56,29 @@ async def deadline_scanner(app: FastAPI) -> None:
         await asyncio.sleep(settings.scan_interval_seconds)
 
 
+async def listen(app: FastAPI) -> None:
+    """Background job: the process's one LISTEN connection. Saga changes go to the `?wait`
+    requests; new provider work (and a reconnect, which may have missed some) to the payment
+    worker."""
+    work: asyncio.Event = app.state.provider_work
+    await notifications.listen(
+        app.state.settings.database_url,
+        {CHANGED_CHANNEL: app.state.waiters.changed, PROVIDER_WORK_CHANNEL: lambda _: work.set()},
+        on_connect=work.set,
+    )
+
+
 def build_app(settings: Settings | None = None, *, clock: Clock = system_clock) -> FastAPI:
     settings = settings or Settings()
 
     async def prepare(app: FastAPI) -> None:
         merchant_headers(settings)  # no usable merchant key, no start
         app.state.waiters = Waiters(settings.max_waiters)
+        app.state.provider_work = asyncio.Event()  # the payment worker's wake-up
         app.state.limits = Limiter(
             {"order": settings.limit_orders_per_user}, enabled=settings.rate_limits, clock=clock
         )
-        app.state.placing = service.Placing(app.state.db, settings)
+        app.state.placement = service.OrderPlacement(app.state.db, settings)
 
     return create_app(
         settings,

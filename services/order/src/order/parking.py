@@ -13,7 +13,7 @@ import asyncpg
 from fastapi import FastAPI
 
 from shopkit import tracing
-from shopkit.db import Database
+from shopkit.db import Database, Transaction
 from shopkit.errors import Problem
 from shopkit.pagination import decode_cursor, encode_cursor
 
@@ -25,9 +25,9 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:_MAX_ERROR]
 
 
-async def mark_parked(conn: asyncpg.Connection, parked: dict[str, tuple[str, datetime]]) -> None:
+async def mark_parked(tx: Transaction, parked: dict[str, tuple[str, datetime]]) -> None:
     """Park sagas that said so themselves (their history is saved with their transition)."""
-    await conn.execute(
+    await tx.execute(
         "UPDATE orders o SET parked_at = p.at, last_error = p.error, deadline = NULL"
         " FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS p(id, error, at)"
         " WHERE o.id = p.id",
@@ -91,8 +91,8 @@ async def list_parked(
 async def retry_parked(db: Database, *, order_id: str, by: str, now: datetime) -> None:
     """Unpark an order and resume its step: the next deadline scan sends its commands again,
     or the payment worker's next claim takes it; 404 ORDER_NOT_FOUND, 409 ORDER_NOT_PARKED."""
-    async with db.raw_transaction() as conn:
-        retried = await conn.fetchval(
+    async with db.transaction() as tx:
+        retried = await tx.fetchval(
             "WITH retried AS (UPDATE orders SET parked_at = NULL, last_error = NULL,"
             " deadline = $2, attempts = 0 WHERE id = $1 AND parked_at IS NOT NULL"
             " RETURNING id, status, step)"
@@ -103,7 +103,7 @@ async def retry_parked(db: Database, *, order_id: str, by: str, now: datetime) -
             f"by {by}",
         )
         if retried is None:
-            exists = await conn.fetchval("SELECT 1 FROM orders WHERE id = $1", order_id)
+            exists = await tx.fetchval("SELECT 1 FROM orders WHERE id = $1", order_id)
             if exists is None:
                 raise Problem(404, "ORDER_NOT_FOUND", f"no order {order_id}")
             raise Problem(409, "ORDER_NOT_PARKED", "the order is not parked")

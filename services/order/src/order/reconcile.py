@@ -49,9 +49,9 @@ async def checked(
 ) -> None:
     """Record one look-up: the late payments it cancelled in the order's history, and the next
     look-up (none after the last one)."""
-    async with db.raw_transaction() as conn:
+    async with db.transaction() as tx:
         if cancelled:
-            await conn.execute(
+            await tx.execute(
                 "INSERT INTO order_history (order_id, status, step, event, detail, at)"
                 " SELECT id, status, step, 'LatePaymentCancelled', $2, $3 FROM orders"
                 " WHERE id = $1",
@@ -60,10 +60,10 @@ async def checked(
                 now,
             )
         if checks >= settings.reconcile_checks:
-            await conn.execute("DELETE FROM payment_checks WHERE order_id = $1", order_id)
+            await tx.execute("DELETE FROM payment_checks WHERE order_id = $1", order_id)
         else:
             later = settings.reconcile_delay_seconds * 2**checks
-            await conn.execute(
+            await tx.execute(
                 "UPDATE payment_checks SET due_at = $2 WHERE order_id = $1",
                 order_id,
                 now + timedelta(seconds=later),

@@ -1,8 +1,8 @@
-"""Waking up: `?wait=true` requests and the payment worker learn of saga changes by LISTEN.
+"""`?wait=true` requests: each waits for its order to reach a condition, woken by LISTEN.
 
 Every transaction that moves a saga NOTIFYs at commit with the order's new status and operation,
-and once nothing is in flight, the order itself as JSON; one listening connection per process
-hands that to the requests waiting on that order. A request whose condition now holds answers
+and once nothing is in flight, the order itself as JSON (`views.changed_payload`); the process's
+LISTEN connection hands that to `Waiters.changed`. A request whose condition now holds answers
 with the order from the notification, or reads it again when the notification did not carry it
 (or the request needs the whole saga). A slow poll backs it up, so a lost notification only
 costs time. At most `limit` requests wait in one process: beyond that a request answers at once
@@ -13,31 +13,16 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import NamedTuple
-
-from fastapi import FastAPI
 
 from order import service
-from order.service import OrderRow
-from shopkit import notifications
+from order.store.rows import OrderRow
+from order.views import Progress, order_out, read_changed
 from shopkit.db import Database
 
 # A waiter re-reads its order this often even without a notification (LISTEN reconnecting).
 FALLBACK_SECONDS = 2.0
 
-
-class Seen(NamedTuple):
-    """What a waiter's condition looks at: the order's status and the operation in flight."""
-
-    status: str
-    operation: str | None
-
-    @classmethod
-    def of(cls, row: OrderRow) -> "Seen":
-        return cls(row.status, row.operation)
-
-
-Until = Callable[[Seen], bool]
+Until = Callable[[Progress], bool]
 
 
 @dataclass(eq=False)
@@ -48,7 +33,7 @@ class _Waiter:
 
 
 @dataclass(frozen=True)
-class Waited:
+class WaitOutcome:
     """How a wait ended: `done` when the condition held; the order either as `body` (its JSON,
     from the notification) or as `row` (read from the database)."""
 
@@ -60,7 +45,7 @@ class Waited:
         if self.body is not None:
             return self.body
         assert self.row is not None
-        return service.order_out(self.row).model_dump_json()
+        return order_out(self.row).model_dump_json()
 
 
 class Waiters:
@@ -68,7 +53,6 @@ class Waiters:
         self._waiting: dict[str, set[_Waiter]] = defaultdict(set)
         self._limit = limit
         self._count = 0
-        self.worker = asyncio.Event()
 
     @property
     def waiting(self) -> int:
@@ -76,17 +60,14 @@ class Waiters:
         return self._count
 
     def changed(self, payload: str) -> None:
-        """A NOTIFY from `service.changed_payload`: wake the waiters whose condition now holds."""
-        order_id, _, rest = payload.partition(" ")
-        waiting = self._waiting.get(order_id)
+        """A saga change's NOTIFY: wake the waiters whose condition now holds."""
+        waiting = self._waiting.get(payload.partition(" ")[0])
         if not waiting:
             return
-        status, _, rest = rest.partition(" ")
-        operation, _, body = rest.partition(" ")
-        seen = Seen(status, None if operation in ("", "-") else operation)
+        _, progress, body = read_changed(payload)
         for waiter in waiting:
-            if waiter.until(seen):
-                waiter.body = body or None
+            if waiter.until(progress):
+                waiter.body = body
                 waiter.event.set()
 
     async def wait(
@@ -98,7 +79,7 @@ class Waiters:
         timeout: float,
         unmet: bool = False,
         read: bool = False,
-    ) -> Waited:
+    ) -> WaitOutcome:
         """The order once `until` holds (done), or as it is when `timeout` runs out.
 
         `unmet`: the caller has just seen `until` not hold (it placed the order a moment ago),
@@ -108,7 +89,7 @@ class Waiters:
         if self._count >= self._limit:
             row = await service.read_order(db, order_id=order_id)
             assert row is not None
-            return Waited(done=until(Seen.of(row)), row=row)
+            return WaitOutcome(done=until(Progress.of(row)), row=row)
         waiter = _Waiter(until)
         self._waiting[order_id].add(waiter)
         self._count += 1
@@ -119,15 +100,15 @@ class Waiters:
                 await _woken(waiter, min(timeout, FALLBACK_SECONDS))
             while True:
                 if waiter.body is not None and not read:
-                    return Waited(done=True, body=waiter.body)
+                    return WaitOutcome(done=True, body=waiter.body)
                 waiter.event.clear()
                 row = await service.read_order(db, order_id=order_id)
                 assert row is not None
-                if until(Seen.of(row)):
-                    return Waited(done=True, row=row)
+                if until(Progress.of(row)):
+                    return WaitOutcome(done=True, row=row)
                 left = deadline - loop.time()
                 if left <= 0:
-                    return Waited(done=False, row=row)
+                    return WaitOutcome(done=False, row=row)
                 await _woken(waiter, min(left, FALLBACK_SECONDS))
         finally:
             self._count -= 1
@@ -142,17 +123,3 @@ async def _woken(waiter: _Waiter, timeout: float) -> None:
         await asyncio.wait_for(waiter.event.wait(), timeout=timeout)
     except TimeoutError:
         pass
-
-
-async def listen(app: FastAPI) -> None:
-    """Background job: one LISTEN connection feeding the process's waiters."""
-    waiters: Waiters = app.state.waiters
-    await notifications.listen(
-        app.state.settings.database_url,
-        {service.CHANGED_CHANNEL: waiters.changed, service.WORKER_CHANNEL: _wake(waiters.worker)},
-        on_connect=waiters.worker.set,  # anything missed while not listening
-    )
-
-
-def _wake(event: asyncio.Event) -> Callable[[str], None]:
-    return lambda _: event.set()

@@ -13,16 +13,16 @@ from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.security import APIKeyHeader
 
 from payment_mock import service
+from payment_mock.domain import Random
 from payment_mock.models import Payment, ProviderBehavior
 from payment_mock.schemas import BehaviorIn, BehaviorOut, PaymentIn, PaymentOut
 from payment_mock.settings import Settings
-from shopkit.app import ClockDep, Db
+from shopkit.app import ClockDep, Db, from_state
 from shopkit.auth import AdminPrincipal, Credentials, admin_bearer, bearer, principal_of
 from shopkit.errors import VALIDATION_CODES, Problem
 from shopkit.openapi import define, problems
 from shopkit.pagination import Cursor, Limit, Page
 
-VALIDATION_CODES["amount"] = "INVALID_AMOUNT"
 for _field in ("decline_rate", "timeout_rate", "latency_ms"):
     VALIDATION_CODES[_field] = "INVALID_BEHAVIOR"
 
@@ -50,30 +50,12 @@ define(
     ),
     (
         422,
-        "INVALID_AMOUNT",
-        "`amount` is not a positive integer in range (a wallet charge takes 1..10,000,000 KRW).",
-        "body.amount: Input should be greater than 0",
-    ),
-    (
-        422,
         "INVALID_BEHAVIOR",
         "Rates are 0..1 and latency_ms is bounded.",
         "body.decline_rate: Input should be less than or equal to 1",
     ),
 )
 _MERCHANT_ONLY = ("FORBIDDEN",)  # a shop token, even an admin's, is refused
-
-
-async def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
-
-
-async def get_random(request: Request) -> service.Random:
-    return request.app.state.random
-
-
-async def get_payments(request: Request) -> service.Payments:
-    return request.app.state.payments
 
 
 # The merchant API's credential: the key the provider gave the shop, sent in its own header.
@@ -119,9 +101,9 @@ async def merchant_or_admin(
 
 Merchant = Annotated[None, Depends(merchant_only)]
 MerchantOrAdmin = Annotated[None, Depends(merchant_or_admin)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-RandomDep = Annotated[service.Random, Depends(get_random)]
-PaymentsDep = Annotated[service.Payments, Depends(get_payments)]
+SettingsDep = Annotated[Settings, Depends(from_state("settings"))]
+RandomDep = Annotated[Random, Depends(from_state("random"))]
+PaymentsDep = Annotated[service.Payments, Depends(from_state("payments"))]
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 
 

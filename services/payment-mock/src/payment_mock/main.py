@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from payment_mock import service
 from payment_mock.api import router
-from payment_mock.service import Random
+from payment_mock.domain import Random
 from payment_mock.settings import Settings
 from shopkit.app import create_app
 from shopkit.clock import Clock, system_clock

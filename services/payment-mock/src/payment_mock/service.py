@@ -1,46 +1,19 @@
-"""Payment provider use cases, and the pure rules of how a simulated gateway misbehaves."""
+"""Payment provider use cases: charges recorded once per key, look-ups, cancels, the behavior."""
 
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import asyncpg
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
 
+from payment_mock.domain import APPROVED, DECLINED, Random, answer_delay, draw, status_after_cancel
 from payment_mock.models import Payment, ProviderBehavior
 from shopkit.db import Database
 from shopkit.errors import Problem
 from shopkit.grouping import GroupCommit
 from shopkit.pagination import decode_cursor, encode_cursor
 
-APPROVED, DECLINED, CANCELLED = "APPROVED", "DECLINED", "CANCELLED"
 BEHAVIOR_ID = 1
-
-# Returns a float in [0, 1), like random.Random.random; injectable so tests are deterministic.
-Random = Callable[[], float]
-
-
-@dataclass(frozen=True)
-class Draw:
-    declined: bool
-    times_out: bool
-
-
-def draw(*, decline_rate: float, timeout_rate: float, random: Random) -> Draw:
-    """Two independent draws; since random() < 1, a rate of 1 always hits and 0 never does."""
-    return Draw(declined=random() < decline_rate, times_out=random() < timeout_rate)
-
-
-def answer_delay(*, latency_ms: int, times_out: bool, hang_seconds: float) -> float:
-    """Seconds to wait before answering a POST /api/payments that has been recorded."""
-    return latency_ms / 1000 + (hang_seconds if times_out else 0.0)
-
-
-def status_after_cancel(status: str) -> str | None:
-    """APPROVED and CANCELLED payments end CANCELLED; None when it cannot be cancelled."""
-    return CANCELLED if status in (APPROVED, CANCELLED) else None
 
 
 @dataclass(frozen=True)
@@ -54,30 +27,42 @@ class Charge:
 
 async def get_behavior(db: Database) -> ProviderBehavior:
     """The provider's current behavior (the defaults if the row is missing)."""
-    async with db.sessions() as session:
-        found = await session.get(ProviderBehavior, BEHAVIOR_ID)
-    return found or ProviderBehavior(
-        id=BEHAVIOR_ID, decline_rate=0.0, timeout_rate=0.0, latency_ms=0, updated_at=None
-    )
+    async with db.autocommit() as conn:
+        found = await conn.fetchrow(
+            "SELECT id, decline_rate, timeout_rate, latency_ms, updated_at FROM provider_behavior"
+            " WHERE id = $1",
+            BEHAVIOR_ID,
+        )
+    if found is None:
+        return ProviderBehavior(
+            id=BEHAVIOR_ID, decline_rate=0.0, timeout_rate=0.0, latency_ms=0, updated_at=None
+        )
+    return ProviderBehavior(**found)
 
 
 async def set_behavior(
     db: Database, *, decline_rate: float, timeout_rate: float, latency_ms: int, now: datetime
 ) -> ProviderBehavior:
     """Replace the behavior every replica uses from the next request on."""
-    values = {
-        "decline_rate": decline_rate,
-        "timeout_rate": timeout_rate,
-        "latency_ms": latency_ms,
-        "updated_at": now,
-    }
-    async with db.transaction() as session:
-        await session.execute(
-            insert(ProviderBehavior)
-            .values(id=BEHAVIOR_ID, **values)
-            .on_conflict_do_update(index_elements=[ProviderBehavior.id], set_=values)
+    behavior = ProviderBehavior(
+        id=BEHAVIOR_ID,
+        decline_rate=decline_rate,
+        timeout_rate=timeout_rate,
+        latency_ms=latency_ms,
+        updated_at=now,
+    )
+    async with db.autocommit() as conn:
+        await conn.execute(
+            "INSERT INTO provider_behavior (id, decline_rate, timeout_rate, latency_ms, updated_at)"
+            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET"
+            " decline_rate = $2, timeout_rate = $3, latency_ms = $4, updated_at = $5",
+            BEHAVIOR_ID,
+            decline_rate,
+            timeout_rate,
+            latency_ms,
+            now,
         )
-    return ProviderBehavior(id=BEHAVIOR_ID, **values)
+    return behavior
 
 
 @dataclass
@@ -104,7 +89,7 @@ class Payments:
     once and every payment inserted in one statement, whose `ON CONFLICT DO NOTHING` on the key
     alone decides (atomically) which call records it; replays then read theirs. Each statement
     stands alone (autocommit): a transaction around them would only add BEGIN and COMMIT.
-    Under no load a group is one payment, two statements as before."""
+    Under no load a group is one payment: two statements."""
 
     def __init__(self, db: Database) -> None:
         self._group: GroupCommit[ChargeRequest] = GroupCommit("payments", db.autocommit, _record)
@@ -175,8 +160,7 @@ async def _record(conn: asyncpg.Connection, requests: list[ChargeRequest]) -> No
     found = {
         row["idempotency_key"]: Payment(**row)
         for row in await conn.fetch(
-            "SELECT id, idempotency_key, order_id, amount, status, created_at, cancelled_at"
-            " FROM payments WHERE idempotency_key = ANY($1::text[])",
+            f"SELECT {_PAYMENT} FROM payments WHERE idempotency_key = ANY($1::text[])",
             [r.key for r in replays],
         )
     }
@@ -191,25 +175,27 @@ async def _record(conn: asyncpg.Connection, requests: list[ChargeRequest]) -> No
         r.charge = replace(r.charge, payment=payment, created=payment.id == r.payment_id)
 
 
+_PAYMENT = "seq, id, idempotency_key, order_id, amount, status, created_at, cancelled_at"
+
+
 async def get_payment(db: Database, *, payment_id: str) -> Payment:
     """One payment; 404 PAYMENT_NOT_FOUND."""
-    async with db.sessions() as session:
-        payment = (
-            await session.execute(select(Payment).where(Payment.id == payment_id))
-        ).scalar_one_or_none()
-    if payment is None:
-        raise Problem(404, "PAYMENT_NOT_FOUND", f"no payment {payment_id}")
-    return payment
+    async with db.autocommit() as conn:
+        found = await conn.fetchrow(f"SELECT {_PAYMENT} FROM payments WHERE id = $1", payment_id)
+    if found is None:
+        raise _not_found(payment_id)
+    return Payment(**found)
 
 
 async def cancel_payment(db: Database, *, payment_id: str, now: datetime) -> Payment:
     """Cancel an approved payment; cancelling again changes nothing; a declined one -> 409."""
-    async with db.transaction() as session:
-        payment = (
-            await session.execute(select(Payment).where(Payment.id == payment_id).with_for_update())
-        ).scalar_one_or_none()
-        if payment is None:
-            raise Problem(404, "PAYMENT_NOT_FOUND", f"no payment {payment_id}")
+    async with db.transaction() as tx:
+        found = await tx.fetchrow(
+            f"SELECT {_PAYMENT} FROM payments WHERE id = $1 FOR UPDATE", payment_id
+        )
+        if found is None:
+            raise _not_found(payment_id)
+        payment = Payment(**found)
         status = status_after_cancel(payment.status)
         if status is None:
             raise Problem(
@@ -217,6 +203,12 @@ async def cancel_payment(db: Database, *, payment_id: str, now: datetime) -> Pay
             )
         if payment.status != status:
             payment.status, payment.cancelled_at = status, now
+            await tx.execute(
+                "UPDATE payments SET status = $2, cancelled_at = $3 WHERE id = $1",
+                payment_id,
+                status,
+                now,
+            )
     return payment
 
 
@@ -225,16 +217,22 @@ async def list_payments(
 ) -> tuple[list[Payment], str | None]:
     """A page of payments (of one order, if given), newest first."""
     after = decode_cursor(cursor, size=1)
-    query = select(Payment)
+    if after is not None and not isinstance(after[0], int):
+        raise Problem(422, "INVALID_CURSOR", "cursor is not valid")
+    query, arguments = f"SELECT {_PAYMENT} FROM payments WHERE TRUE", list[object]()
     if order_id is not None:
-        query = query.where(Payment.order_id == order_id)
+        arguments.append(order_id)
+        query += f" AND order_id = ${len(arguments)}"
     if after is not None:
-        if not isinstance(after[0], int):
-            raise Problem(422, "INVALID_CURSOR", "cursor is not valid")
-        query = query.where(Payment.seq < after[0])
-    async with db.sessions() as session:
-        rows = list(
-            (await session.execute(query.order_by(Payment.seq.desc()).limit(limit + 1))).scalars()
-        )
-    next_cursor = encode_cursor([rows[limit - 1].seq]) if len(rows) > limit else None
-    return rows[:limit], next_cursor
+        arguments.append(after[0])
+        query += f" AND seq < ${len(arguments)}"
+    arguments.append(limit + 1)
+    async with db.autocommit() as conn:
+        rows = await conn.fetch(f"{query} ORDER BY seq DESC LIMIT ${len(arguments)}", *arguments)
+    payments = [Payment(**row) for row in rows]
+    next_cursor = encode_cursor([payments[limit - 1].seq]) if len(payments) > limit else None
+    return payments[:limit], next_cursor
+
+
+def _not_found(payment_id: str) -> Problem:
+    return Problem(404, "PAYMENT_NOT_FOUND", f"no payment {payment_id}")

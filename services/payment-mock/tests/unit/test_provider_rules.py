@@ -1,7 +1,7 @@
 import itertools
 from collections.abc import Callable
 
-from payment_mock.service import answer_delay, draw, status_after_cancel
+from payment_mock.domain import answer_delay, draw, status_after_cancel
 
 
 def sequence(*values: float) -> Callable[[], float]:

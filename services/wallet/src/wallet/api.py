@@ -3,17 +3,17 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from shopkit.app import ClockDep, Db
+from shopkit.app import ClockDep, Db, from_state
 from shopkit.auth import CurrentPrincipal
 from shopkit.clock import Clock
-from shopkit.errors import VALIDATION_CODES, Problem
+from shopkit.db import Transaction
+from shopkit.errors import Problem
 from shopkit.idempotency import run_idempotent
 from shopkit.limits import Limiter, client_address
 from shopkit.openapi import define, problems
 from shopkit.pagination import Cursor, Limit, Page
-from wallet import service
+from wallet import balances, users
 from wallet.passwords import Passwords
 from wallet.schemas import (
     BalanceOut,
@@ -28,7 +28,6 @@ from wallet.schemas import (
 from wallet.settings import Settings
 from wallet.tokens import issue_token
 
-VALIDATION_CODES["amount"] = "INVALID_AMOUNT"
 define(
     "wallet",
     (409, "EMAIL_TAKEN", "A user with this email exists.", "a user with this email already exists"),
@@ -39,27 +38,9 @@ define(
         "email or password is wrong",
     ),
     (404, "USER_NOT_FOUND", "No user with this id; nothing was done.", "no user 8f14e45f"),
-    (
-        422,
-        "INVALID_AMOUNT",
-        "`amount` is not a positive integer in range (a wallet charge takes 1..10,000,000 KRW).",
-        "body.amount: Input should be greater than 0",
-    ),
 )
 
 router = APIRouter(prefix="/api", tags=["wallet"])
-
-
-async def get_passwords(request: Request) -> Passwords:
-    return request.app.state.passwords
-
-
-async def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
-
-
-async def get_limits(request: Request) -> Limiter:
-    return request.app.state.limits
 
 
 def limiter(settings: Settings, clock: Clock) -> Limiter:
@@ -80,9 +61,9 @@ def address_of(request: Request) -> str:
     return client_address(request.headers, request.client.host if request.client else None)
 
 
-PasswordsDep = Annotated[Passwords, Depends(get_passwords)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-LimitsDep = Annotated[Limiter, Depends(get_limits)]
+PasswordsDep = Annotated[Passwords, Depends(from_state("passwords"))]
+SettingsDep = Annotated[Settings, Depends(from_state("settings"))]
+LimitsDep = Annotated[Limiter, Depends(from_state("limits"))]
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 
 
@@ -97,7 +78,7 @@ async def register(
 ) -> UserOut:
     """Sign up; 409 EMAIL_TAKEN; 429 RATE_LIMITED past the registrations per client address."""
     limits.take("register-address", address_of(request))
-    user = await service.register_user(
+    user = await users.register_user(
         db,
         passwords=passwords,
         name=body.name,
@@ -130,7 +111,7 @@ async def login(
     # refused after the rule's count instead of all passing the check at once.
     limits.fail("login-account", body.email)
     try:
-        user = await service.authenticate(
+        user = await users.authenticate(
             db, passwords=passwords, email=body.email, password=body.password
         )
     except Problem as problem:
@@ -150,7 +131,7 @@ async def login(
 async def balance(user_id: str, db: Db, principal: CurrentPrincipal) -> BalanceOut:
     """The user's current balance in KRW."""
     principal.require_self_or_admin(user_id)
-    found = await service.get_balance(db, user_id=user_id)
+    found = await balances.get_balance(db, user_id=user_id)
     return BalanceOut(user_id=found.user_id, balance=found.balance)
 
 
@@ -179,14 +160,19 @@ async def charge(
     principal.require_self_or_admin(user_id)
     limits.take("charge", user_id)
 
-    async def work(session: AsyncSession) -> ChargeOut:
-        done = await service.charge(session, user_id=user_id, amount=body.amount, now=clock())
+    async def work(tx: Transaction) -> ChargeOut:
+        done = await balances.charge(tx, user_id=user_id, amount=body.amount, now=clock())
         return ChargeOut(
             user_id=user_id, balance=done.balance, transaction_id=done.transaction_id or ""
         )
 
     return await run_idempotent(
-        db, scope=f"charge:{user_id}", key=idempotency_key, request=body, status_code=200, work=work
+        db,
+        scope=f"charge:{user_id}",
+        key=idempotency_key,
+        request=body,
+        status_code=200,
+        work=work,
     )
 
 
@@ -200,7 +186,7 @@ async def transactions(
 ) -> Page[TransactionOut]:
     """The user's ledger, newest first; the balance is the sum of these amounts."""
     principal.require_self_or_admin(user_id)
-    rows, next_cursor = await service.list_transactions(
+    rows, next_cursor = await balances.list_transactions(
         db, user_id=user_id, limit=limit, cursor=cursor
     )
     items = [TransactionOut.model_validate(r, from_attributes=True) for r in rows]

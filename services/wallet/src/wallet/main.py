@@ -12,7 +12,7 @@ from contracts.wallet import (
 from shopkit.app import create_app
 from shopkit.clock import Clock, system_clock
 from shopkit.keys import MIN_PASSWORD_LENGTH, check_secret
-from wallet import service, tokens
+from wallet import tokens, users
 from wallet.api import limiter, router
 from wallet.handlers import consumer
 from wallet.passwords import Passwords
@@ -34,7 +34,7 @@ def build_app(settings: Settings | None = None, *, clock: Clock = system_clock) 
             queue=settings.hash_queue,
         )
         if settings.admin_password is not None:
-            await service.ensure_admin(
+            await users.ensure_admin(
                 app.state.db,
                 passwords=app.state.passwords,
                 email=settings.admin_email,

@@ -2,7 +2,7 @@
 
 import pytest
 
-from shopkit.stack import SERVICES, ports_env, replica_ports, replicas_of
+from shopdev.stack import SERVICES, ports_env, replica_ports, replicas_of
 
 ORDER = next(s for s in SERVICES if s.name == "order")
 PAYMENT = next(s for s in SERVICES if s.name == "payment-mock")
