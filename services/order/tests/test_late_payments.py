@@ -71,9 +71,6 @@ async def test_a_full_coupon_pays_the_order_without_wallet_or_provider(
             order_id=oid,
             operation_id=f"{oid}:place:coupon",
             user_coupon_id="c-full",
-            discount_type="PERCENT",
-            discount_value=100,
-            min_order_amount=0,
             discount=20_000,
         )
     )

@@ -9,14 +9,14 @@ PENDING), so a flood of `?wait=true` cannot pile up.
 """
 
 import asyncio
-from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from fastapi import FastAPI
 
 from coupon.issue_queue import IssueQueue, UserCouponDetail
 from coupon.models import USER_COUPON, UserCoupon
 from shopkit import notifications
+from shopkit.waiters import Waiter, Waiters
 
 SETTLED_CHANNEL = "coupon_settled"
 NOTIFY_SETTLED = f"SELECT pg_notify('{SETTLED_CHANNEL}', $1)"
@@ -30,35 +30,19 @@ def settled_payload(coupon_id: str, first: int | None, last: int | None) -> str:
 
 
 @dataclass(eq=False)
-class _Waiter:
+class _Waiter(Waiter):
     position: int | None
-    event: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-class Settlements:
-    """The requests of this process waiting for their place in a line to settle."""
-
-    def __init__(self, limit: int) -> None:
-        self._waiting: dict[str, set[_Waiter]] = defaultdict(set)
-        self._limit = limit
-        self._count = 0
-
-    @property
-    def waiting(self) -> int:
-        """How many requests are waiting now."""
-        return self._count
+class Settlements(Waiters[_Waiter]):
+    """The requests of this process waiting for their place in a coupon's queue to settle."""
 
     def settled(self, payload: str) -> None:
         """A NOTIFY from settling: wake the waiters whose place is in the settled span."""
         coupon_id, _, span = payload.partition(" ")
         first, _, last = span.partition(" ")
-        for waiter in self._waiting.get(coupon_id, ()):
+        for waiter in self.on(coupon_id):
             if waiter.position is None or not last or int(first) <= waiter.position <= int(last):
-                waiter.event.set()
-
-    def wake_all(self) -> None:
-        for waiting in self._waiting.values():
-            for waiter in waiting:
                 waiter.event.set()
 
     async def wait(
@@ -66,15 +50,11 @@ class Settlements:
     ) -> UserCouponDetail:
         """The place once it left PENDING, or as it is after `timeout` seconds (or at once when
         `limit` requests wait already)."""
-        if self._count >= self._limit:
+        if self.full:
             return held
-        coupon_id = held.row.coupon_id
-        waiter = _Waiter(held.row.position)
-        self._waiting[coupon_id].add(waiter)
-        self._count += 1
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        try:
+        with self.registered(held.row.coupon_id, _Waiter(held.row.position)) as waiter:
             while True:
                 waiter.event.clear()
                 async with queue.db.autocommit() as conn:
@@ -84,15 +64,7 @@ class Settlements:
                 left = deadline - loop.time()
                 if row.status != "PENDING" or left <= 0:
                     return UserCouponDetail(row=row, definition=held.definition)
-                try:
-                    await asyncio.wait_for(waiter.event.wait(), min(left, FALLBACK_SECONDS))
-                except TimeoutError:
-                    pass
-        finally:
-            self._count -= 1
-            self._waiting[coupon_id].discard(waiter)
-            if not self._waiting[coupon_id]:
-                del self._waiting[coupon_id]
+                await waiter.woken(min(left, FALLBACK_SECONDS))
 
 
 async def listen(app: FastAPI) -> None:

@@ -10,14 +10,15 @@ with the order as it is (202 while PENDING), so a flood of `?wait=true` cannot p
 """
 
 import asyncio
-from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from order import service
 from order.store.rows import OrderRow
 from order.views import Progress, order_out, read_changed
+from shopkit import waiters
 from shopkit.db import Database
+from shopkit.waiters import Waiter
 
 # A waiter re-reads its order this often even without a notification (LISTEN reconnecting).
 FALLBACK_SECONDS = 2.0
@@ -26,9 +27,8 @@ Until = Callable[[Progress], bool]
 
 
 @dataclass(eq=False)
-class _Waiter:
+class _Waiter(Waiter):
     until: Until
-    event: asyncio.Event = field(default_factory=asyncio.Event)
     body: str | None = None  # the order as JSON, from a notification that met `until`
 
 
@@ -48,20 +48,12 @@ class WaitOutcome:
         return order_out(self.row).model_dump_json()
 
 
-class Waiters:
-    def __init__(self, limit: int) -> None:
-        self._waiting: dict[str, set[_Waiter]] = defaultdict(set)
-        self._limit = limit
-        self._count = 0
-
-    @property
-    def waiting(self) -> int:
-        """How many requests are waiting now."""
-        return self._count
+class Waiters(waiters.Waiters[_Waiter]):
+    """The `?wait=true` requests of this process, by order."""
 
     def changed(self, payload: str) -> None:
         """A saga change's NOTIFY: wake the waiters whose condition now holds."""
-        waiting = self._waiting.get(payload.partition(" ")[0])
+        waiting = self.on(payload.partition(" ")[0])
         if not waiting:
             return
         _, progress, body = read_changed(payload)
@@ -86,18 +78,15 @@ class Waiters:
         so the order is not read before the first notification. `read`: the caller needs the
         row (the whole saga), not only the order's JSON, so it is always read. When `limit`
         requests wait already, the order is read once and returned as it is."""
-        if self._count >= self._limit:
+        if self.full:
             row = await service.read_order(db, order_id=order_id)
             assert row is not None
             return WaitOutcome(done=until(Progress.of(row)), row=row)
-        waiter = _Waiter(until)
-        self._waiting[order_id].add(waiter)
-        self._count += 1
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        try:
+        with self.registered(order_id, _Waiter(until)) as waiter:
             if unmet:
-                await _woken(waiter, min(timeout, FALLBACK_SECONDS))
+                await waiter.woken(min(timeout, FALLBACK_SECONDS))
             while True:
                 if waiter.body is not None and not read:
                     return WaitOutcome(done=True, body=waiter.body)
@@ -109,17 +98,4 @@ class Waiters:
                 left = deadline - loop.time()
                 if left <= 0:
                     return WaitOutcome(done=False, row=row)
-                await _woken(waiter, min(left, FALLBACK_SECONDS))
-        finally:
-            self._count -= 1
-            self._waiting[order_id].discard(waiter)
-            if not self._waiting[order_id]:
-                del self._waiting[order_id]
-
-
-async def _woken(waiter: _Waiter, timeout: float) -> None:
-    """Until the waiter is notified, or `timeout` seconds."""
-    try:
-        await asyncio.wait_for(waiter.event.wait(), timeout=timeout)
-    except TimeoutError:
-        pass
+                await waiter.woken(min(left, FALLBACK_SECONDS))

@@ -2,7 +2,6 @@
 
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
 
 from pydantic import TypeAdapter
 
@@ -66,13 +65,9 @@ def refunded(op: str, amount: int) -> WalletRefunded:
 
 
 def coupon_reserved(discount: int) -> CouponReserved:
-    # Only the fields the saga reads: the coupon's terms are the coupon service's own.
-    fields: dict[str, Any] = {
-        "order_id": OID,
-        "operation_id": f"{OID}:place:coupon",
-        "user_coupon_id": "c1",
-    }
-    return CouponReserved.model_construct(**fields, discount=discount)
+    return CouponReserved(
+        order_id=OID, operation_id=f"{OID}:place:coupon", user_coupon_id="c1", discount=discount
+    )
 
 
 def run(saga: Saga, *events: Event) -> tuple[Saga, list[Transition]]:
