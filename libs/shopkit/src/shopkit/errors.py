@@ -141,6 +141,7 @@ def install_error_handlers(app: FastAPI) -> None:
 _DEPENDENCY_ERRORS: tuple[type[Exception], ...] = (
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
+    asyncpg.InternalClientError,  # a pooled connection whose backend ended while it sat idle
     OSError,  # refused, reset, timed out (TimeoutError is one)
     KafkaError,
     StillUnavailable,

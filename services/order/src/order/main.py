@@ -5,10 +5,8 @@ import logging
 
 from fastapi import FastAPI
 
-from contracts.catalog import CommitStock, ReleaseStock, ReserveStock, ReturnStock
-from contracts.coupon import ReleaseCoupon, ReserveCoupon
+from contracts.catalog import CommitStock
 from contracts.order import OrderCancelled, OrderFailed, OrderModified, OrderPaid
-from contracts.wallet import DebitWallet, RefundWallet
 from order import ops, service
 from order.api import router
 from order.handlers import make_consumer
@@ -16,6 +14,7 @@ from order.parking import saga_metrics
 from order.payments import payment_worker
 from order.provider import merchant_headers
 from order.reconcile import reconciler
+from order.saga import COMMANDS
 from order.settings import Settings
 from order.store.sagas import CHANGED_CHANNEL, PROVIDER_WORK_CHANNEL
 from order.waiting import Waiters
@@ -26,15 +25,10 @@ from shopkit.limits import Limiter
 
 log = logging.getLogger("order.main")
 
+# The steps' commands come from the saga's table; CommitStock is sent one-way (no step waits).
 PUBLISHES = (
-    ReserveStock,
-    ReleaseStock,
+    *COMMANDS,
     CommitStock,
-    ReturnStock,
-    ReserveCoupon,
-    ReleaseCoupon,
-    DebitWallet,
-    RefundWallet,
     OrderPaid,
     OrderFailed,
     OrderCancelled,

@@ -28,9 +28,18 @@ from order.saga.events import (
     Reply,
 )
 from order.saga.state import ENDED, Effects, Saga, StepName, Transition
-from order.saga.table import PROVIDER_STEPS, REPLIES, START, TABLE, TRANSITIONS, deadline_of
+from order.saga.table import (
+    COMMANDS,
+    PROVIDER_STEPS,
+    REPLIES,
+    START,
+    TABLE,
+    TRANSITIONS,
+    deadline_of,
+)
 
 __all__ = [
+    "COMMANDS",
     "PROVIDER_STEPS",
     "REPLIES",
     "TABLE",

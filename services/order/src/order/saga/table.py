@@ -226,6 +226,10 @@ PROVIDER_STEPS: tuple[StepName, ...] = tuple(
 REPLIES: tuple[type, ...] = tuple(
     dict.fromkeys(row.event for step in TABLE.values() for row in step.on if row.reply)
 )
+# The commands the steps send: what the service publishes besides its own events.
+COMMANDS: tuple[type, ...] = tuple(
+    dict.fromkeys(step.sends.command for step in TABLE.values() if step.sends is not None)
+)
 # Every (step, event, next step) the table allows, in table order: for docs and diagrams.
 TRANSITIONS: tuple[tuple[StepName, str, StepName], ...] = tuple(
     (name, row.event.__name__, to)
