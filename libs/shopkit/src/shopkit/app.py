@@ -83,13 +83,11 @@ def create_app(
     on_startup: Sequence[Hook] = (),
     background: Sequence[Hook] = (),
     clock: Clock = system_clock,
-    middleware: Sequence[Callable[[ASGIApp], ASGIApp]] = (),
 ) -> FastAPI:
     """A FastAPI app whose lifespan starts the database, the Kafka consumers and the relay.
 
     `publishes` names the message types the service writes to its outbox; with the consumers it
-    makes the service's AsyncAPI document (shopkit.asyncapi). `middleware` (a service's own,
-    innermost first) runs inside the HTTP metrics, so what it answers itself is counted too.
+    makes the service's AsyncAPI document (shopkit.asyncapi).
     """
 
     @asynccontextmanager
@@ -149,8 +147,6 @@ def create_app(
     app.state.publishes = tuple(publishes)
     app.state.metrics = metrics = Metrics(query_timeout_s=settings.metrics_query_timeout_s)
     app.add_middleware(CorrelationMiddleware)
-    for each in middleware:
-        app.add_middleware(each)
     app.add_middleware(HttpMetrics, metrics=metrics)
     install_error_handlers(app)
     openapi.install(app)  # schemes and problem responses as clients get them

@@ -6,8 +6,6 @@ from typing import Protocol
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-# A middleware that answers before routing names its route here.
-ROUTE = "shop.route"
 UNMATCHED = "unmatched"
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 
@@ -41,6 +39,6 @@ class HttpMetrics:
             await self.app(scope, receive, send_status)
         finally:
             route = scope.get("route")
-            template = getattr(route, "path_format", None) or scope.get(ROUTE) or UNMATCHED
+            template = getattr(route, "path_format", None) or UNMATCHED
             method = scope["method"] if scope["method"] in _METHODS else "OTHER"
             self.metrics.observe(method, template, status, time.perf_counter() - started)

@@ -32,10 +32,10 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
-from shopkit.http_metrics import ROUTE, HttpMetrics
+from shopkit.http_metrics import HttpMetrics
 from shopkit.subscription import Subscription
 
-__all__ = ["ROUTE", "HttpMetrics", "Metrics", "metrics_router"]
+__all__ = ["HttpMetrics", "Metrics", "metrics_router"]
 
 log = logging.getLogger("shopkit.metrics")
 

@@ -2,11 +2,9 @@
 
 import httpx
 from fastapi import APIRouter, FastAPI
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shopkit.app import create_app
 from shopkit.errors import Problem
-from shopkit.metrics import ROUTE
 from shopkit.settings import ServiceSettings
 
 router = APIRouter()
@@ -24,21 +22,6 @@ async def broken() -> None:
     raise RuntimeError("a bug")
 
 
-class FastLane:
-    """Answers /fast itself, before routing, as coupon's issue fast lane does."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == "/fast":
-            scope[ROUTE] = "/fast"
-            await send({"type": "http.response.start", "status": 202, "headers": []})
-            await send({"type": "http.response.body", "body": b""})
-            return
-        await self.app(scope, receive, send)
-
-
 def count(app: FastAPI, method: str, route: str, status: str) -> float | None:
     return app.state.metrics.registry.get_sample_value(
         "shop_http_request_duration_seconds_count",
@@ -47,21 +30,19 @@ def count(app: FastAPI, method: str, route: str, status: str) -> float | None:
 
 
 async def test_requests_are_counted_by_route_template_and_status_class() -> None:
-    app = create_app(ServiceSettings(), title="t", routers=[router], middleware=[FastLane])
+    app = create_app(ServiceSettings(), title="t", routers=[router])
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         for thing_id in ("a", "b", "c", "missing"):
             await client.get(f"/things/{thing_id}")
         await client.get("/nowhere/123")
         await client.get("/broken")
-        await client.post("/fast")
         await client.request("BREW", "/things/a")
 
     assert count(app, "GET", "/things/{thing_id}", "2xx") == 3
     assert count(app, "GET", "/things/{thing_id}", "4xx") == 1
     assert count(app, "GET", "unmatched", "4xx") == 1
     assert count(app, "GET", "/broken", "5xx") == 1
-    assert count(app, "POST", "/fast", "2xx") == 1
     assert count(app, "OTHER", "/things/{thing_id}", "4xx") == 1  # 405: methods stay bounded
     samples = app.state.metrics.registry.get_sample_value(
         "shop_http_request_duration_seconds_sum",
