@@ -26,6 +26,7 @@ from typing import Any
 
 import asyncpg
 from catalog_listing import fill_products, listings, percentile
+from local_infra import pg_admin_url
 from stock_strategies import STRATEGIES, StockContention
 
 from catalog import stock
@@ -34,15 +35,6 @@ from shopdev.stack import SERVICES, migrate
 from shopkit.db import Database
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def admin_url() -> str:
-    if url := os.environ.get("SHOP_TEST_PG_ADMIN_URL"):
-        return url
-    user = os.environ.get("SHOP_PG_USER", "postgres")
-    password = os.environ.get("SHOP_PG_PASSWORD", "postgres")
-    port = os.environ.get("SHOP_PG_PORT", "5432")
-    return f"postgresql://{user}:{password}@127.0.0.1:{port}/postgres"
 
 
 async def create_product(conn: asyncpg.Connection, available: int) -> str:
@@ -168,7 +160,7 @@ async def main() -> None:
     parser.add_argument("--requests", type=int, default=200, help="listing requests per scenario")
     args = parser.parse_args()
 
-    admin = admin_url()
+    admin = pg_admin_url()
     name = f"bench_catalog_{uuid.uuid4().hex[:8]}"
     server = await asyncpg.connect(admin)
     await server.execute(f'CREATE DATABASE "{name}"')

@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 import orjson
 from coupon_client import signer_of
-from local_infra import admin_execute, fetch_row, free_port
+from local_infra import admin_execute, fetch_row
 
-from shopdev.stack import SERVICES, migrate
+from shopdev.stack import SERVICES, free_port, migrate
 from shopkit.auth import TokenSigner
 from shopkit.kafka_admin import ensure_topics
 from shopkit.keys import generate_private_key, public_text

@@ -1,16 +1,9 @@
 """This machine's PostgreSQL and free ports, as the benchmarks that start services find them."""
 
 import os
-import socket
 from typing import Any
 
 import asyncpg
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def pg_admin_url() -> str:

@@ -31,9 +31,9 @@ from pathlib import Path
 import asyncpg
 import httpx
 from aiokafka.admin import AIOKafkaAdminClient
-from local_infra import free_port, pg_admin_url
+from local_infra import pg_admin_url
 
-from shopdev.stack import SERVICES, ServiceProcess, migrate
+from shopdev.stack import SERVICES, ServiceProcess, free_port, migrate
 from shopdev.testing import session_keys
 from shopkit import local_secrets
 from shopkit.kafka_admin import ensure_topics

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import orjson
 from coupon_client import signer_of
-from local_infra import admin_execute, fetch_row, free_port
+from local_infra import admin_execute, fetch_row
 
-from shopdev.stack import SERVICES, ServiceProcess, migrate
+from shopdev.stack import SERVICES, ServiceProcess, free_port, migrate
 from shopkit.kafka_admin import ensure_topics
 from shopkit.keys import generate_private_key, public_text
 

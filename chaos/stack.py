@@ -9,7 +9,6 @@ what the faults do on purpose.
 import asyncio
 import os
 import secrets
-import socket
 import subprocess
 import time
 import uuid
@@ -19,7 +18,7 @@ from pathlib import Path
 import asyncpg
 from aiokafka.admin import AIOKafkaAdminClient
 
-from shopdev.stack import SERVICES, ServiceProcess, ServiceSpec, migrate, ports_env
+from shopdev.stack import SERVICES, ServiceProcess, ServiceSpec, free_ports, migrate, ports_env
 from shopdev.testing import session_keys
 from shopkit import local_secrets
 from shopkit.kafka_admin import ensure_topics
@@ -36,18 +35,6 @@ DB_PREFIX = "chaos_"
 
 # Every service process any run started, so that an interrupted run still stops them all.
 STARTED: list[ServiceProcess] = []
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct free ports (each socket held open until all are picked)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 @dataclass(frozen=True)

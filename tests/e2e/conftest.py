@@ -8,7 +8,6 @@ tests of the same pytest session, so no consumer group is shared with them. Only
 import asyncio
 import os
 import secrets
-import socket
 import subprocess
 import time
 import uuid
@@ -20,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from shopdev.stack import SERVICES, ServiceProcess, ServiceSpec
+from shopdev.stack import SERVICES, ServiceProcess, ServiceSpec, free_port
 from shopdev.testing import (
     Infra,
     create_database,
@@ -32,12 +31,6 @@ from shopdev.testing import (
 from shopkit import local_secrets
 
 ADMIN_PASSWORD = secrets.token_urlsafe(18)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def package_of(spec: ServiceSpec) -> str:

@@ -5,7 +5,6 @@ Two tiny HTTP servers stand in for two catalog replicas, so this runs in seconds
 shop's services, PostgreSQL or Kafka."""
 
 import os
-import socket
 import subprocess
 import threading
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from shopdev.stack import free_ports
 from shopdev.testing import repo_root
 
 GATEWAY_SH = repo_root() / "infra" / "local" / "gateway.sh"
@@ -67,17 +67,6 @@ class Replica:
         self.server.server_close()
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
 @dataclass
 class Gateway:
     url: str
@@ -89,7 +78,7 @@ class Gateway:
 def gateway(tmp_path: Path) -> Iterator[Gateway]:
     a, b = Replica("a", dying=True), Replica("b")
     ports = [a.start(), b.start()]
-    gateway_port, *others = _free_ports(6)  # the other services: nothing listens there
+    gateway_port, *others = free_ports(6)  # the other services: nothing listens there
     env = {
         **os.environ,
         "SHOP_LOCAL_DIR": str(tmp_path),

@@ -6,7 +6,6 @@ own tracer provider, all exporting to one in-memory exporter.
 """
 
 import asyncio
-import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -30,6 +29,7 @@ from order.main import build_app as order_app
 from order.settings import Settings as OrderSettings
 from payment_mock.main import build_app as payment_app
 from payment_mock.settings import Settings as PaymentSettings
+from shopdev.stack import free_port
 from shopdev.testing import Infra, create_database, new_namespace, poll, serve, session_keys
 from shopdev.testing import unique_name as db_name
 from shopkit import tracing
@@ -46,12 +46,6 @@ def spans() -> Iterator[InMemorySpanExporter]:
     tracing.export_to(SimpleSpanProcessor(exporter))
     yield exporter
     tracing.reset()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @asynccontextmanager

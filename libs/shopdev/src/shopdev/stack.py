@@ -1,6 +1,7 @@
 """Run the shop's services as real processes: used by `make dev` and the end-to-end tests."""
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -212,3 +213,20 @@ class ServiceProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free local ports (each socket held open until all are picked)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def free_port() -> int:
+    """A free local port."""
+    return free_ports(1)[0]
